@@ -1,0 +1,72 @@
+# The two commands a reader needs are `make demo` and `make test`; both
+# create the virtual environment in .venv and install into it first.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: demo test check snippets bench audio lock clean help
+
+help:
+	@echo "make demo      the guided tour of every chapter's service"
+	@echo "make test      the test suite under coverage, then snippet checks"
+	@echo "make check     fast static checks: ruff, mypy, layers, snippets"
+	@echo "make snippets  extract the book's snippets to build/snippets/"
+	@echo "make bench     run the benchmarks, write bench/results/"
+	@echo "make audio     regenerate examples/audio/ (espeak-ng, sox, opus-tools)"
+	@echo "make lock      re-resolve dependencies into constraints.txt"
+
+$(STAMP): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+	  || { echo "Python 3.11 or newer is needed; set PYTHON=python3.x" >&2; \
+	       exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) \
+	  || { echo "Cannot create $(VENV). On Debian or Ubuntu:" \
+	            "apt-get install python3-venv" >&2; exit 1; }
+	@echo "installing into $(VENV) (log: $(VENV)/install.log)"
+	@{ $(PY) -m pip install --upgrade pip \
+	   && $(PY) -m pip install -c constraints.txt -e '.[dev]'; } \
+	  > $(VENV)/install.log 2>&1 \
+	  || { tail -n 40 $(VENV)/install.log >&2; exit 1; }
+	@touch $@
+
+demo: $(STAMP)
+	$(PY) -m examples.tour
+
+test: $(STAMP)
+	@rm -f .coverage .coverage.*
+	$(PY) -m coverage run -m pytest $(PYTEST_ARGS)
+	@$(PY) -m coverage combine --quiet
+	$(PY) -m coverage report --skip-covered
+	$(PY) -m tools.snippets check --coverage .coverage
+
+check: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m mypy .
+	$(PY) -m tools.layers
+	$(PY) -m tools.snippets check
+
+snippets: $(STAMP)
+	$(PY) -m tools.snippets extract
+
+bench: $(STAMP)
+	$(PY) -m bench
+
+audio: $(STAMP)
+	$(PY) -m examples.make_audio
+
+lock:
+	rm -rf build/lock-venv
+	$(PYTHON) -m venv build/lock-venv
+	build/lock-venv/bin/python -m pip install --quiet --upgrade pip
+	build/lock-venv/bin/python -m pip install --quiet -e '.[dev]'
+	build/lock-venv/bin/python -m pip freeze --exclude-editable \
+	  | grep -v '^ml-inference-apis-companion' > constraints.txt
+	rm -rf build/lock-venv
+
+clean:
+	rm -rf build .coverage .coverage.* .mypy_cache .ruff_cache \
+	  .pytest_cache

@@ -1,0 +1,1 @@
+"""Clients, sample audio and the guided tour that drive the services."""

@@ -1,0 +1,44 @@
+"""The guided tour behind `make demo`.
+
+Each chapter adds a stop: it starts that chapter's service, drives it
+with a client, and prints what to look at. Stops run in chapter order,
+and the tour exits non-zero if any stop fails.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+from examples.catalogue import catalogue_table
+from examples.fixtures import load_manifest
+
+Stop = tuple[str, Callable[[], None]]
+
+
+def sample_audio() -> None:
+    manifest = load_manifest()
+    print(catalogue_table(manifest))
+    seconds = sum(f.duration_s for f in manifest.fixtures)
+    print(
+        f"\n{len(manifest.fixtures)} fixtures, {seconds:.1f} s of audio,"
+        " with word times exact to the sample:"
+        " examples/audio/manifest.json"
+    )
+
+
+STOPS: list[Stop] = [
+    ("The sample audio every chapter streams", sample_audio),
+]
+
+
+def main() -> int:
+    for number, (title, stop) in enumerate(STOPS, start=1):
+        print(f"\n== {number}. {title} ==\n", flush=True)
+        stop()
+    print("\nTour complete. Run `make test` to run the test suite.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

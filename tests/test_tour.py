@@ -1,0 +1,36 @@
+"""`make demo`: the tour runs, and its catalogue reads the real files."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from examples.catalogue import catalogue_table, shorten
+from examples.fixtures import load_manifest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_catalogue_lists_every_fixture_with_measured_duration() -> None:
+    manifest = load_manifest()
+    lines = catalogue_table(manifest).splitlines()
+    assert len(lines) == 2 + len(manifest.fixtures)
+    long_row = next(line for line in lines if line.startswith("support_call"))
+    duration = manifest.get("support_call").duration_s
+    assert f"{duration:.2f}" in long_row.split()
+
+
+def test_long_text_is_shortened_and_silence_is_named() -> None:
+    assert shorten("a" * 60, width=10) == "aaaaaaa..."
+    assert shorten("") == "(no speech)"
+
+
+def test_tour_runs_as_a_program() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "examples.tour"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "quick_brown_fox_opus" in done.stdout
+    assert "Tour complete" in done.stdout

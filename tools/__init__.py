@@ -1,0 +1,1 @@
+"""Repository tooling: the snippet toolchain, the layering check."""
