@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from examples.catalogue import catalogue_table
 from examples.fixtures import load_manifest
+from examples.tour_ch04 import streaming_service
 
 Stop = tuple[str, Callable[[], None]]
 
@@ -29,6 +30,8 @@ def sample_audio() -> None:
 
 STOPS: list[Stop] = [
     ("The sample audio every chapter streams", sample_audio),
+    ("Chapter 4: streaming speech recognition over WebSocket",
+     streaming_service),
 ]
 
 

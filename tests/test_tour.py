@@ -33,4 +33,8 @@ def test_tour_runs_as_a_program() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "quick_brown_fox_opus" in done.stdout
+    for dialect in ("deepgram", "assemblyai"):
+        assert f"[{dialect:<10}] you are welcome have a nice day" in (
+            done.stdout)
+    assert "service stopped on SIGTERM (exit 0)" in done.stdout
     assert "Tour complete" in done.stdout

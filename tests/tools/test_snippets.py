@@ -379,3 +379,18 @@ def test_source_scan_skips_tests_build_and_hidden_folders(
 def test_snippet_at_top_level_belongs_to_the_root_package() -> None:
     snippet = Snippet("x", Path("setup.py"), 2, 2, ((2, "x = 1"),))
     assert snippet.package == "."
+
+
+def test_protocol_stubs_are_not_executable_lines(tmp_path: Path) -> None:
+    make_tree(tmp_path, {"pkg/proto.py": (
+        "from typing import Protocol\n\n\n"
+        "# --8<-- [start:shape]\n"
+        "class Shape(Protocol):\n"
+        "    def area(self) -> float: ...\n"
+        "# --8<-- [end:shape]\n"
+    )})
+    (tmp_path / "book").mkdir()
+    (tmp_path / "book/snippets.toml").write_text(
+        '[shape]\nchapter = 4\nsection = "x"\n')
+    data = coverage_file(tmp_path, {"pkg/proto.py": [1, 5]})
+    assert run(tmp_path, "check", "--coverage", str(data)) == 0

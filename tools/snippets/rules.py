@@ -7,6 +7,7 @@ using the coverage data of that run.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import coverage
@@ -15,6 +16,8 @@ from tools.snippets.markers import Problem, Snippet
 
 MAX_COLUMNS = 79
 MAX_LINES = 40
+# coverage's own pattern: a printed line must not opt out of the check.
+NO_COVER = re.compile(r"#\s*(pragma|PRAGMA)[:\s]?\s*(no|NO)\s*(cover|COVER)")
 
 
 def check_shape(snippet: Snippet) -> list[Problem]:
@@ -51,16 +54,17 @@ def check_executed(
         if snippet.path.suffix != ".py":
             continue
         source = str((root / snippet.path).resolve())
-        _, _, excluded, missing, _ = cov.analysis2(source)
-        region = {number for number, _ in snippet.lines}
-        for number in sorted(region.intersection(missing)):
-            problems.append(Problem(
-                snippet.path, number,
-                f"snippet {snippet.name!r}: line not executed by the tests",
-            ))
-        for number in sorted(region.intersection(excluded)):
-            problems.append(Problem(
-                snippet.path, number,
-                f"snippet {snippet.name!r}: line excluded from coverage",
-            ))
+        _, _, _, missing, _ = cov.analysis2(source)
+        for number, text in snippet.lines:
+            if number in missing:
+                problems.append(Problem(
+                    snippet.path, number,
+                    f"snippet {snippet.name!r}: line not executed by the"
+                    " tests",
+                ))
+            if NO_COVER.search(text):
+                problems.append(Problem(
+                    snippet.path, number,
+                    f"snippet {snippet.name!r}: line excluded from coverage",
+                ))
     return problems

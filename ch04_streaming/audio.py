@@ -1,0 +1,200 @@
+"""Audio fundamentals: from client bytes to the model's 16 kHz samples.
+
+Chapter 4, "Audio fundamentals for serving engineers". Clients send
+16-bit PCM, 8 kHz mu-law from telephony, or 32-bit float, at 8 to 48 kHz;
+the model wants one format. Each stream gets an `AudioDecoder` that turns
+its frames into float32 samples at 16 kHz, keeping resampler state
+across frames so chunk edges leave no artefacts, and a `Framer` that
+cuts those samples into the 10, 20 or 30 ms frames a VAD expects.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+MODEL_RATE = 16_000
+SUPPORTED_RATES = (8_000, 16_000, 24_000, 48_000)
+VAD_FRAME_MS = (10, 20, 30)
+
+
+class Encoding(StrEnum):
+    LINEAR16 = "linear16"  # signed 16-bit little-endian PCM
+    MULAW = "mulaw"  # G.711 mu-law, 8 bits a sample
+    FLOAT32 = "float32"  # IEEE float, little-endian, -1.0 to 1.0
+
+
+BYTES_PER_SAMPLE = {Encoding.LINEAR16: 2, Encoding.MULAW: 1,
+                    Encoding.FLOAT32: 4}
+
+
+class AudioFormatError(ValueError):
+    """A frame cannot be audio in the declared format."""
+
+
+def _mulaw_table() -> np.ndarray:
+    """All 256 mu-law codes decoded once, by libsndfile's G.711 codec."""
+    table, _ = sf.read(io.BytesIO(bytes(range(256))), format="RAW",
+                       subtype="ULAW", samplerate=8_000, channels=1,
+                       dtype="float32")
+    return np.asarray(table, dtype=np.float32)
+
+
+MULAW_TABLE = _mulaw_table()
+
+
+def decode_samples(payload: bytes, encoding: Encoding) -> np.ndarray:
+    """Bytes of one frame -> float32 samples in -1.0 to 1.0."""
+    width = BYTES_PER_SAMPLE[encoding]
+    if len(payload) % width:
+        raise AudioFormatError(
+            f"{encoding} frame of {len(payload)} bytes is not a whole"
+            f" number of {width}-byte samples"
+        )
+    if encoding is Encoding.LINEAR16:
+        pcm = np.frombuffer(payload, dtype="<i2")
+        return pcm.astype(np.float32) / 32768.0
+    if encoding is Encoding.MULAW:
+        codes = np.frombuffer(payload, dtype=np.uint8)
+        decoded: np.ndarray = MULAW_TABLE[codes]
+        return decoded
+    samples = np.frombuffer(payload, dtype="<f4")
+    if not np.isfinite(samples).all():
+        raise AudioFormatError("float32 frame holds NaN or infinity")
+    return samples.astype(np.float32)
+
+
+def to_pcm16(samples: np.ndarray) -> bytes:
+    clipped = np.clip(samples, -1.0, 32767 / 32768)
+    pcm: bytes = (clipped * 32768.0).astype("<i2").tobytes()
+    return pcm
+
+
+# --8<-- [start:audio_decoder]
+@dataclass
+class AudioDecoder:
+    """One stream's frames -> float32 samples at the model's 16 kHz."""
+
+    encoding: Encoding
+    sample_rate: int
+    received_samples: int = 0  # at the client's rate: billing, metadata
+    _resampler: soxr.ResampleStream | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        if self.sample_rate not in SUPPORTED_RATES:
+            raise AudioFormatError(
+                f"sample rate {self.sample_rate} Hz is not supported;"
+                f" use one of {', '.join(map(str, SUPPORTED_RATES))}"
+            )
+        if self.sample_rate != MODEL_RATE:
+            # Resampler state spans frames: a fresh one per frame would
+            # click at every frame edge.
+            self._resampler = soxr.ResampleStream(
+                self.sample_rate, MODEL_RATE, 1, dtype="float32"
+            )
+
+    def decode(self, payload: bytes) -> np.ndarray:
+        samples = decode_samples(payload, self.encoding)
+        self.received_samples += samples.size
+        if self._resampler is None:
+            return samples
+        resampled: np.ndarray = self._resampler.resample_chunk(samples)
+        return resampled
+# --8<-- [end:audio_decoder]
+
+    @property
+    def received_s(self) -> float:
+        return self.received_samples / self.sample_rate
+
+    def flush(self) -> np.ndarray:
+        """The samples the resampler still holds; it starts afresh."""
+        if self._resampler is None:
+            return np.zeros(0, dtype=np.float32)
+        tail: np.ndarray = self._resampler.resample_chunk(
+            np.zeros(0, dtype=np.float32), last=True
+        )
+        self._resampler = soxr.ResampleStream(
+            self.sample_rate, MODEL_RATE, 1, dtype="float32"
+        )
+        return tail
+
+
+@dataclass
+class Framer:
+    """Cuts a sample stream into fixed frames, keeping the remainder."""
+
+    frame_ms: int = 20
+    rate: int = MODEL_RATE
+    _pending: np.ndarray = field(
+        default_factory=lambda: np.zeros(0, dtype=np.float32), init=False
+    )
+
+    def __post_init__(self) -> None:
+        if self.frame_ms not in VAD_FRAME_MS:
+            raise ValueError(f"VAD frames are 10, 20 or 30 ms, not"
+                             f" {self.frame_ms}")
+
+    @property
+    def frame_samples(self) -> int:
+        return self.rate * self.frame_ms // 1000
+
+    def frames(self, samples: np.ndarray) -> list[np.ndarray]:
+        pending = np.concatenate([self._pending, samples])
+        size = self.frame_samples
+        whole = pending.size // size * size
+        self._pending = pending[whole:]
+        return [pending[i : i + size] for i in range(0, whole, size)]
+
+
+@dataclass(frozen=True)
+class WavFormat:
+    """What a WAV header declares, and how long the header is."""
+
+    encoding: Encoding | None  # None: a format this service cannot take
+    sample_rate: int
+    channels: int
+    header_bytes: int
+
+
+WAV_FORMAT_TAGS = {(1, 16): Encoding.LINEAR16, (7, 8): Encoding.MULAW,
+                   (3, 32): Encoding.FLOAT32}
+
+
+def sniff_container(frame: bytes) -> str | None:
+    """Name the container a first frame starts with, if any."""
+    if frame[:4] == b"RIFF" and frame[8:12] == b"WAVE":
+        return "wav"
+    if frame[:4] == b"OggS":
+        return "ogg"
+    if frame[:4] == b"fLaC":
+        return "flac"
+    return None
+
+
+def parse_wav_header(frame: bytes) -> WavFormat:
+    """The `fmt ` chunk of a WAV file's first frame, up to `data`."""
+    position = 12
+    fmt: tuple[int, int, int, int] | None = None
+    while position + 8 <= len(frame):
+        chunk_id = frame[position : position + 4]
+        size = int.from_bytes(frame[position + 4 : position + 8], "little")
+        body = frame[position + 8 : position + 8 + size]
+        if chunk_id == b"fmt " and len(body) >= 16:
+            tag, channels, rate, _, _, bits = struct.unpack(
+                "<HHIIHH", body[:16]
+            )
+            fmt = (tag, channels, rate, bits)
+        if chunk_id == b"data":
+            if fmt is None:
+                break
+            tag, channels, rate, bits = fmt
+            return WavFormat(WAV_FORMAT_TAGS.get((tag, bits)), rate,
+                             channels, position + 8)
+        position += 8 + size + (size & 1)
+    raise AudioFormatError("WAV header is incomplete or has no fmt chunk")

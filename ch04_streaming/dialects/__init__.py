@@ -1,0 +1,1 @@
+"""Wire dialects: the providers' protocols over one session core."""

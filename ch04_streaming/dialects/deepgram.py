@@ -1,0 +1,191 @@
+"""The Deepgram live-streaming dialect, at `/v1/listen`.
+
+Chapter 4, "Reference architectures: Deepgram". Binary frames carry
+audio; text frames carry `KeepAlive`, `Finalize` and `CloseStream`;
+every server message has a `type`: `Results` (interim or final, with
+`speech_final` at an endpoint), `SpeechStarted`, `UtteranceEnd` and, at
+the end, `Metadata`. The official `deepgram-sdk` accepts these messages
+from this server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import BaseModel, ValidationError
+
+from ch04_streaming.audio import Encoding
+from ch04_streaming.dialects.dialect import (
+    CloseCodes,
+    Closing,
+    Control,
+    ControlError,
+    Message,
+    RequestError,
+    StreamDefaults,
+    StreamRequest,
+    parse_bool,
+    parse_int,
+    parse_rate,
+)
+from ch04_streaming.session import (
+    SessionEvent,
+    SessionStats,
+    SpeechStartedEvent,
+    StreamOptions,
+    TranscriptEvent,
+)
+
+ENCODINGS = {"linear16": Encoding.LINEAR16, "mulaw": Encoding.MULAW}
+MODEL_INFO = {"name": "mock-streaming", "version": "2026-11-27",
+              "arch": "mock"}
+MODEL_UUID = "00000000-0000-4000-8000-00000000a5e4"
+CHANNEL = [0, 1]  # channel 0 of 1: Deepgram's [index, count]
+
+
+class ControlMessage(BaseModel):
+    type: Literal["KeepAlive", "Finalize", "CloseStream"]
+
+
+CONTROLS = {"KeepAlive": Control.KEEP_ALIVE, "Finalize": Control.FINALIZE,
+            "CloseStream": Control.CLOSE}
+
+
+# --8<-- [start:deepgram_results]
+def results_message(event: TranscriptEvent, request_id: str) -> Message:
+    words = event.hypothesis.words
+    confidence = sum(w.confidence for w in words) / len(words) if words else 0
+    message: Message = {
+        "type": "Results",
+        "channel_index": CHANNEL,
+        "start": event.start_s,
+        "duration": round(event.end_s - event.start_s, 3),
+        "is_final": event.hypothesis.is_final,
+        "speech_final": event.speech_final,
+        "channel": {"alternatives": [{
+            "transcript": event.hypothesis.transcript,
+            "confidence": round(confidence, 3),
+            "words": [
+                {"word": w.text, "start": w.start, "end": w.end,
+                 "confidence": w.confidence, "punctuated_word": w.text}
+                for w in words
+            ],
+        }]},
+        "metadata": {"request_id": request_id, "model_info": MODEL_INFO,
+                     "model_uuid": MODEL_UUID},
+    }
+    if event.from_finalize:
+        message["from_finalize"] = True
+    return message
+# --8<-- [end:deepgram_results]
+
+
+@dataclass
+class DeepgramStream:
+    request: StreamRequest
+    request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    created: str = field(
+        default_factory=lambda: datetime.now(UTC).isoformat()
+    )
+    _audio_hash: hashlib._Hash = field(default_factory=hashlib.sha256)
+
+    def opening(self) -> list[Message]:
+        return []
+
+    def on_audio(self, payload: bytes) -> None:
+        self._audio_hash.update(payload)
+
+    def encode(self, event: SessionEvent) -> list[Message]:
+        if isinstance(event, TranscriptEvent):
+            return [results_message(event, self.request_id)]
+        if isinstance(event, SpeechStartedEvent):
+            return [{"type": "SpeechStarted", "channel": CHANNEL,
+                     "timestamp": event.at_s}]
+        return [{"type": "UtteranceEnd", "channel": CHANNEL,
+                 "last_word_end": event.last_word_end}]
+
+    def closing(self, stats: SessionStats) -> list[Message]:
+        return [{
+            "type": "Metadata",
+            "transaction_key": "deprecated",
+            "request_id": self.request_id,
+            "sha256": self._audio_hash.hexdigest(),
+            "created": self.created,
+            "duration": round(stats.received_s, 3),
+            "channels": 1,
+        }]
+
+
+class Deepgram:
+    name = "deepgram"
+    path = "/v1/listen"
+    codes = CloseCodes(
+        bad_audio=Closing(1008, "DATA-0000"),
+        bad_control=Closing(1008, "DATA-0001"),
+        idle=Closing(1011, "NET-0001"),
+        slow_consumer=Closing(1008, "NET-0002"),
+        too_fast=None,
+    )
+
+    def credential(self, headers: Mapping[str, str],
+                   query: Mapping[str, str]) -> str | None:
+        """`Authorization: Token KEY`, or a browser's subprotocols."""
+        scheme, _, key = headers.get("Authorization", "").partition(" ")
+        if scheme.lower() in ("token", "bearer") and key:
+            return key.strip()
+        protocols = [p.strip() for p in
+                     headers.get("Sec-WebSocket-Protocol", "").split(",")]
+        if len(protocols) == 2 and protocols[0].lower() == "token":
+            return protocols[1]
+        return None
+
+    def parse(self, query: Mapping[str, str],
+              defaults: StreamDefaults) -> StreamRequest:
+        name = query.get("encoding", "linear16")
+        if name not in ENCODINGS:
+            raise RequestError(
+                f"encoding {name!r} is not supported; use linear16 or mulaw"
+            )
+        if parse_int(query, "channels", 1, 1, 8) != 1:
+            raise RequestError("only mono audio is supported: channels=1")
+        interim = parse_bool(query, "interim_results", False)
+        gap = parse_int(query, "utterance_end_ms", None, 1000, 5000)
+        if gap is not None and not interim:
+            raise RequestError("utterance_end_ms needs interim_results=true")
+        vad = defaults.vad
+        if query.get("endpointing", "").lower() == "false":
+            vad = replace(vad, endpointing_ms=vad.max_utterance_ms)
+        else:
+            silence = parse_int(query, "endpointing", vad.endpointing_ms,
+                                10, 10_000)
+            vad = replace(vad, endpointing_ms=silence or vad.endpointing_ms)
+        return StreamRequest(
+            encoding=ENCODINGS[name],
+            sample_rate=parse_rate(query, 16_000),
+            options=StreamOptions(
+                interim_results=interim,
+                utterance_end_ms=gap,
+                vad_events=parse_bool(query, "vad_events", False),
+            ),
+            vad=vad,
+            idle_timeout_s=defaults.idle_timeout_s,
+        )
+
+    def parse_control(self, text: str) -> Control:
+        try:
+            message = ControlMessage.model_validate(json.loads(text))
+        except (ValueError, ValidationError):
+            raise ControlError(
+                "expected a JSON control message with type KeepAlive,"
+                " Finalize or CloseStream"
+            ) from None
+        return CONTROLS[message.type]
+
+    def open_stream(self, request: StreamRequest) -> DeepgramStream:
+        return DeepgramStream(request)

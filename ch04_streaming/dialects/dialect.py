@@ -1,0 +1,143 @@
+"""What a wire dialect is: the thin layer between a socket and a session.
+
+Chapter 4, "Reference architectures from production providers". Deepgram
+and AssemblyAI stream the same audio and return the same kind of
+results, but name, shape and close their messages differently. A
+`Dialect` parses the upgrade request into a typed `StreamRequest`, and
+opens one `DialectStream` per connection, which turns session events into
+that provider's messages and its control messages into `Control`s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+from ch04_streaming.audio import SUPPORTED_RATES, Encoding
+from ch04_streaming.session import SessionEvent, SessionStats, StreamOptions
+from ch04_streaming.vad import VadConfig
+
+Message = dict[str, object]
+
+
+class Control(StrEnum):
+    KEEP_ALIVE = "keep_alive"
+    FINALIZE = "finalize"
+    CLOSE = "close"
+
+
+class RequestError(ValueError):
+    """The upgrade request is invalid: HTTP 400 with this reason."""
+
+
+class ControlError(ValueError):
+    """A text frame is not a control message this dialect knows."""
+
+
+@dataclass(frozen=True)
+class Closing:
+    code: int
+    reason: str
+
+    def because(self, detail: str) -> Closing:
+        # A close reason must fit 123 bytes on the wire.
+        text = f"{self.reason}: {detail}" if self.reason else detail
+        return Closing(self.code, text.encode()[:123].decode(errors="ignore"))
+
+
+@dataclass(frozen=True)
+class StreamDefaults:
+    """The server's settings that a client may override per stream."""
+
+    vad: VadConfig = field(default_factory=VadConfig)
+    idle_timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class StreamRequest:
+    """The client's stream settings, parsed once at the edge."""
+
+    encoding: Encoding
+    sample_rate: int
+    options: StreamOptions
+    vad: VadConfig
+    idle_timeout_s: float
+    format_turns: bool = False
+
+
+@dataclass(frozen=True)
+class CloseCodes:
+    bad_audio: Closing
+    bad_control: Closing
+    idle: Closing
+    slow_consumer: Closing
+    too_fast: Closing | None  # None: faster than real time is allowed
+    shutdown: Closing = Closing(1001, "server shutting down")
+    done: Closing = Closing(1000, "")
+
+
+class DialectStream(Protocol):
+    """Per-connection dialect state: ids, counters, hashes."""
+
+    def opening(self) -> list[Message]: ...
+
+    def on_audio(self, payload: bytes) -> None: ...
+
+    def encode(self, event: SessionEvent) -> list[Message]: ...
+
+    def closing(self, stats: SessionStats) -> list[Message]: ...
+
+
+class Dialect(Protocol):
+    name: str
+    path: str
+    codes: CloseCodes
+
+    def credential(self, headers: Mapping[str, str],
+                   query: Mapping[str, str]) -> str | None: ...
+
+    def parse(self, query: Mapping[str, str],
+              defaults: StreamDefaults) -> StreamRequest: ...
+
+    def parse_control(self, text: str) -> Control: ...
+
+    def open_stream(self, request: StreamRequest) -> DialectStream: ...
+
+
+def parse_bool(query: Mapping[str, str], name: str, default: bool) -> bool:
+    """Booleans in any case: SDKs send `true`, `True` or `1`."""
+    raw = query.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in ("true", "1", "yes"):
+        return True
+    if value in ("false", "0", "no"):
+        return False
+    raise RequestError(f"{name} must be true or false, not {raw!r}")
+
+
+def parse_int(
+    query: Mapping[str, str], name: str, default: int | None,
+    low: int, high: int,
+) -> int | None:
+    raw = query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise RequestError(f"{name} must be a whole number") from None
+    if not low <= value <= high:
+        raise RequestError(f"{name} must be from {low} to {high}")
+    return value
+
+
+def parse_rate(query: Mapping[str, str], default: int) -> int:
+    rate = parse_int(query, "sample_rate", default, 1, 10**6)
+    if rate not in SUPPORTED_RATES:
+        supported = ", ".join(map(str, SUPPORTED_RATES))
+        raise RequestError(f"sample_rate must be one of {supported}")
+    return rate

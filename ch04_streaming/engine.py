@@ -1,0 +1,124 @@
+"""The recognition engine: a `Recognizer` Protocol and the mock behind it.
+
+Chapter 4, "Inference". A streaming recogniser keeps per-utterance
+decoder state (here an `UtteranceDecoder`, owned by the stream, never by
+the engine) and advances many of them per call: `decode` takes a batch of
+requests and returns one hypothesis each, so chapter 6 can batch across
+streams. The mock recognises the repository's sample speech by its
+sound, injects seeded word errors on request, and spends its time on a
+simulated accelerator rather than the CPU.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import soundfile as sf
+
+from ch04_streaming.accelerator import Accelerator
+from ch04_streaming.acoustic import (
+    SAMPLE_RATE,
+    Lexicon,
+    Matcher,
+    TemplateWord,
+)
+from ch04_streaming.transcript import Hypothesis, Word
+from ch04_streaming.word_errors import WordErrorInjector
+
+TEMPLATE_KINDS = ("utterance", "conversation")
+
+
+@dataclass
+class UtteranceDecoder:
+    """Decoder state of one utterance; the stream that owns it keeps it."""
+
+    start_s: float  # stream time of the utterance's first sample
+    matcher: Matcher
+
+
+@dataclass(frozen=True)
+class DecodeRequest:
+    decoder: UtteranceDecoder
+    audio: np.ndarray  # float32 16 kHz samples not yet decoded
+    final: bool
+
+
+# --8<-- [start:recognizer_protocol]
+class Recognizer(Protocol):
+    """What the session needs of an engine, mock or real."""
+
+    @property
+    def ready(self) -> bool: ...
+
+    async def start(self) -> None:
+        """Load and warm up; `ready` is False until this returns."""
+
+    def new_utterance(self, start_s: float) -> UtteranceDecoder: ...
+
+    async def decode(
+        self, batch: Sequence[DecodeRequest]
+    ) -> list[Hypothesis]:
+        """Advance each request's decoder by its audio, in one batch."""
+# --8<-- [end:recognizer_protocol]
+
+
+@dataclass
+class MockRecognizer:
+    lexicon: Lexicon
+    device: Accelerator
+    errors: WordErrorInjector = field(default_factory=WordErrorInjector)
+
+    @property
+    def ready(self) -> bool:
+        return self.device.ready
+
+    async def start(self) -> None:
+        await self.device.start()
+
+    def new_utterance(self, start_s: float) -> UtteranceDecoder:
+        return UtteranceDecoder(start_s, self.lexicon.new_matcher())
+
+    async def decode(
+        self, batch: Sequence[DecodeRequest]
+    ) -> list[Hypothesis]:
+        results = [self._advance(request) for request in batch]
+        audio_s = sum(r.audio.size for r in batch) / SAMPLE_RATE
+        await self.device.run(audio_s)
+        return results
+
+    def _advance(self, request: DecodeRequest) -> Hypothesis:
+        decoder = request.decoder
+        decoder.matcher.feed(request.audio)
+        words = [
+            Word(w.text, round(decoder.start_s + w.start, 3),
+                 round(decoder.start_s + w.end, 3), round(w.confidence, 3))
+            for w in decoder.matcher.words(final=request.final)
+        ]
+        if self.errors.active:
+            words = self.errors.apply(words)
+        return Hypothesis(tuple(words), request.final)
+
+
+def load_lexicon(manifest_path: Path) -> Lexicon:
+    """Templates from the sample-audio manifest's 16 kHz recordings."""
+    manifest = json.loads(manifest_path.read_text())
+    root = manifest_path.parent.parent.parent  # paths are repo-relative
+    recordings = []
+    for fixture in manifest["fixtures"]:
+        if fixture["kind"] not in TEMPLATE_KINDS:
+            continue
+        samples, rate = sf.read(root / fixture["path"], dtype="float32")
+        if rate != SAMPLE_RATE:
+            raise ValueError(f"{fixture['path']}: templates are 16 kHz")
+        words = [
+            TemplateWord(w["word"], w["start"], w["end"])
+            for u in fixture["utterances"]
+            for w in u["words"]
+        ]
+        recordings.append((fixture["id"], samples, words))
+    return Lexicon.from_recordings(recordings)

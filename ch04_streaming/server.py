@@ -1,0 +1,216 @@
+"""The WebSocket server: admission before the upgrade, then a handler.
+
+Chapter 4, "Transport", and chapter 9's auth on upgrade. Every request is
+decided before any audio flows: an unknown path is 404, a missing or
+wrong key 401, a bad query 400, and a server that is loading, draining or
+at its stream cap answers 503 with `Retry-After`, all with a JSON reason.
+Admitted connections get a `StreamHandler`; on SIGTERM the server stops
+admitting, lets open utterances finish, and closes streams with 1001.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http
+import json
+import logging
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from urllib.parse import parse_qsl, urlsplit
+
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
+
+from ch04_streaming.auth import ApiKeys
+from ch04_streaming.dialects.dialect import (
+    Dialect,
+    RequestError,
+    StreamDefaults,
+    StreamRequest,
+)
+from ch04_streaming.engine import Recognizer
+from ch04_streaming.stream_handler import ConnectionLimits, StreamHandler
+
+log = logging.getLogger("ch04_streaming")
+
+STATIC_FILES = {"/": ("index.html", "text/html; charset=utf-8"),
+                "/client.js": ("client.js", "text/javascript"),
+                "/capture-worklet.js": ("capture-worklet.js",
+                                        "text/javascript")}
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    max_streams: int = 200
+    max_message_bytes: int = 256 * 1024
+    connection: ConnectionLimits = field(default_factory=ConnectionLimits)
+    shutdown_grace_s: float = 10.0
+    close_timeout_s: float = 5.0  # for the peer to answer our close
+
+
+class SpeechConnection(ServerConnection):
+    """A connection that carries its parsed request to the handler."""
+
+    stream_request: StreamRequest | None = None
+    dialect: Dialect | None = None
+
+
+def json_response(status: int, body: Mapping[str, object],
+                  headers: Mapping[str, str] | None = None) -> Response:
+    payload = json.dumps(body).encode()
+    all_headers = Headers({"Content-Type": "application/json",
+                           "Content-Length": str(len(payload))})
+    for name, value in (headers or {}).items():
+        all_headers[name] = value
+    phrase = http.HTTPStatus(status).phrase
+    return Response(status, phrase, all_headers, payload)
+
+
+def error_response(status: int, reason: str,
+                   headers: Mapping[str, str] | None = None) -> Response:
+    body = {"type": "Error", "status": status, "reason": reason}
+    return json_response(status, body, headers)
+
+
+@dataclass
+class SpeechServer:
+    dialects: Mapping[str, Dialect]
+    recognizer: Recognizer
+    keys: ApiKeys
+    defaults: StreamDefaults
+    limits: ServerLimits
+    handlers: dict[StreamHandler, asyncio.Task[None]] = field(
+        default_factory=dict)
+    admitted: set[ServerConnection] = field(default_factory=set)
+    draining: bool = False
+    closes: Counter[tuple[int, str]] = field(default_factory=Counter)
+    _server: Server | None = field(default=None, init=False)
+    _no_streams: asyncio.Event = field(default_factory=asyncio.Event,
+                                       init=False)
+
+    def __post_init__(self) -> None:
+        self._no_streams.set()
+
+    # --8<-- [start:admission]
+    def admit(self, connection: ServerConnection,
+              request: Request) -> Response | None:
+        """Decide before the upgrade; None lets the WebSocket open."""
+        url = urlsplit(request.path)
+        dialect = self.dialects.get(url.path)
+        if dialect is None:
+            return self.plain_http(url.path)
+        query = dict(parse_qsl(url.query))
+        key = dialect.credential(request.headers, query)
+        if not self.keys.verify(key):
+            reason = "missing API key" if not key else "invalid API key"
+            return error_response(401, reason, {"dg-error": reason})
+        if self.draining or not self.recognizer.ready:
+            why = "server is draining" if self.draining else "model loading"
+            return error_response(503, why, {"Retry-After": "1"})
+        if len(self.admitted) >= self.limits.max_streams:
+            return error_response(
+                503, f"at capacity: {self.limits.max_streams} streams",
+                {"Retry-After": "1"})
+        try:
+            parsed = dialect.parse(query, self.defaults)
+        except RequestError as error:
+            return error_response(400, str(error), {"dg-error": str(error)})
+        assert isinstance(connection, SpeechConnection)
+        connection.stream_request, connection.dialect = parsed, dialect
+        self.admitted.add(connection)
+        return None
+    # --8<-- [end:admission]
+
+    def plain_http(self, path: str) -> Response:
+        if path == "/healthz":
+            return json_response(200, {"status": "ok"})
+        if path == "/readyz":
+            ready = self.recognizer.ready and not self.draining
+            status = "ready" if ready else "not ready"
+            return json_response(200 if ready else 503, {"status": status})
+        if path in STATIC_FILES:
+            name, content_type = STATIC_FILES[path]
+            body = resources.files("ch04_streaming.static").joinpath(
+                name).read_bytes()
+            headers = Headers({"Content-Type": content_type,
+                               "Content-Length": str(len(body))})
+            return Response(200, "OK", headers, body)
+        return error_response(404, f"no such path: {path}")
+
+    def after_handshake(self, connection: ServerConnection,
+                        request: Request, response: Response) -> None:
+        if response.status_code != 101:
+            self.admitted.discard(connection)
+
+    async def handle(self, connection: ServerConnection) -> None:
+        assert isinstance(connection, SpeechConnection)
+        assert connection.stream_request and connection.dialect
+        handler = StreamHandler(connection, connection.dialect,
+                                connection.stream_request, self.recognizer,
+                                self.limits.connection)
+        task = asyncio.current_task()
+        assert task is not None
+        self.handlers[handler] = task
+        self._no_streams.clear()
+        try:
+            closing = await handler.run()
+            label = closing.reason.split(":")[0] if closing else "by client"
+            self.closes[(closing.code if closing else 1000, label)] += 1
+        finally:
+            del self.handlers[handler]
+            self.admitted.discard(connection)
+            if not self.handlers:
+                self._no_streams.set()
+
+    async def start(self, host: str, port: int) -> Server:
+        self._server = await serve(
+            self.handle, host, port,
+            process_request=self.admit,
+            process_response=self.after_handshake,
+            select_subprotocol=select_token_subprotocol,
+            create_connection=SpeechConnection,
+            max_size=self.limits.max_message_bytes,
+            close_timeout=self.limits.close_timeout_s,
+            compression=None,  # audio does not compress; save the CPU
+        )
+        return self._server
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        socket = next(iter(self._server.sockets))
+        port: int = socket.getsockname()[1]
+        return port
+
+    # --8<-- [start:graceful_shutdown]
+    async def shutdown(self) -> None:
+        """Stop admitting, finish open utterances, close with 1001."""
+        self.draining = True
+        assert self._server is not None
+        self._server.server.close()  # no new connections; streams go on
+        for handler in list(self.handlers):
+            handler.shutdown()
+        try:
+            async with asyncio.timeout(self.limits.shutdown_grace_s):
+                await self._no_streams.wait()
+        except TimeoutError:
+            log.warning("shutdown grace over: %d streams cut",
+                        len(self.handlers))
+            for task in self.handlers.values():
+                task.cancel()
+        self._server.close()
+        await self._server.wait_closed()
+    # --8<-- [end:graceful_shutdown]
+
+
+def select_token_subprotocol(
+    connection: ServerConnection, offered: object
+) -> Subprotocol | None:
+    """Browsers send their key as subprotocols `token, KEY`: answer
+    `token`, which they require to be echoed, never the key."""
+    protocols = list(offered) if isinstance(offered, list | tuple) else []
+    return Subprotocol("token") if "token" in protocols else None

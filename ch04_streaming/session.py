@@ -1,0 +1,249 @@
+"""The session core: one stream's path from bytes to transcripts.
+
+Chapter 4, "End-to-end architecture". Each stream owns a `StreamSession`:
+its decoder, VAD gate, utterance decoders and pending work live here,
+never on the shared server. Audio goes in through `accept_audio`; a
+decode loop sends the VAD's speech to the recogniser and emits typed
+events that a dialect adapter turns into wire messages. When inference
+lags, interim work is coalesced (the skipped interim updates are
+counted), while every final is decoded; undecoded audio is bounded, and
+past the bound the reader waits, which pushes back on the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ch04_streaming.audio import MODEL_RATE, AudioDecoder
+from ch04_streaming.engine import (
+    DecodeRequest,
+    Recognizer,
+    UtteranceDecoder,
+)
+from ch04_streaming.transcript import Hypothesis
+from ch04_streaming.vad import (
+    SpeechAudio,
+    SpeechEnded,
+    SpeechStarted,
+    VadGate,
+)
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    """What the client asked for, parsed from the dialect's query."""
+
+    interim_results: bool = True
+    utterance_end_ms: int | None = None
+    vad_events: bool = False
+
+
+@dataclass(frozen=True)
+class SpeechStartedEvent:
+    at_s: float  # when speech began (not the replayed pre-roll)
+
+
+@dataclass(frozen=True)
+class TranscriptEvent:
+    hypothesis: Hypothesis
+    start_s: float  # utterance start, stream time
+    end_s: float  # end of the audio this hypothesis covers
+    speech_final: bool  # the speaker stopped: an endpoint
+    from_finalize: bool  # the client asked for this final
+
+
+@dataclass(frozen=True)
+class UtteranceEndEvent:
+    last_word_end: float
+
+
+SessionEvent = SpeechStartedEvent | TranscriptEvent | UtteranceEndEvent
+Emit = Callable[[SessionEvent], None]
+
+
+@dataclass
+class PendingWork:
+    """Audio of one utterance waiting for the recogniser."""
+
+    decoder: UtteranceDecoder
+    chunks: list[np.ndarray] = field(default_factory=list)
+    final: bool = False
+    reason: str = ""
+
+    @property
+    def samples(self) -> int:
+        return sum(c.size for c in self.chunks)
+
+
+@dataclass
+class SessionStats:
+    received_s: float = 0.0  # audio from the client, at its rate
+    decoded_s: float = 0.0  # audio the recogniser saw
+    decode_calls: int = 0
+    interims_skipped: int = 0  # coalesced while inference lagged
+    finals: int = 0
+
+
+@dataclass
+class StreamSession:
+    options: StreamOptions
+    recognizer: Recognizer
+    audio: AudioDecoder
+    vad: VadGate
+    emit: Emit
+    max_pending_s: float = 10.0
+    stats: SessionStats = field(default_factory=SessionStats)
+    _queue: deque[PendingWork] = field(default_factory=deque, init=False)
+    _current: UtteranceDecoder | None = field(default=None, init=False)
+    _work: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    _room: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    _idle: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    _last_word_end: float | None = field(default=None, init=False)
+    _onsets: deque[float] = field(
+        default_factory=lambda: deque(maxlen=64), init=False
+    )
+
+    def __post_init__(self) -> None:
+        self._room.set()
+        self._idle.set()
+
+    # --8<-- [start:session_accept]
+    def accept_audio(self, payload: bytes) -> None:
+        """Decode one frame and route the VAD's events; never blocks."""
+        samples = self.audio.decode(payload)  # AudioFormatError if bad
+        self.stats.received_s = self.audio.received_s
+        self._route(self.vad.push(samples))
+        self._check_utterance_end()
+
+    def _route(self, events: list[SpeechStarted | SpeechAudio | SpeechEnded]
+               ) -> None:
+        for event in events:
+            if isinstance(event, SpeechStarted):
+                self._current = self.recognizer.new_utterance(event.at_s)
+                self._onsets.append(event.onset_s)
+                if self.options.vad_events:
+                    self.emit(SpeechStartedEvent(event.onset_s))
+            elif isinstance(event, SpeechAudio) and self._current:
+                self._pending_for(self._current).chunks.append(event.samples)
+            elif isinstance(event, SpeechEnded) and self._current:
+                work = self._pending_for(self._current)
+                work.final, work.reason = True, event.reason
+                self._current = None
+        self._update_flow()
+    # --8<-- [end:session_accept]
+
+    def finalize(self) -> None:
+        """Client asked for a final now (Finalize, ForceEndpoint)."""
+        tail = self.audio.flush()
+        events = self.vad.push(tail) if tail.size else []
+        self._route([*events, *self.vad.flush()])
+
+    def _pending_for(self, decoder: UtteranceDecoder) -> PendingWork:
+        last = self._queue[-1] if self._queue else None
+        if last is None or last.decoder is not decoder or last.final:
+            last = PendingWork(decoder)
+            self._queue.append(last)
+        return last
+
+    def _update_flow(self) -> None:
+        pending = sum(w.samples for w in self._queue) / MODEL_RATE
+        if pending > self.max_pending_s:
+            self._room.clear()
+        else:
+            self._room.set()
+        if self._ready_work() is not None:
+            self._idle.clear()
+            self._work.set()
+
+    def _ready_work(self) -> PendingWork | None:
+        if not self._queue:
+            return None
+        head = self._queue[0]
+        # Decode as audio comes even without interims: the decoder state
+        # must advance, or undecoded audio would pile up until the final.
+        return head if head.final or head.chunks else None
+
+    async def wait_for_room(self) -> None:
+        """Backpressure: the reader waits while too much is undecoded."""
+        await self._room.wait()
+
+    async def drained(self) -> None:
+        """Wait until every final so far has been decoded and emitted."""
+        while self._ready_work() is not None or not self._idle.is_set():
+            await self._idle.wait()
+            if self._ready_work() is not None:
+                self._idle.clear()
+                self._work.set()
+
+    # --8<-- [start:decode_loop]
+    async def run(self) -> None:
+        """Decode pending speech until cancelled: one request at a time."""
+        while True:
+            await self._work.wait()
+            work = self._ready_work()
+            if work is None:
+                self._work.clear()
+                self._idle.set()
+                continue
+            self._queue.popleft()
+            # Chunks that queued up while the engine was busy get one
+            # interim between them, not one each: stale interims are
+            # skipped, the audio itself is never dropped.
+            self.stats.interims_skipped += max(len(work.chunks) - 1, 0)
+            audio = (np.concatenate(work.chunks) if work.chunks
+                     else np.zeros(0, dtype=np.float32))
+            request = DecodeRequest(work.decoder, audio, work.final)
+            [hypothesis] = await self.recognizer.decode([request])
+            self._account(work, audio, hypothesis)
+            self._update_flow()
+    # --8<-- [end:decode_loop]
+
+    def _account(
+        self, work: PendingWork, audio: np.ndarray, hypothesis: Hypothesis
+    ) -> None:
+        self.stats.decode_calls += 1
+        self.stats.decoded_s += audio.size / MODEL_RATE
+        decoder = work.decoder
+        decoder_end = decoder.matcher.audio_s + decoder.start_s
+        if work.final:
+            self.stats.finals += 1
+            if hypothesis.words:
+                self._last_word_end = hypothesis.words[-1].end
+        if not (work.final or self.options.interim_results):
+            return
+        self.emit(TranscriptEvent(
+            hypothesis=hypothesis,
+            start_s=decoder.start_s,
+            end_s=round(decoder_end, 3),
+            speech_final=work.final and work.reason != "flush",
+            from_finalize=work.reason == "flush",
+        ))
+        self._check_utterance_end()
+
+    def _check_utterance_end(self) -> None:
+        """UtteranceEnd: no word for `utterance_end_ms` after the last.
+
+        Judged in audio time, not wall time: a client that sends faster
+        than real time gets the same events as one that does not.
+        """
+        gap_ms = self.options.utterance_end_ms
+        last = self._last_word_end
+        if gap_ms is None or last is None:
+            return
+        later = [t for t in self._onsets if t > last]
+        if later:
+            silence = later[0] - last  # speech came back: the gap is known
+        elif self.vad.in_speech:
+            return
+        else:
+            silence = self.vad.now_s - last
+        if silence >= gap_ms / 1000:
+            self._last_word_end = None
+            self.emit(UtteranceEndEvent(last))
+        elif later:
+            self._last_word_end = None

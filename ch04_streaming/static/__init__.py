@@ -1,0 +1,1 @@
+"""Browser client files served at `/`."""

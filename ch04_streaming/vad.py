@@ -1,0 +1,206 @@
+"""The VAD gate: only speech reaches inference.
+
+Chapter 4, "Voice Activity Detection". webrtcvad classifies each 10, 20
+or 30 ms frame as speech or not; the gate turns that into utterances. A
+ring buffer of recent frames is replayed when speech starts, so the first
+word is never clipped; trailing silence of `endpointing_ms` ends an
+utterance; a maximum length cuts runaway ones. Everything outside an
+utterance is never sent to the model: that is the saving.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import webrtcvad
+
+from ch04_streaming.audio import MODEL_RATE, Framer, to_pcm16
+
+
+class SpeechClassifier(Protocol):
+    def is_speech(self, frame: np.ndarray) -> bool: ...
+
+
+@dataclass(frozen=True)
+class VadConfig:
+    aggressiveness: int = 2  # 0 (lenient) to 3 (strict)
+    frame_ms: int = 20
+    start_ms: int = 60  # this much speech in a row opens an utterance
+    pre_roll_ms: int = 300
+    endpointing_ms: int = 300
+    max_utterance_ms: int = 15_000
+
+
+@dataclass(frozen=True)
+class SpeechStarted:
+    at_s: float  # stream time of the first replayed pre-roll sample
+    onset_s: float  # stream time of the first frame of speech
+
+
+@dataclass(frozen=True)
+class SpeechAudio:
+    samples: np.ndarray  # float32, 16 kHz, part of the open utterance
+
+
+@dataclass(frozen=True)
+class SpeechEnded:
+    at_s: float
+    reason: str  # "silence", "max_length" or "flush"
+
+
+VadEvent = SpeechStarted | SpeechAudio | SpeechEnded
+
+
+# --8<-- [start:endpointing]
+@dataclass
+class Endpointer:
+    """Close an utterance after `silence_ms` of trailing silence."""
+
+    silence_ms: int = 300
+    max_utterance_ms: int = 15_000
+    _silent_ms: int = field(default=0, init=False)
+    _speech_ms: int = field(default=0, init=False)
+
+    def update(self, is_speech: bool, frame_ms: int) -> str | None:
+        """Feed one frame of an utterance; say why it ends, if it does."""
+        self._speech_ms += frame_ms
+        self._silent_ms = 0 if is_speech else self._silent_ms + frame_ms
+        # A runaway utterance costs latency for everyone: cut it.
+        if self._speech_ms >= self.max_utterance_ms:
+            reason: str | None = "max_length"
+        elif self._silent_ms >= self.silence_ms:
+            reason = "silence"
+        else:
+            return None
+        self._silent_ms = self._speech_ms = 0
+        return reason
+# --8<-- [end:endpointing]
+
+
+# --8<-- [start:vad_gate]
+@dataclass
+class VadGate:
+    """Frames in; speech start, speech audio and speech end out."""
+
+    config: VadConfig
+    classifier: SpeechClassifier
+    framer: Framer
+    endpointer: Endpointer
+    in_speech: bool = False
+    frames_seen: int = 0
+    frames_passed: int = 0  # frames that reached inference
+    _recent: deque[tuple[np.ndarray, bool]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        size = self.config.pre_roll_ms // self.config.frame_ms
+        self._recent = deque(maxlen=max(size, 1))
+
+    def push(self, samples: np.ndarray) -> list[VadEvent]:
+        events: list[VadEvent] = []
+        for frame in self.framer.frames(samples):
+            self.frames_seen += 1
+            speech = self.classifier.is_speech(frame)
+            if self.in_speech:
+                self._continue(frame, speech, events)
+            else:
+                self._recent.append((frame, speech))
+                if self._speech_run() >= self.config.start_ms:
+                    self._start(events)
+        return events
+# --8<-- [end:vad_gate]
+
+    @property
+    def frame_s(self) -> float:
+        return self.config.frame_ms / 1000
+
+    def _speech_run(self) -> int:
+        run = 0
+        for _, speech in reversed(self._recent):
+            if not speech:
+                break
+            run += self.config.frame_ms
+        return run
+
+    def _start(self, events: list[VadEvent]) -> None:
+        # Replay the ring buffer: the onset of the first word sits there.
+        self.in_speech = True
+        replay = [frame for frame, _ in self._recent]
+        start = (self.frames_seen - len(replay)) * self.frame_s
+        onset = self.now_s - self._speech_run() / 1000
+        events.append(SpeechStarted(round(start, 6), round(onset, 6)))
+        events.append(SpeechAudio(np.concatenate(replay)))
+        self.frames_passed += len(replay)
+        for _, speech in self._recent:
+            self.endpointer.update(speech, self.config.frame_ms)
+        self._recent.clear()
+
+    def _continue(
+        self, frame: np.ndarray, speech: bool, events: list[VadEvent]
+    ) -> None:
+        events.append(SpeechAudio(frame))
+        self.frames_passed += 1
+        reason = self.endpointer.update(speech, self.config.frame_ms)
+        if reason is not None:
+            self.in_speech = False
+            events.append(SpeechEnded(self.now_s, reason))
+
+    @property
+    def now_s(self) -> float:
+        return round(self.frames_seen * self.frame_s, 6)
+
+    def flush(self) -> list[VadEvent]:
+        """End an open utterance now (client asked to finalize)."""
+        if not self.in_speech:
+            return []
+        self.in_speech = False
+        self.endpointer = Endpointer(
+            self.endpointer.silence_ms, self.endpointer.max_utterance_ms
+        )
+        return [SpeechEnded(self.now_s, "flush")]
+
+    @property
+    def share_passed(self) -> float:
+        """Fraction of the audio that reached inference."""
+        return self.frames_passed / self.frames_seen if self.frames_seen else 0
+
+
+@dataclass
+class GuardedWebrtcVad:
+    """webrtcvad, guarded against what it mistakes for speech.
+
+    webrtcvad calls its first frames speech while it adapts, and calls
+    steady broadband noise speech at every aggressiveness; a level floor
+    and a spectral-flatness ceiling (speech has peaks, hiss is flat)
+    reject both.
+    """
+
+    aggressiveness: int = 2
+    min_dbfs: float = -50.0
+    max_flatness: float = 0.45
+    _vad: webrtcvad.Vad = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._vad = webrtcvad.Vad(self.aggressiveness)
+
+    def is_speech(self, frame: np.ndarray) -> bool:
+        power = float(np.mean(np.square(frame, dtype=np.float64)))
+        if power < 10 ** (self.min_dbfs / 10):
+            return False
+        spectrum = np.abs(np.fft.rfft(frame)) ** 2 + 1e-12
+        flatness = np.exp(np.mean(np.log(spectrum))) / np.mean(spectrum)
+        if flatness > self.max_flatness:
+            return False
+        return bool(self._vad.is_speech(to_pcm16(frame), MODEL_RATE))
+
+
+def build_vad_gate(config: VadConfig) -> VadGate:
+    return VadGate(
+        config=config,
+        classifier=GuardedWebrtcVad(config.aggressiveness),
+        framer=Framer(config.frame_ms),
+        endpointer=Endpointer(config.endpointing_ms,
+                              config.max_utterance_ms),
+    )

@@ -1,0 +1,141 @@
+"""Decisions before the upgrade: keys, caps, readiness, bad queries."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from ch04_streaming.auth import ApiKeys, load_api_keys
+from ch04_streaming.server import ServerLimits
+from ch04_streaming.stream_handler import ConnectionLimits
+from tests.ch04.harness import KEY, Start
+
+LISTEN = "/v1/listen?encoding=linear16&sample_rate=16000"
+
+
+async def refused(url: str, headers: dict[str, str] | None = None
+                  ) -> tuple[int, dict[str, object], str | None]:
+    with pytest.raises(InvalidStatus) as caught:
+        async with connect(url, additional_headers=headers or {}):
+            pass
+    response = caught.value.response
+    body = json.loads(response.body.decode())
+    return response.status_code, body, response.headers.get("Retry-After")
+
+
+@pytest.mark.parametrize(("headers", "reason"), [
+    ({}, "missing API key"),
+    ({"Authorization": "Token wrong"}, "invalid API key"),
+    ({"Authorization": f"Basic {KEY}"}, "missing API key"),
+])
+async def test_bad_credentials_get_401_before_upgrade(
+    start_server: Start, headers: dict[str, str], reason: str,
+) -> None:
+    async with start_server() as running:
+        status, body, _ = await refused(running.url + LISTEN, headers)
+    assert (status, body["reason"]) == (401, reason)
+    assert body["type"] == "Error"
+
+
+async def test_assemblyai_wants_its_own_header_form(
+    start_server: Start,
+) -> None:
+    async with start_server() as running:
+        status, _, _ = await refused(
+            running.url + "/v3/ws", {"Authorization": f"Token {KEY}"})
+    assert status == 401
+
+
+@pytest.mark.parametrize(("query", "reason"), [
+    ("encoding=opus&sample_rate=16000", "encoding 'opus' is not supported"),
+    ("encoding=linear16&sample_rate=44100", "sample_rate must be one of"),
+    ("sample_rate=16k", "sample_rate must be a whole number"),
+    ("channels=2", "only mono"),
+    ("interim_results=maybe", "interim_results must be true or false"),
+    ("utterance_end_ms=1000", "utterance_end_ms needs interim_results"),
+])
+async def test_bad_query_gets_400_with_reason(
+    start_server: Start, query: str, reason: str,
+) -> None:
+    async with start_server() as running:
+        status, body, _ = await refused(
+            f"{running.url}/v1/listen?{query}",
+            {"Authorization": f"Token {KEY}"})
+    assert status == 400
+    assert reason in str(body["reason"])
+
+
+async def test_stream_cap_answers_503_with_retry_hint(
+    start_server: Start,
+) -> None:
+    limits = ServerLimits(max_streams=2, connection=ConnectionLimits())
+    headers = {"Authorization": f"Token {KEY}"}
+    async with start_server(limits=limits) as running:
+        first = await connect(running.url + LISTEN,
+                              additional_headers=headers)
+        second = await connect(running.url + LISTEN,
+                               additional_headers=headers)
+        status, body, retry = await refused(running.url + LISTEN, headers)
+        assert (status, retry) == (503, "1")
+        assert "at capacity: 2 streams" in str(body["reason"])
+        await first.close()
+        await first.wait_closed()
+        async with asyncio.timeout(5):  # the slot is freed at once
+            while len(running.server.admitted) > 1:
+                await asyncio.sleep(0.01)
+        third = await connect(running.url + LISTEN,
+                              additional_headers=headers)
+        await third.close()
+        await second.close()
+
+
+async def test_not_ready_answers_503(start_server: Start) -> None:
+    async with start_server(ready=False) as running:
+        status, body, retry = await refused(
+            running.url + LISTEN, {"Authorization": f"Token {KEY}"})
+        assert (status, body["reason"], retry) == (503, "model loading", "1")
+        code, ready = await http_get(running.http + "/readyz")
+        assert (code, ready["status"]) == (503, "not ready")
+        await running.recognizer.start()
+        code, ready = await http_get(running.http + "/readyz")
+        assert (code, ready["status"]) == (200, "ready")
+
+
+async def http_get(url: str) -> tuple[int, dict[str, object]]:
+    def fetch() -> tuple[int, dict[str, object]]:
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+
+    return await asyncio.to_thread(fetch)
+
+
+async def test_health_and_unknown_paths(start_server: Start) -> None:
+    async with start_server() as running:
+        assert await http_get(running.http + "/healthz") == (
+            200, {"status": "ok"})
+        code, body = await http_get(running.http + "/nowhere")
+        assert (code, body["reason"]) == (404, "no such path: /nowhere")
+
+
+def test_keys_come_from_the_environment() -> None:
+    keys, dev_key = load_api_keys({"SPEECH_API_KEYS": " a1, b2 ,"})
+    assert dev_key is None
+    assert keys.verify("a1") and keys.verify("b2")
+    assert not keys.verify("a") and not keys.verify("") and \
+        not keys.verify(None)
+
+
+def test_a_development_key_is_made_when_none_is_set() -> None:
+    keys, dev_key = load_api_keys({})
+    assert dev_key is not None and dev_key.startswith("dev-")
+    assert keys.verify(dev_key)
+    assert ApiKeys.of("x").verify("x")

@@ -1,0 +1,115 @@
+"""Decoding, resampling, framing, and what a first frame may declare."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from ch04_streaming.audio import (
+    AudioDecoder,
+    AudioFormatError,
+    Encoding,
+    Framer,
+    decode_samples,
+    parse_wav_header,
+    sniff_container,
+    to_pcm16,
+)
+
+
+def tone(rate: int, seconds: float, hz: float = 440.0) -> np.ndarray:
+    t = np.arange(round(rate * seconds)) / rate
+    return (0.5 * np.sin(2 * np.pi * hz * t)).astype(np.float32)
+
+
+def test_linear16_round_trips() -> None:
+    samples = tone(16_000, 0.1)
+    decoded = decode_samples(to_pcm16(samples), Encoding.LINEAR16)
+    assert np.max(np.abs(decoded - samples)) < 1 / 16_000
+
+
+def test_mulaw_decodes_like_libsndfile() -> None:
+    samples = tone(8_000, 0.1)
+    raw = io.BytesIO()
+    sf.write(raw, samples, 8_000, format="RAW", subtype="ULAW")
+    decoded = decode_samples(raw.getvalue(), Encoding.MULAW)
+    assert decoded.size == samples.size
+    assert np.max(np.abs(decoded - samples)) < 0.02  # 8-bit companding
+
+
+def test_float32_rejects_nan() -> None:
+    payload = np.array([0.1, np.nan], dtype="<f4").tobytes()
+    with pytest.raises(AudioFormatError, match="NaN"):
+        decode_samples(payload, Encoding.FLOAT32)
+
+
+@pytest.mark.parametrize(("encoding", "size"), [
+    (Encoding.LINEAR16, 3201), (Encoding.FLOAT32, 6402),
+])
+def test_partial_samples_are_rejected(encoding: Encoding, size: int) -> None:
+    with pytest.raises(AudioFormatError, match="not a whole number"):
+        decode_samples(b"\0" * size, encoding)
+
+
+@pytest.mark.parametrize("rate", [8_000, 24_000, 48_000])
+def test_resampling_in_chunks_matches_one_pass(rate: int) -> None:
+    samples = tone(rate, 1.0, hz=300)
+    chunked = AudioDecoder(Encoding.LINEAR16, rate)
+    pieces = [chunked.decode(to_pcm16(samples[i : i + rate // 10]))
+              for i in range(0, samples.size, rate // 10)]
+    out = np.concatenate([*pieces, chunked.flush()])
+    assert out.size == 16_000
+    whole = AudioDecoder(Encoding.LINEAR16, rate)
+    reference = np.concatenate(
+        [whole.decode(to_pcm16(samples)), whole.flush()]
+    )
+    assert np.max(np.abs(out - reference)) < 1e-4  # no edge artefacts
+    assert chunked.received_s == pytest.approx(1.0)
+
+
+def test_unsupported_rate_names_the_supported_ones() -> None:
+    with pytest.raises(AudioFormatError, match="8000, 16000, 24000, 48000"):
+        AudioDecoder(Encoding.LINEAR16, 44_100)
+
+
+def test_framer_keeps_the_remainder() -> None:
+    framer = Framer(frame_ms=20)
+    assert framer.frames(np.zeros(300, dtype=np.float32)) == []
+    frames = framer.frames(np.zeros(700, dtype=np.float32))
+    assert [f.size for f in frames] == [320, 320, 320]  # 1000 samples in
+    assert len(framer.frames(np.zeros(279, dtype=np.float32))) == 0
+    assert len(framer.frames(np.zeros(1, dtype=np.float32))) == 1
+    with pytest.raises(ValueError, match="10, 20 or 30"):
+        Framer(frame_ms=25)
+
+
+def wav_bytes(rate: int, subtype: str) -> bytes:
+    raw = io.BytesIO()
+    sf.write(raw, tone(rate, 0.05), rate, format="WAV", subtype=subtype)
+    return raw.getvalue()
+
+
+def test_wav_header_is_read_up_to_the_data() -> None:
+    header = parse_wav_header(wav_bytes(8_000, "ULAW"))
+    assert (header.encoding, header.sample_rate, header.channels) == (
+        Encoding.MULAW, 8_000, 1,
+    )
+    pcm = wav_bytes(16_000, "PCM_16")
+    header = parse_wav_header(pcm)
+    assert header.encoding is Encoding.LINEAR16
+    assert len(pcm) - header.header_bytes == 2 * 800
+
+
+def test_truncated_wav_header_is_an_error() -> None:
+    with pytest.raises(AudioFormatError, match="incomplete"):
+        parse_wav_header(wav_bytes(16_000, "PCM_16")[:20])
+
+
+def test_containers_are_recognised_by_their_magic() -> None:
+    assert sniff_container(wav_bytes(16_000, "PCM_16")) == "wav"
+    assert sniff_container(b"OggS\0\0") == "ogg"
+    assert sniff_container(b"fLaC\0\0") == "flac"
+    assert sniff_container(to_pcm16(tone(16_000, 0.01))) is None

@@ -1,0 +1,201 @@
+"""Bad input gets its documented close code, and nobody else suffers."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+from websockets.asyncio.client import connect
+from websockets.protocol import State
+
+from ch04_streaming.accelerator import PROFILES, Accelerator
+from ch04_streaming.acoustic import Lexicon
+from ch04_streaming.client import DIALECTS, load_audio, stream
+from ch04_streaming.dialects.deepgram import Deepgram
+from ch04_streaming.dialects.dialect import StreamDefaults
+from ch04_streaming.engine import MockRecognizer
+from ch04_streaming.stream_handler import (
+    ConnectionLimits,
+    Outbox,
+    SlowConsumerError,
+    StreamHandler,
+)
+from tests.ch04.harness import KEY, Start, audio_of, reference
+
+DEEPGRAM = "/v1/listen?encoding=linear16&sample_rate=16000"
+ASSEMBLYAI = "/v3/ws?encoding=pcm_s16le&sample_rate=16000"
+HEADERS = {DEEPGRAM: {"Authorization": f"Token {KEY}"},
+           ASSEMBLYAI: {"Authorization": KEY}}
+
+
+async def closed_with(
+    start_server: Start, path: str, *frames: bytes | str,
+    defaults: StreamDefaults | None = None,
+) -> tuple[int | None, str | None]:
+    async with start_server(defaults=defaults) as running:
+        socket = await connect(running.url + path,
+                               additional_headers=HEADERS[path])
+        for frame in frames:
+            await socket.send(frame)
+        await socket.wait_closed()
+    return socket.close_code, socket.close_reason
+
+
+@pytest.mark.parametrize(("path", "code", "reason"), [
+    (DEEPGRAM, 1008, "DATA-0000: linear16 frame of 3 bytes"),
+    (ASSEMBLYAI, 3007, "invalid audio: linear16 frame of 3 bytes"),
+])
+async def test_odd_length_pcm_frame(
+    start_server: Start, path: str, code: int, reason: str,
+) -> None:
+    got = await closed_with(start_server, path, b"\0\0", b"\0\0\0")
+    assert got[0] == code and (got[1] or "").startswith(reason)
+
+
+def wav_file(rate: int, subtype: str) -> bytes:
+    raw = io.BytesIO()
+    sf.write(raw, np.zeros(rate // 10), rate, format="WAV", subtype=subtype)
+    return raw.getvalue()
+
+
+async def test_wav_header_that_contradicts_the_query(
+    start_server: Start,
+) -> None:
+    code, reason = await closed_with(
+        start_server, DEEPGRAM, wav_file(8_000, "ULAW"))
+    assert code == 1008
+    assert "declared linear16 16000 Hz mono, but the WAV holds mulaw" in (
+        reason or "")
+
+
+async def test_wav_header_that_agrees_is_stripped(start_server: Start) -> None:
+    async with start_server() as running:
+        socket = await connect(running.url + DEEPGRAM,
+                               additional_headers=HEADERS[DEEPGRAM])
+        await socket.send(audio_of("low_latency").read_bytes())  # whole file
+        await socket.send(json.dumps({"type": "CloseStream"}))
+        results = [json.loads(m) async for m in socket]
+    text = [r["channel"]["alternatives"][0]["transcript"]
+            for r in results if r["type"] == "Results" and r["is_final"]]
+    assert " ".join(t for t in text if t) == reference("low_latency")
+
+
+async def test_compressed_container_is_refused(start_server: Start) -> None:
+    code, reason = await closed_with(
+        start_server, DEEPGRAM,
+        audio_of("quick_brown_fox_opus").read_bytes()[:4000])
+    assert (code, reason) == (
+        1008, "DATA-0000: ogg container: send raw audio as declared")
+
+
+@pytest.mark.parametrize(("path", "frame", "code"), [
+    (DEEPGRAM, "not json", 1008),
+    (DEEPGRAM, '{"type": "Shout"}', 1008),
+    (DEEPGRAM, '{"no_type": 1}', 1008),
+    (ASSEMBLYAI, "{oops", 3006),
+    (ASSEMBLYAI, '{"type": "Finalize"}', 3006),  # Deepgram's word
+])
+async def test_bad_control_messages(
+    start_server: Start, path: str, frame: str, code: int,
+) -> None:
+    got_code, reason = await closed_with(start_server, path, frame)
+    assert got_code == code
+    assert "expected a JSON" in (reason or "")
+
+
+async def test_oversized_frame_closes_1009(start_server: Start) -> None:
+    code, _ = await closed_with(start_server, DEEPGRAM, b"\0" * (300 * 1024))
+    assert code == 1009
+
+
+async def test_silent_client_is_closed_after_idle_time(
+    start_server: Start,
+) -> None:
+    code, reason = await closed_with(
+        start_server, DEEPGRAM, defaults=StreamDefaults(idle_timeout_s=0.2))
+    assert (code, reason) == (1011, "NET-0001")
+
+
+async def test_vanishing_client_does_not_disturb_others(
+    start_server: Start,
+) -> None:
+    async with start_server() as running:
+        leaver = await connect(running.url + DEEPGRAM,
+                               additional_headers=HEADERS[DEEPGRAM])
+        payload = load_audio(audio_of("card_number")).payload
+        await leaver.send(payload[: len(payload) // 2])  # mid-utterance
+        leaver.transport.abort()  # gone: no close frame
+        report = await stream(running.url, DIALECTS["deepgram"], KEY,
+                              load_audio(audio_of("call_back")))
+        assert report.transcript == reference("call_back")
+        async with asyncio.timeout(5):
+            while running.server.handlers:
+                await asyncio.sleep(0.01)
+        assert not running.server.admitted
+
+
+class StuckConnection:
+    """A socket whose peer never reads: every send waits forever."""
+
+    async def send(self, text: str) -> None:
+        await asyncio.Event().wait()
+
+
+async def test_outbox_refuses_to_grow_for_a_non_reader() -> None:
+    outbox = Outbox(StuckConnection(), limit=3)  # type: ignore[arg-type]
+    sender = asyncio.create_task(outbox.run())
+    for n in range(4):  # one in flight, three queued
+        outbox.put({"type": "Results", "n": n})
+        await asyncio.sleep(0)
+    with pytest.raises(SlowConsumerError, match="3 messages unread"):
+        outbox.put({"type": "Results", "n": 4})
+    sender.cancel()
+
+
+class NonReadingPeer:
+    """A connection whose client sends audio but never reads results."""
+
+    def __init__(self, frames: list[bytes]) -> None:
+        self.frames = iter(frames)
+        self.state = State.OPEN
+        self.closed_with: tuple[int, str] | None = None
+
+    async def recv(self) -> bytes:
+        frame = next(self.frames, None)
+        if frame is None:
+            await asyncio.Event().wait()  # the client goes quiet
+        assert frame is not None
+        return frame
+
+    async def send(self, text: str) -> None:
+        await asyncio.Event().wait()  # its receive window is full
+
+    async def close(self, code: int, reason: str) -> None:
+        self.closed_with = (code, reason)
+        self.state = State.CLOSED
+
+
+async def test_client_that_stops_reading_is_cut(lexicon: Lexicon) -> None:
+    payload = load_audio(audio_of("support_call")).payload
+    peer = NonReadingPeer([payload[i : i + 3200]
+                           for i in range(0, len(payload), 3200)])
+    query = {"encoding": "linear16", "sample_rate": "16000",
+             "interim_results": "true"}
+    dialect = Deepgram()
+    handler = StreamHandler(
+        peer, dialect,  # type: ignore[arg-type]
+        dialect.parse(query, StreamDefaults()),
+        MockRecognizer(lexicon, Accelerator(PROFILES["zero"])),
+        ConnectionLimits(send_queue=4, realtime_allowance_s=1e9),
+    )
+    async with asyncio.timeout(10):
+        closing = await handler.run()
+    assert closing is not None
+    assert peer.closed_with == (closing.code, closing.reason)
+    assert closing.code == 1008
+    assert closing.reason == (
+        "NET-0002: 4 messages unread: client is not reading")

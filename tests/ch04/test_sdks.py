@@ -1,0 +1,101 @@
+"""The official provider SDKs, pointed at this server, just work.
+
+These are the providers' own client libraries, unmodified: if they parse
+our messages and get the reference transcript, the dialects are real.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from assemblyai.streaming.v3 import (
+    AsyncStreamingClient,
+    StreamingClientOptions,
+    StreamingEvents,
+    StreamingParameters,
+    TerminationEvent,
+    TurnEvent,
+)
+from deepgram import AsyncDeepgramClient
+from deepgram.environment import DeepgramClientEnvironment
+from deepgram.listen.v1.types import ListenV1Metadata, ListenV1Results
+
+from ch04_streaming.client import load_audio
+from tests.ch04.harness import KEY, MANIFEST, Start, audio_of, reference
+
+
+def chunks(fixture_id: str, chunk_ms: int = 100) -> list[bytes]:
+    payload = load_audio(audio_of(fixture_id)).payload
+    size = 32 * chunk_ms
+    return [payload[i : i + size] for i in range(0, len(payload), size)]
+
+
+async def test_deepgram_sdk_streams_a_fixture(start_server: Start) -> None:
+    async with start_server() as running:
+        environment = DeepgramClientEnvironment(
+            base=running.http, production=running.url,
+            agent=running.url, agent_rest=running.http,
+        )
+        client = AsyncDeepgramClient(api_key=KEY, environment=environment)
+        results: list[ListenV1Results] = []
+        metadata: list[ListenV1Metadata] = []
+        async with client.listen.v1.connect(
+            model="nova-3", encoding="linear16", sample_rate="16000",
+            interim_results="true",
+        ) as connection:
+
+            async def send() -> None:
+                for chunk in chunks("quick_brown_fox"):
+                    await connection.send_media(chunk)
+                await connection.send_close_stream()
+
+            sender = asyncio.create_task(send())
+            async with asyncio.timeout(30):
+                async for message in connection:
+                    if isinstance(message, ListenV1Results):
+                        results.append(message)
+                    elif isinstance(message, ListenV1Metadata):
+                        metadata.append(message)
+            await sender
+    finals = [r.channel.alternatives[0] for r in results if r.is_final]
+    assert " ".join(f.transcript for f in finals if f.transcript) == (
+        reference("quick_brown_fox"))
+    words = [w for f in finals for w in f.words]
+    truth = MANIFEST.get("quick_brown_fox").words
+    assert [w.word for w in words] == [t.word for t in truth]
+    assert all(abs(w.start - t.start) <= 0.05
+               for w, t in zip(words, truth, strict=True))
+    assert any(not r.is_final for r in results)
+    (summary,) = metadata
+    duration = MANIFEST.get("quick_brown_fox").duration_s
+    assert abs(summary.duration - duration) < 0.001
+
+
+async def test_assemblyai_sdk_streams_a_fixture(start_server: Start) -> None:
+    turns: list[TurnEvent] = []
+    terminations: list[TerminationEvent] = []
+
+    def on_turn(_client: Any, event: TurnEvent) -> None:
+        turns.append(event)
+
+    def on_termination(_client: Any, event: TerminationEvent) -> None:
+        terminations.append(event)
+
+    async with start_server() as running:
+        client = AsyncStreamingClient(StreamingClientOptions(
+            api_key=KEY, api_host=running.url))
+        client.on(StreamingEvents.Turn, on_turn)
+        client.on(StreamingEvents.Termination, on_termination)
+        async with asyncio.timeout(30):
+            await client.connect(StreamingParameters.model_validate(
+                {"sample_rate": 16_000, "format_turns": True}))
+            await client.stream(chunks("call_back"))
+            await client.disconnect(terminate=True)
+    ends = [t for t in turns if t.end_of_turn and not t.turn_is_formatted]
+    assert " ".join(t.transcript for t in ends) == reference("call_back")
+    formatted = [t for t in turns if t.turn_is_formatted]
+    assert formatted[0].transcript.startswith("Call me back")
+    (termination,) = terminations
+    assert termination.audio_duration_seconds == round(
+        MANIFEST.get("call_back").duration_s)

@@ -1,0 +1,120 @@
+"""Graceful shutdown: open utterances finish, then streams close 1001."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import sys
+from pathlib import Path
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import InvalidStatus
+
+from ch04_streaming.accelerator import Accelerator, CostModel
+from ch04_streaming.client import load_audio
+from ch04_streaming.server import ServerLimits
+from ch04_streaming.stream_handler import ConnectionLimits
+from tests.ch04.harness import KEY, Start, audio_of, reference
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+QUERY = "/v1/listen?encoding=linear16&sample_rate=16000&interim_results=true"
+
+
+async def finals_then_close(
+    socket: ClientConnection,
+) -> tuple[list[str], int | None, str | None]:
+    finals = []
+    async for raw in socket:
+        message = json.loads(raw)
+        if message["type"] == "Results" and message["is_final"]:
+            finals.append(message["channel"]["alternatives"][0]["transcript"])
+    return finals, socket.close_code, socket.close_reason
+
+
+async def test_shutdown_delivers_the_open_utterance(
+    start_server: Start,
+) -> None:
+    payload = load_audio(audio_of("quick_brown_fox")).payload
+    async with start_server() as running:
+        socket = await connect(running.url + QUERY, additional_headers={
+            "Authorization": f"Token {KEY}"})
+        await socket.send(payload[: 32_000 * 3])  # mid-sentence
+        (handler,) = running.server.handlers
+        async with asyncio.timeout(5):
+            while handler.session.stats.received_s < 3.0:
+                await asyncio.sleep(0.01)
+        shutting = asyncio.create_task(running.server.shutdown())
+        finals, code, reason = await finals_then_close(socket)
+        await shutting
+    assert (code, reason) == (1001, "server shutting down")
+    (text,) = finals
+    assert text and reference("quick_brown_fox").startswith(text)
+
+
+async def test_sigterm_drains_and_exits(tmp_path: Path) -> None:
+    env = {**os.environ, "SPEECH_API_KEYS": KEY,
+           "PYTHONPATH": str(REPO_ROOT)}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "ch04_streaming", "--port", "0",
+        "--load-s", "0", "--warmup-s", "0",
+        cwd=REPO_ROOT, env=env, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(30):
+            assert process.stdout is not None
+            line = (await process.stdout.readline()).decode()
+            port = re.search(r"127\.0\.0\.1:(\d+)", line)
+            assert port, line
+            socket = await ready_socket(int(port.group(1)))
+            payload = load_audio(audio_of("weather_forecast")).payload
+            await socket.send(payload[: 32_000 * 3])
+            interim = json.loads(await socket.recv())  # it is listening
+            assert interim["type"] == "Results"
+            process.send_signal(signal.SIGTERM)
+            finals, code, _ = await finals_then_close(socket)
+            assert code == 1001
+            assert finals and reference("weather_forecast").startswith(
+                finals[0])
+            assert await process.wait() == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def ready_socket(port: int) -> ClientConnection:
+    """Connect once the cold start is over (503 until then)."""
+    url = f"ws://127.0.0.1:{port}{QUERY}"
+    headers = {"Authorization": f"Token {KEY}"}
+    for _ in range(100):
+        try:
+            return await connect(url, additional_headers=headers)
+        except (InvalidStatus, OSError):  # 503 while loading
+            await asyncio.sleep(0.05)
+    raise AssertionError("server never became ready")
+
+
+async def test_streams_that_cannot_finish_are_cut_at_the_grace(
+    start_server: Start,
+) -> None:
+    stuck = Accelerator(CostModel(fixed_ms=600_000, per_audio_s_ms=0))
+    limits = ServerLimits(shutdown_grace_s=0.2, connection=ConnectionLimits(
+        realtime_allowance_s=1e9))
+    payload = load_audio(audio_of("quick_brown_fox")).payload
+    async with start_server(limits=limits, device=stuck) as running:
+        socket = await connect(running.url + QUERY, additional_headers={
+            "Authorization": f"Token {KEY}"})
+        await socket.send(payload)  # its decode will never finish
+        (handler,) = running.server.handlers
+        async with asyncio.timeout(5):
+            while handler.session.stats.received_s < 5.0:
+                await asyncio.sleep(0.01)
+        async with asyncio.timeout(5):  # grace 0.2 s, not 10 minutes
+            await running.server.shutdown()
+        await socket.wait_closed()
+    assert not running.server.handlers
+    assert socket.close_code == 1001

@@ -1,0 +1,103 @@
+"""The chapter's measuring tools: codecs, VAD savings, chunk sizes, and
+the command-line client."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ch04_streaming import chunk_experiment, codecs, vad_savings
+from ch04_streaming.client import Result
+from ch04_streaming.vad import VadConfig
+from examples import stream_file
+from tests.ch04.harness import KEY, audio_of, reference
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_codec_costs_are_measured_from_the_fixtures(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert codecs.main() == 0
+    rows = {line.split()[0] + " " + line.split()[2]: line.split()
+            for line in capsys.readouterr().out.splitlines()[1:]}
+    assert rows["wav 16000"][3] == "32,000"  # 16 kHz x 2 bytes
+    assert rows["wav 8000"][3] == "8,000"  # 8 kHz x 1 byte of mu-law
+    opus = float(rows["ogg 48000"][3].replace(",", ""))
+    assert 2_000 < opus < 8_000  # 16-64 kbit/s: compressed
+
+
+def test_vad_keeps_pauses_and_noise_from_the_model() -> None:
+    config = VadConfig()
+    talk = vad_savings.measure(audio_of("support_call"), config)
+    assert talk.utterances >= 6
+    assert 0.5 < talk.share_passed < 0.95
+    noise = vad_savings.measure(audio_of("noise"), config)
+    assert noise.share_passed == 0 and noise.audio_s == pytest.approx(5.0)
+
+
+def test_vad_savings_prints_a_summary(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert vad_savings.main([str(audio_of("quick_brown_fox"))]) == 0
+    assert re.search(r"\(\d+%\) reached inference",
+                     capsys.readouterr().out)
+
+
+async def test_chunk_experiment_measures_one_size() -> None:
+    (row,) = await chunk_experiment.run(audio_of("living_room"), None,
+                                        None, sizes=(250,))
+    assert row.transcript == reference("living_room")
+    assert row.sent_per_s == pytest.approx(4.0, abs=0.3)
+    assert row.first_result_ms is not None and row.final_latency_ms
+    assert "250" in chunk_experiment.table([row])
+
+
+def test_stream_file_prints_interims_in_place_and_finals_on_lines(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    stream_file.print_result(Result("the quick", False, 0.1))
+    stream_file.print_result(Result("the quick brown fox", True, 0.32))
+    out = capsys.readouterr().out
+    assert out == ("\r\033[Kthe quick"
+                   "\r\033[Kthe quick brown fox  [320 ms]\n")
+
+
+def test_stream_file_refuses_chunks_out_of_range() -> None:
+    with pytest.raises(SystemExit):
+        stream_file.main([str(audio_of("silence")), "--chunk-ms", "300",
+                          "--key", KEY])
+
+
+async def test_stream_file_against_the_real_service() -> None:
+    env = {**os.environ, "SPEECH_API_KEYS": KEY}
+    server = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "ch04_streaming", "--port", "0",
+        "--load-s", "0", "--warmup-s", "0", cwd=REPO_ROOT, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+    try:
+        assert server.stdout is not None
+        async with asyncio.timeout(30):
+            line = (await server.stdout.readline()).decode()
+            port = re.search(r":(\d+) ", line)
+            assert port, line
+            client = await asyncio.to_thread(
+                subprocess.run,
+                [sys.executable, "-m", "examples.stream_file",
+                 str(audio_of("card_number")), "--dialect", "deepgram",
+                 "--url", f"ws://127.0.0.1:{port.group(1)}"],
+                cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                timeout=30)
+    finally:
+        server.terminate()
+        await server.wait()
+    assert client.returncode == 0, client.stderr
+    finals = [line.rsplit("  [", 1)[0].split("\x1b[K")[-1]
+              for line in client.stdout.splitlines() if "ms]" in line]
+    assert " ".join(finals) == reference("card_number")
