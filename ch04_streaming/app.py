@@ -15,7 +15,12 @@ from ch04_streaming.auth import ApiKeys, load_api_keys
 from ch04_streaming.dialects.assemblyai import AssemblyAI
 from ch04_streaming.dialects.deepgram import Deepgram
 from ch04_streaming.dialects.dialect import Dialect, StreamDefaults
-from ch04_streaming.engine import MockRecognizer, load_lexicon
+from ch04_streaming.engine import (
+    MockRecognizer,
+    NullRecognizer,
+    Recognizer,
+    load_lexicon,
+)
 from ch04_streaming.server import ServerLimits, SpeechServer
 from ch04_streaming.settings import Settings
 from ch04_streaming.stream_handler import ConnectionLimits
@@ -26,7 +31,7 @@ from ch04_streaming.word_errors import WordErrorInjector
 @dataclass(frozen=True)
 class Built:
     server: SpeechServer
-    recognizer: MockRecognizer
+    recognizer: Recognizer
     dev_key: str | None  # set when SPEECH_API_KEYS was empty
 
 
@@ -38,18 +43,20 @@ def build_server(settings: Settings, keys: ApiKeys | None = None) -> Built:
     dev_key = None
     if keys is None:
         keys, dev_key = load_api_keys(settings.env)
-    recognizer = MockRecognizer(
-        lexicon=load_lexicon(settings.manifest),
-        device=Accelerator(PROFILES[settings.profile],
-                           load_s=settings.load_s,
-                           warmup_s=settings.warmup_s),
-        errors=WordErrorInjector(
-            seed=settings.error_seed,
-            substitution=settings.substitution_rate,
-            deletion=settings.deletion_rate,
-            insertion=settings.insertion_rate,
-        ),
-    )
+    device = Accelerator(PROFILES[settings.profile], load_s=settings.load_s,
+                         warmup_s=settings.warmup_s)
+    recognizer: Recognizer = NullRecognizer(device)
+    if settings.recognizer == "mock":
+        recognizer = MockRecognizer(
+            lexicon=load_lexicon(settings.manifest),
+            device=device,
+            errors=WordErrorInjector(
+                seed=settings.error_seed,
+                substitution=settings.substitution_rate,
+                deletion=settings.deletion_rate,
+                insertion=settings.insertion_rate,
+            ),
+        )
     defaults = StreamDefaults(
         vad=VadConfig(
             aggressiveness=settings.vad_aggressiveness,

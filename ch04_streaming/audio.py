@@ -144,12 +144,13 @@ class Framer:
     def frame_samples(self) -> int:
         return self.rate * self.frame_ms // 1000
 
-    def frames(self, samples: np.ndarray) -> list[np.ndarray]:
+    def frames(self, samples: np.ndarray) -> np.ndarray:
+        """Whole frames as the rows of a (frames, samples) array."""
         pending = np.concatenate([self._pending, samples])
         size = self.frame_samples
         whole = pending.size // size * size
         self._pending = pending[whole:]
-        return [pending[i : i + size] for i in range(0, whole, size)]
+        return pending[:whole].reshape(-1, size)
 
 
 @dataclass(frozen=True)

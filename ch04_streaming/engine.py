@@ -38,7 +38,13 @@ class UtteranceDecoder:
     """Decoder state of one utterance; the stream that owns it keeps it."""
 
     start_s: float  # stream time of the utterance's first sample
-    matcher: Matcher
+    matcher: Matcher | None = None  # None: an engine that keeps no state
+    fed_samples: int = 0
+
+    @property
+    def end_s(self) -> float:
+        """Stream time of the end of the audio decoded so far."""
+        return self.start_s + self.fed_samples / SAMPLE_RATE
 
 
 @dataclass(frozen=True)
@@ -93,7 +99,9 @@ class MockRecognizer:
 
     def _advance(self, request: DecodeRequest) -> Hypothesis:
         decoder = request.decoder
+        assert decoder.matcher is not None
         decoder.matcher.feed(request.audio)
+        decoder.fed_samples += request.audio.size
         words = [
             Word(w.text, round(decoder.start_s + w.start, 3),
                  round(decoder.start_s + w.end, 3), round(w.confidence, 3))
@@ -102,6 +110,34 @@ class MockRecognizer:
         if self.errors.active:
             words = self.errors.apply(words)
         return Hypothesis(tuple(words), request.final)
+
+
+@dataclass
+class NullRecognizer:
+    """Model time zero and no model: answers at once, hears no words.
+
+    For measuring the serving path alone (VAD, sessions, dialects,
+    transport), as the benchmark does beside the full mock.
+    """
+
+    device: Accelerator
+
+    @property
+    def ready(self) -> bool:
+        return self.device.ready
+
+    async def start(self) -> None:
+        await self.device.start()
+
+    def new_utterance(self, start_s: float) -> UtteranceDecoder:
+        return UtteranceDecoder(start_s)
+
+    async def decode(
+        self, batch: Sequence[DecodeRequest]
+    ) -> list[Hypothesis]:
+        for request in batch:
+            request.decoder.fed_samples += request.audio.size
+        return [Hypothesis((), r.final) for r in batch]
 
 
 def load_lexicon(manifest_path: Path) -> Lexicon:

@@ -30,6 +30,7 @@ from ch04_streaming.vad import (
     SpeechAudio,
     SpeechEnded,
     SpeechStarted,
+    VadEvent,
     VadGate,
 )
 
@@ -120,17 +121,16 @@ class StreamSession:
         self._route(self.vad.push(samples))
         self._check_utterance_end()
 
-    def _route(self, events: list[SpeechStarted | SpeechAudio | SpeechEnded]
-               ) -> None:
+    def _route(self, events: list[VadEvent]) -> None:
         for event in events:
             if isinstance(event, SpeechStarted):
                 self._current = self.recognizer.new_utterance(event.at_s)
                 self._onsets.append(event.onset_s)
                 if self.options.vad_events:
                     self.emit(SpeechStartedEvent(event.onset_s))
-            elif isinstance(event, SpeechAudio) and self._current:
+            elif isinstance(event, SpeechAudio) and self._current is not None:
                 self._pending_for(self._current).chunks.append(event.samples)
-            elif isinstance(event, SpeechEnded) and self._current:
+            elif isinstance(event, SpeechEnded) and self._current is not None:
                 work = self._pending_for(self._current)
                 work.final, work.reason = True, event.reason
                 self._current = None
@@ -209,7 +209,6 @@ class StreamSession:
         self.stats.decode_calls += 1
         self.stats.decoded_s += audio.size / MODEL_RATE
         decoder = work.decoder
-        decoder_end = decoder.matcher.audio_s + decoder.start_s
         if work.final:
             self.stats.finals += 1
             if hypothesis.words:
@@ -219,7 +218,7 @@ class StreamSession:
         self.emit(TranscriptEvent(
             hypothesis=hypothesis,
             start_s=decoder.start_s,
-            end_s=round(decoder_end, 3),
+            end_s=round(decoder.end_s, 3),
             speech_final=work.final and work.reason != "flush",
             from_finalize=work.reason == "flush",
         ))

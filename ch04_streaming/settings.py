@@ -35,6 +35,7 @@ class Settings:
     endpointing_ms: int = 300
     pre_roll_ms: int = 300
     max_utterance_ms: int = 15_000
+    recognizer: str = "mock"
     profile: str = "tuned"
     load_s: float = 1.0
     warmup_s: float = 0.5
@@ -58,6 +59,7 @@ OPTIONS: tuple[tuple[str, type, str], ...] = (
     ("endpointing_ms", int, "trailing silence that ends an utterance"),
     ("pre_roll_ms", int, "audio replayed when speech starts"),
     ("max_utterance_ms", int, "longest utterance before a forced final"),
+    ("recognizer", str, "mock (hears the fixtures) or null (no model)"),
     ("profile", str, f"engine cost model: {', '.join(PROFILES)}"),
     ("load_s", float, "simulated model load time"),
     ("warmup_s", float, "simulated warm-up time"),
@@ -90,4 +92,6 @@ def parse_settings(
     args = parser.parse_args(argv)
     if args.profile not in PROFILES:
         parser.error(f"--profile must be one of {', '.join(PROFILES)}")
+    if args.recognizer not in ("mock", "null"):
+        parser.error("--recognizer must be mock or null")
     return Settings(**vars(args), env=env)

@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import re
 import secrets
 import signal
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -24,25 +21,9 @@ from ch04_streaming import vad_savings
 from ch04_streaming.client import DIALECTS, Report, Result, load_audio, stream
 from ch04_streaming.vad import VadConfig
 from examples.fixtures import AUDIO_DIR
+from examples.service import Service, running_service
 
-REPO_ROOT = AUDIO_DIR.parent.parent
 LONG = AUDIO_DIR / "support_call.wav"
-
-
-async def start_service(key: str) -> tuple[asyncio.subprocess.Process, int]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "ch04_streaming", "--port", "0",
-        cwd=REPO_ROOT, env={**os.environ, "SPEECH_API_KEYS": key},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-    )
-    assert process.stdout is not None
-    async with asyncio.timeout(30):
-        line = (await process.stdout.readline()).decode()
-    found = re.search(r"127\.0\.0\.1:(\d+)", line)
-    if found is None:
-        raise RuntimeError(f"service did not start: {line!r}")
-    print(line.strip())
-    return process, int(found.group(1))
 
 
 async def wait_until_ready(port: int) -> None:
@@ -83,7 +64,14 @@ async def both_dialects(port: int, key: str) -> list[Report]:
 
 async def run() -> None:
     key = "demo-" + secrets.token_hex(8)
-    process, port = await start_service(key)
+    async with running_service(("-m", "ch04_streaming", "--port", "0"),
+                               {"SPEECH_API_KEYS": key}) as service:
+        print(f"service started: pid {service.pid}, port {service.port}")
+        await stream_and_stop(service, key)
+
+
+async def stream_and_stop(service: Service, key: str) -> None:
+    port = service.port
     try:
         await wait_until_ready(port)
         print(f"\nStreaming {LONG.name} (44 s) through both dialects at"
@@ -100,8 +88,8 @@ async def run() -> None:
         print(f"VAD: {saved.share_passed:.0%} of {saved.audio_s:.1f} s"
               " reached the model; the rest never cost inference")
     finally:
-        process.send_signal(signal.SIGTERM)
-        code = await process.wait()
+        service.process.send_signal(signal.SIGTERM)
+        code = await service.process.wait()
         print(f"service stopped on SIGTERM (exit {code})")
 
 

@@ -9,6 +9,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.protocol import State
 
+from ch04_streaming.accelerator import Accelerator, CostModel
 from ch04_streaming.client import DIALECTS, load_audio, stream
 from ch04_streaming.dialects.dialect import StreamDefaults
 from ch04_streaming.vad import VadConfig
@@ -162,3 +163,26 @@ async def test_endpointing_query_sets_the_silence(
     finals = [m for m in messages if m["type"] == "Results"
               and m["speech_final"]]
     assert len(finals) <= 2  # no pause is 2 s long: one long utterance
+
+
+async def test_lagging_inference_skips_interims_never_finals(
+    start_server: Start,
+) -> None:
+    slow = Accelerator(CostModel(fixed_ms=30.0, per_audio_s_ms=0.0))
+    async with start_server(device=slow) as running:
+        async with connect(
+            url_for(running.url, "interim_results=true"),
+            additional_headers={"Authorization": f"Token {KEY}"},
+        ) as socket:
+            await send_file(socket, "support_call", chunk_ms=20)
+            await socket.send(json.dumps({"type": "CloseStream"}))
+            (handler,) = running.server.handlers
+            messages = await collect(socket)
+        stats, gate = handler.session.stats, handler.session.vad
+    # 2,200 chunks arrived faster than 30 ms decodes could follow: most
+    # interim updates were skipped, yet all the speech was decoded.
+    assert stats.interims_skipped > 1000
+    assert stats.decoded_s == pytest.approx(gate.frames_passed * 0.02)
+    finals = [m["channel"]["alternatives"][0]["transcript"]  # type: ignore
+              for m in messages if m["type"] == "Results" and m["is_final"]]
+    assert " ".join(t for t in finals if t) == reference("support_call")

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import re
 import signal
-import sys
 from pathlib import Path
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -17,6 +14,7 @@ from ch04_streaming.accelerator import Accelerator, CostModel
 from ch04_streaming.client import load_audio
 from ch04_streaming.server import ServerLimits
 from ch04_streaming.stream_handler import ConnectionLimits
+from examples.service import running_service
 from tests.ch04.harness import KEY, Start, audio_of, reference
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -54,36 +52,22 @@ async def test_shutdown_delivers_the_open_utterance(
     assert text and reference("quick_brown_fox").startswith(text)
 
 
-async def test_sigterm_drains_and_exits(tmp_path: Path) -> None:
-    env = {**os.environ, "SPEECH_API_KEYS": KEY,
-           "PYTHONPATH": str(REPO_ROOT)}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "ch04_streaming", "--port", "0",
-        "--load-s", "0", "--warmup-s", "0",
-        cwd=REPO_ROOT, env=env, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
+async def test_sigterm_drains_and_exits() -> None:
+    args = ("-m", "ch04_streaming", "--port", "0", "--load-s", "0",
+            "--warmup-s", "0")
+    async with running_service(args, {"SPEECH_API_KEYS": KEY}) as service:
         async with asyncio.timeout(30):
-            assert process.stdout is not None
-            line = (await process.stdout.readline()).decode()
-            port = re.search(r"127\.0\.0\.1:(\d+)", line)
-            assert port, line
-            socket = await ready_socket(int(port.group(1)))
+            socket = await ready_socket(service.port)
             payload = load_audio(audio_of("weather_forecast")).payload
             await socket.send(payload[: 32_000 * 3])
             interim = json.loads(await socket.recv())  # it is listening
             assert interim["type"] == "Results"
-            process.send_signal(signal.SIGTERM)
+            service.process.send_signal(signal.SIGTERM)
             finals, code, _ = await finals_then_close(socket)
             assert code == 1001
             assert finals and reference("weather_forecast").startswith(
                 finals[0])
-            assert await process.wait() == 0
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+            assert await service.process.wait() == 0
 
 
 async def ready_socket(port: int) -> ClientConnection:

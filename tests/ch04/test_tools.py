@@ -16,6 +16,7 @@ from ch04_streaming import chunk_experiment, codecs, vad_savings
 from ch04_streaming.client import Result
 from ch04_streaming.vad import VadConfig
 from examples import stream_file
+from examples.service import running_service
 from tests.ch04.harness import KEY, audio_of, reference
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -76,27 +77,17 @@ def test_stream_file_refuses_chunks_out_of_range() -> None:
 
 
 async def test_stream_file_against_the_real_service() -> None:
-    env = {**os.environ, "SPEECH_API_KEYS": KEY}
-    server = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "ch04_streaming", "--port", "0",
-        "--load-s", "0", "--warmup-s", "0", cwd=REPO_ROOT, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
-    try:
-        assert server.stdout is not None
-        async with asyncio.timeout(30):
-            line = (await server.stdout.readline()).decode()
-            port = re.search(r":(\d+) ", line)
-            assert port, line
-            client = await asyncio.to_thread(
-                subprocess.run,
-                [sys.executable, "-m", "examples.stream_file",
-                 str(audio_of("card_number")), "--dialect", "deepgram",
-                 "--url", f"ws://127.0.0.1:{port.group(1)}"],
-                cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-                timeout=30)
-    finally:
-        server.terminate()
-        await server.wait()
+    args = ("-m", "ch04_streaming", "--port", "0", "--load-s", "0",
+            "--warmup-s", "0")
+    env = {"SPEECH_API_KEYS": KEY}
+    async with running_service(args, env) as service:
+        client = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "examples.stream_file",
+             str(audio_of("card_number")), "--dialect", "deepgram",
+             "--url", f"ws://127.0.0.1:{service.port}"],
+            cwd=REPO_ROOT, env={**os.environ, **env}, capture_output=True,
+            text=True, timeout=30)
     assert client.returncode == 0, client.stderr
     finals = [line.rsplit("  [", 1)[0].split("\x1b[K")[-1]
               for line in client.stdout.splitlines() if "ms]" in line]

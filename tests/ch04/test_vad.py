@@ -135,8 +135,8 @@ class Scripted:
     def __init__(self, script: list[bool]) -> None:
         self.script = iter(script)
 
-    def is_speech(self, frame: np.ndarray) -> bool:
-        return next(self.script)
+    def classify(self, frames: np.ndarray) -> list[bool]:
+        return [next(self.script) for _ in frames]
 
 
 def test_speech_start_needs_a_run_of_speech() -> None:

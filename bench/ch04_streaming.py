@@ -1,0 +1,238 @@
+"""Benchmark of the chapter 4 service against a bare echo server.
+
+N real-time streams (100 ms chunks of the long conversation) go to the
+speech service, with model time set to zero (`--profile zero`), and the
+same load to `bench.echo_server`. For each N: p50 and p99 latency from a
+chunk sent to the first message covering it, and the server's CPU and
+memory per stream. Capacity is the largest N whose p99 stays within
+100 ms, found on the grid and refined by bisection. Idle memory is the
+growth of the server's resident set per open, silent stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import resource
+import statistics
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.loadgen import open_streams, run_load
+from ch04_streaming.__main__ import event_loop_factory
+from ch04_streaming.client import load_audio
+from examples.service import running_service
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+LONG = REPO_ROOT / "examples" / "audio" / "support_call.wav"
+MANIFEST = REPO_ROOT / "examples" / "audio" / "manifest.json"
+KEY = "bench-key"
+GRID = (50, 200, 500, 1000)
+P99_TARGET_MS = 100.0
+IDLE_STREAMS = 500
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    command: tuple[str, ...]
+    path: str
+    headers: dict[str, str]
+    echo: bool
+
+
+SERVICE = ("-m", "ch04_streaming", "--port", "0", "--profile", "zero",
+           "--load-s", "0", "--warmup-s", "0", "--max-streams", "5000",
+           "--idle-timeout-s", "120")
+LISTEN = "/v1/listen?encoding=linear16&sample_rate=16000&interim_results=true"
+# Model time zero: no model at all, so the serving path is what is timed.
+SPEECH = Target("speech", (*SERVICE, "--recognizer", "null"), LISTEN,
+                {"Authorization": f"Token {KEY}"}, echo=False)
+# The same, with the mock's acoustic matcher spending real CPU.
+MOCK = Target("mock", (*SERVICE, "--recognizer", "mock"), LISTEN,
+              {"Authorization": f"Token {KEY}"}, echo=False)
+ECHO = Target("echo", ("-m", "bench.echo_server", "--port", "0"), "", {},
+              echo=True)
+
+
+@dataclass(frozen=True)
+class Measured:
+    streams: int
+    p50_ms: float
+    p99_ms: float
+    failed_streams: int
+    server_cpu_ms_per_stream_s: float
+    server_rss_mb: float
+    loadgen_cpu_share: float  # of one core; near 1.0: the client limits
+
+
+class Server:
+    def __init__(self, process: asyncio.subprocess.Process,
+                 port: int) -> None:
+        self.process, self.port = process, port
+
+    def cpu_s(self) -> float:
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().split()
+        return (int(fields[13]) + int(fields[14])) / CLOCK_TICKS
+
+    def rss_mb(self) -> float:
+        status = Path(f"/proc/{self.process.pid}/status").read_text()
+        found = re.search(r"VmRSS:\s+(\d+) kB", status)
+        assert found is not None
+        return int(found.group(1)) / 1024
+
+
+@asynccontextmanager
+async def started(target: Target) -> AsyncIterator[Server]:
+    env = {"SPEECH_API_KEYS": KEY}
+    async with running_service(target.command, env) as service:
+        yield Server(service.process, service.port)
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+@dataclass(frozen=True)
+class Workload:
+    chunks: list[bytes]  # 100 ms each
+    speech: list[bool]  # which chunks are timed: those inside utterances
+
+
+def workload() -> Workload:
+    audio = load_audio(LONG).payload
+    whole = len(audio) // 3200 * 3200  # streams loop: keep chunks whole
+    chunks = [audio[i : i + 3200] for i in range(0, whole, 3200)]
+    manifest = json.loads(MANIFEST.read_text())
+    (fixture,) = [f for f in manifest["fixtures"]
+                  if f["path"].endswith(LONG.name)]
+    # Chunks wholly inside an utterance. The chunk in which speech begins
+    # waits for the VAD's decision that it has (up to one chunk): a
+    # property of the VAD, the same at any load, so it is left out.
+    spans = [(u["start"], u["end"]) for u in fixture["utterances"]]
+    speech = [any(s <= i * 0.1 and (i + 1) * 0.1 <= e for s, e in spans)
+              for i in range(len(chunks))]
+    return Workload(chunks, speech)
+
+
+async def measure(target: Target, streams: int, load: Workload) -> Measured:
+    async with started(target) as server:
+        url = f"ws://127.0.0.1:{server.port}{target.path}"
+        cpu0, client0 = server.cpu_s(), own_cpu_s()
+        wall0 = time.monotonic()
+        logs = await run_load(url, target.headers, load.chunks, load.speech,
+                              streams, target.echo)
+        wall = time.monotonic() - wall0
+        cpu, client = server.cpu_s() - cpu0, own_cpu_s() - client0
+        rss = server.rss_mb()
+    latencies = [t * 1000 for log in logs for t in log.latencies_s]
+    return Measured(
+        streams=streams,
+        p50_ms=round(statistics.median(latencies), 2),
+        p99_ms=round(percentile(latencies, 0.99), 2),
+        failed_streams=sum(1 for log in logs if log.failed),
+        server_cpu_ms_per_stream_s=round(cpu * 1000 / (streams * wall), 3),
+        server_rss_mb=round(rss, 1),
+        loadgen_cpu_share=round(client / wall, 2),
+    )
+
+
+def own_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def passes(m: Measured) -> bool:
+    return m.p99_ms <= P99_TARGET_MS and m.failed_streams == 0
+
+
+async def capacity(target: Target, load: Workload,
+                   report: Callable[[Measured], None]
+                   ) -> tuple[int, dict[int, Measured]]:
+    """Largest passing N on the grid, refined between grid points."""
+    results = {}
+    for n in GRID:
+        results[n] = await measure(target, n, load)
+        report(results[n])
+    good = max((n for n in GRID if passes(results[n])), default=0)
+    bad = min((n for n in GRID if n > good and not passes(results[n])),
+              default=None)
+    while bad is not None and bad - good > 50:
+        middle = (good + bad) // 2 // 25 * 25
+        m = await measure(target, middle, load)
+        report(m)
+        results[middle] = m
+        good, bad = (middle, bad) if passes(m) else (good, middle)
+    return good, results
+
+
+async def idle_memory_kb(target: Target) -> float:
+    async with started(target) as server:
+        url = f"ws://127.0.0.1:{server.port}{target.path}"
+        await asyncio.sleep(0.5)  # let start-up allocation settle
+        before = server.rss_mb()
+        sockets = await open_streams(url, target.headers, IDLE_STREAMS)
+        await asyncio.sleep(0.5)
+        after = server.rss_mb()
+        await asyncio.gather(*(s.close() for s in sockets))
+    return round((after - before) * 1024 / IDLE_STREAMS, 1)
+
+
+def print_row(target: str) -> Callable[[Measured], None]:
+    def show(m: Measured) -> None:
+        print(f"  {target:<6} N={m.streams:>5}  p50 {m.p50_ms:>7.1f} ms"
+              f"  p99 {m.p99_ms:>7.1f} ms  failed {m.failed_streams}"
+              f"  server CPU {m.server_cpu_ms_per_stream_s:.3f} ms per"
+              f" stream-second  RSS {m.server_rss_mb:.0f} MB"
+              f"  load generator {m.loadgen_cpu_share:.0%} of a core",
+              flush=True)
+
+    return show
+
+
+def grid_figures(prefix: str, results: dict[int, Measured]
+                 ) -> dict[str, float]:
+    figures: dict[str, float] = {}
+    for n in GRID:
+        m = results[n]
+        figures[f"{prefix}p50_ms_at_{n}_streams"] = m.p50_ms
+        figures[f"{prefix}p99_ms_at_{n}_streams"] = m.p99_ms
+        figures[f"{prefix}server_cpu_ms_per_stream_s_at_{n}"] = (
+            m.server_cpu_ms_per_stream_s)
+        figures[f"{prefix}loadgen_cpu_share_at_{n}"] = m.loadgen_cpu_share
+        figures[f"{prefix}failed_streams_at_{n}"] = m.failed_streams
+    return figures
+
+
+async def benchmark() -> dict[str, float]:
+    load = workload()
+    speech_cap, speech = await capacity(SPEECH, load, print_row("speech"))
+    echo_cap, echo = await capacity(ECHO, load, print_row("echo"))
+    mock_cap, mock = await capacity(MOCK, load, print_row("mock"))
+    figures = {
+        **grid_figures("", speech),
+        **grid_figures("baseline_", echo),
+        **grid_figures("with_mock_", mock),
+        "capacity_streams_p99_100ms": speech_cap,
+        "baseline_capacity_streams_p99_100ms": echo_cap,
+        "with_mock_capacity_streams_p99_100ms": mock_cap,
+        "capacity_ratio_to_baseline": round(speech_cap / echo_cap, 3)
+        if echo_cap else 0.0,
+        "grid_max_streams": max(GRID),
+    }
+    figures["memory_kb_per_idle_stream"] = await idle_memory_kb(MOCK)
+    figures["baseline_memory_kb_per_idle_stream"] = await idle_memory_kb(
+        ECHO)
+    return figures
+
+
+def run() -> dict[str, float]:
+    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+        return runner.run(benchmark())

@@ -1,0 +1,56 @@
+"""Run a chapter's service as its own process, as an operator would.
+
+Starts `python -m <package>` with a free port, reads the port from the
+line the service prints when it listens, and on exit stops it with
+SIGTERM and waits for it. The tour, the benchmarks and the end-to-end
+tests all start services this way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import sys
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+LISTENING = re.compile(r"listening on \w+://127\.0\.0\.1:(\d+)")
+
+
+@dataclass(frozen=True)
+class Service:
+    process: asyncio.subprocess.Process
+    port: int
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+
+@asynccontextmanager
+async def running_service(
+    args: Sequence[str], env: Mapping[str, str] | None = None,
+    start_timeout_s: float = 60.0,
+) -> AsyncIterator[Service]:
+    """`args` after `python`, e.g. ("-m", "ch04_streaming", "--port", "0")."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, *args, cwd=REPO_ROOT,
+        env={**os.environ, **(env or {})},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        assert process.stdout is not None
+        async with asyncio.timeout(start_timeout_s):
+            while not (found := LISTENING.search(
+                    (line := await process.stdout.readline()).decode())):
+                if not line:
+                    raise RuntimeError(f"{' '.join(args)} exited at start")
+        yield Service(process, int(found.group(1)))
+    finally:
+        if process.returncode is None:
+            process.terminate()
+        await process.wait()
