@@ -30,7 +30,8 @@ async def serve(argv: Sequence[str] | None = None) -> int:
     log.info("event=listening url=%s profile=%s", url, settings.profile)
     if built.dev_key:
         print(f"SPEECH_API_KEYS is not set; development key: "
-              f"{built.dev_key}", flush=True)
+              f"{built.dev_key} (browser: {url}/?key={built.dev_key})",
+              flush=True)
     print(f"listening on {url} (Deepgram /v1/listen, AssemblyAI /v3/ws,"
           f" browser client /)", flush=True)
     stop = asyncio.Event()
