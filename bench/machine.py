@@ -32,15 +32,24 @@ def memory_gib() -> float | None:
     return None
 
 
-def git_commit() -> str | None:
+def git(*args: str) -> str | None:
     try:
         done = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            capture_output=True, text=True, timeout=5, check=True,
+            ["git", *args], capture_output=True, text=True, timeout=5,
+            check=True,
         )
     except (OSError, subprocess.SubprocessError):
         return None
-    return done.stdout.strip() or None
+    return done.stdout.strip()
+
+
+def git_commit() -> str | None:
+    """The commit measured, marked `+changes` if the tree differed."""
+    commit = git("rev-parse", "--short", "HEAD")
+    if not commit:
+        return None
+    changed = git("status", "--porcelain", "--untracked-files=no")
+    return f"{commit}+changes" if changed else commit
 
 
 def machine_info() -> dict[str, object]:

@@ -14,6 +14,7 @@ import asyncio
 import http
 import json
 import logging
+import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ class ServerLimits:
     connection: ConnectionLimits = field(default_factory=ConnectionLimits)
     shutdown_grace_s: float = 10.0
     close_timeout_s: float = 5.0  # for the peer to answer our close
+    idle_sweep_s: float = 0.1  # how often idle streams are looked for
 
 
 class SpeechConnection(ServerConnection):
@@ -89,6 +91,7 @@ class SpeechServer:
     draining: bool = False
     closes: Counter[tuple[int, str]] = field(default_factory=Counter)
     _server: Server | None = field(default=None, init=False)
+    _sweeper: asyncio.Task[None] | None = field(default=None, init=False)
     _no_streams: asyncio.Event = field(default_factory=asyncio.Event,
                                        init=False)
 
@@ -177,7 +180,15 @@ class SpeechServer:
             close_timeout=self.limits.close_timeout_s,
             compression=None,  # audio does not compress; save the CPU
         )
+        self._sweeper = asyncio.create_task(self._sweep_idle())
         return self._server
+
+    async def _sweep_idle(self) -> None:
+        while True:
+            await asyncio.sleep(self.limits.idle_sweep_s)
+            now = time.monotonic()
+            for handler in list(self.handlers):
+                handler.expire_if_idle(now)
 
     @property
     def port(self) -> int:
@@ -191,6 +202,8 @@ class SpeechServer:
         """Stop admitting, finish open utterances, close with 1001."""
         self.draining = True
         assert self._server is not None
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         self._server.server.close()  # no new connections; streams go on
         for handler in list(self.handlers):
             handler.shutdown()

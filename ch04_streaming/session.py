@@ -168,6 +168,10 @@ class StreamSession:
         # must advance, or undecoded audio would pile up until the final.
         return head if head.final or head.chunks else None
 
+    @property
+    def has_room(self) -> bool:
+        return self._room.is_set()
+
     async def wait_for_room(self) -> None:
         """Backpressure: the reader waits while too much is undecoded."""
         await self._room.wait()

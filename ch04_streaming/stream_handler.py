@@ -106,9 +106,12 @@ class StreamHandler:
     outbox: Outbox = field(init=False)
     session: StreamSession = field(init=False)
     _shutting_down: bool = field(default=False, init=False)
+    _idle: bool = field(default=False, init=False)
     _reader: asyncio.Task[Closing] | None = field(default=None, init=False)
+    waiting_since: float = field(default=0.0, init=False)
 
     def __post_init__(self) -> None:
+        self.waiting_since = self.clock()
         self.stream = self.dialect.open_stream(self.request)
         self.outbox = Outbox(self.connection, self.limits.send_queue)
         self.session = StreamSession(
@@ -129,6 +132,19 @@ class StreamHandler:
         """Server is stopping: finish open utterances, then close 1001."""
         self._shutting_down = True
         if self._reader is not None:
+            self._reader.cancel()
+
+    def expire_if_idle(self, now: float) -> None:
+        """Close a stream that sent nothing for its idle timeout.
+
+        The server's sweeper calls this once in a while for every
+        stream, which costs far less than a timer around every frame.
+        """
+        idle_s = now - self.waiting_since
+        waiting_on_us = not self.session.has_room
+        if (idle_s >= self.request.idle_timeout_s and self._reader
+                and not waiting_on_us):
+            self._idle = True
             self._reader.cancel()
 
     async def run(self) -> Closing | None:
@@ -157,7 +173,9 @@ class StreamHandler:
         """How to close, given the first task that finished."""
         codes = self.dialect.codes
         if task.cancelled():
-            return codes.shutdown if self._shutting_down else None
+            if self._shutting_down:
+                return codes.shutdown
+            return codes.idle if self._idle else None
         error = task.exception()
         if error is None:
             result = task.result()
@@ -200,11 +218,8 @@ class StreamHandler:
         first_frame, started = True, self.clock()
         while True:
             await self.session.wait_for_room()  # backpressure
-            try:
-                async with asyncio.timeout(self.request.idle_timeout_s):
-                    frame = await self.connection.recv()
-            except TimeoutError:
-                return codes.idle
+            self.waiting_since = self.clock()  # idle: waiting on the client
+            frame = await self.connection.recv()
             if isinstance(frame, str):
                 try:
                     control = self.dialect.parse_control(frame)

@@ -191,17 +191,19 @@ class GuardedWebrtcVad:
         if not len(frames):
             return []
         # All frames of a chunk at once: one FFT call, not one per frame.
-        power = np.mean(np.square(frames, dtype=np.float64), axis=1)
-        spectrum = np.abs(np.fft.rfft(frames, axis=1)) ** 2 + 1e-12
-        flatness = (np.exp(np.mean(np.log(spectrum), axis=1))
-                    / np.mean(spectrum, axis=1))
+        width = frames.shape[1]
+        power = np.einsum("ij,ij->i", frames, frames) / width
+        spectrum = np.square(np.abs(np.fft.rfft(frames, axis=1))) + 1e-12
+        bins = spectrum.shape[1]
+        geometric = np.exp(np.add.reduce(np.log(spectrum), axis=1) / bins)
+        flatness = geometric / (np.add.reduce(spectrum, axis=1) / bins)
         candidates = ((power >= 10 ** (self.min_dbfs / 10))
                       & (flatness <= self.max_flatness)).tolist()
         pcm = to_pcm16(frames)
-        size = len(pcm) // len(frames)
+        size = 2 * width
         return [
-            bool(ok) and self._vad.is_speech(
-                pcm[i * size : (i + 1) * size], MODEL_RATE)
+            ok and self._vad.is_speech(pcm[i * size : (i + 1) * size],
+                                       MODEL_RATE)
             for i, ok in enumerate(candidates)
         ]
 
