@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from urllib.parse import parse_qsl, urlsplit
 
+from prometheus_client import CONTENT_TYPE_LATEST
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
@@ -28,12 +29,14 @@ from websockets.typing import Subprotocol
 
 from ch04_streaming.auth import ApiKeys
 from ch04_streaming.dialects.dialect import (
+    Closing,
     Dialect,
     RequestError,
     StreamDefaults,
     StreamRequest,
 )
 from ch04_streaming.engine import Recognizer
+from ch04_streaming.metrics import ServiceMetrics
 from ch04_streaming.stream_handler import ConnectionLimits, StreamHandler
 
 log = logging.getLogger("ch04_streaming")
@@ -89,6 +92,7 @@ class SpeechServer:
         default_factory=dict)
     admitted: set[ServerConnection] = field(default_factory=set)
     draining: bool = False
+    metrics: ServiceMetrics = field(default_factory=ServiceMetrics)
     closes: Counter[tuple[int, str]] = field(default_factory=Counter)
     _server: Server | None = field(default=None, init=False)
     _sweeper: asyncio.Task[None] | None = field(default=None, init=False)
@@ -110,25 +114,35 @@ class SpeechServer:
         key = dialect.credential(request.headers, query)
         if not self.keys.verify(key):
             reason = "missing API key" if not key else "invalid API key"
-            return error_response(401, reason, {"dg-error": reason})
+            return self.refuse(401, reason, {"dg-error": reason})
         if self.draining or not self.recognizer.ready:
             why = "server is draining" if self.draining else "model loading"
-            return error_response(503, why, {"Retry-After": "1"})
+            return self.refuse(503, why, {"Retry-After": "1"})
         if len(self.admitted) >= self.limits.max_streams:
-            return error_response(
+            return self.refuse(
                 503, f"at capacity: {self.limits.max_streams} streams",
                 {"Retry-After": "1"})
         try:
             parsed = dialect.parse(query, self.defaults)
         except RequestError as error:
-            return error_response(400, str(error), {"dg-error": str(error)})
+            return self.refuse(400, str(error), {"dg-error": str(error)})
         assert isinstance(connection, SpeechConnection)
         connection.stream_request, connection.dialect = parsed, dialect
         self.admitted.add(connection)
         return None
     # --8<-- [end:admission]
 
+    def refuse(self, status: int, reason: str,
+               headers: Mapping[str, str]) -> Response:
+        self.metrics.rejections.labels(str(status)).inc()
+        return error_response(status, reason, headers)
+
     def plain_http(self, path: str) -> Response:
+        if path == "/metrics":
+            body = self.metrics.exposition()
+            headers = Headers({"Content-Type": CONTENT_TYPE_LATEST,
+                               "Content-Length": str(len(body))})
+            return Response(200, "OK", headers, body)
         if path == "/healthz":
             return json_response(200, {"status": "ok"})
         if path == "/readyz":
@@ -152,18 +166,25 @@ class SpeechServer:
     async def handle(self, connection: ServerConnection) -> None:
         assert isinstance(connection, SpeechConnection)
         assert connection.stream_request and connection.dialect
-        handler = StreamHandler(connection, connection.dialect,
+        dialect = connection.dialect
+        handler = StreamHandler(connection, dialect,
                                 connection.stream_request, self.recognizer,
-                                self.limits.connection)
+                                self.limits.connection, self.metrics)
         task = asyncio.current_task()
         assert task is not None
         self.handlers[handler] = task
         self._no_streams.clear()
+        self.metrics.stream_opened(dialect.name)
+        closing: Closing | None = None
         try:
             closing = await handler.run()
             label = closing.reason.split(":")[0] if closing else "by client"
             self.closes[(closing.code if closing else 1000, label)] += 1
         finally:
+            stats = handler.session.stats
+            self.metrics.stream_closed(
+                dialect.name, closing.code if closing else None,
+                stats.received_s, stats.decoded_s, stats.interims_skipped)
             del self.handlers[handler]
             self.admitted.discard(connection)
             if not self.handlers:

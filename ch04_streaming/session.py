@@ -13,6 +13,8 @@ past the bound the reader waits, which pushes back on the client.
 from __future__ import annotations
 
 import asyncio
+import bisect
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -81,6 +83,27 @@ class PendingWork:
         return sum(c.size for c in self.chunks)
 
 
+class ArrivalLog:
+    """When the audio up to each point of the stream arrived, so that a
+    result can be timed from the arrival of the words it holds."""
+
+    def __init__(self, keep: int = 4096) -> None:
+        self._ends: list[float] = []  # stream time at the end of a frame
+        self._times: list[float] = []  # and when that frame arrived
+        self._keep = keep
+
+    def record(self, end_s: float, at: float) -> None:
+        self._ends.append(end_s)
+        self._times.append(at)
+        if len(self._ends) > 2 * self._keep:  # trim, amortised O(1)
+            del self._ends[: self._keep], self._times[: self._keep]
+
+    def time_of(self, stream_s: float) -> float | None:
+        """Arrival of the frame that holds `stream_s`, if still known."""
+        i = bisect.bisect_left(self._ends, stream_s - 1e-6)
+        return self._times[i] if i < len(self._times) else None
+
+
 @dataclass
 class SessionStats:
     received_s: float = 0.0  # audio from the client, at its rate
@@ -98,7 +121,9 @@ class StreamSession:
     vad: VadGate
     emit: Emit
     max_pending_s: float = 10.0
+    clock: Callable[[], float] = time.monotonic
     stats: SessionStats = field(default_factory=SessionStats)
+    arrivals: ArrivalLog = field(default_factory=ArrivalLog)
     _queue: deque[PendingWork] = field(default_factory=deque, init=False)
     _current: UtteranceDecoder | None = field(default=None, init=False)
     _work: asyncio.Event = field(default_factory=asyncio.Event, init=False)
@@ -119,6 +144,7 @@ class StreamSession:
         samples = self.audio.decode(payload)  # AudioFormatError if bad
         self.stats.received_s = self.audio.received_s
         self._route(self.vad.push(samples))
+        self.arrivals.record(self.vad.now_s, self.clock())
         self._check_utterance_end()
 
     def _route(self, events: list[VadEvent]) -> None:

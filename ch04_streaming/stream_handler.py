@@ -38,7 +38,12 @@ from ch04_streaming.dialects.dialect import (
     StreamRequest,
 )
 from ch04_streaming.engine import Recognizer
-from ch04_streaming.session import SessionEvent, StreamSession
+from ch04_streaming.metrics import ServiceMetrics
+from ch04_streaming.session import (
+    SessionEvent,
+    StreamSession,
+    TranscriptEvent,
+)
 from ch04_streaming.vad import build_vad_gate
 
 log = logging.getLogger("ch04_streaming")
@@ -101,6 +106,7 @@ class StreamHandler:
     request: StreamRequest
     recognizer: Recognizer
     limits: ConnectionLimits
+    metrics: ServiceMetrics | None = None
     clock: Callable[[], float] = time.monotonic
     stream: DialectStream = field(init=False)
     outbox: Outbox = field(init=False)
@@ -108,6 +114,7 @@ class StreamHandler:
     _shutting_down: bool = field(default=False, init=False)
     _idle: bool = field(default=False, init=False)
     _reader: asyncio.Task[Closing] | None = field(default=None, init=False)
+    _answered: set[float] = field(default_factory=set, init=False)
     waiting_since: float = field(default=0.0, init=False)
 
     def __post_init__(self) -> None:
@@ -122,11 +129,32 @@ class StreamHandler:
             vad=build_vad_gate(self.request.vad),
             emit=self._emit,
             max_pending_s=self.limits.max_pending_audio_s,
+            clock=self.clock,
         )
 
     def _emit(self, event: SessionEvent) -> None:
+        if isinstance(event, TranscriptEvent) and self.metrics is not None:
+            self._observe(event, self.metrics)
         for message in self.stream.encode(event):
             self.outbox.put(message)
+
+    def _observe(self, event: TranscriptEvent,
+                 metrics: ServiceMetrics) -> None:
+        """Time results from the arrival of the audio of their words."""
+        words, now = event.hypothesis.words, self.clock()
+        if not words:
+            return
+        arrivals, dialect = self.session.arrivals, self.dialect.name
+        if event.start_s not in self._answered:
+            self._answered.add(event.start_s)
+            heard = arrivals.time_of(words[0].start)
+            if heard is not None:
+                metrics.first_result.labels(dialect).observe(now - heard)
+        if event.hypothesis.is_final:
+            self._answered.discard(event.start_s)
+            heard = arrivals.time_of(words[-1].end)
+            if heard is not None:
+                metrics.final_latency.labels(dialect).observe(now - heard)
 
     def shutdown(self) -> None:
         """Server is stopping: finish open utterances, then close 1001."""
