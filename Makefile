@@ -7,8 +7,11 @@ BIN := $(VENV)/bin
 PY := $(BIN)/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# promtool for the chapter 11 rule tests, when none is installed:
+# Debian's prometheus package unpacked here, no root needed.
+PROMTOOL_DIR := build/promtool
 
-.PHONY: demo test check snippets bench audio lock clean help
+.PHONY: demo test check snippets bench audio lock clean help promtool
 
 help:
 	@echo "make demo      the guided tour of every chapter's service"
@@ -18,6 +21,7 @@ help:
 	@echo "make bench     run the benchmarks, write bench/results/"
 	@echo "make audio     regenerate examples/audio/ (espeak-ng, sox, opus-tools)"
 	@echo "make lock      re-resolve dependencies into constraints.txt"
+	@echo "make promtool  unpack promtool into build/ if it is not installed"
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -36,9 +40,10 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(PY) -m examples.tour
 
-test: $(STAMP)
+test: $(STAMP) promtool
 	@rm -f .coverage .coverage.*
-	$(PY) -m coverage run -m pytest $(PYTEST_ARGS)
+	PATH="$(CURDIR)/$(PROMTOOL_DIR)/usr/bin:$$PATH" \
+	  $(PY) -m coverage run -m pytest $(PYTEST_ARGS)
 	@$(PY) -m coverage combine --quiet
 	$(PY) -m coverage report --skip-covered
 	$(PY) -m tools.snippets check --coverage .coverage
@@ -57,6 +62,19 @@ bench: $(STAMP)
 
 audio: $(STAMP)
 	$(PY) -m examples.make_audio
+
+# Never fails: without apt (not Debian or Ubuntu) or without network,
+# the promtool tests are skipped, and fail only in CI.
+promtool:
+	@command -v promtool >/dev/null \
+	  || test -x $(PROMTOOL_DIR)/usr/bin/promtool \
+	  || { rm -rf $(PROMTOOL_DIR) && mkdir -p $(PROMTOOL_DIR) \
+	       && cd $(PROMTOOL_DIR) \
+	       && apt-get download prometheus >/dev/null 2>&1 \
+	       && dpkg -x prometheus_*.deb . && rm -f prometheus_*.deb \
+	       && echo "promtool unpacked into $(PROMTOOL_DIR)"; } \
+	  || echo "promtool is not available; its tests will be skipped" \
+	          "(apt-get install prometheus)" >&2
 
 lock:
 	rm -rf build/lock-venv

@@ -66,6 +66,7 @@ class Heard:
     is_final: bool
     first_word_s: float | None  # stream time the first word starts
     last_word_s: float | None  # and the last one ends
+    segment: float  # which utterance: its start, or its turn number
 
 
 @dataclass(frozen=True)
@@ -77,9 +78,26 @@ class Result:
     latency_s: float
 
 
+@dataclass(frozen=True)
+class HeardUtterance:
+    """One final and its timings: the per-utterance record of an SLI."""
+
+    text: str
+    first_word_s: float  # stream time
+    last_word_s: float
+    first_result_s: float | None  # first word sent -> first result in
+    final_latency_s: float  # last word sent -> final in
+    processing_s: float  # first word sent -> final in
+
+    @property
+    def audio_s(self) -> float:
+        return self.last_word_s - self.first_word_s
+
+
 @dataclass
 class Report:
     results: list[Result] = field(default_factory=list)
+    utterances: list[HeardUtterance] = field(default_factory=list)
     chunks_sent: int = 0
     messages_received: int = 0
     first_result_s: float | None = None  # from the first word's audio
@@ -132,8 +150,10 @@ class DeepgramClient:
         best = channel["alternatives"][0]
         first, last = word_span([w["start"] for w in best["words"]],
                                 [w["end"] for w in best["words"]])
+        start = message["start"]
+        assert isinstance(start, float | int)
         return Heard(str(best["transcript"]), bool(message["is_final"]),
-                     first, last)
+                     first, last, float(start))
 
 
 class AssemblyAIClient:
@@ -156,7 +176,10 @@ class AssemblyAIClient:
         first, last = word_span([w["start"] / 1000 for w in words],
                                 [w["end"] / 1000 for w in words])
         text = " ".join(str(w["text"]) for w in words)
-        return Heard(text, bool(message["end_of_turn"]), first, last)
+        turn = message["turn_order"]
+        assert isinstance(turn, int)
+        return Heard(text, bool(message["end_of_turn"]), first, last,
+                     float(turn))
 
 
 DIALECTS: dict[str, ClientDialect] = {
@@ -188,6 +211,7 @@ async def stream(
 ) -> Report:
     """Send `audio` in `chunk_ms` chunks; collect results until close."""
     report, sent = Report(), SendLog()
+    first_results: dict[float, float] = {}  # segment -> first latency
     chunk = audio.bytes_per_second * chunk_ms // 1000
     chunk -= chunk % (2 if audio.encoding == "linear16" else 1)
     target = f"{url}{dialect.path}?{urlencode(dialect.query(audio))}"
@@ -217,13 +241,20 @@ async def stream(
                         report.closing_message = message
                     continue
                 now = clock()
-                last = heard.last_word_s
+                first, last = heard.first_word_s, heard.last_word_s
                 latency = now - sent.sent_time_of(last) if last else 0.0
                 result = Result(heard.text, heard.is_final, latency)
-                first = heard.first_word_s
-                if first is not None and report.first_result_s is None:
+                if first is not None and heard.segment not in first_results:
                     # Time to first result: from speech onset on the wire.
-                    report.first_result_s = now - sent.sent_time_of(first)
+                    first_results[heard.segment] = (
+                        now - sent.sent_time_of(first))
+                    if report.first_result_s is None:
+                        report.first_result_s = first_results[heard.segment]
+                if heard.is_final and first is not None and last is not None:
+                    report.utterances.append(HeardUtterance(
+                        heard.text, first, last,
+                        first_results.pop(heard.segment, None), latency,
+                        now - sent.sent_time_of(first)))
                 report.results.append(result)
                 if on_result is not None:
                     on_result(result)

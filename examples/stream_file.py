@@ -1,11 +1,14 @@
 """Stream an audio file to the chapter 4 service and print transcripts.
 
     python -m examples.stream_file examples/audio/support_call.wav \\
-        [--dialect deepgram|assemblyai] [--chunk-ms 100] [--realtime]
+        [--dialect deepgram|assemblyai] [--chunk-ms 100] [--realtime] \\
+        [--records FILE]
 
 Interim text overwrites one line; each final gets a line of its own with
 its latency: the time from sending the audio that ends it to receiving
-it. The key comes from `--key` or the first of `SPEECH_API_KEYS`.
+it. The key comes from `--key` or the first of `SPEECH_API_KEYS`. With
+`--records`, the per-utterance SLI records of chapter 11 are written to
+FILE (JSONL) for `python -m ch11_slo report FILE`.
 """
 
 from __future__ import annotations
@@ -14,10 +17,21 @@ import argparse
 import asyncio
 import os
 import sys
+import uuid
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
-from ch04_streaming.client import DIALECTS, Result, load_audio, stream
+from ch04_streaming.client import (
+    DIALECTS,
+    Report,
+    Result,
+    load_audio,
+    stream,
+)
+from ch11_slo.records import Record, write_records
+from examples.fixtures import AudioFixture, load_manifest
+from examples.sli_records import stream_record, utterance_records
 
 
 def print_result(result: Result) -> None:
@@ -27,6 +41,28 @@ def print_result(result: Result) -> None:
             print(f"\r\033[K{line}", flush=True)
     else:
         print(f"\r\033[K{result.text}", end="", flush=True)
+
+
+def write_sli_records(path: Path, audio: Path, dialect: str,
+                      report: Report, started: datetime) -> None:
+    stream_id = f"{dialect}-{uuid.uuid4().hex[:12]}"
+    records: list[Record] = [
+        stream_record(report, stream_id, started, datetime.now(UTC))]
+    fixture = fixture_for(audio)
+    if fixture is None:
+        print(f"{audio.name} is not a fixture: no reference text, so only"
+              " the stream record is written", file=sys.stderr)
+    else:
+        records += utterance_records(report, fixture, stream_id, dialect)
+    write_records(path, records)
+    print(f"wrote {len(records)} records to {path}")
+
+
+def fixture_for(audio: Path) -> AudioFixture | None:
+    for fixture in load_manifest().fixtures:
+        if fixture.file().resolve() == audio.resolve():
+            return fixture
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -40,6 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="send at the pace of speech")
     parser.add_argument("--url", default="ws://127.0.0.1:8004")
     parser.add_argument("--key", default=None)
+    parser.add_argument("--records", type=Path, default=None,
+                        help="write SLI records (JSONL) here")
     args = parser.parse_args(argv)
     if not 20 <= args.chunk_ms <= 250:
         parser.error("--chunk-ms must be from 20 to 250")
@@ -47,12 +85,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     key = args.key or keys.split(",")[0].strip()
     if not key:
         parser.error("give --key or set SPEECH_API_KEYS")
+    started = datetime.now(UTC)
     report = asyncio.run(stream(
         args.url, DIALECTS[args.dialect], key, load_audio(args.file),
         chunk_ms=args.chunk_ms, realtime=args.realtime,
         on_result=print_result,
     ))
     print(f"\r\033[Kclosed {report.close_code} {report.close_reason}".rstrip())
+    if args.records is not None:
+        write_sli_records(args.records, args.file, args.dialect, report,
+                          started)
     return 0 if report.close_code in (1000, None) else 1
 
 

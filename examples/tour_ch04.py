@@ -16,14 +16,19 @@ import signal
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from ch04_streaming import vad_savings
 from ch04_streaming.client import DIALECTS, Report, Result, load_audio, stream
 from ch04_streaming.vad import VadConfig
-from examples.fixtures import AUDIO_DIR
+from ch11_slo.records import Record, write_records
+from examples.fixtures import AUDIO_DIR, load_manifest
 from examples.service import Service, running_service
+from examples.sli_records import stream_record, utterance_records
 
 LONG = AUDIO_DIR / "support_call.wav"
+DIALECT_NAMES = ("deepgram", "assemblyai")
+DEMO_RECORDS = AUDIO_DIR.parent.parent / "build" / "demo" / "records.jsonl"
 
 
 async def wait_until_ready(port: int) -> None:
@@ -58,7 +63,7 @@ async def both_dialects(port: int, key: str) -> list[Report]:
     return list(await asyncio.gather(*(
         stream(url, DIALECTS[name], key, audio, chunk_ms=100,
                realtime=True, on_result=printer(name))
-        for name in ("deepgram", "assemblyai")
+        for name in DIALECT_NAMES
     )))
 
 
@@ -77,7 +82,9 @@ async def stream_and_stop(service: Service, key: str) -> None:
         print(f"\nStreaming {LONG.name} (44 s) through both dialects at"
               " the pace of speech; finals with their latency after the"
               " last word:\n", flush=True)
+        started = datetime.now(UTC)
         reports = await both_dialects(port, key)
+        save_records(reports, started)
         for name, report in zip(("Deepgram", "AssemblyAI"), reports,
                                 strict=True):
             print(f"\n{name}: closed {report.close_code}, "
@@ -91,6 +98,18 @@ async def stream_and_stop(service: Service, key: str) -> None:
         service.process.send_signal(signal.SIGTERM)
         code = await service.process.wait()
         print(f"service stopped on SIGTERM (exit {code})")
+
+
+def save_records(reports: list[Report], started: datetime) -> None:
+    """Keep the SLI records of both streams for chapter 11's stop."""
+    fixture = load_manifest().get("support_call")
+    records: list[Record] = []
+    for dialect, report in zip(DIALECT_NAMES, reports, strict=True):
+        stream_id = f"demo-{dialect}"
+        records.append(stream_record(report, stream_id, started,
+                                     datetime.now(UTC)))
+        records += utterance_records(report, fixture, stream_id, dialect)
+    write_records(DEMO_RECORDS, records)
 
 
 def streaming_service() -> None:

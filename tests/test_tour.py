@@ -37,4 +37,6 @@ def test_tour_runs_as_a_program() -> None:
         assert f"[{dialect:<10}] you are welcome have a nice day" in (
             done.stdout)
     assert "service stopped on SIGTERM (exit 0)" in done.stdout
+    assert "word error rate (corpus)  0.0% of 146 words" in done.stdout
+    assert "page      1h    5m     14.4    0.0144" in done.stdout
     assert "Tour complete" in done.stdout

@@ -15,6 +15,7 @@ import pytest
 from ch04_streaming import chunk_experiment, codecs, vad_savings
 from ch04_streaming.client import Result
 from ch04_streaming.vad import VadConfig
+from ch11_slo.records import StreamRecord, UtteranceRecord, read_records
 from examples import stream_file
 from examples.service import running_service
 from tests.ch04.harness import KEY, audio_of, reference
@@ -76,19 +77,30 @@ def test_stream_file_refuses_chunks_out_of_range() -> None:
                           "--key", KEY])
 
 
-async def test_stream_file_against_the_real_service() -> None:
+async def test_stream_file_against_the_real_service(tmp_path: Path) -> None:
     args = ("-m", "ch04_streaming", "--port", "0", "--load-s", "0",
             "--warmup-s", "0")
     env = {"SPEECH_API_KEYS": KEY}
+    records = tmp_path / "records.jsonl"
     async with running_service(args, env) as service:
         client = await asyncio.to_thread(
             subprocess.run,
             [sys.executable, "-m", "examples.stream_file",
              str(audio_of("card_number")), "--dialect", "deepgram",
-             "--url", f"ws://127.0.0.1:{service.port}"],
+             "--url", f"ws://127.0.0.1:{service.port}",
+             "--records", str(records)],
             cwd=REPO_ROOT, env={**os.environ, **env}, capture_output=True,
             text=True, timeout=30)
     assert client.returncode == 0, client.stderr
     finals = [line.rsplit("  [", 1)[0].split("\x1b[K")[-1]
               for line in client.stdout.splitlines() if "ms]" in line]
     assert " ".join(finals) == reference("card_number")
+    stream, utterance = read_records(records)
+    assert isinstance(stream, StreamRecord) and stream.close_code == 1000
+    assert isinstance(utterance, UtteranceRecord)
+    assert utterance.outcome == "ok" and utterance.fixture_id == (
+        "card_number")
+    assert utterance.hypothesis == utterance.reference == reference(
+        "card_number")
+    assert utterance.final_latency_seconds is not None
+    assert utterance.first_result_seconds is not None

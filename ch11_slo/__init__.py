@@ -1,0 +1,1 @@
+"""Chapter 11: SLOs for streaming ML systems."""

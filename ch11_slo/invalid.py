@@ -1,0 +1,20 @@
+"""The one error of chapter 11's tools: a field with a bad value.
+
+Chapter 11, "Setting SLO targets". An SLO spec, a burn-rate tier or a
+command-line flag that cannot work is refused before any rule is
+written, with the name of the field at fault and what would fix it, so
+a bad alert never reaches Prometheus.
+"""
+
+from __future__ import annotations
+
+
+# Named for what is wrong, without ruff's Error suffix: callers read
+# `except InvalidField:` as the rule it enforces.
+class InvalidField(ValueError):  # noqa: N818
+    """A value that cannot make a working SLO; `field` names it."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem

@@ -1,0 +1,1 @@
+"""Tests of chapter 11: SLOs, burn rates and Prometheus rules."""

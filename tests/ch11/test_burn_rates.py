@@ -1,0 +1,142 @@
+"""Burn-rate factors, thresholds, detection and reset times, exactly."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import pytest
+
+from ch11_slo.burn_rates import (
+    DEFAULT_TIERS,
+    AlertTier,
+    burn_rate,
+    burn_rate_table,
+    decimal_text,
+    parse_objective,
+)
+from ch11_slo.durations import format_duration, parse_duration
+from ch11_slo.invalid import InvalidField
+
+DAY = 86_400
+SLO = Fraction(999, 1000)
+
+
+def factors(period_days: int) -> list[Fraction]:
+    table = burn_rate_table(SLO, period_days * DAY)
+    return [rate.factor for rate in table.rates]
+
+
+def test_factors_follow_from_budget_share_period_and_window() -> None:
+    assert factors(30) == [Fraction("14.4"), 6, 1]  # the SRE workbook
+    assert factors(28) == [Fraction("13.44"), Fraction("5.6"),
+                           Fraction(14, 15)]
+    assert factors(7) == [Fraction("3.36"), Fraction("1.4"),
+                          Fraction(7, 30)]
+
+
+def test_thresholds_are_exact_where_floats_are_not() -> None:
+    assert (1 - 0.999) * 14.4 != 0.0144  # 0.01440000000000001
+    fast = burn_rate(DEFAULT_TIERS[0], SLO, 30 * DAY)
+    assert decimal_text(fast.threshold) == "0.0144"
+    ticket = burn_rate(DEFAULT_TIERS[2], SLO, 28 * DAY)
+    assert decimal_text(ticket.threshold) == "0.000933333333333333"
+
+
+def test_detection_at_total_outage_matches_the_workbook() -> None:
+    # (1 - SLO) / error_ratio * window * burn rate, at error_ratio = 1.
+    page_fast, page_slow, ticket = burn_rate_table(SLO, 30 * DAY).rates
+    assert page_fast.detection == Fraction("51.84")  # seconds: ~52 s
+    assert page_slow.detection == Fraction("129.6")  # 2.16 min
+    assert ticket.detection == (1 - SLO) / 1 * 3 * DAY * 1
+
+
+def test_alert_resets_with_its_short_window_not_its_long_one() -> None:
+    fast = burn_rate(DEFAULT_TIERS[0], SLO, 30 * DAY)
+    assert fast.reset == (1 - Fraction("0.0144")) * 300  # 4.93 min
+    assert fast.long_reset == (1 - Fraction("0.0144")) * 3_600
+    assert fast.reset < fast.long_reset / 10
+
+
+def test_a_factor_below_one_is_a_warning() -> None:
+    table = burn_rate_table(SLO, 28 * DAY)
+    (warning,) = table.warnings
+    assert "ticket tier (10% in 3d): factor 0.933333333333333" in warning
+    assert burn_rate_table(SLO, 30 * DAY).warnings == ()
+
+
+def test_a_tier_that_can_never_fire_is_refused() -> None:
+    # The highest burn rate is 1 / (1 - SLO): 14.4x needs SLO > 93.06%.
+    burn_rate_table(parse_objective("93.06"), 30 * DAY)
+    with pytest.raises(InvalidField, match="can never fire") as refused:
+        burn_rate_table(parse_objective("93.05"), 30 * DAY)
+    assert refused.value.field == "objective"
+    assert "14.4x" in str(refused.value)
+
+
+@pytest.mark.parametrize("value", ["100", "0", "-1", "100.5", "abc", "",
+                                   "nan", "inf", True])
+def test_objective_must_be_a_percentage_above_0_and_below_100(
+    value: object,
+) -> None:
+    with pytest.raises(InvalidField) as refused:
+        parse_objective(value)
+    assert refused.value.field == "objective"
+    assert str(refused.value).startswith("objective: ")
+
+
+def test_objective_is_read_exactly() -> None:
+    assert parse_objective("99.9") == Fraction(999, 1000)
+    assert parse_objective(99.95) == Fraction(9995, 10000)  # float, as YAML
+    assert parse_objective(99) == Fraction(99, 100)
+
+
+def test_windows_longer_than_the_period_are_refused() -> None:
+    with pytest.raises(InvalidField, match="shorter than the 3d") as refused:
+        burn_rate_table(SLO, 2 * DAY)
+    assert refused.value.field == "period"
+
+
+def test_short_windows_need_two_scrapes() -> None:
+    burn_rate_table(SLO, 30 * DAY, scrape_interval=150)  # 5m = 2 x 2.5m
+    with pytest.raises(InvalidField, match="fewer than two") as refused:
+        burn_rate_table(SLO, 30 * DAY, scrape_interval=151)
+    assert refused.value.field == "scrape_interval"
+
+
+@pytest.mark.parametrize(("tier", "field"), [
+    (AlertTier("pager", Fraction(1, 50), 3_600), "severity"),
+    (AlertTier("page", Fraction(0), 3_600), "budget_fraction"),
+    (AlertTier("page", Fraction(3, 2), 3_600), "budget_fraction"),
+    (AlertTier("page", Fraction(1, 50), 3_601), "long_window"),
+])
+def test_malformed_tiers_are_refused(tier: AlertTier, field: str) -> None:
+    with pytest.raises(InvalidField) as refused:
+        burn_rate_table(SLO, 30 * DAY, (tier,))
+    assert refused.value.field == field
+    with pytest.raises(InvalidField, match="at least one"):
+        burn_rate_table(SLO, 30 * DAY, ())
+
+
+@pytest.mark.parametrize(("text", "seconds", "printed"), [
+    ("30d", 30 * DAY, "30d"), ("28d", 28 * DAY, "28d"),
+    ("7d", 7 * DAY, "7d"), ("1w", 7 * DAY, "7d"), ("12h", 43_200, "12h"),
+    ("90m", 5_400, "1h30m"), ("1h30m", 5_400, "1h30m"), ("45s", 45, "45s"),
+])
+def test_durations_read_and_print_as_prometheus_writes_them(
+    text: str, seconds: int, printed: str,
+) -> None:
+    assert parse_duration(text, "period") == seconds
+    assert format_duration(seconds) == printed
+
+
+@pytest.mark.parametrize("text", ["30 days", "30", "1.5d", "", "0d",
+                                  "d", "30D", "1m1h", "-1d", 30])
+def test_unknown_period_syntax_is_refused(text: object) -> None:
+    with pytest.raises(InvalidField) as refused:
+        parse_duration(text, "period")
+    assert str(refused.value).startswith("period: ")
+
+
+def test_only_positive_durations_print() -> None:
+    with pytest.raises(ValueError, match="not a positive duration"):
+        format_duration(0)
