@@ -41,6 +41,9 @@ class UtteranceRecord(BaseModel):
     from sending the audio of the last word to receiving the final;
     `processing_seconds` from the first audio sent to the final. Only an
     utterance whose final arrived (`outcome` "ok") has the last two.
+    `paced` says the audio went out at the pace of speech: then the
+    processing time holds the audio's own duration, and says nothing of
+    the real-time factor.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
@@ -57,6 +60,7 @@ class UtteranceRecord(BaseModel):
     hypothesis: str
     dialect: str | None = None
     fixture_id: str | None = None
+    paced: bool = False
 
     @field_validator("final_latency_seconds", "processing_seconds")
     @classmethod

@@ -84,8 +84,10 @@ def percentiles(values: Sequence[float | None]) -> Percentiles | None:
 
 def real_time_factors(utterances: Sequence[UtteranceRecord]) -> list[float]:
     """Processing time over audio time, for utterances with a final."""
+    # Paced audio takes its own duration to arrive: only audio sent as
+    # fast as the service takes it shows how fast the service is.
     return [u.processing_seconds / u.audio_seconds for u in utterances
-            if u.processing_seconds is not None]
+            if u.processing_seconds is not None and not u.paced]
 
 
 def word_errors(utterances: Sequence[UtteranceRecord]) -> WordErrors | None:

@@ -24,7 +24,8 @@ def overlaps(heard: HeardUtterance, utterance: Utterance) -> bool:
 
 
 def utterance_records(report: Report, fixture: AudioFixture,
-                      stream_id: str, dialect: str) -> list[UtteranceRecord]:
+                      stream_id: str, dialect: str,
+                      paced: bool) -> list[UtteranceRecord]:
     records: list[UtteranceRecord] = []
     matched: set[int] = set()
     for heard in report.utterances:
@@ -42,6 +43,7 @@ def utterance_records(report: Report, fixture: AudioFixture,
             processing_seconds=heard.processing_s,
             reference=" ".join(fixture.utterances[i].text for i in parts),
             hypothesis=heard.text, dialect=dialect, fixture_id=fixture.id,
+            paced=paced,
         ))
     for i, missed in enumerate(fixture.utterances):
         if i not in matched:
@@ -52,6 +54,7 @@ def utterance_records(report: Report, fixture: AudioFixture,
                 first_result_seconds=None, final_latency_seconds=None,
                 processing_seconds=None, reference=missed.text,
                 hypothesis="", dialect=dialect, fixture_id=fixture.id,
+                paced=paced,
             ))
     return records
 

@@ -44,7 +44,8 @@ def print_result(result: Result) -> None:
 
 
 def write_sli_records(path: Path, audio: Path, dialect: str,
-                      report: Report, started: datetime) -> None:
+                      report: Report, started: datetime,
+                      paced: bool) -> None:
     stream_id = f"{dialect}-{uuid.uuid4().hex[:12]}"
     records: list[Record] = [
         stream_record(report, stream_id, started, datetime.now(UTC))]
@@ -53,7 +54,8 @@ def write_sli_records(path: Path, audio: Path, dialect: str,
         print(f"{audio.name} is not a fixture: no reference text, so only"
               " the stream record is written", file=sys.stderr)
     else:
-        records += utterance_records(report, fixture, stream_id, dialect)
+        records += utterance_records(report, fixture, stream_id, dialect,
+                                     paced)
     write_records(path, records)
     print(f"wrote {len(records)} records to {path}")
 
@@ -94,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"\r\033[Kclosed {report.close_code} {report.close_reason}".rstrip())
     if args.records is not None:
         write_sli_records(args.records, args.file, args.dialect, report,
-                          started)
+                          started, paced=args.realtime)
     return 0 if report.close_code in (1000, None) else 1
 
 

@@ -19,7 +19,8 @@ def test_merged_finals_and_missed_utterances_are_scored() -> None:
         # The service heard the next two as one utterance.
         heard(f"{second.text} {third.text}", second.start, third.end),
     ])
-    records = utterance_records(report, call, "s1", "deepgram")
+    records = utterance_records(report, call, "s1", "deepgram", paced=True)
+    assert all(r.paced for r in records)
     ok = [r for r in records if r.outcome == "ok"]
     assert [r.reference for r in ok] == [
         first.text, f"{second.text} {third.text}"]
@@ -32,5 +33,6 @@ def test_merged_finals_and_missed_utterances_are_scored() -> None:
 def test_words_where_the_manifest_has_none_are_not_scored() -> None:
     silence = load_manifest().get("quick_brown_fox")
     report = Report(utterances=[heard("uh", 0.0, 0.2)])
-    records = utterance_records(report, silence, "s2", "assemblyai")
+    records = utterance_records(report, silence, "s2", "assemblyai",
+                                paced=False)
     assert [r.outcome for r in records] == ["no_final"]
