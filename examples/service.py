@@ -25,6 +25,7 @@ LISTENING = re.compile(r"listening on \w+://127\.0\.0\.1:(\d+)")
 class Service:
     process: asyncio.subprocess.Process
     port: int
+    banner: list[str]  # what it printed up to the line with its port
 
     @property
     def pid(self) -> int:
@@ -44,12 +45,14 @@ async def running_service(
     )
     try:
         assert process.stdout is not None
+        banner: list[str] = []
         async with asyncio.timeout(start_timeout_s):
             while not (found := LISTENING.search(
                     (line := await process.stdout.readline()).decode())):
                 if not line:
                     raise RuntimeError(f"{' '.join(args)} exited at start")
-        yield Service(process, int(found.group(1)))
+                banner.append(line.decode())
+        yield Service(process, int(found.group(1)), banner)
     finally:
         if process.returncode is None:
             process.terminate()

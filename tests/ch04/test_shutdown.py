@@ -70,10 +70,10 @@ async def test_sigterm_drains_and_exits() -> None:
             assert await service.process.wait() == 0
 
 
-async def ready_socket(port: int) -> ClientConnection:
+async def ready_socket(port: int, key: str = KEY) -> ClientConnection:
     """Connect once the cold start is over (503 until then)."""
     url = f"ws://127.0.0.1:{port}{QUERY}"
-    headers = {"Authorization": f"Token {KEY}"}
+    headers = {"Authorization": f"Token {key}"}
     for _ in range(100):
         try:
             return await connect(url, additional_headers=headers)
@@ -102,3 +102,19 @@ async def test_streams_that_cannot_finish_are_cut_at_the_grace(
         await socket.wait_closed()
     assert not running.server.handlers
     assert socket.close_code == 1001
+
+
+async def test_with_no_keys_set_a_printed_dev_key_works() -> None:
+    env = {"SPEECH_API_KEYS": ""}
+    async with running_service(("-m", "ch04_streaming", "--port", "0",
+                                "--load-s", "0", "--warmup-s", "0"),
+                               env) as service:
+        await connect_with_printed_key(service.port, service.banner)
+
+
+async def connect_with_printed_key(port: int, lines: list[str]) -> None:
+    (line,) = [x for x in lines if "development key" in x]
+    key = line.split("development key: ")[1].split()[0]
+    async with asyncio.timeout(30):
+        socket = await ready_socket(port, key)
+        await socket.close()
