@@ -11,8 +11,9 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 from ch04_streaming.accelerator import PROFILES
 
@@ -22,53 +23,43 @@ DEFAULT_MANIFEST = (
 )
 
 
+def option(default: object, help_text: str) -> Any:
+    """A setting: its default, and the help its flag shows."""
+    return field(default=default, metadata={"help": help_text})
+
+
 @dataclass(frozen=True)
 class Settings:
-    host: str = "127.0.0.1"
-    port: int = 8004
-    max_streams: int = 200
-    max_message_bytes: int = 256 * 1024
-    send_queue: int = 64
-    idle_timeout_s: float = 10.0
-    shutdown_grace_s: float = 10.0
-    vad_aggressiveness: int = 2
-    endpointing_ms: int = 300
-    pre_roll_ms: int = 300
-    max_utterance_ms: int = 15_000
-    recognizer: str = "mock"
-    profile: str = "tuned"
-    load_s: float = 1.0
-    warmup_s: float = 0.5
-    error_seed: int = 0
-    substitution_rate: float = 0.0
-    deletion_rate: float = 0.0
-    insertion_rate: float = 0.0
-    manifest: Path = DEFAULT_MANIFEST
+    host: str = option("127.0.0.1", "address to listen on")
+    port: int = option(8004, "port to listen on")
+    max_streams: int = option(200, "concurrent streams before 503")
+    max_message_bytes: int = option(256 * 1024,
+                                    "largest WebSocket frame accepted")
+    send_queue: int = option(64, "unsent messages before a client is cut")
+    idle_timeout_s: float = option(
+        10.0, "seconds without a frame before closing")
+    shutdown_grace_s: float = option(
+        10.0, "seconds to finish streams on SIGTERM")
+    vad_aggressiveness: int = option(2, "webrtcvad mode, 0 to 3")
+    endpointing_ms: int = option(
+        300, "trailing silence that ends an utterance")
+    pre_roll_ms: int = option(300, "audio replayed when speech starts")
+    max_utterance_ms: int = option(
+        15_000, "longest utterance before a forced final")
+    recognizer: str = option(
+        "mock", "mock (hears the fixtures) or null (no model)")
+    profile: str = option(
+        "tuned", f"engine cost model: {', '.join(PROFILES)}")
+    load_s: float = option(1.0, "simulated model load time")
+    warmup_s: float = option(0.5, "simulated warm-up time")
+    error_seed: int = option(0, "seed of injected word errors")
+    substitution_rate: float = option(
+        0.0, "injected substitutions, 0 to 1")
+    deletion_rate: float = option(0.0, "injected deletions, 0 to 1")
+    insertion_rate: float = option(0.0, "injected insertions, 0 to 1")
+    manifest: Path = field(default=DEFAULT_MANIFEST, metadata={
+        "help": "sample-audio manifest the mock engine knows"})
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
-
-
-OPTIONS: tuple[tuple[str, type, str], ...] = (
-    ("host", str, "address to listen on"),
-    ("port", int, "port to listen on"),
-    ("max_streams", int, "concurrent streams before 503"),
-    ("max_message_bytes", int, "largest WebSocket frame accepted"),
-    ("send_queue", int, "unsent messages before a client is cut"),
-    ("idle_timeout_s", float, "seconds without a frame before closing"),
-    ("shutdown_grace_s", float, "seconds to finish streams on SIGTERM"),
-    ("vad_aggressiveness", int, "webrtcvad mode, 0 to 3"),
-    ("endpointing_ms", int, "trailing silence that ends an utterance"),
-    ("pre_roll_ms", int, "audio replayed when speech starts"),
-    ("max_utterance_ms", int, "longest utterance before a forced final"),
-    ("recognizer", str, "mock (hears the fixtures) or null (no model)"),
-    ("profile", str, f"engine cost model: {', '.join(PROFILES)}"),
-    ("load_s", float, "simulated model load time"),
-    ("warmup_s", float, "simulated warm-up time"),
-    ("error_seed", int, "seed of injected word errors"),
-    ("substitution_rate", float, "injected substitutions, 0 to 1"),
-    ("deletion_rate", float, "injected deletions, 0 to 1"),
-    ("insertion_rate", float, "injected insertions, 0 to 1"),
-    ("manifest", Path, "sample-audio manifest the mock engine knows"),
-)
 
 
 def parse_settings(
@@ -82,12 +73,17 @@ def parse_settings(
         prog="python -m ch04_streaming",
         description="Streaming speech recognition over WebSocket.",
     )
-    for name, kind, help_text in OPTIONS:
+    for setting in fields(Settings):
+        if "help" not in setting.metadata:
+            continue  # not a flag
+        built_in: Any = setting.default
+        name, kind = setting.name, type(built_in)
         variable = f"CH04_{name.upper()}"
         default = kind(env.get(variable, getattr(defaults, name)))
         parser.add_argument(
             f"--{name.replace('_', '-')}", type=kind, default=default,
-            help=f"{help_text} (env {variable}; default %(default)s)",
+            help=f"{setting.metadata['help']} (env {variable};"
+                 " default %(default)s)",
         )
     args = parser.parse_args(argv)
     if args.profile not in PROFILES:

@@ -50,8 +50,11 @@ async def collect(socket: ClientConnection) -> list[dict[str, object]]:
     return messages
 
 
-def url_for(base: str, query: str) -> str:
-    return f"{base}/v1/listen?encoding=linear16&sample_rate=16000&{query}"
+def listen(base: str, query: str) -> connect:
+    """A Deepgram stream of 16 kHz linear16, with `query` added."""
+    return connect(
+        f"{base}/v1/listen?encoding=linear16&sample_rate=16000&{query}",
+        additional_headers={"Authorization": f"Token {KEY}"})
 
 
 async def send_file(socket: ClientConnection, fixture_id: str,
@@ -65,10 +68,10 @@ async def send_file(socket: ClientConnection, fixture_id: str,
 async def test_results_carry_words_with_manifest_times(
     start_server: Start,
 ) -> None:
-    async with start_server() as running, connect(
-        url_for(running.url, "interim_results=true&vad_events=true"),
-        additional_headers={"Authorization": f"Token {KEY}"},
-    ) as socket:
+    async with (
+        start_server() as running,
+        listen(running.url, "interim_results=true&vad_events=true") as socket,
+    ):
         await send_file(socket, "quick_brown_fox")
         await socket.send(json.dumps({"type": "CloseStream"}))
         messages = await collect(socket)
@@ -92,10 +95,11 @@ async def test_results_carry_words_with_manifest_times(
 async def test_utterance_end_follows_a_long_enough_gap(
     start_server: Start,
 ) -> None:
-    async with start_server() as running, connect(
-        url_for(running.url, "interim_results=true&utterance_end_ms=1000"),
-        additional_headers={"Authorization": f"Token {KEY}"},
-    ) as socket:
+    async with (
+        start_server() as running,
+        listen(running.url,
+               "interim_results=true&utterance_end_ms=1000") as socket,
+    ):
         await send_file(socket, "support_call")
         await socket.send(json.dumps({"type": "CloseStream"}))
         messages = await collect(socket)
@@ -115,10 +119,10 @@ async def test_utterance_end_follows_a_long_enough_gap(
 async def test_finalize_flushes_the_open_utterance(
     start_server: Start,
 ) -> None:
-    async with start_server() as running, connect(
-        url_for(running.url, "interim_results=false"),
-        additional_headers={"Authorization": f"Token {KEY}"},
-    ) as socket:
+    async with (
+        start_server() as running,
+        listen(running.url, "interim_results=false") as socket,
+    ):
         payload = load_audio(audio_of("quick_brown_fox")).payload
         await socket.send(payload[: 32_000 * 3])  # 3 s: mid-sentence
         await socket.send(json.dumps({"type": "Finalize"}))
@@ -137,10 +141,10 @@ async def test_keepalive_holds_an_idle_stream_open(
     start_server: Start,
 ) -> None:
     defaults = StreamDefaults(idle_timeout_s=0.3)
-    async with start_server(defaults=defaults) as running, connect(
-        url_for(running.url, ""),
-        additional_headers={"Authorization": f"Token {KEY}"},
-    ) as socket:
+    async with (
+        start_server(defaults=defaults) as running,
+        listen(running.url, "") as socket,
+    ):
         for _ in range(4):  # 4 x 0.2 s > the 0.3 s idle timeout
             await socket.send(json.dumps({"type": "KeepAlive"}))
             await asyncio.sleep(0.2)  # a client's keep-alive cadence
@@ -153,10 +157,10 @@ async def test_endpointing_query_sets_the_silence(
     start_server: Start,
 ) -> None:
     defaults = StreamDefaults(vad=VadConfig(endpointing_ms=300))
-    async with start_server(defaults=defaults) as running, connect(
-        url_for(running.url, "endpointing=2000"),
-        additional_headers={"Authorization": f"Token {KEY}"},
-    ) as socket:
+    async with (
+        start_server(defaults=defaults) as running,
+        listen(running.url, "endpointing=2000") as socket,
+    ):
         await send_file(socket, "support_call")
         await socket.send(json.dumps({"type": "CloseStream"}))
         messages = await collect(socket)
@@ -170,10 +174,7 @@ async def test_lagging_inference_skips_interims_never_finals(
 ) -> None:
     slow = Accelerator(CostModel(fixed_ms=30.0, per_audio_s_ms=0.0))
     async with start_server(device=slow) as running:
-        async with connect(
-            url_for(running.url, "interim_results=true"),
-            additional_headers={"Authorization": f"Token {KEY}"},
-        ) as socket:
+        async with listen(running.url, "interim_results=true") as socket:
             await send_file(socket, "support_call", chunk_ms=20)
             await socket.send(json.dumps({"type": "CloseStream"}))
             (handler,) = running.server.handlers
