@@ -21,6 +21,7 @@ from ch04_streaming.engine import (
     Recognizer,
     load_lexicon,
 )
+from ch04_streaming.lifecycle import NoHooks, StreamHooks
 from ch04_streaming.server import ServerLimits, SpeechServer
 from ch04_streaming.settings import Settings
 from ch04_streaming.stream_handler import ConnectionLimits
@@ -39,7 +40,11 @@ def dialects() -> dict[str, Dialect]:
     return {d.path: d for d in (Deepgram(), AssemblyAI())}
 
 
-def build_server(settings: Settings, keys: ApiKeys | None = None) -> Built:
+def build_server(settings: Settings, keys: ApiKeys | None = None,
+                 hooks: StreamHooks | None = None) -> Built:
+    """The chapter 4 server; later chapters pass `hooks` to follow
+    every stream (metering, quotas) without this chapter knowing them.
+    """
     dev_key = None
     if keys is None:
         keys, dev_key = load_api_keys(settings.env)
@@ -72,5 +77,6 @@ def build_server(settings: Settings, keys: ApiKeys | None = None) -> Built:
         connection=ConnectionLimits(send_queue=settings.send_queue),
         shutdown_grace_s=settings.shutdown_grace_s,
     )
-    server = SpeechServer(dialects(), recognizer, keys, defaults, limits)
+    server = SpeechServer(dialects(), recognizer, keys, defaults, limits,
+                          hooks or NoHooks())
     return Built(server, recognizer, dev_key)

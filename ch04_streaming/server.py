@@ -14,7 +14,9 @@ import asyncio
 import http
 import json
 import logging
+import math
 import time
+import uuid
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -36,6 +38,15 @@ from ch04_streaming.dialects.dialect import (
     StreamRequest,
 )
 from ch04_streaming.engine import Recognizer
+from ch04_streaming.lifecycle import (
+    NoHooks,
+    NoTracker,
+    Refusal,
+    StreamEnd,
+    StreamHooks,
+    StreamStart,
+    StreamTracker,
+)
 from ch04_streaming.metrics import ServiceMetrics
 from ch04_streaming.stream_handler import ConnectionLimits, StreamHandler
 
@@ -62,6 +73,7 @@ class SpeechConnection(ServerConnection):
 
     stream_request: StreamRequest | None = None
     dialect: Dialect | None = None
+    tracker: StreamTracker = NoTracker()
 
 
 def json_response(status: int, body: Mapping[str, object],
@@ -88,6 +100,7 @@ class SpeechServer:
     keys: ApiKeys
     defaults: StreamDefaults
     limits: ServerLimits
+    hooks: StreamHooks = field(default_factory=NoHooks)
     handlers: dict[StreamHandler, asyncio.Task[None]] = field(
         default_factory=dict)
     admitted: set[ServerConnection] = field(default_factory=set)
@@ -103,8 +116,8 @@ class SpeechServer:
         self._no_streams.set()
 
     # --8<-- [start:admission]
-    def admit(self, connection: ServerConnection,
-              request: Request) -> Response | None:
+    async def admit(self, connection: ServerConnection,
+                    request: Request) -> Response | None:
         """Decide before the upgrade; None lets the WebSocket open."""
         url = urlsplit(request.path)
         dialect = self.dialects.get(url.path)
@@ -112,7 +125,7 @@ class SpeechServer:
             return self.plain_http(url.path)
         query = dict(parse_qsl(url.query))
         key = dialect.credential(request.headers, query)
-        if not self.keys.verify(key):
+        if not key or not self.keys.verify(key):
             reason = "missing API key" if not key else "invalid API key"
             return self.refuse(401, reason, {"dg-error": reason})
         if self.draining or not self.recognizer.ready:
@@ -122,13 +135,19 @@ class SpeechServer:
             return self.refuse(
                 503, f"at capacity: {self.limits.max_streams} streams",
                 {"Retry-After": "1"})
+        assert isinstance(connection, SpeechConnection)
+        self.admitted.add(connection)  # held across the awaits below
         try:
             parsed = dialect.parse(query, self.defaults)
         except RequestError as error:
             return self.refuse(400, str(error), {"dg-error": str(error)})
-        assert isinstance(connection, SpeechConnection)
+        start = StreamStart(uuid.uuid4().hex, key, dialect.name, query,
+                            time.time())
+        tracker = await self.hooks.admit(start)  # quotas, metering
+        if isinstance(tracker, Refusal):
+            return self.refuse_by_hooks(tracker)
         connection.stream_request, connection.dialect = parsed, dialect
-        self.admitted.add(connection)
+        connection.tracker = tracker
         return None
     # --8<-- [end:admission]
 
@@ -136,6 +155,14 @@ class SpeechServer:
                headers: Mapping[str, str]) -> Response:
         self.metrics.rejections.labels(str(status)).inc()
         return error_response(status, reason, headers)
+
+    def refuse_by_hooks(self, refusal: Refusal) -> Response:
+        headers = {"dg-error": refusal.reason}
+        if refusal.retry_after_s is not None:
+            # Retry-After is whole seconds; never round down to zero.
+            headers["Retry-After"] = str(max(1, math.ceil(
+                refusal.retry_after_s)))
+        return self.refuse(refusal.status, refusal.reason, headers)
 
     def plain_http(self, path: str) -> Response:
         if path == "/metrics":
@@ -158,10 +185,13 @@ class SpeechServer:
             return Response(200, "OK", headers, body)
         return error_response(404, f"no such path: {path}")
 
-    def after_handshake(self, connection: ServerConnection,
-                        request: Request, response: Response) -> None:
+    async def after_handshake(self, connection: ServerConnection,
+                              request: Request, response: Response) -> None:
         if response.status_code != 101:
             self.admitted.discard(connection)
+            assert isinstance(connection, SpeechConnection)
+            # Admitted by the hooks, refused later: release what they hold.
+            await connection.tracker.ended(StreamEnd(0.0, None, time.time()))
 
     async def handle(self, connection: ServerConnection) -> None:
         assert isinstance(connection, SpeechConnection)
@@ -169,7 +199,8 @@ class SpeechServer:
         dialect = connection.dialect
         handler = StreamHandler(connection, dialect,
                                 connection.stream_request, self.recognizer,
-                                self.limits.connection, self.metrics)
+                                self.limits.connection, self.metrics,
+                                tracker=connection.tracker)
         task = asyncio.current_task()
         assert task is not None
         self.handlers[handler] = task
@@ -189,6 +220,9 @@ class SpeechServer:
             self.admitted.discard(connection)
             if not self.handlers:
                 self._no_streams.set()
+            await connection.tracker.ended(StreamEnd(
+                stats.received_s, closing.code if closing else None,
+                time.time()))
 
     async def start(self, host: str, port: int) -> Server:
         self._server = await serve(

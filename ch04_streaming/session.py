@@ -139,13 +139,18 @@ class StreamSession:
         self._idle.set()
 
     # --8<-- [start:session_accept]
-    def accept_audio(self, payload: bytes) -> None:
-        """Decode one frame and route the VAD's events; never blocks."""
+    def accept_audio(self, payload: bytes) -> float:
+        """Decode one frame and route the VAD's events; never blocks.
+
+        Returns the frame's duration in seconds.
+        """
         samples = self.audio.decode(payload)  # AudioFormatError if bad
+        seconds = self.audio.received_s - self.stats.received_s
         self.stats.received_s = self.audio.received_s
         self._route(self.vad.push(samples))
         self.arrivals.record(self.vad.now_s, self.clock())
         self._check_utterance_end()
+        return seconds
 
     def _route(self, events: list[VadEvent]) -> None:
         for event in events:

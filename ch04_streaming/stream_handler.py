@@ -38,6 +38,7 @@ from ch04_streaming.dialects.dialect import (
     StreamRequest,
 )
 from ch04_streaming.engine import Recognizer
+from ch04_streaming.lifecycle import NoTracker, StreamTracker
 from ch04_streaming.metrics import ServiceMetrics
 from ch04_streaming.session import (
     SessionEvent,
@@ -108,6 +109,7 @@ class StreamHandler:
     limits: ConnectionLimits
     metrics: ServiceMetrics | None = None
     clock: Callable[[], float] = time.monotonic
+    tracker: StreamTracker = field(default_factory=NoTracker)
     stream: DialectStream = field(init=False)
     outbox: Outbox = field(init=False)
     session: StreamSession = field(init=False)
@@ -262,9 +264,11 @@ class StreamHandler:
                 frame, first_frame = self._strip_header(frame), False
             self.stream.on_audio(frame)
             try:
-                self.session.accept_audio(frame)
+                seconds = self.session.accept_audio(frame)
             except AudioFormatError as error:
                 return codes.bad_audio.because(str(error))
+            if over_limit := await self.tracker.audio(seconds):
+                return codes.over_limit.because(over_limit)
             if self._too_fast(started):
                 return codes.too_fast or codes.done
     # --8<-- [end:read_loop]

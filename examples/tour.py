@@ -13,6 +13,7 @@ from collections.abc import Callable
 from examples.catalogue import catalogue_table
 from examples.fixtures import load_manifest
 from examples.tour_ch04 import streaming_service
+from examples.tour_ch08 import metering_and_billing
 from examples.tour_ch11 import slo_report
 
 Stop = tuple[str, Callable[[], None]]
@@ -33,6 +34,8 @@ STOPS: list[Stop] = [
     ("The sample audio every chapter streams", sample_audio),
     ("Chapter 4: streaming speech recognition over WebSocket",
      streaming_service),
+    ("Chapter 8: usage metering, invoices and Stripe delivery",
+     metering_and_billing),
     ("Chapter 11: SLOs, error budgets and burn-rate alerts", slo_report),
 ]
 

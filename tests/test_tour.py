@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from examples.catalogue import catalogue_table, shorten
 from examples.fixtures import load_manifest
 
@@ -26,10 +28,11 @@ def test_long_text_is_shortened_and_silence_is_named() -> None:
     assert shorten("") == "(no speech)"
 
 
+@pytest.mark.timeout(240)  # every chapter's stop, in real time
 def test_tour_runs_as_a_program() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "examples.tour"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=200,
     )
     assert done.returncode == 0, done.stderr
     assert "quick_brown_fox_opus" in done.stdout
@@ -38,5 +41,13 @@ def test_tour_runs_as_a_program() -> None:
             done.stdout)
     assert "service stopped on SIGTERM (exit 0)" in done.stdout
     assert "word error rate (corpus)  0.0% of 146 words" in done.stdout
+    # Chapter 8: a retried usage event is a duplicate; the streams'
+    # audio and add-ons are priced; delivery is a dry run of real calls.
+    assert "POST /v1/usage/events (retry): 202, duplicate" in done.stdout
+    assert "Invoice preview: demo" in done.stdout
+    assert "audio+diarization" in done.stdout
+    assert "invoice line audio+diarization:" in done.stdout
+    assert "matches" in done.stdout
+    assert '"call": "POST /v1/billing/meter_events"' in done.stdout
     assert "page      1h    5m     14.4    0.0144" in done.stdout
     assert "Tour complete" in done.stdout

@@ -76,6 +76,9 @@ class CloseCodes:
     too_fast: Closing | None  # None: faster than real time is allowed
     shutdown: Closing = Closing(1001, "server shutting down")
     done: Closing = Closing(1000, "")
+    # A usage limit of the customer's tier (chapter 8): 4029, from the
+    # private range, because neither provider documents a code for it.
+    over_limit: Closing = Closing(4029, "usage limit")
 
 
 class DialectStream(Protocol):

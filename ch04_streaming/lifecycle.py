@@ -1,0 +1,71 @@
+"""Stream-lifecycle hooks: how later chapters plug into the session core.
+
+Chapter 4's server knows nothing of billing or quotas, yet chapter 8
+meters every stream and limits it by its customer's tier. The server
+calls `StreamHooks` at three points: before the upgrade (`admit`, which
+may refuse), for every audio frame (`audio`, which may stop the
+stream), and when the stream has ended (`ended`). Chapter 4 ships
+`NoHooks`; chapter 8 composes its own without chapter 4 importing it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class StreamStart:
+    """What the server knows of a stream when it is admitted."""
+
+    stream_id: str  # unique, also the prefix of its usage-event ids
+    api_key: str
+    dialect: str
+    query: Mapping[str, str]  # as the client sent it
+    started_at: float  # wall clock, Unix seconds: event time
+
+
+@dataclass(frozen=True)
+class StreamEnd:
+    received_s: float  # audio seconds the stream carried
+    close_code: int | None  # None: the client closed
+    ended_at: float  # wall clock, Unix seconds
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """An admission refused before the upgrade: HTTP status and why."""
+
+    status: int
+    reason: str
+    retry_after_s: float | None = None
+
+
+class StreamTracker(Protocol):
+    """One admitted stream, as the hooks follow it."""
+
+    async def audio(self, seconds: float) -> str | None:
+        """Count a frame's audio; a reason to stop the stream, or None."""
+
+    async def ended(self, end: StreamEnd) -> None: ...
+
+
+class StreamHooks(Protocol):
+    async def admit(self, start: StreamStart) -> StreamTracker | Refusal:
+        """Follow the stream, or refuse it before the upgrade."""
+
+
+class NoTracker:
+    async def audio(self, seconds: float) -> str | None:
+        return None
+
+    async def ended(self, end: StreamEnd) -> None:
+        return None
+
+
+class NoHooks:
+    """Chapter 4 alone: every stream admitted, nothing counted."""
+
+    async def admit(self, start: StreamStart) -> StreamTracker | Refusal:
+        return NoTracker()

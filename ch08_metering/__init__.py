@@ -1,0 +1,1 @@
+"""Chapter 8: usage metering, billing and rate limits by tier."""

@@ -1,0 +1,314 @@
+"""The delivery worker: roll up settled usage, then send it to Stripe.
+
+Chapter 8, "Stripe Meters API integration". Delivery is at-least-once
+and Stripe's identifiers make it exactly-once: a row is marked delivered
+only after Stripe accepted it or said it already had it, so a worker
+killed at any point sends the row again and Stripe keeps one. Nothing is
+retried forever: a row is retried with exponential backoff and full
+jitter up to an attempt cap, then moved to the dead letters with its
+last error; so is a row Stripe refuses, or one whose timestamp is
+outside Stripe's window (35 days back, 5 minutes ahead). One worker
+paces all its calls (a global rate, halved and paused after a 429), so
+flushing many customers at once does not burst; it sends one call at a
+time, which also keeps Stripe's "one concurrent call per customer per
+meter".
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from random import Random
+from typing import assert_never
+
+import stripe
+from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import OperationalError
+
+from ch08_metering.accounts import Accounts
+from ch08_metering.events import FUTURE_ALLOWANCE, MAX_AGE
+from ch08_metering.rollup import roll_up
+from ch08_metering.schema import (
+    stripe_dead_letters,
+    stripe_meters,
+    stripe_outbox,
+)
+from ch08_metering.stripe_sink import (
+    Delivered,
+    MeterEvent,
+    MeterSink,
+    Recorded,
+    Refused,
+    RetryLater,
+    StripeUnavailableError,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DeliveryPolicy:
+    settle_s: float = 120.0  # a 60 s metering interval, plus lag
+    max_calls_per_s: float = 20.0  # under test mode's 25/s
+    base_backoff_s: float = 1.0
+    max_backoff_s: float = 3_600.0
+    max_attempts: int = 25  # ~7 h of backoff (13 h at most), then a human
+    rows_per_pass: int = 1_000
+    poll_s: float = 5.0
+
+
+@dataclass
+class PassCounts:
+    rolled_up: int = 0  # usage events counted into the outbox
+    delivered: int = 0
+    duplicates: int = 0  # Stripe had them already: delivered too
+    retried: int = 0
+    dead_lettered: int = 0
+    recorded: int = 0  # dry run: written down, not sent
+
+    def summary(self) -> str:
+        return (f"rolled_up={self.rolled_up} delivered={self.delivered} "
+                f"duplicates={self.duplicates} retried={self.retried} "
+                f"dead_lettered={self.dead_lettered} "
+                f"recorded={self.recorded}")
+
+
+@dataclass(frozen=True)
+class DueRow:
+    event: MeterEvent
+    rollup_id: int
+    customer: str
+    attempts: int
+
+
+@dataclass
+class Throttle:
+    """One pace for every call to Stripe (the sink calls `wait`):
+    additive increase, multiplicative decrease, a pause after a 429."""
+
+    max_per_s: float
+    clock: Callable[[], float]  # monotonic seconds
+    sleep: Callable[[float], object]
+    per_s: float = field(init=False)
+    next_call_s: float = field(default=0.0, init=False)
+
+    def __post_init__(self) -> None:
+        self.per_s = self.max_per_s
+
+    def wait(self) -> None:
+        delay = self.next_call_s - self.clock()
+        if delay > 0:
+            self.sleep(delay)
+        self.next_call_s = (max(self.next_call_s, self.clock())
+                            + 1 / self.per_s)
+
+    def slow_down(self, pause_s: float) -> None:
+        self.per_s = max(self.per_s / 2, self.max_per_s / 64)
+        self.next_call_s = max(self.next_call_s, self.clock() + pause_s)
+
+    def speed_up(self) -> None:
+        self.per_s = min(self.max_per_s, self.per_s + self.max_per_s / 16)
+
+
+def backoff_s(attempt: int, policy: DeliveryPolicy, random: Random) -> float:
+    """Full jitter: anywhere in [0, base * 2^(attempt-1)], capped."""
+    ceiling = policy.base_backoff_s * 2 ** min(attempt - 1, 32)
+    return random.uniform(0, min(policy.max_backoff_s, ceiling))
+
+
+def window_problem(timestamp_s: int, now_s: float) -> str | None:
+    """Why Stripe would refuse this timestamp, if it would."""
+    at = datetime.fromtimestamp(timestamp_s, UTC).isoformat()
+    if timestamp_s < now_s - MAX_AGE.total_seconds():
+        return (f"timestamp {at} is more than 35 days ago, past Stripe's"
+                " window (timestamp_too_far_in_past): bill it by hand")
+    if timestamp_s > now_s + FUTURE_ALLOWANCE.total_seconds():
+        return (f"timestamp {at} is more than 5 minutes ahead"
+                " (timestamp_in_future): check the clock")
+    return None
+
+
+@dataclass
+class DeliveryWorker:
+    """One per ledger: it makes one call at a time, oldest rows first."""
+
+    engine: Engine
+    accounts: Accounts
+    sink: MeterSink
+    clock: Callable[[], float]  # wall clock, Unix seconds
+    throttle: Throttle
+    random: Random
+    policy: DeliveryPolicy = field(default_factory=DeliveryPolicy)
+    stop: threading.Event = field(default_factory=threading.Event)
+    rate_limited_in_a_row: int = 0
+
+    def now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    def run(self, on_pass: Callable[[PassCounts], object]) -> None:
+        """Pass after pass until `stop` is set; a failed pass waits."""
+        while not self.stop.is_set():
+            try:
+                on_pass(self.run_once())
+            except (OperationalError, StripeUnavailableError) as error:
+                log.warning("event=pass_failed retry_in_s=%s error=%r",
+                            self.policy.poll_s, str(error)[:300])
+            self.stop.wait(self.policy.poll_s)
+
+    def run_once(self) -> PassCounts:
+        """Roll up what has settled, then send what is due, oldest first."""
+        counts = PassCounts()
+        rolled = roll_up(self.engine, self.accounts, self.now_ms(),
+                         self.policy.settle_s)
+        counts.rolled_up = rolled.events
+        counts.dead_lettered = rolled.dead_letters
+        due = due_rows(self.engine, self.now_ms(), self.policy.rows_per_pass)
+        if not self.meters_ready(due):
+            return counts
+        sendable = []
+        for row in due:
+            problem = window_problem(row.event.timestamp_s, self.clock())
+            if problem is None:
+                sendable.append(row)
+            else:
+                dead_letter(self.engine, [row], problem, self.now_ms())
+                counts.dead_lettered += 1
+        size = self.sink.max_batch
+        for start in range(0, len(sendable), size):
+            if self.stop.is_set():
+                break
+            self.deliver(sendable[start:start + size], counts)
+        return counts
+
+    def meters_ready(self, due: Sequence[DueRow]) -> bool:
+        """Create the Stripe meters the rows need, once, and remember."""
+        missing = ({row.event.event_name for row in due}
+                   - known_meters(self.engine))
+        if not missing:
+            return True
+        try:
+            meter_ids = self.sink.ensure_meters(sorted(missing))
+        except stripe.StripeError as error:
+            log.warning("event=meters_not_ready error=%r", str(error))
+            return False
+        remember_meters(self.engine, meter_ids, self.now_ms())
+        return True
+
+    def deliver(self, batch: Sequence[DueRow], counts: PassCounts) -> None:
+        outcome = self.sink.send([row.event for row in batch])
+        now_ms = self.now_ms()
+        match outcome:
+            case Delivered(duplicate=duplicate):
+                mark_delivered(self.engine, batch, now_ms)
+                if duplicate:
+                    counts.duplicates += len(batch)
+                else:
+                    counts.delivered += len(batch)
+                self.rate_limited_in_a_row = 0
+                self.throttle.speed_up()
+            case RetryLater():
+                self.retry_later(batch, outcome, now_ms, counts)
+            case Refused(reason=reason):
+                dead_letter(self.engine, batch, reason, now_ms)
+                counts.dead_lettered += len(batch)
+            case Recorded():
+                counts.recorded += len(batch)
+            case _:
+                assert_never(outcome)
+
+    def retry_later(self, batch: Sequence[DueRow], outcome: RetryLater,
+                    now_ms: int, counts: PassCounts) -> None:
+        if outcome.rate_limited:  # everyone waits, not just this row
+            self.rate_limited_in_a_row += 1
+            self.throttle.slow_down(backoff_s(
+                self.rate_limited_in_a_row, self.policy, self.random))
+        for row in batch:
+            attempts = row.attempts + 1
+            if attempts >= self.policy.max_attempts:
+                dead_letter(self.engine, [row], f"gave up after {attempts}"
+                            f" attempts; last error: {outcome.reason}",
+                            now_ms)
+                counts.dead_lettered += 1
+            else:
+                delay_s = backoff_s(attempts, self.policy, self.random)
+                schedule_retry(self.engine, row, attempts,
+                               now_ms + int(delay_s * 1000), outcome.reason)
+                counts.retried += 1
+
+
+def due_rows(engine: Engine, now_ms: int, limit: int) -> list[DueRow]:
+    o = stripe_outbox.c
+    query = (
+        select(o.identifier, o.event_name, o.stripe_customer_id, o.value,
+               o.timestamp_s, o.rollup_id, o.customer, o.attempts)
+        .where(o.delivered_at_ms.is_(None), o.next_attempt_ms <= now_ms)
+        .order_by(o.timestamp_s, o.identifier)
+        .limit(limit)
+    )
+    with engine.connect() as connection:
+        return [DueRow(MeterEvent(r.identifier, r.event_name,
+                                  r.stripe_customer_id, r.value,
+                                  r.timestamp_s),
+                       r.rollup_id, r.customer, r.attempts)
+                for r in connection.execute(query)]
+
+
+def mark_delivered(engine: Engine, rows: Sequence[DueRow],
+                   now_ms: int) -> None:
+    o = stripe_outbox.c
+    with engine.begin() as connection:
+        connection.execute(
+            update(stripe_outbox)
+            .where(o.identifier.in_([r.event.identifier for r in rows]))
+            .values(delivered_at_ms=now_ms, attempts=o.attempts + 1))
+
+
+def schedule_retry(engine: Engine, row: DueRow, attempts: int,
+                   next_attempt_ms: int, error: str) -> None:
+    o = stripe_outbox.c
+    with engine.begin() as connection:
+        connection.execute(
+            update(stripe_outbox)
+            .where(o.identifier == row.event.identifier)
+            .values(attempts=attempts, next_attempt_ms=next_attempt_ms,
+                    last_error=error))
+
+
+def dead_letter(engine: Engine, rows: Sequence[DueRow], reason: str,
+                now_ms: int) -> None:
+    """Move rows from the outbox to the dead letters, in one transaction."""
+    o = stripe_outbox.c
+    with engine.begin() as connection:
+        connection.execute(insert(stripe_dead_letters), [{
+            "identifier": r.event.identifier, "rollup_id": r.rollup_id,
+            "customer": r.customer,
+            "stripe_customer_id": r.event.stripe_customer_id,
+            "event_name": r.event.event_name,
+            "timestamp_s": r.event.timestamp_s, "value": r.event.value,
+            "reason": reason, "dead_at_ms": now_ms,
+        } for r in rows])
+        connection.execute(delete(stripe_outbox).where(
+            o.identifier.in_([r.event.identifier for r in rows])))
+
+
+def known_meters(engine: Engine) -> set[str]:
+    with engine.connect() as connection:
+        return set(connection.scalars(select(stripe_meters.c.event_name)))
+
+
+def remember_meters(engine: Engine, meter_ids: Mapping[str, str],
+                    now_ms: int) -> None:
+    if not meter_ids:
+        return
+    dialect = postgresql if engine.dialect.name != "sqlite" else sqlite
+    with engine.begin() as connection:
+        connection.execute(
+            dialect.insert(stripe_meters)
+            .on_conflict_do_nothing(index_elements=["event_name"]),
+            [{"event_name": name, "meter_id": meter_id,
+              "created_at_ms": now_ms}
+             for name, meter_id in meter_ids.items()])

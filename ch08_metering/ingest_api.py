@@ -1,0 +1,133 @@
+"""`POST /v1/usage/events`: the ingest API other services report usage to.
+
+Chapter 8, "Idempotent event collection". One event or a batch of up to
+100 is answered with 202 and a status per event: accepted, duplicate
+(with the time of the original acceptance, so a retrying sender knows
+its first attempt counted) or rejected with the reason. The body is
+parsed once, here, into typed events; a batch is all-or-nothing only
+against the database: if the ledger is busy, nothing is written and the
+answer is 503 with Retry-After, so the sender retries the whole batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    generate_latest,
+)
+
+from ch04_streaming.auth import ApiKeys
+from ch08_metering.accounts import Accounts
+from ch08_metering.events import Rejected, UsageEvent, parse_event
+from ch08_metering.ledger import (
+    Accepted,
+    Duplicate,
+    Ledger,
+    LedgerBusyError,
+    Outcome,
+)
+
+MAX_BATCH = 100
+MAX_BODY_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class IngestMetrics:
+    registry: CollectorRegistry
+    events: Counter
+
+    @classmethod
+    def create(cls) -> IngestMetrics:
+        registry = CollectorRegistry()
+        events = Counter("usage_events", "Usage events by outcome",
+                         ["status"], registry=registry)
+        return cls(registry, events)
+
+
+def error(status: int, reason: str,
+          headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"type": "Error", "status": status,
+                         "reason": reason}, status, headers)
+
+
+def status_of(outcome: Outcome) -> dict[str, object]:
+    if isinstance(outcome, Accepted | Duplicate):
+        status = "accepted" if isinstance(outcome, Accepted) else "duplicate"
+        at = datetime.fromtimestamp(outcome.accepted_at_ms / 1000, UTC)
+        return {"id": outcome.id, "status": status,
+                "accepted_at": at.isoformat()}
+    return {"id": outcome.id, "status": "rejected", "reason": outcome.reason}
+
+
+def bearer_key(request: Request) -> str | None:
+    scheme, _, key = request.headers.get("authorization", "").partition(" ")
+    return key.strip() if scheme.lower() in ("bearer", "token") else None
+
+
+def parse_body(body: bytes) -> list[object] | str:
+    """The events of a request body, or why there are none."""
+    try:
+        parsed = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return "body is not valid JSON"
+    batch = parsed if isinstance(parsed, list) else [parsed]
+    if not batch:
+        return "empty batch"
+    if len(batch) > MAX_BATCH:
+        return f"batch of {len(batch)} events; at most {MAX_BATCH}"
+    return batch
+
+
+def create_ingest_app(ledger: Ledger, accounts: Accounts, keys: ApiKeys,
+                      clock: Callable[[], float]) -> FastAPI:
+    app = FastAPI(title="Usage ingest", docs_url=None, redoc_url=None)
+    metrics = IngestMetrics.create()
+
+    @app.post("/v1/usage/events", status_code=202)
+    async def ingest(request: Request) -> Response:
+        if not keys.verify(bearer_key(request)):
+            return error(401, "missing or invalid API key")
+        body = await request.body()
+        if len(body) > MAX_BODY_BYTES:
+            return error(413, f"body over {MAX_BODY_BYTES} bytes")
+        batch = parse_body(body)
+        if isinstance(batch, str):
+            return error(400, batch)
+        now = clock()
+        parsed = [parse_event(raw, accounts.customers,
+                              datetime.fromtimestamp(now, UTC))
+                  for raw in batch]
+        valid = [e for e in parsed if isinstance(e, UsageEvent)]
+        try:
+            written = iter(await asyncio.to_thread(
+                ledger.ingest, valid, round(now * 1000)))
+        except LedgerBusyError:
+            return error(503, "ledger busy; nothing was written",
+                         {"Retry-After": "1"})
+        results = [status_of(e if isinstance(e, Rejected) else next(written))
+                   for e in parsed]
+        for result in results:
+            metrics.events.labels(result["status"]).inc()
+        return JSONResponse({"type": "IngestResult", "results": results},
+                            202)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/metrics")
+    async def exposition() -> Response:
+        return Response(generate_latest(metrics.registry),
+                        media_type=CONTENT_TYPE_LATEST)
+
+    return app

@@ -1,0 +1,169 @@
+"""`python -m ch08_metering serve`: streaming with metering composed in.
+
+Chapter 8, "Metering architecture". The composition root: chapter 4's
+streaming server, built with this chapter's hooks (customer lookup,
+tier limits, usage events), and the usage ingest API beside it, both
+writing to one ledger. The ingest API listens on port 8008; the
+streaming endpoints (Deepgram `/v1/listen`, AssemblyAI `/v3/ws`) on
+8108. SIGTERM drains the streams, which cuts their last usage events,
+and writes every queued event before the process exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from ch04_streaming.__main__ import event_loop_factory
+from ch04_streaming.app import build_server
+from ch04_streaming.auth import load_api_keys
+from ch04_streaming.engine import Recognizer
+from ch04_streaming.server import SpeechServer
+from ch04_streaming.settings import parse_settings
+from ch08_metering.accounts import DEFAULT_ACCOUNTS, load_accounts
+from ch08_metering.database import open_engine
+from ch08_metering.hooks import MeteringHooks
+from ch08_metering.ingest_api import create_ingest_app
+from ch08_metering.ledger import Ledger
+from ch08_metering.limits import Limiter, build_limiter
+from ch08_metering.metering import LedgerWriter
+
+log = logging.getLogger("ch08_metering")
+
+
+def add_parser(commands: Any, name: str) -> None:
+    env = os.environ
+    parser = commands.add_parser(
+        name, help="streaming endpoints with metering, and the ingest API",
+        description="Chapter 4's streaming endpoints with metering and "
+        "tier limits, beside POST /v1/usage/events. Streaming settings "
+        "come from CH04_* variables (see python -m ch04_streaming -h).")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8008,
+                        help="usage API port (default %(default)s)")
+    parser.add_argument("--stream-port", type=int, default=8108,
+                        help="streaming port (default %(default)s)")
+    parser.add_argument("--database-url", default=env.get("DATABASE_URL"),
+                        help="ledger (env DATABASE_URL; default SQLite "
+                        "build/metering.sqlite3)")
+    parser.add_argument("--redis-url", default=env.get("REDIS_URL"),
+                        help="shared tier limits (env REDIS_URL; default "
+                        "in-process)")
+    parser.add_argument("--accounts", type=Path, default=DEFAULT_ACCOUNTS,
+                        help="tiers and customers (TOML)")
+    parser.add_argument("--interval-s", type=float, default=60.0,
+                        help="usage event interval of a long stream; 0 "
+                        "meters every frame (default %(default)s)")
+    parser.add_argument("--spill", type=Path,
+                        default=Path("build/unwritten-usage.jsonl"),
+                        help="where events go if the ledger is down at exit")
+
+
+class EmbeddedServer(uvicorn.Server):
+    """uvicorn inside a process that owns its signals: SIGTERM drains
+    the streams first, then stops this server (`should_exit`)."""
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@dataclass
+class MeteringService:
+    speech: SpeechServer
+    recognizer: Recognizer
+    ingest: EmbeddedServer
+    writer: LedgerWriter
+    limiter: Limiter
+    dev_key: str | None
+    listener: socket.socket
+    _api: asyncio.Task[None] | None = field(default=None, init=False)
+
+    async def start(self, host: str, stream_port: int) -> None:
+        self.writer.start()
+        await self.speech.start(host, stream_port)
+        self._api = asyncio.create_task(
+            self.ingest.serve(sockets=[self.listener]))
+        async with asyncio.timeout(10):
+            while not self.ingest.started:
+                if self._api.done():  # failed at start: say why
+                    await self._api
+                await asyncio.sleep(0.01)
+
+    @property
+    def port(self) -> int:
+        port: int = self.listener.getsockname()[1]
+        return port
+
+    async def stop(self, grace_s: float) -> None:
+        await self.speech.shutdown()  # streams end: last events cut
+        await self.writer.close(grace_s)
+        await self.limiter.aclose()
+        self.ingest.should_exit = True
+        if self._api is not None:
+            await self._api
+
+
+def build_service(args: argparse.Namespace,
+                  env: Mapping[str, str]) -> MeteringService:
+    """The composition root: every concrete part is chosen here."""
+    keys, dev_key = load_api_keys(env)
+    accounts = load_accounts(args.accounts)
+    if dev_key and accounts.dev_customer:
+        accounts = accounts.with_key(dev_key, accounts.dev_customer)
+    ledger = Ledger(open_engine(args.database_url))
+    ledger.create()
+    writer = LedgerWriter(ledger, lambda: round(time.time() * 1000),
+                          spill=args.spill)
+    limiter = build_limiter(args.redis_url)
+    hooks = MeteringHooks(accounts, limiter, writer.put, args.interval_s)
+    built = build_server(parse_settings([], env), keys, hooks)
+    listener = socket.create_server((args.host, args.port))
+    app = create_ingest_app(ledger, accounts, keys, time.time)
+    config = uvicorn.Config(app, log_level="warning", lifespan="off")
+    return MeteringService(built.server, built.recognizer,
+                           EmbeddedServer(config), writer, limiter, dev_key,
+                           listener)
+
+
+async def serve(args: argparse.Namespace) -> int:
+    service = build_service(args, os.environ)
+    await service.start(args.host, args.stream_port)
+    api = f"http://{args.host}:{service.port}"
+    streams = f"ws://{args.host}:{service.speech.port}"
+    if service.dev_key:
+        print(f"SPEECH_API_KEYS is not set; development key: "
+              f"{service.dev_key} (customer: demo)", flush=True)
+    print(f"streaming on {streams} (/v1/listen, /v3/ws), metered",
+          flush=True)
+    print(f"listening on {api} (POST /v1/usage/events)", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    gc.freeze()  # start-up objects live for the whole run
+    warmup = asyncio.create_task(service.recognizer.start())
+    await stop.wait()
+    log.info("event=draining streams=%d", len(service.speech.handlers))
+    warmup.cancel()
+    await service.stop(grace_s=10.0)
+    log.info("event=stopped events_written=%d", service.writer.written)
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+        return runner.run(serve(args))

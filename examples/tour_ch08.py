@@ -1,0 +1,132 @@
+"""The chapter 8 stop of the tour: metered streams, an invoice, Stripe.
+
+Starts `python -m ch08_metering serve` on a fresh ledger, streams the
+tour's conversation and two short utterances as the demo customer (with
+billed add-ons), reports other usage through the ingest API (and a retry
+of it, which is not counted twice), stops the service with SIGTERM, then
+runs the chapter's tools as a reader would: the invoice preview, the
+audit trail of one line, and the Stripe calls a delivery pass would make
+(a dry run: no Stripe key is set).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ch04_streaming.client import (
+    AssemblyAIClient,
+    ClientAudio,
+    ClientDialect,
+    DeepgramClient,
+    load_audio,
+    stream,
+)
+from examples.fixtures import AUDIO_DIR
+from examples.service import REPO_ROOT, running_service
+
+DEMO_DIR = REPO_ROOT / "build" / "demo"
+LEDGER = DEMO_DIR / "metering.sqlite3"
+DRY_RUN_LOG = DEMO_DIR / "stripe-dry-run.jsonl"
+DEV_KEY = re.compile(r"development key: (\S+)")
+STREAMING = re.compile(r"streaming on (ws://127\.0\.0\.1:\d+)")
+
+
+class DeepgramWithAddOns(DeepgramClient):
+    """Deepgram's query, asking for billed features as well."""
+
+    def __init__(self, **add_ons: str) -> None:
+        self.add_ons = add_ons
+
+    def query(self, audio: ClientAudio) -> dict[str, str]:
+        return {**super().query(audio), **self.add_ons}
+
+
+async def stream_as_demo(url: str, key: str) -> None:
+    runs: list[tuple[str, ClientDialect, bool]] = [
+        ("support_call.wav", DeepgramWithAddOns(diarize="true"), False),
+        ("card_number.wav", DeepgramWithAddOns(redact="pii"), False),
+        ("quick_brown_fox.wav", AssemblyAIClient(), True),
+    ]
+    for name, dialect, paced in runs:
+        audio = load_audio(AUDIO_DIR / name)
+        report = await stream(url, dialect, key, audio, realtime=paced)
+        add_ons = getattr(dialect, "add_ons", {})
+        print(f"  {name:<20} {dialect.path:<11} "
+              f"{len(audio.payload) / audio.bytes_per_second:5.1f} s"
+              f"  {' '.join(f'{k}={v}' for k, v in add_ons.items()):<13}"
+              f" closed {report.close_code}", flush=True)
+
+
+def report_usage(api: str, key: str) -> None:
+    """Another service reports 1,200 synthesised characters, twice."""
+    event = {
+        "specversion": "1.0", "id": "tts-request-1", "source": "urn:tts",
+        "type": "com.speechapi.usage.v1", "subject": "demo",
+        "time": datetime.now(UTC).isoformat(),
+        "data": {"meter": "characters", "value": 1200},
+    }
+    for attempt in ("first", "retry"):
+        request = urllib.request.Request(
+            f"{api}/v1/usage/events", data=json.dumps(event).encode(),
+            headers={"Authorization": f"Bearer {key}",
+                     "Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            [result] = json.loads(response.read())["results"]
+        print(f"  POST /v1/usage/events ({attempt}): {response.status},"
+              f" {result['status']}")
+
+
+async def metered_streams() -> None:
+    async with running_service(
+            ("-m", "ch08_metering", "serve", "--port", "0",
+             "--stream-port", "0"),
+            {"SPEECH_API_KEYS": "", "DATABASE_URL": f"sqlite:///{LEDGER}",
+             "CH04_LOAD_S": "0", "CH04_WARMUP_S": "0"}) as service:
+        banner = "".join(service.banner)
+        key, url = DEV_KEY.search(banner), STREAMING.search(banner)
+        assert key and url, banner
+        print(f"service started: pid {service.pid}; streams as customer"
+              " demo (growth tier)\n")
+        try:
+            await stream_as_demo(url.group(1), key.group(1))
+            report_usage(f"http://127.0.0.1:{service.port}", key.group(1))
+        finally:
+            service.process.send_signal(signal.SIGTERM)
+            code = await service.process.wait()
+            print(f"service stopped on SIGTERM (exit {code}): every usage"
+                  " event written")
+
+
+def tool(*args: str) -> None:
+    command = [sys.executable, "-m", "ch08_metering", *args]
+    print(f"\n$ python -m ch08_metering {' '.join(args)}", flush=True)
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{LEDGER}"}
+    env.pop("STRIPE_API_KEY", None)  # a dry run, whatever the shell has
+    subprocess.run(command, check=True, cwd=REPO_ROOT, env=env)
+
+
+def metering_and_billing() -> None:
+    DEMO_DIR.mkdir(parents=True, exist_ok=True)
+    for path in (LEDGER, DRY_RUN_LOG, Path(f"{LEDGER}-wal"),
+                 Path(f"{LEDGER}-shm")):
+        path.unlink(missing_ok=True)
+    asyncio.run(metered_streams())
+    period = datetime.now(UTC).strftime("%Y-%m")
+    tool("invoice", "--customer", "demo", "--period", period)
+    tool("explain", "--customer", "demo", "--period", period,
+         "--line", "audio+diarization")
+    tool("deliver", "--once", "--settle-s", "-60",  # the open minute too
+         "--dry-run-log", str(DRY_RUN_LOG.relative_to(REPO_ROOT)))
+
+
+if __name__ == "__main__":
+    metering_and_billing()

@@ -1,0 +1,107 @@
+"""Chapter 8 fixtures: a fresh ledger database, SQLite and PostgreSQL.
+
+Every ledger test runs on both: SQLite in a temporary directory, and
+PostgreSQL in a schema of its own, dropped afterwards. PostgreSQL comes
+from `TEST_DATABASE_URL`, Redis from `REDIS_URL` (defaults: the local
+servers CI provides); where they are not running, their tests are
+skipped, and fail in CI. Each Redis test keys its state under a prefix
+of its own and deletes it afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from ch08_metering.database import open_engine
+from ch08_metering.ledger import Ledger
+from ch08_metering.limits_redis import RedisLimiter
+from tests.environment import unavailable
+
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+POSTGRES = os.environ.get("TEST_DATABASE_URL",
+                          "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A URL whose connections see only a new, empty schema."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = psycopg.connect(POSTGRES, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as error:
+        unavailable(f"PostgreSQL not reachable at {POSTGRES}: {error}")
+    with admin:
+        admin.execute(f"CREATE SCHEMA {schema}")
+        try:
+            yield f"{POSTGRES}?options=-csearch_path%3D{schema}"
+        finally:
+            admin.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/ledger.sqlite3"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+def ledger(database_url: str) -> Iterator[Ledger]:
+    """An empty ledger; its connections are closed afterwards."""
+    engine = open_engine(database_url)
+    ledger = Ledger(engine)
+    ledger.create()
+    try:
+        yield ledger
+    finally:
+        engine.dispose()
+
+
+@dataclass
+class SharedRedis:
+    """One Redis, a key prefix of the test's own, replicas using both."""
+
+    admin: Redis
+    prefix: str
+    made: AsyncExitStack
+
+    def replica(self, redis: Redis | None = None,
+                **settings: Any) -> RedisLimiter:
+        """A limiter on a connection of its own, as a replica has."""
+        limiter = RedisLimiter(redis or Redis.from_url(REDIS_URL),
+                               prefix=self.prefix, **settings)
+        self.made.push_async_callback(limiter.aclose)
+        return limiter
+
+
+@pytest.fixture
+async def shared() -> AsyncIterator[SharedRedis]:
+    admin = Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        async with asyncio.timeout(10):
+            await admin.ping()
+    except (RedisConnectionError, OSError, TimeoutError) as error:
+        await admin.aclose()
+        unavailable(f"Redis not reachable at {REDIS_URL}: {error}")
+    prefix = f"speechlimits-test-{uuid.uuid4().hex[:12]}"
+    try:
+        async with asyncio.timeout(10), AsyncExitStack() as made:
+            yield SharedRedis(admin, prefix, made)
+    finally:
+        keys = [k async for k in admin.scan_iter(match=f"{prefix}:*")]
+        if keys:
+            await admin.delete(*keys)
+        await admin.aclose()

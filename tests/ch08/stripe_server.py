@@ -1,0 +1,777 @@
+"""A Stripe-compatible billing-meter server that the real stripe SDK talks to.
+
+It speaks the slice of Stripe that a usage-metering worker needs: v1
+meters (create, list, deactivate), v1 meter events, and the v2 meter
+event session and stream, with Stripe's error shapes, the
+`Stripe-Should-Retry` header, idempotency-key replays, the identifier
+and timestamp rules, a token-bucket rate limit, and deterministic fault
+injection (429, 500, or a hold past the client's timeout, committed or
+not). State lives in this process behind a lock, so a worker in another
+process can restart while the test keeps counting. Its own choices: v1
+rejects a missing meter or unknown customer at once (Stripe reports
+them later); identifiers stay unique for the state's lifetime (Stripe:
+at least 24 h); values are whole numbers >= 0.
+
+    python -m tests.ch08.stripe_server --port 12111
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import re
+import secrets
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Collection, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from types import FrameType
+from typing import Any, Literal
+from urllib.parse import parse_qsl
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+Json = dict[str, Any]
+Form = dict[str, str | dict[str, str]]
+FaultKind = Literal["429", "500", "timeout"]
+
+METERS_PATH = "/v1/billing/meters"
+EVENTS_PATH = "/v1/billing/meter_events"
+SESSION_PATH = "/v2/billing/meter_event_session"
+STREAM_PATH = "/v2/billing/meter_event_stream"
+INGEST_PATHS = frozenset({EVENTS_PATH, STREAM_PATH})
+MAX_PAST_S = 35 * 86_400
+MAX_FUTURE_S = 5 * 60
+SESSION_TTL_S = 15 * 60
+MAX_STREAM_EVENTS = 100
+MAX_IDENTIFIER = 100
+MAX_VALUE_DIGITS = 15
+FORMULAS = frozenset({"count", "sum", "last"})
+METER_PARAMS = frozenset({"display_name", "event_name", "default_aggregation",
+                          "customer_mapping", "value_settings",
+                          "event_time_window", "expand"})
+EVENT_PARAMS = frozenset({"event_name", "payload", "identifier", "timestamp",
+                          "expand"})
+DUPLICATE = "An event already exists with identifier {}."
+DUPLICATE_REPORT = "duplicate_identifier"
+WHOLE = re.compile(r"[0-9]+")
+NESTED = re.compile(r"([^\[\]]+)\[([^\[\]]+)\]")
+DEACTIVATE = re.compile(r"/v1/billing/meters/([^/]+)/deactivate")
+
+
+@dataclass(frozen=True)
+class Meter:
+    id: str
+    display_name: str
+    event_name: str
+    formula: str
+    customer_key: str
+    value_key: str
+    created: int
+    status: str = "active"
+    deactivated_at: int | None = None
+
+    def to_json(self) -> Json:
+        return {
+            "id": self.id, "object": "billing.meter",
+            "created": self.created, "updated": self.created,
+            "customer_mapping": {"event_payload_key": self.customer_key,
+                                 "type": "by_id"},
+            "default_aggregation": {"formula": self.formula},
+            "display_name": self.display_name,
+            "event_name": self.event_name, "event_time_window": None,
+            "livemode": False, "status": self.status,
+            "status_transitions": {"deactivated_at": self.deactivated_at},
+            "value_settings": {"event_payload_key": self.value_key},
+        }
+
+
+@dataclass(frozen=True)
+class RecordedEvent:
+    event_name: str
+    customer: str
+    value: int
+    identifier: str
+    timestamp: int
+    api_version: str | None
+
+
+@dataclass(frozen=True)
+class ErrorReport:
+    """An event the v2 stream accepted and then refused, as Stripe would
+    announce it in `v1.billing.meter.error_report_triggered`."""
+
+    code: str
+    message: str
+    event_name: str
+    identifier: str
+
+
+@dataclass(frozen=True)
+class RequestLog:
+    method: str
+    path: str
+    status: int
+
+
+@dataclass(frozen=True)
+class RunningStripeServer:
+    url: str
+    state: StripeState
+
+
+@dataclass
+class _Fault:
+    kind: FaultKind
+    paths: frozenset[str]
+    remaining: int | None
+    until: float | None
+    record: bool
+    hold_s: float
+
+
+@dataclass(frozen=True)
+class _Reply:
+    status: int
+    body: Json
+    headers: dict[str, str]
+
+
+@dataclass(frozen=True)
+class _Call:
+    method: str
+    path: str
+    body: bytes
+    query: dict[str, str]
+    api_version: str | None
+
+
+class _ApiError(Exception):
+    def __init__(self, status: int, message: str, *,
+                 kind: str = "invalid_request_error", code: str | None = None,
+                 param: str | None = None,
+                 should_retry: bool | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.kind = status, message, kind
+        self.code, self.param, self.should_retry = code, param, should_retry
+
+    def reply(self) -> _Reply:
+        error = {"type": self.kind, "message": self.message}
+        if self.code is not None:
+            error["code"] = self.code
+        if self.param is not None:
+            error["param"] = self.param
+        headers = {} if self.should_retry is None else {
+            "Stripe-Should-Retry": str(self.should_retry).lower()}
+        return _Reply(self.status, {"error": error}, headers)
+
+
+def _invalid(message: str, code: str | None = None,
+             param: str | None = None) -> _ApiError:
+    return _ApiError(400, message, code=code, param=param)
+
+
+def _rate_limited(v2: bool) -> _ApiError:
+    # No Stripe-Should-Retry: Stripe's SDKs retry only lock-timeout 429s,
+    # so a rate-limited caller must back off by itself.
+    return _ApiError(429, "Too many requests hit the API too quickly.",
+                     kind="rate_limit" if v2 else "rate_limit_error",
+                     code="rate_limit")
+
+
+def _server_error() -> _ApiError:
+    # No Stripe-Should-Retry, so the SDK retries it (status >= 500); real
+    # Stripe may say false when its idempotency layer saved the 500.
+    return _ApiError(500, "An unknown error occurred on Stripe's end.",
+                     kind="api_error")
+
+
+def rfc3339(epoch: float) -> str:
+    """Stripe v2's timestamp format: 2026-11-20T12:00:00.000Z."""
+    stamp = datetime.fromtimestamp(epoch, UTC)
+    return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class _TokenBucket:
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate, self.capacity, self.tokens = rate, burst, burst
+        self.stamp = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.capacity,
+                          self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+class StripeState:
+    """Meters, events and controls of one test server; thread-safe."""
+
+    def __init__(self, *, api_key: str | None = None,
+                 customers: Iterable[str] | None = None,
+                 rate_limit: float = 1000.0, burst: int | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        """`api_key` None accepts any `sk_test_` key; `customers` None
+        accepts any customer id; `clock` is the server's wall clock."""
+        self._api_key = api_key
+        self._customers = None if customers is None else frozenset(customers)
+        self._bucket = _TokenBucket(
+            rate_limit, burst if burst is not None else max(1, rate_limit))
+        self._clock = clock
+        self._offset = 0.0
+        self._changed = threading.Condition(threading.RLock())
+        self._released = threading.Event()
+        self._meters: list[Meter] = []
+        self._events: list[RecordedEvent] = []
+        self._identifiers: set[str] = set()
+        self._reports: list[ErrorReport] = []
+        self._requests: list[RequestLog] = []
+        self._sessions: dict[str, float] = {}
+        self._faults: list[_Fault] = []
+        self._replays: dict[str, tuple[str, _Reply]] = {}
+
+    # -- controls -------------------------------------------------------
+    def now(self) -> float:
+        with self._changed:
+            return self._clock() + self._offset
+
+    def advance(self, seconds: float) -> None:
+        """Move the server's clock (sessions, timestamp window)."""
+        with self._changed:
+            self._offset += seconds
+
+    def inject(self, kind: FaultKind, count: int = 1, *,
+               record: bool = False, hold_s: float = 10.0,
+               paths: Collection[str] = INGEST_PATHS) -> None:
+        """Fail the next `count` requests to `paths`. A "timeout" holds
+        the request `hold_s` (past the client's timeout), after running
+        it when `record` is true: the commit whose answer got lost."""
+        if record and kind != "timeout":
+            raise ValueError("only a timeout can record its request")
+        with self._changed:
+            self._faults.append(_Fault(kind, frozenset(paths), count, None,
+                                       record, hold_s))
+
+    def fail_for(self, seconds: float, kind: FaultKind = "500", *,
+                 hold_s: float = 10.0,
+                 paths: Collection[str] = INGEST_PATHS) -> None:
+        """Fail every request to `paths` for `seconds` of server clock."""
+        with self._changed:
+            self._faults.append(_Fault(kind, frozenset(paths), None,
+                                       self.now() + seconds, False, hold_s))
+
+    def wait_until(self, predicate: Callable[[StripeState], bool],
+                   timeout: float) -> bool:
+        """Block until `predicate(self)` holds; False after `timeout`."""
+        with self._changed:
+            return self._changed.wait_for(lambda: predicate(self), timeout)
+
+    # -- inspection -----------------------------------------------------
+    @property
+    def meters(self) -> list[Meter]:
+        with self._changed:
+            return list(self._meters)
+
+    @property
+    def events(self) -> list[RecordedEvent]:
+        with self._changed:
+            return list(self._events)
+
+    @property
+    def error_reports(self) -> list[ErrorReport]:
+        with self._changed:
+            return list(self._reports)
+
+    @property
+    def requests(self) -> list[RequestLog]:
+        with self._changed:
+            return list(self._requests)
+
+    def totals(self) -> dict[tuple[str, str], int]:
+        """Sum of accepted values per (customer, event_name)."""
+        sums: dict[tuple[str, str], int] = {}
+        for event in self.events:
+            key = (event.customer, event.event_name)
+            sums[key] = sums.get(key, 0) + event.value
+        return sums
+
+    # -- request pipeline -----------------------------------------------
+    def _authorize(self, path: str, token: str) -> None:
+        if path == STREAM_PATH:
+            with self._changed:
+                expires_at = self._sessions.get(token)
+            if expires_at is None:
+                raise _ApiError(401, "Invalid meter event session token.")
+            if self.now() >= expires_at:
+                raise _ApiError(
+                    401, "The meter event session has expired; create "
+                    "a new one.", kind="temporary_session_expired",
+                    code="billing_meter_event_session_expired")
+        elif not token:
+            raise _ApiError(401, "You did not provide an API key.")
+        elif (token != self._api_key if self._api_key is not None
+              else not token.startswith("sk_test_")):
+            raise _ApiError(401, f"Invalid API Key provided: {token[:8]}***")
+
+    def _admit(self, path: str) -> _Fault | None:
+        """Apply the rate limit and the first matching fault."""
+        v2 = path.startswith("/v2/")
+        with self._changed:
+            if not self._bucket.take():
+                raise _rate_limited(v2)
+            now = self.now()
+            self._faults = [f for f in self._faults if f.remaining != 0
+                            and (f.until is None or now < f.until)]
+            fault = next((f for f in self._faults if path in f.paths), None)
+            if fault is None:
+                return None
+            if fault.remaining is not None:
+                fault.remaining -= 1
+        if fault.kind == "429":
+            raise _rate_limited(v2)
+        if fault.kind == "500":
+            raise _server_error()
+        return fault
+
+    def _execute(self, call: _Call, key: str | None) -> _Reply:
+        """Run the call once per idempotency key; replay its success."""
+        fingerprint = hashlib.sha256(
+            f"{call.method} {call.path} ".encode() + call.body).hexdigest()
+        with self._changed:
+            if key is not None and key in self._replays:
+                seen, reply = self._replays[key]
+                if seen != fingerprint:
+                    return _ApiError(
+                        400, "Keys for idempotent requests can only be "
+                        f"used with the same parameters: '{key}'.",
+                        kind="idempotency_error").reply()
+                return replace(reply, headers={"Idempotent-Replayed": "true"})
+            try:
+                reply = _Reply(200, self._handle(call), {})
+            except _ApiError as error:
+                return error.reply()
+            if key is not None:
+                self._replays[key] = (fingerprint, reply)
+            self._changed.notify_all()
+            return reply
+
+    def _log(self, method: str, path: str, status: int) -> None:
+        with self._changed:
+            self._requests.append(RequestLog(method, path, status))
+            self._changed.notify_all()
+
+    def _handle(self, call: _Call) -> Json:
+        route = (call.method, call.path)
+        if route == ("POST", METERS_PATH):
+            return self._create_meter(_form(call.body))
+        if route == ("GET", METERS_PATH):
+            return self._list_meters(call.query)
+        if call.method == "POST" and (match := DEACTIVATE.fullmatch(
+                call.path)):
+            return self._deactivate(match[1])
+        if route == ("POST", EVENTS_PATH):
+            return self._create_event(_form(call.body), call.api_version)
+        if route == ("POST", SESSION_PATH):
+            return self._create_session()
+        if route == ("POST", STREAM_PATH):
+            return self._stream(call.body, call.api_version)
+        raise _ApiError(404, f"Unrecognized request URL ({call.method}: "
+                        f"{call.path}).")
+
+    # -- v1 meters ------------------------------------------------------
+    def _create_meter(self, form: Form) -> Json:
+        _known(form, METER_PARAMS)
+        event_name = _text(form, "event_name")
+        formula = _mapping(form, "default_aggregation").get("formula")
+        if formula not in FORMULAS:
+            raise _invalid(f"Invalid formula {formula!r}: use count, sum "
+                           "or last.", "parameter_invalid",
+                           "default_aggregation[formula]")
+        customer = _mapping(form, "customer_mapping", required=False)
+        if customer.get("type", "by_id") != "by_id":
+            raise _invalid("customer_mapping[type] must be by_id.",
+                           "parameter_invalid", "customer_mapping[type]")
+        if any(m.event_name == event_name and m.status == "active"
+               for m in self._meters):
+            raise _invalid(f"An active meter with event_name "
+                           f"'{event_name}' already exists.",
+                           "resource_already_exists", "event_name")
+        value = _mapping(form, "value_settings", required=False)
+        meter = Meter(
+            id=f"mtr_test_{secrets.token_hex(12)}",
+            display_name=_text(form, "display_name"), event_name=event_name,
+            formula=formula,
+            customer_key=customer.get("event_payload_key",
+                                      "stripe_customer_id"),
+            value_key=value.get("event_payload_key", "value"),
+            created=int(self.now()))
+        self._meters.append(meter)
+        return meter.to_json()
+
+    def _list_meters(self, query: dict[str, str]) -> Json:
+        limit = _integer(query.get("limit", "10"), "limit")
+        if not 1 <= limit <= 100:
+            raise _invalid("limit must be between 1 and 100.",
+                           "parameter_invalid_integer", "limit")
+        status = query.get("status")
+        newest_first = [m for m in reversed(self._meters)
+                        if status is None or m.status == status]
+        after = query.get("starting_after")
+        if after is not None:
+            ids = [m.id for m in newest_first]
+            if after not in ids:
+                raise _ApiError(404, f"No such billing meter: '{after}'",
+                                code="resource_missing",
+                                param="starting_after")
+            newest_first = newest_first[ids.index(after) + 1:]
+        return {"object": "list", "url": METERS_PATH,
+                "has_more": len(newest_first) > limit,
+                "data": [m.to_json() for m in newest_first[:limit]]}
+
+    def _deactivate(self, meter_id: str) -> Json:
+        for index, meter in enumerate(self._meters):
+            if meter.id == meter_id:
+                self._meters[index] = meter = replace(
+                    meter, status="inactive", deactivated_at=int(self.now()))
+                return meter.to_json()
+        raise _ApiError(404, f"No such billing meter: '{meter_id}'",
+                        code="resource_missing", param="id")
+
+    # -- meter events (v1 and v2) ---------------------------------------
+    def _create_event(self, form: Form, api_version: str | None) -> Json:
+        _known(form, EVENT_PARAMS)
+        timestamp = (_integer(_text(form, "timestamp"), "timestamp")
+                     if "timestamp" in form else int(self.now()))
+        identifier = (_text(form, "identifier") if "identifier" in form
+                      else _new_identifier())
+        payload = _mapping(form, "payload")
+        event = self._accept(_text(form, "event_name"), payload, identifier,
+                             timestamp, api_version)
+        return {"object": "billing.meter_event", "created": int(self.now()),
+                "event_name": event.event_name,
+                "identifier": event.identifier, "livemode": False,
+                "payload": payload, "timestamp": event.timestamp}
+
+    def _create_session(self) -> Json:
+        created = self.now()
+        token = f"token_{secrets.token_hex(16)}"
+        self._sessions[token] = created + SESSION_TTL_S
+        return {"id": f"mes_test_{secrets.token_hex(12)}",
+                "object": "v2.billing.meter_event_session",
+                "authentication_token": token, "created": rfc3339(created),
+                "expires_at": rfc3339(created + SESSION_TTL_S),
+                "livemode": False}
+
+    def _stream(self, body: bytes, api_version: str | None) -> Json:
+        """Check the request's shape now, its events as Stripe does
+        later: a refused event becomes an error report, not an error."""
+        events = _stream_events(body)
+        for event in events:
+            timestamp = (int(self.now()) if event.timestamp is None
+                         else event.timestamp)
+            try:
+                self._accept(event.name, event.payload, event.identifier,
+                             timestamp, api_version)
+            except _ApiError as error:
+                # Stripe's v1 duplicate reply has no code; reports need one
+                self._reports.append(ErrorReport(
+                    error.code or DUPLICATE_REPORT, error.message,
+                    event.name, event.identifier))
+        return {}
+
+    def _accept(self, event_name: str, payload: dict[str, str],
+                identifier: str, timestamp: int,
+                api_version: str | None) -> RecordedEvent:
+        if len(identifier) > MAX_IDENTIFIER:
+            raise _invalid(f"identifier is longer than {MAX_IDENTIFIER} "
+                           "characters.", "identifier_too_long",
+                           "identifier")
+        if identifier in self._identifiers:
+            raise _ApiError(400, DUPLICATE.format(identifier),
+                            should_retry=False)
+        meter = self._meter_for(event_name)
+        customer = payload.get(meter.customer_key)
+        if not customer:
+            raise _invalid(f"The event payload has no "
+                           f"'{meter.customer_key}'.",
+                           "meter_event_no_customer_defined",
+                           f"payload[{meter.customer_key}]")
+        if self._customers is not None and customer not in self._customers:
+            raise _invalid(f"No such customer: '{customer}'",
+                           "meter_event_customer_not_found",
+                           f"payload[{meter.customer_key}]")
+        value = _value(meter, payload.get(meter.value_key))
+        now = self.now()
+        if timestamp < now - MAX_PAST_S:
+            raise _invalid("The timestamp must be within the past 35 "
+                           "days.", "timestamp_too_far_in_past", "timestamp")
+        if timestamp > now + MAX_FUTURE_S:
+            raise _invalid("The timestamp must be at most 5 minutes in "
+                           "the future.", "timestamp_in_future", "timestamp")
+        event = RecordedEvent(event_name, customer, value, identifier,
+                              timestamp, api_version)
+        self._identifiers.add(identifier)
+        self._events.append(event)
+        return event
+
+    def _meter_for(self, event_name: str) -> Meter:
+        named = [m for m in self._meters if m.event_name == event_name]
+        for meter in named:
+            if meter.status == "active":
+                return meter
+        if named:
+            raise _invalid(f"The meter for '{event_name}' is inactive.",
+                           "archived_meter", "event_name")
+        raise _invalid(f"No active meter with event_name '{event_name}'.",
+                       "no_meter", "event_name")
+
+
+@dataclass(frozen=True)
+class _StreamEvent:
+    name: str
+    payload: dict[str, str]
+    identifier: str
+    timestamp: int | None
+
+
+def _stream_events(body: bytes) -> list[_StreamEvent]:
+    try:
+        document = json.loads(body or b"{}")
+    except ValueError as error:
+        raise _invalid(f"The body is not JSON: {error}") from None
+    events = document.get("events") if isinstance(document, dict) else None
+    if not isinstance(events, list) or not events:
+        raise _invalid("events must be a non-empty list.",
+                       "parameter_missing", "events")
+    if len(events) > MAX_STREAM_EVENTS:
+        raise _invalid(f"events holds {len(events)} events; at most "
+                       f"{MAX_STREAM_EVENTS} are allowed per request.",
+                       "parameter_invalid_array_length", "events")
+    return [_stream_event(item, index) for index, item in enumerate(events)]
+
+
+def _stream_event(item: object, index: int) -> _StreamEvent:
+    where = f"events[{index}]"
+    if not isinstance(item, dict):
+        raise _invalid(f"{where} must be an object.", "parameter_invalid",
+                       where)
+    name, payload = item.get("event_name"), item.get("payload")
+    identifier = item.get("identifier", _new_identifier())
+    stamp = item.get("timestamp")
+    if not isinstance(name, str) or not isinstance(identifier, str):
+        raise _invalid(f"{where}: event_name and identifier are strings.",
+                       "parameter_invalid", where)
+    if not isinstance(payload, dict) or not all(
+            isinstance(v, str | int | float) and not isinstance(v, bool)
+            for v in payload.values()):
+        raise _invalid(f"{where}.payload must map keys to strings.",
+                       "parameter_invalid", f"{where}.payload")
+    return _StreamEvent(name, {str(k): str(v) for k, v in payload.items()},
+                        identifier, None if stamp is None
+                        else _parse_rfc3339(stamp, f"{where}.timestamp"))
+
+
+def _parse_rfc3339(stamp: object, param: str) -> int:
+    problem = _invalid(f"{param} must be an RFC 3339 time with a zone.",
+                       "parameter_invalid", param)
+    if not isinstance(stamp, str):
+        raise problem
+    try:
+        parsed = datetime.fromisoformat(stamp)
+    except ValueError:
+        raise problem from None
+    if parsed.tzinfo is None:
+        raise problem
+    return int(parsed.timestamp())
+
+
+def _value(meter: Meter, raw: str | None) -> int:
+    if raw is None and meter.formula == "count":
+        return 1
+    if raw is None or not WHOLE.fullmatch(raw):
+        raise _invalid(f"The value in the event payload must be a whole "
+                       f"number >= 0. Received {raw!r}.",
+                       "meter_event_invalid_value",
+                       f"payload[{meter.value_key}]")
+    if len(raw.lstrip("0")) > MAX_VALUE_DIGITS:
+        raise _invalid(f"The value in the event payload can have at most "
+                       f"{MAX_VALUE_DIGITS} digits. Received {raw}.",
+                       "meter_event_value_too_many_digits",
+                       f"payload[{meter.value_key}]")
+    return int(raw)
+
+
+def _new_identifier() -> str:
+    return f"gen_{secrets.token_hex(12)}"
+
+
+def _form(body: bytes) -> Form:
+    """Stripe's form encoding, one level deep: `payload[value]=5`."""
+    form: Form = {}
+    for key, value in parse_qsl(body.decode(), keep_blank_values=True):
+        if match := NESTED.fullmatch(key):
+            nested = form.setdefault(match[1], {})
+            if isinstance(nested, str):
+                raise _invalid(f"{match[1]} is both a value and a hash.",
+                               "parameter_invalid", match[1])
+            nested[match[2]] = value
+        else:
+            form[key] = value
+    return form
+
+
+def _known(form: Form, allowed: frozenset[str]) -> None:
+    for name in form:
+        if name not in allowed:
+            raise _invalid(f"Received unknown parameter: {name}",
+                           "parameter_unknown", name)
+
+
+def _text(form: Form, name: str) -> str:
+    value = form.get(name)
+    if not isinstance(value, str) or not value:
+        raise _invalid(f"Missing required param: {name}.",
+                       "parameter_missing", name)
+    return value
+
+
+def _mapping(form: Form, name: str, *,
+             required: bool = True) -> dict[str, str]:
+    value = form.get(name)
+    if isinstance(value, dict):
+        return value
+    if value is None and not required:
+        return {}
+    raise _invalid(f"Missing required param: {name}.", "parameter_missing",
+                   name)
+
+
+def _integer(text: str, param: str) -> int:
+    if not re.fullmatch(r"-?[0-9]+", text):
+        raise _invalid(f"Invalid integer: {text}",
+                       "parameter_invalid_integer", param)
+    return int(text)
+
+
+def _bearer(request: Request) -> str:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+async def _respond(state: StripeState, request: Request) -> _Reply:
+    path = request.url.path
+    call = _Call(request.method, path, await request.body(),
+                 dict(request.query_params),
+                 request.headers.get("stripe-version"))
+    try:
+        state._authorize(path, _bearer(request))
+        fault = state._admit(path)
+    except _ApiError as error:
+        return error.reply()
+    key = (request.headers.get("idempotency-key")
+           if request.method == "POST" else None)
+    if fault is None:
+        return state._execute(call, key)
+    reply = (state._execute(call, key) if fault.record
+             else _server_error().reply())
+    await asyncio.to_thread(state._released.wait, fault.hold_s)
+    return reply
+
+
+def build_app(state: StripeState) -> Starlette:
+    """The ASGI app serving both Stripe hosts (api, meter_events)."""
+    async def endpoint(request: Request) -> Response:
+        reply = await _respond(state, request)
+        state._log(request.method, request.url.path, reply.status)
+        headers = {"Request-Id": f"req_{secrets.token_hex(7)}",
+                   **reply.headers}
+        return JSONResponse(reply.body, reply.status, headers)
+
+    return Starlette(routes=[Route("/{path:path}", endpoint,
+                                   methods=["GET", "POST", "DELETE"])])
+
+
+class _Server(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config,
+                 ready: threading.Event) -> None:
+        super().__init__(config)
+        self._ready = ready
+
+    async def startup(self, sockets: list[socket.socket] | None = None,
+                      ) -> None:
+        await super().startup(sockets)
+        self._ready.set()
+
+
+@contextmanager
+def running_stripe_server(state: StripeState | None = None, *,
+                          port: int = 0, startup_timeout_s: float = 10.0,
+                          ) -> Iterator[RunningStripeServer]:
+    """Serve `state` on 127.0.0.1 from a background thread; stopping
+    releases held requests and takes at most a few seconds."""
+    state = state if state is not None else StripeState()
+    state._released.clear()
+    config = uvicorn.Config(
+        build_app(state), host="127.0.0.1", port=port, log_level="warning",
+        access_log=False, lifespan="off", ws="none",
+        timeout_graceful_shutdown=2)
+    ready = threading.Event()
+    server = _Server(config, ready)
+    thread = threading.Thread(target=server.run, name="stripe-server",
+                              daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + startup_timeout_s
+        while not ready.wait(0.05):
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the Stripe test server did not start")
+        bound = int(server.servers[0].sockets[0].getsockname()[1])
+        yield RunningStripeServer(f"http://127.0.0.1:{bound}", state)
+    finally:
+        state._released.set()
+        server.should_exit = True
+        thread.join(timeout=10)
+        if thread.is_alive():
+            server.force_exit = True
+            thread.join(timeout=5)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.ch08.stripe_server",
+        description="Serve a Stripe-compatible billing-meter API.")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--api-key", help="the one accepted secret key "
+                        "(default: any sk_test_ key)")
+    parser.add_argument("--customer", action="append",
+                        help="a known customer id (repeat; default: any)")
+    args = parser.parse_args(argv)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    state = StripeState(api_key=args.api_key, customers=args.customer)
+    with running_stripe_server(state, port=args.port) as running:
+        print(f"listening on {running.url}", flush=True)
+        stop.wait()
+
+
+if __name__ == "__main__":
+    main()

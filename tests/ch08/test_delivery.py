@@ -1,0 +1,406 @@
+"""The delivery worker against a Stripe-compatible server: exact totals."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from random import Random
+
+import pytest
+from sqlalchemy import Engine, func, select
+
+from ch08_metering.__main__ import main
+from ch08_metering.accounts import Accounts, parse_accounts
+from ch08_metering.database import open_engine
+from ch08_metering.delivery import (
+    DeliveryPolicy,
+    DeliveryWorker,
+    Throttle,
+    due_rows,
+    remember_meters,
+)
+from ch08_metering.events import UsageEvent, usage_event
+from ch08_metering.ledger import Ledger
+from ch08_metering.rollup import roll_up, stripe_event_names
+from ch08_metering.schema import (
+    stripe_dead_letters,
+    stripe_meters,
+    stripe_outbox,
+)
+from ch08_metering.stripe_sink import (
+    DryRunSink,
+    MeterSink,
+    StripeSettings,
+    StripeSink,
+    StripeStreamSink,
+    meter_event_params,
+)
+from tests.ch08.stripe_server import (
+    EVENTS_PATH,
+    METERS_PATH,
+    SESSION_PATH,
+    STREAM_PATH,
+    RunningStripeServer,
+    StripeState,
+    running_stripe_server,
+)
+
+KEY = "sk_test_delivery"
+NOON = datetime(2026, 11, 20, 12, 0, tzinfo=UTC).timestamp()
+
+
+def accounts_of(*customers: str) -> Accounts:
+    """Customers `name` billed to Stripe customers `cus_name`."""
+    return parse_accounts({
+        "tiers": {"growth": {"max_concurrent_streams": 20,
+                             "audio_seconds_per_minute": 1_800}},
+        "customers": {c: {"tier": "growth", "stripe_customer_id": f"cus_{c}"}
+                      for c in customers}})
+
+
+ACCOUNTS = accounts_of("acme", "beta", "ghost")
+SETTLED = DeliveryPolicy(settle_s=0.0)  # tests use minutes already past
+
+
+@dataclass
+class FakeClock:
+    """Wall and monotonic clock in one; sleeping moves it, instantly."""
+
+    now: float = NOON
+    sleeps: list[float] = field(default_factory=list)
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def settings(url: str, *, retries: int = 1,
+             timeout_s: float = 5.0) -> StripeSettings:
+    return StripeSettings(KEY, url, url, max_network_retries=retries,
+                          timeout_s=timeout_s)
+
+
+Pace = Callable[[], object]
+
+
+def v1_sink(url: str, *, retries: int = 1,
+            timeout_s: float = 5.0) -> Callable[[Pace], MeterSink]:
+    """A v1 sink, once the worker's throttle gives it its pace."""
+    return lambda pace: StripeSink(
+        settings(url, retries=retries, timeout_s=timeout_s), pace)
+
+
+def worker_for(engine: Engine, sink: Callable[[Pace], MeterSink],
+               clock: FakeClock, policy: DeliveryPolicy = SETTLED,
+               accounts: Accounts = ACCOUNTS) -> DeliveryWorker:
+    throttle = Throttle(policy.max_calls_per_s, clock, clock.sleep)
+    return DeliveryWorker(engine, accounts, sink(throttle.wait), clock,
+                          throttle, Random(7), policy)
+
+
+def some_usage(before: float, customers: tuple[str, ...] = ("acme", "beta"),
+               minutes: int = 3, tag: str = "u") -> list[UsageEvent]:
+    """Audio with and without features, and characters, for each
+    customer, in each of the `minutes` whole minutes before `before`."""
+    events = []
+    for m in range(minutes):
+        at = before - before % 60 - 60 * (m + 1)
+        for n, customer in enumerate(customers):
+            stream = f"{tag}-{customer}-{m}"
+            events += [
+                usage_event(stream_id=stream, sequence=1, customer=customer,
+                            source="test", meter="audio_ms",
+                            value=1_000 * (n + 1) + m, features=(),
+                            at=at + 1),
+                usage_event(stream_id=stream, sequence=2, customer=customer,
+                            source="test", meter="audio_ms", value=250,
+                            features=("diarization",), at=at + 59.5),
+                usage_event(stream_id=stream, sequence=3, customer=customer,
+                            source="test", meter="characters", value=42 + m,
+                            features=(), at=at + 30),
+            ]
+    return events
+
+
+def expected_totals(ledger: Ledger, accounts: Accounts = ACCOUNTS
+                    ) -> dict[tuple[str, str], int]:
+    """What Stripe must hold: the ledger, per Stripe customer and meter."""
+    sums: dict[tuple[str, str], int] = {}
+    for (customer, meter, features), value in ledger.totals().items():
+        stripe_id = accounts.customers[customer].stripe_customer_id
+        for name in stripe_event_names(meter, features):
+            sums[(stripe_id, name)] = sums.get((stripe_id, name), 0) + value
+    return sums
+
+
+def undelivered(engine: Engine) -> int:
+    o = stripe_outbox.c
+    with engine.connect() as connection:
+        return int(connection.scalar(
+            select(func.count()).select_from(stripe_outbox)
+            .where(o.delivered_at_ms.is_(None))) or 0)
+
+
+def outbox_size(engine: Engine) -> int:
+    with engine.connect() as connection:
+        return int(connection.scalar(
+            select(func.count()).select_from(stripe_outbox)) or 0)
+
+
+def calls(state: StripeState, path: str) -> list[int]:
+    return [r.status for r in state.requests if r.path == path]
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def server(clock: FakeClock) -> Iterator[RunningStripeServer]:
+    """The server shares the worker's clock: one notion of now."""
+    state = StripeState(api_key=KEY, clock=clock,
+                        customers={"cus_acme", "cus_beta"})
+    with running_stripe_server(state) as running:
+        yield running
+
+
+@pytest.fixture
+def sqlite_ledger(tmp_path: Path) -> Iterator[Ledger]:
+    engine = open_engine(f"sqlite:///{tmp_path}/ledger.sqlite3")
+    ledger = Ledger(engine)
+    ledger.create()
+    yield ledger
+    engine.dispose()
+
+
+def test_every_settled_minute_reaches_stripe_once_with_exact_totals(
+        ledger: Ledger, clock: FakeClock,
+        server: RunningStripeServer) -> None:
+    ledger.ingest(some_usage(NOON), now_ms=int(NOON * 1000))
+    worker = worker_for(ledger.engine, v1_sink(server.url), clock)
+    counts = worker.run_once()
+    worker.sink.close()
+    rows = outbox_size(ledger.engine)
+    assert server.state.totals() == expected_totals(ledger)
+    assert (counts.rolled_up, counts.delivered, counts.retried) == (
+        18, rows, 0)
+    assert undelivered(ledger.engine) == 0
+    assert sorted(m.event_name for m in server.state.meters) == [
+        "speech_audio_ms", "speech_audio_ms_diarization",
+        "speech_characters"]
+    with ledger.engine.connect() as connection:
+        remembered = {r.event_name: r.meter_id
+                      for r in connection.execute(select(stripe_meters))}
+    assert remembered == {m.event_name: m.id for m in server.state.meters}
+
+    restarted = worker_for(ledger.engine, v1_sink(server.url), clock)
+    again = restarted.run_once()
+    restarted.sink.close()
+    assert (again.rolled_up, again.delivered) == (0, 0)
+    assert calls(server.state, EVENTS_PATH) == [200] * rows
+    assert calls(server.state, METERS_PATH) == [200] * 4  # list, 3 creates
+
+
+def test_an_identifier_stripe_already_has_counts_as_delivered(
+        sqlite_ledger: Ledger, clock: FakeClock,
+        server: RunningStripeServer) -> None:
+    """Sent before a crash, under another idempotency key: Stripe says
+    400 duplicate, and the worker moves on instead of stalling."""
+    engine = sqlite_ledger.engine
+    sqlite_ledger.ingest(some_usage(NOON), now_ms=int(NOON * 1000))
+    roll_up(engine, ACCOUNTS, int(NOON * 1000), settle_s=0)
+    earlier = StripeSink(settings(server.url), pace=lambda: None)
+    earlier.ensure_meters(["speech_audio_ms", "speech_audio_ms_diarization",
+                           "speech_characters"])
+    first = due_rows(engine, int(NOON * 1000), 1)[0].event
+    earlier.client.v1.billing.meter_events.create(meter_event_params(first))
+    earlier.close()
+    worker = worker_for(engine, v1_sink(server.url), clock)
+    counts = worker.run_once()
+    worker.sink.close()
+    assert counts.duplicates == 1
+    assert counts.delivered == outbox_size(engine) - 1
+    assert undelivered(engine) == 0
+    assert calls(server.state, EVENTS_PATH).count(400) == 1
+    assert server.state.totals() == expected_totals(sqlite_ledger)
+
+
+def test_the_dry_run_writes_down_each_call_and_marks_nothing(
+        sqlite_ledger: Ledger, clock: FakeClock, tmp_path: Path,
+        server: RunningStripeServer) -> None:
+    engine = sqlite_ledger.engine
+    sqlite_ledger.ingest(some_usage(NOON, minutes=1),
+                         now_ms=int(NOON * 1000))
+    log = tmp_path / "stripe-calls.jsonl"
+    dry = DryRunSink(log)
+    worker = worker_for(engine, lambda pace: dry, clock)
+    counts = worker.run_once()
+    rows = outbox_size(engine)
+    assert (counts.recorded, counts.delivered) == (rows, 0)
+    assert [r["call"] for r in dry.records] == (
+        ["POST /v1/billing/meters"] * 3
+        + ["POST /v1/billing/meter_events"] * rows)
+    params = dry.records[3]["params"]
+    assert isinstance(params, dict)
+    assert dry.records[3]["idempotency_key"] == params["identifier"]
+    assert [json.loads(line) for line in log.read_text().splitlines()] == (
+        dry.records)
+    assert worker.run_once().recorded == rows  # still due: not delivered
+    assert len(dry.records) == 3 + rows  # but written down once
+    assert undelivered(engine) == rows
+    assert server.state.requests == []
+
+    real = worker_for(engine, v1_sink(server.url), clock)
+    assert real.run_once().delivered == rows
+    real.sink.close()
+    assert server.state.totals() == expected_totals(sqlite_ledger)
+
+
+def test_the_v2_stream_sends_100_per_call_and_renews_its_session(
+        sqlite_ledger: Ledger, clock: FakeClock,
+        server: RunningStripeServer) -> None:
+    engine = sqlite_ledger.engine
+    customers = ("acme", "beta")
+    sqlite_ledger.ingest(some_usage(NOON, customers, minutes=20),
+                         now_ms=int(NOON * 1000))
+    worker = worker_for(engine, lambda pace: StripeStreamSink(
+        settings(server.url), pace, clock), clock)
+    first = worker.run_once()
+    assert first.delivered == outbox_size(engine) == 120
+    assert calls(server.state, STREAM_PATH) == [200, 200]  # 100 + 20
+
+    clock.now += 14.5 * 60  # the token has 30 s left: renew first
+    sqlite_ledger.ingest(some_usage(clock.now, customers, tag="later"),
+                         now_ms=int(clock.now * 1000))
+    assert worker.run_once().delivered == 18
+    assert calls(server.state, SESSION_PATH) == [200, 200]
+    assert 401 not in calls(server.state, STREAM_PATH)
+
+    server.state.advance(16 * 60)  # expired by Stripe's clock, not ours
+    sqlite_ledger.ingest(some_usage(clock.now, customers, tag="expired"),
+                         now_ms=int(clock.now * 1000))
+    expired = worker.run_once()
+    assert (expired.delivered, expired.retried) == (0, 18)
+    server.state.inject("429", paths={STREAM_PATH})
+    clock.now += 60
+    assert worker.run_once().retried == 18  # a new session, then a 429
+    clock.now += 60
+    assert worker.run_once().delivered == 18
+    worker.sink.close()
+    assert calls(server.state, SESSION_PATH) == [200, 200, 200]
+    assert server.state.error_reports == []
+    assert server.state.totals() == expected_totals(sqlite_ledger)
+
+
+def test_rows_outside_stripes_window_are_dead_lettered_with_why(
+        sqlite_ledger: Ledger, clock: FakeClock,
+        server: RunningStripeServer) -> None:
+    engine = sqlite_ledger.engine
+    old = some_usage(NOON - 36 * 86_400, ("acme",), minutes=1, tag="old")
+    ahead = some_usage(NOON + 20 * 60, ("acme",), minutes=1, tag="ahead")
+    fine = some_usage(NOON, ("beta",), minutes=1)
+    sqlite_ledger.ingest(old + ahead + fine, now_ms=int(NOON * 1000))
+    # rolled up by a clock 20 minutes fast, sent after it was corrected
+    roll_up(engine, ACCOUNTS, int((NOON + 20 * 60) * 1000), settle_s=0)
+    worker = worker_for(engine, v1_sink(server.url), clock)
+    counts = worker.run_once()
+    worker.sink.close()
+    with engine.connect() as connection:
+        reasons = sorted(connection.scalars(
+            select(stripe_dead_letters.c.reason)))
+    assert (counts.dead_lettered, counts.delivered) == (6, 3)
+    assert sum("more than 35 days ago" in r for r in reasons) == 3
+    assert sum("more than 5 minutes ahead" in r for r in reasons) == 3
+    assert outbox_size(engine) == 3  # dead letters left the outbox
+    assert set(server.state.totals()) == {
+        ("cus_beta", "speech_audio_ms"),
+        ("cus_beta", "speech_audio_ms_diarization"),
+        ("cus_beta", "speech_characters")}
+
+
+def test_the_cli_dry_run_prints_the_calls_it_would_make(
+        sqlite_ledger: Ledger, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    now = datetime.now(UTC).timestamp()
+    sqlite_ledger.ingest(some_usage(now, ("acme",), minutes=1),
+                         now_ms=int(now * 1000))
+    monkeypatch.delenv("STRIPE_API_KEY", raising=False)
+    url = str(sqlite_ledger.engine.url)
+    code = main(["deliver", "--once", "--settle-s", "0",
+                 "--database-url", url,
+                 "--dry-run-log", str(tmp_path / "calls.jsonl")])
+    out, err = capsys.readouterr()
+    assert code == 0
+    assert "STRIPE_API_KEY is not set: dry run" in err
+    assert out.count("would call {") == 6  # 3 meters, 3 events
+    assert "pass rolled_up=3 delivered=0" in out
+    assert len((tmp_path / "calls.jsonl").read_text().splitlines()) == 6
+
+
+def test_settings_come_from_the_environment(
+        server: RunningStripeServer) -> None:
+    assert StripeSettings.from_env({}) is None
+    found = StripeSettings.from_env({
+        "STRIPE_API_KEY": KEY, "STRIPE_API_BASE": server.url,
+        "STRIPE_METER_EVENTS_API_BASE": server.url})
+    assert found == StripeSettings(KEY, server.url, server.url)
+    sink = StripeSink(found, pace=lambda: None)
+    assert sink.ensure_meters(["speech_tokens"]) == {
+        "speech_tokens": server.state.meters[0].id}
+    assert sink.ensure_meters(["speech_tokens"]) == {
+        "speech_tokens": server.state.meters[0].id}  # found, not created
+    sink.close()
+    assert len(server.state.meters) == 1
+
+
+def test_a_stop_request_ends_the_pass_before_the_next_call(
+        sqlite_ledger: Ledger, clock: FakeClock,
+        server: RunningStripeServer) -> None:
+    """SIGTERM mid-pass: the call in flight finishes, no other starts."""
+    engine = sqlite_ledger.engine
+    sqlite_ledger.ingest(some_usage(NOON, ("acme",), minutes=2),
+                         now_ms=int(NOON * 1000))
+    roll_up(engine, ACCOUNTS, int(NOON * 1000), settle_s=0)
+    meters = StripeSink(settings(server.url), pace=lambda: None)
+    remember_meters(engine, meters.ensure_meters(
+        ["speech_audio_ms", "speech_audio_ms_diarization",
+         "speech_characters"]), 0)
+    meters.close()
+    stop = threading.Event()
+    sink = StripeSink(settings(server.url), pace=stop.set)  # "SIGTERM"
+    worker = DeliveryWorker(engine, ACCOUNTS, sink, clock,
+                            Throttle(20, clock, clock.sleep), Random(7),
+                            SETTLED, stop)
+    counts = worker.run_once()
+    sink.close()
+    assert counts.delivered == 1
+    assert undelivered(engine) == 5
+
+
+def test_the_cli_delivers_on_the_v2_stream(
+        sqlite_ledger: Ledger, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    now = datetime.now(UTC).timestamp()
+    sqlite_ledger.ingest(some_usage(now, ("acme",), minutes=1),
+                         now_ms=int(now * 1000))
+    with running_stripe_server(StripeState(api_key=KEY)) as server:
+        for name in ("STRIPE_API_BASE", "STRIPE_METER_EVENTS_API_BASE"):
+            monkeypatch.setenv(name, server.url)
+        monkeypatch.setenv("STRIPE_API_KEY", KEY)
+        code = main(["deliver", "--once", "--v2", "--settle-s", "0",
+                     "--database-url", str(sqlite_ledger.engine.url)])
+        totals = server.state.totals()
+        streamed = calls(server.state, STREAM_PATH)
+    assert code == 0
+    assert "pass rolled_up=3 delivered=3" in capsys.readouterr().out
+    assert streamed == [200]
+    assert totals == expected_totals(sqlite_ledger)

@@ -1,0 +1,168 @@
+"""`POST /v1/usage/events`: per-event answers, bad input, busy ledger."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ch04_streaming.auth import ApiKeys
+from ch08_metering.accounts import load_accounts
+from ch08_metering.database import open_engine
+from ch08_metering.ingest_api import create_ingest_app
+from ch08_metering.ledger import Ledger
+
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+KEY = "service-key"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+
+
+def raw_event(n: int, **changes: object) -> dict[str, object]:
+    event: dict[str, object] = {
+        "specversion": "1.0", "id": f"stream-{n}", "source": "test",
+        "type": "com.speechapi.usage.v1", "subject": "acme",
+        "time": NOW.isoformat(),
+        "data": {"meter": "audio_ms", "value": 1500,
+                 "features": ["diarization"], "stream_id": "stream"},
+    }
+    data = dict(event["data"])  # type: ignore[call-overload]
+    for name, value in changes.items():
+        if name in data:
+            data[name] = value
+        else:
+            event[name] = value
+    event["data"] = data
+    return event
+
+
+@pytest.fixture
+async def client(ledger: Ledger) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_ingest_app(ledger, load_accounts(), ApiKeys.of(KEY),
+                            clock=NOW.timestamp)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport,
+                                 base_url="http://ingest") as client:
+        yield client
+
+
+async def post(client: httpx.AsyncClient, body: object) -> httpx.Response:
+    return await client.post("/v1/usage/events", json=body, headers=AUTH)
+
+
+async def test_one_event_is_accepted_then_a_duplicate(
+        client: httpx.AsyncClient, ledger: Ledger) -> None:
+    first = await post(client, raw_event(1))
+    assert first.status_code == 202
+    [result] = first.json()["results"]
+    assert result == {"id": "stream-1", "status": "accepted",
+                      "accepted_at": NOW.isoformat()}
+    again = (await post(client, raw_event(1))).json()["results"]
+    assert again == [{**result, "status": "duplicate"}]
+    assert ledger.totals() == {("acme", "audio_ms", ("diarization",)):
+                               1500}
+
+
+async def test_a_batch_answers_each_event_in_order(
+        client: httpx.AsyncClient, ledger: Ledger) -> None:
+    batch = [
+        raw_event(1),
+        raw_event(2, time=(NOW + timedelta(minutes=6)).isoformat()),
+        raw_event(3, time=(NOW - timedelta(days=36)).isoformat()),
+        raw_event(4, value=-5),
+        raw_event(5, value=1.5),
+        raw_event(6, subject="nobody"),
+        raw_event(7, meter="minutes"),
+        raw_event(8, unexpected=True),
+        "not an event",
+        raw_event(1),
+        raw_event(9, time=(NOW + timedelta(minutes=4)).isoformat()),
+    ]
+    response = await post(client, batch)
+    assert response.status_code == 202
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == [
+        "accepted", "rejected", "rejected", "rejected", "rejected",
+        "rejected", "rejected", "rejected", "rejected", "duplicate",
+        "accepted"]
+    reasons = [r.get("reason", "") for r in results]
+    assert "future" in reasons[1]
+    assert "35 days" in reasons[2]
+    assert reasons[3].startswith("data.value")
+    assert reasons[4].startswith("data.value")
+    assert "unknown customer" in reasons[5]
+    assert reasons[6].startswith("data.meter")
+    assert reasons[7].startswith("unexpected")
+    assert results[8]["id"] is None
+    assert sum(ledger.totals().values()) == 3000
+
+
+@pytest.mark.parametrize(("body", "status", "reason"), [
+    (b"{not json", 400, "not valid JSON"),
+    (b"[]", 400, "empty batch"),
+    (json.dumps([raw_event(n) for n in range(101)]).encode(), 400,
+     "at most 100"),
+    (b" " * (1024 * 1024 + 1), 413, "bytes"),
+])
+async def test_bad_bodies_are_refused_whole(
+        client: httpx.AsyncClient, ledger: Ledger, body: bytes,
+        status: int, reason: str) -> None:
+    response = await client.post("/v1/usage/events", content=body,
+                                 headers=AUTH)
+    assert response.status_code == status
+    assert response.json()["type"] == "Error"
+    assert reason in response.json()["reason"]
+    assert ledger.totals() == {}
+
+
+@pytest.mark.parametrize("headers", [
+    {}, {"Authorization": "Bearer wrong"}, {"Authorization": KEY}])
+async def test_a_missing_or_wrong_key_is_401(
+        client: httpx.AsyncClient, headers: dict[str, str]) -> None:
+    response = await client.post("/v1/usage/events", json=raw_event(1),
+                                 headers=headers)
+    assert response.status_code == 401
+    assert response.json()["reason"] == "missing or invalid API key"
+
+
+async def test_a_batch_of_100_is_accepted(
+        client: httpx.AsyncClient, ledger: Ledger) -> None:
+    response = await post(client, [raw_event(n) for n in range(100)])
+    statuses = {r["status"] for r in response.json()["results"]}
+    assert (response.status_code, statuses) == (202, {"accepted"})
+    assert sum(ledger.totals().values()) == 150_000
+
+
+async def test_a_busy_ledger_is_503_and_the_retry_counts_once(
+        tmp_path: Path) -> None:
+    path = tmp_path / "l.sqlite3"
+    engine = open_engine(f"sqlite:///{path}", busy_timeout_s=0.1)
+    ledger = Ledger(engine)
+    ledger.create()
+    app = create_ingest_app(ledger, load_accounts(), ApiKeys.of(KEY),
+                            clock=NOW.timestamp)
+    holder = sqlite3.connect(path, isolation_level=None)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://ingest") as client:
+        holder.execute("BEGIN IMMEDIATE")
+        busy = await post(client, [raw_event(1), raw_event(2)])
+        holder.execute("ROLLBACK")
+        retry = await post(client, [raw_event(1), raw_event(2)])
+    holder.close()
+    assert (busy.status_code, busy.headers["retry-after"]) == (503, "1")
+    assert [r["status"] for r in retry.json()["results"]] == [
+        "accepted", "accepted"]
+    assert sum(ledger.totals().values()) == 3000
+    engine.dispose()
+
+
+async def test_metrics_count_outcomes(client: httpx.AsyncClient) -> None:
+    await post(client, [raw_event(1), raw_event(1), raw_event(2, value=-1)])
+    text = (await client.get("/metrics")).text
+    for status in ("accepted", "duplicate", "rejected"):
+        assert f'usage_events_total{{status="{status}"}} 1.0' in text
+    assert (await client.get("/healthz")).json() == {"status": "ok"}

@@ -1,0 +1,77 @@
+"""`python -m ch08_metering serve` as its own process: ports, SIGTERM.
+
+The metered service is run as an operator runs it. A stream still open
+at SIGTERM is drained (closed 1001) and its usage is in the ledger once
+the process has exited: nothing metered is lost to a deploy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import signal
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+
+from websockets.asyncio.client import connect
+
+from ch04_streaming.client import DeepgramClient, load_audio, stream
+from ch08_metering.database import open_engine
+from ch08_metering.ledger import Ledger
+from examples.service import running_service
+from tests.ch04.harness import MANIFEST, audio_of, reference
+
+STREAMING = re.compile(r"streaming on (ws://127\.0\.0\.1:\d+)")
+
+
+def post_event(port: int) -> dict[str, object]:
+    event = {
+        "specversion": "1.0", "id": "tts-1", "source": "urn:tts",
+        "type": "com.speechapi.usage.v1", "subject": "acme",
+        "time": datetime.now(UTC).isoformat(),
+        "data": {"meter": "characters", "value": 1200},
+    }
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/v1/usage/events",
+        data=json.dumps(event).encode(),
+        headers={"Authorization": "Bearer acme-key"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 202
+        [result] = json.loads(response.read())["results"]
+        return dict(result)
+
+
+async def test_sigterm_drains_streams_and_writes_their_usage(
+        tmp_path: Path) -> None:
+    database = f"sqlite:///{tmp_path}/ledger.sqlite3"
+    audio = load_audio(audio_of("quick_brown_fox"))
+    async with running_service(
+            ("-m", "ch08_metering", "serve", "--port", "0",
+             "--stream-port", "0"),
+            {"SPEECH_API_KEYS": "acme-key", "DATABASE_URL": database,
+             "CH04_LOAD_S": "0", "CH04_WARMUP_S": "0"}) as service:
+        found = STREAMING.search("".join(service.banner))
+        assert found is not None
+        url = found.group(1)
+        report = await stream(url, DeepgramClient(), "acme-key", audio)
+        assert report.transcript == reference("quick_brown_fox")
+        assert (await asyncio.to_thread(post_event, service.port))[
+            "status"] == "accepted"
+        socket = await connect(
+            f"{url}/v1/listen?encoding=linear16&sample_rate=16000",
+            additional_headers={"Authorization": "Token acme-key"})
+        for offset in range(0, 32_000, 3_200):  # one second, then SIGTERM
+            await socket.send(audio.payload[offset:offset + 3_200])
+        service.process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            await socket.wait_closed()
+            code = await service.process.wait()
+    assert (socket.close_code, code) == (1001, 0)
+    engine = open_engine(database)
+    totals = Ledger(engine).totals()
+    engine.dispose()
+    expected = round(MANIFEST.get("quick_brown_fox").duration_s * 1000)
+    assert totals == {("acme", "audio_ms", ()): expected + 1000,
+                      ("acme", "characters", ()): 1200}
