@@ -11,6 +11,8 @@ rather than failing halfway when it first writes.
 
 from __future__ import annotations
 
+import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,14 @@ def database_url(url: str | None) -> str:
         if url.startswith(scheme):
             return "postgresql+psycopg://" + url[len(scheme):]
     return url
+
+
+def add_database_argument(parser: argparse.ArgumentParser) -> None:
+    """`--database-url`, for every command that opens the ledger."""
+    parser.add_argument("--database-url",
+                        default=os.environ.get("DATABASE_URL"),
+                        help="ledger (env DATABASE_URL; default SQLite "
+                        "build/metering.sqlite3)")
 
 
 def open_engine(url: str | None, busy_timeout_s: float = 5.0) -> Engine:

@@ -25,7 +25,7 @@ from random import Random
 from typing import Any
 
 from ch08_metering.accounts import DEFAULT_ACCOUNTS, load_accounts
-from ch08_metering.database import open_engine
+from ch08_metering.database import add_database_argument, open_engine
 from ch08_metering.delivery import (
     DeliveryPolicy,
     DeliveryWorker,
@@ -61,10 +61,7 @@ def add_parser(commands: Any, name: str) -> None:
                         help="the v2 meter event stream, 100 per call")
     parser.add_argument("--dry-run-log", type=Path,
                         help="dry run: also append the calls to this file")
-    parser.add_argument("--database-url",
-                        default=os.environ.get("DATABASE_URL"),
-                        help="ledger (env DATABASE_URL; default SQLite "
-                        "build/metering.sqlite3)")
+    add_database_argument(parser)
     parser.add_argument("--accounts", type=Path, default=DEFAULT_ACCOUNTS,
                         help="customers and their Stripe ids (TOML)")
     parser.add_argument("--max-calls-per-s", type=float,

@@ -12,7 +12,6 @@ name that `explain --line NAME` rebuilds from the raw events.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
 from collections.abc import Iterable, Iterator
@@ -31,7 +30,7 @@ from ch08_metering.accounts import (
     AccountsError,
     load_accounts,
 )
-from ch08_metering.database import open_engine
+from ch08_metering.database import add_database_argument, open_engine
 from ch08_metering.ledger import Ledger
 from ch08_metering.pricing import (
     AUDIO_MODELS,
@@ -233,10 +232,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--customer", required=True)
     parser.add_argument("--period", required=True,
                         help="a calendar month in UTC, like 2026-11")
-    parser.add_argument("--database-url",
-                        default=os.environ.get("DATABASE_URL"),
-                        help="ledger (env DATABASE_URL; default SQLite "
-                        "build/metering.sqlite3)")
+    add_database_argument(parser)
     parser.add_argument("--prices", type=Path,
                         help="price file (default: the one in effect at "
                         "the start of the period)")

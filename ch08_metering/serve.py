@@ -34,7 +34,7 @@ from ch04_streaming.engine import Recognizer
 from ch04_streaming.server import SpeechServer
 from ch04_streaming.settings import parse_settings
 from ch08_metering.accounts import DEFAULT_ACCOUNTS, load_accounts
-from ch08_metering.database import open_engine
+from ch08_metering.database import add_database_argument, open_engine
 from ch08_metering.hooks import MeteringHooks
 from ch08_metering.ingest_api import create_ingest_app
 from ch08_metering.ledger import Ledger
@@ -56,9 +56,7 @@ def add_parser(commands: Any, name: str) -> None:
                         help="usage API port (default %(default)s)")
     parser.add_argument("--stream-port", type=int, default=8108,
                         help="streaming port (default %(default)s)")
-    parser.add_argument("--database-url", default=env.get("DATABASE_URL"),
-                        help="ledger (env DATABASE_URL; default SQLite "
-                        "build/metering.sqlite3)")
+    add_database_argument(parser)
     parser.add_argument("--redis-url", default=env.get("REDIS_URL"),
                         help="shared tier limits (env REDIS_URL; default "
                         "in-process)")

@@ -27,6 +27,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from ch08_metering.database import open_engine
 from ch08_metering.ledger import Ledger
 from ch08_metering.limits_redis import RedisLimiter
+from tests.ch08.delivery_harness import KEY, FakeClock
+from tests.ch08.stripe_server import (
+    RunningStripeServer,
+    StripeState,
+    running_stripe_server,
+)
 from tests.environment import unavailable
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -105,3 +111,17 @@ async def shared() -> AsyncIterator[SharedRedis]:
         if keys:
             await admin.delete(*keys)
         await admin.aclose()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def server(clock: FakeClock) -> Iterator[RunningStripeServer]:
+    """A Stripe-compatible server on the delivery worker's clock."""
+    state = StripeState(api_key=KEY, clock=clock,
+                        customers={"cus_acme", "cus_beta"})
+    with running_stripe_server(state) as running:
+        yield running

@@ -36,13 +36,7 @@ from ch08_metering.stripe_sink import (
     StripeSink,
     StripeUnavailableError,
 )
-from tests.ch08.stripe_server import (
-    EVENTS_PATH,
-    RunningStripeServer,
-    StripeState,
-    running_stripe_server,
-)
-from tests.ch08.test_delivery import (
+from tests.ch08.delivery_harness import (
     ACCOUNTS,
     KEY,
     NOON,
@@ -57,21 +51,14 @@ from tests.ch08.test_delivery import (
     v1_sink,
     worker_for,
 )
+from tests.ch08.stripe_server import (
+    EVENTS_PATH,
+    RunningStripeServer,
+    StripeState,
+    running_stripe_server,
+)
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def server(clock: FakeClock) -> Iterator[RunningStripeServer]:
-    state = StripeState(api_key=KEY, clock=clock,
-                        customers={"cus_acme", "cus_beta"})
-    with running_stripe_server(state) as running:
-        yield running
 
 
 @pytest.fixture

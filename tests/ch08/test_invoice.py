@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -13,7 +12,6 @@ from types import ModuleType
 import pytest
 
 from ch08_metering import explain, invoice
-from ch08_metering.database import open_engine
 from ch08_metering.events import Feature, Meter, UsageEvent, usage_event
 from ch08_metering.explain import audit_line, render_audit
 from ch08_metering.invoice import (
@@ -57,17 +55,6 @@ def prices() -> PriceList:
 def database_url(tmp_path: Path) -> str:
     """SQLite only: pricing reads the same sums on any database."""
     return f"sqlite:///{tmp_path}/l.db"
-
-
-@pytest.fixture
-def ledger(database_url: str) -> Iterator[Ledger]:
-    engine = open_engine(database_url)
-    ledger = Ledger(engine)
-    ledger.create()
-    try:
-        yield ledger
-    finally:
-        engine.dispose()
 
 
 def used(stream: str, sequence: int, value: int, *, at: float = DAY_3,
