@@ -143,3 +143,8 @@ def test_sqlite_runs_in_wal_mode_with_durable_commits(
 def test_postgres_urls_use_psycopg() -> None:
     assert database_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
     assert database_url(None).startswith("sqlite:///")
+
+
+def test_an_empty_batch_writes_nothing(ledger: Ledger) -> None:
+    assert ledger.ingest([], now_ms=1) == []
+    assert ledger.event_count() == 0
