@@ -27,7 +27,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, NoReturn, Protocol
 
-import grpc  # type: ignore[import-untyped]
+import grpc
 
 from ch08_metering.accounts import Accounts, Customer
 from ch08_metering.limits import Decision, Limiter
@@ -84,7 +84,7 @@ async def abort_refused(context: CallContext,
                         decision.reason, trailing_metadata=retry_after)
 
 
-class LimitInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+class LimitInterceptor(grpc.aio.ServerInterceptor):
     """Authenticates every call; holds a stream slot for streaming ones."""
 
     def __init__(self, accounts: Accounts, limiter: Limiter,
