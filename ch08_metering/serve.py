@@ -86,7 +86,9 @@ class MeteringService:
     ingest: EmbeddedServer
     writer: LedgerWriter
     limiter: Limiter
+    ledger: Ledger
     dev_key: str | None
+    dev_customer: str | None
     listener: socket.socket
     _api: asyncio.Task[None] | None = field(default=None, init=False)
 
@@ -113,6 +115,7 @@ class MeteringService:
         self.ingest.should_exit = True
         if self._api is not None:
             await self._api
+        self.ledger.engine.dispose()
 
 
 def build_service(args: argparse.Namespace,
@@ -133,8 +136,8 @@ def build_service(args: argparse.Namespace,
     app = create_ingest_app(ledger, accounts, keys, time.time)
     config = uvicorn.Config(app, log_level="warning", lifespan="off")
     return MeteringService(built.server, built.recognizer,
-                           EmbeddedServer(config), writer, limiter, dev_key,
-                           listener)
+                           EmbeddedServer(config), writer, limiter, ledger,
+                           dev_key, accounts.dev_customer, listener)
 
 
 async def serve(args: argparse.Namespace) -> int:
@@ -144,7 +147,8 @@ async def serve(args: argparse.Namespace) -> int:
     streams = f"ws://{args.host}:{service.speech.port}"
     if service.dev_key:
         print(f"SPEECH_API_KEYS is not set; development key: "
-              f"{service.dev_key} (customer: demo)", flush=True)
+              f"{service.dev_key} (customer: {service.dev_customer})",
+              flush=True)
     print(f"streaming on {streams} (/v1/listen, /v3/ws), metered",
           flush=True)
     print(f"listening on {api} (POST /v1/usage/events)", flush=True)
