@@ -7,13 +7,16 @@ and the tier's concurrency limit is checked (HTTP 429 with Retry-After
 when over it); every frame is metered and charged against the tier's
 audio-seconds-per-minute bucket (close 4029 when it runs dry); at the
 end the last usage event is cut and the stream's slot is released.
+When the limits cannot be checked, streams go on unlimited and metered.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field
 
 from ch04_streaming.lifecycle import (
@@ -24,10 +27,11 @@ from ch04_streaming.lifecycle import (
 )
 from ch08_metering.accounts import Accounts, Customer
 from ch08_metering.events import Feature, UsageEvent
-from ch08_metering.limits import Limiter
+from ch08_metering.limits import ALLOWED, Limiter, LimiterUnavailableError
 from ch08_metering.metering import StreamMeter
 
 Deliver = Callable[[UsageEvent], Awaitable[None]]
+log = logging.getLogger("ch08_metering")
 
 
 def billed_features(query: Mapping[str, str]) -> tuple[Feature, ...]:
@@ -44,7 +48,12 @@ def billed_features(query: Mapping[str, str]) -> tuple[Feature, ...]:
 
 @dataclass
 class MeteredStream:
-    """One stream: its meter, its customer's limits."""
+    """One stream: its meter, its customer's limits.
+
+    If the limits cannot be checked (Redis is down), the stream goes on
+    unlimited, and is still metered: an outage of the limiter must not
+    become an outage of the service, and the usage is billed either way.
+    """
 
     customer: Customer
     stream_id: str
@@ -52,21 +61,36 @@ class MeteredStream:
     limiter: Limiter
     deliver: Deliver
     clock: Callable[[], float]
+    limited: bool = True
 
     async def audio(self, seconds: float) -> str | None:
         now = self.clock()
         event = self.meter.add(seconds, now)  # received audio is billed
         if event is not None:
             await self.deliver(event)
-        decision = await self.limiter.take_audio(
-            self.customer, self.stream_id, seconds, now)
+        if not self.limited:
+            return None
+        try:
+            decision = await self.limiter.take_audio(
+                self.customer, self.stream_id, seconds, now)
+        except LimiterUnavailableError as error:
+            self.limited = unlimited(self.stream_id, error)
+            return None
         return None if decision.allowed else decision.reason
 
     async def ended(self, end: StreamEnd) -> None:
         event = self.meter.cut(end.ended_at)
         if event is not None:
             await self.deliver(event)
-        await self.limiter.close_stream(self.customer, self.stream_id)
+        # Redis down: the stream's lease there runs out by itself.
+        with suppress(LimiterUnavailableError):
+            await self.limiter.close_stream(self.customer, self.stream_id)
+
+
+def unlimited(stream_id: str, error: Exception) -> bool:
+    log.warning("event=limits_unavailable stream=%s error=%s",
+                stream_id, error)
+    return False
 
 
 @dataclass
@@ -81,8 +105,12 @@ class MeteringHooks:
         customer = self.accounts.customer_for_key(start.api_key)
         if customer is None:  # usage that could not be billed
             return Refusal(403, "no billing account for this API key")
-        decision = await self.limiter.open_stream(
-            customer, start.stream_id, self.clock())
+        limited = True
+        try:
+            decision = await self.limiter.open_stream(
+                customer, start.stream_id, self.clock())
+        except LimiterUnavailableError as error:
+            decision, limited = ALLOWED, unlimited(start.stream_id, error)
         if not decision.allowed:
             retry = decision.retry_after_s
             return Refusal(429, decision.reason,
@@ -91,4 +119,4 @@ class MeteringHooks:
                             billed_features(start.query), start.started_at,
                             self.interval_s)
         return MeteredStream(customer, start.stream_id, meter,
-                             self.limiter, self.deliver, self.clock)
+                             self.limiter, self.deliver, self.clock, limited)

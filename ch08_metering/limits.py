@@ -31,6 +31,10 @@ DEFAULT_GRANT_S = 1.0
 STREAM_SLOT_RETRY_S = 1.0
 
 
+class LimiterUnavailableError(Exception):
+    """The shared state of the limits cannot be reached (Redis down)."""
+
+
 @dataclass(frozen=True)
 class Decision:
     """Whether a request may go ahead; if not, why, and when to retry.

@@ -20,8 +20,10 @@ TTLs, so an idle customer leaves nothing behind.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from ch08_metering.accounts import Customer
 from ch08_metering.limits import (
@@ -29,6 +31,7 @@ from ch08_metering.limits import (
     DEFAULT_GRANT_S,
     Decision,
     GrantingLimiter,
+    LimiterUnavailableError,
     audio_refused,
     streams_refused,
 )
@@ -52,8 +55,12 @@ class RedisLimiter(GrantingLimiter):
         self._script = redis.register_script(SCRIPT)
 
     @classmethod
-    def from_url(cls, redis_url: str) -> RedisLimiter:
-        return cls(Redis.from_url(redis_url))
+    def from_url(cls, redis_url: str, timeout_s: float = 0.5
+                 ) -> RedisLimiter:
+        # A stream must never wait long on its limits: a slow Redis is
+        # treated as a down one.
+        return cls(Redis.from_url(redis_url, socket_timeout=timeout_s,
+                                  socket_connect_timeout=timeout_s))
 
     def keys(self, customer: Customer) -> list[str]:
         # The {hash tag} puts a customer's keys on one Redis Cluster
@@ -66,11 +73,10 @@ class RedisLimiter(GrantingLimiter):
         want: float, now: float,
     ) -> tuple[Decision, float]:
         tier = customer.tier
-        reply = await self._script(
-            keys=self.keys(customer),
-            args=["reserve", stream_id, tier.audio_seconds_per_minute,
-                  need, want, now, tier.max_concurrent_streams,
-                  self.lease_s],
+        reply = await self._run(
+            self.keys(customer),
+            ["reserve", stream_id, tier.audio_seconds_per_minute,
+             need, want, now, tier.max_concurrent_streams, self.lease_s],
         )
         outcome, number = (part.decode() for part in reply)
         if outcome == "streams":
@@ -82,8 +88,15 @@ class RedisLimiter(GrantingLimiter):
     async def release(self, customer: Customer, stream_id: str,
                       unused_s: float) -> None:
         capacity = customer.tier.audio_seconds_per_minute
-        await self._script(keys=self.keys(customer),
-                           args=["release", stream_id, capacity, unused_s])
+        await self._run(self.keys(customer),
+                        ["release", stream_id, capacity, unused_s])
+
+    async def _run(self, keys: list[str],
+                   args: list[str | float]) -> Any:
+        try:
+            return await self._script(keys=keys, args=args)
+        except (RedisError, OSError) as error:
+            raise LimiterUnavailableError(str(error)) from error
 
     async def aclose(self) -> None:
         await self._redis.aclose()

@@ -35,6 +35,7 @@ from ch08_metering.accounts import Accounts, key_digest, parse_accounts
 from ch08_metering.hooks import MeteringHooks, billed_features
 from ch08_metering.ledger import Ledger
 from ch08_metering.limits import Limiter, LocalLimiter
+from ch08_metering.limits_redis import RedisLimiter
 from ch08_metering.metering import LedgerWriter
 from examples.fixtures import MANIFEST_PATH
 from tests.ch04.harness import MANIFEST, audio_of, reference
@@ -191,6 +192,22 @@ async def test_replicas_sharing_redis_share_the_stream_limit(
         async with connect(listen(two.url), additional_headers=auth) as s:
             await s.close()
     assert caught.value.response.status_code == 429
+
+
+async def test_when_redis_is_down_streams_go_on_unlimited_and_metered(
+        ledger: Ledger, lexicon: Lexicon,
+        caplog: pytest.LogCaptureFixture) -> None:
+    audio = load_audio(audio_of("quick_brown_fox"))
+    nowhere = RedisLimiter.from_url("redis://127.0.0.1:1/0")  # refused
+    async with metered(ledger, lexicon, tier_accounts(5, 2.0),
+                       limiter=nowhere) as m:
+        report = await stream(m.url, DeepgramClient(), "small-key", audio)
+        usage = await m.usage()
+    await nowhere.aclose()
+    assert report.transcript == reference("quick_brown_fox")
+    assert usage == {"small": round(
+        MANIFEST.get("quick_brown_fox").duration_s * 1000)}
+    assert "event=limits_unavailable" in caplog.text
 
 
 async def test_over_the_audio_budget_closes_4029_and_bills_what_came(
