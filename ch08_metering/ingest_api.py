@@ -7,6 +7,8 @@ its first attempt counted) or rejected with the reason. The body is
 parsed once, here, into typed events; a batch is all-or-nothing only
 against the database: if the ledger is busy, nothing is written and the
 answer is 503 with Retry-After, so the sender retries the whole batch.
+A customer's key may report only that customer's usage; a service key
+(`METERING_SERVICE_KEYS`) may report anyone's, as metering services do.
 """
 
 from __future__ import annotations
@@ -88,15 +90,39 @@ def parse_body(body: bytes) -> list[object] | str:
     return batch
 
 
+def own_usage(event: UsageEvent | Rejected,
+              customer: str | None) -> UsageEvent | Rejected:
+    """A customer's key cannot bill another customer."""
+    if (isinstance(event, UsageEvent) and customer is not None
+            and event.subject != customer):
+        return Rejected(event.id, f"a key of {customer!r} cannot report"
+                        " another customer's usage")
+    return event
+
+
 def create_ingest_app(ledger: Ledger, accounts: Accounts, keys: ApiKeys,
-                      clock: Callable[[], float]) -> FastAPI:
+                      clock: Callable[[], float],
+                      service_keys: ApiKeys | None = None) -> FastAPI:
     app = FastAPI(title="Usage ingest", docs_url=None, redoc_url=None)
     metrics = IngestMetrics.create()
+    services = service_keys or ApiKeys(())
+
+    def reporter(key: str | None) -> str | Response | None:
+        """Whose usage the key may report: a customer, or None (any)."""
+        if services.verify(key):
+            return None
+        if key is None or not keys.verify(key):
+            return error(401, "missing or invalid API key")
+        customer = accounts.customer_for_key(key)
+        if customer is None:
+            return error(403, "no billing account for this API key")
+        return customer.id
 
     @app.post("/v1/usage/events", status_code=202)
     async def ingest(request: Request) -> Response:
-        if not keys.verify(bearer_key(request)):
-            return error(401, "missing or invalid API key")
+        only = reporter(bearer_key(request))
+        if isinstance(only, Response):
+            return only
         body = await request.body()
         if len(body) > MAX_BODY_BYTES:
             return error(413, f"body over {MAX_BODY_BYTES} bytes")
@@ -104,8 +130,9 @@ def create_ingest_app(ledger: Ledger, accounts: Accounts, keys: ApiKeys,
         if isinstance(batch, str):
             return error(400, batch)
         now = clock()
-        parsed = [parse_event(raw, accounts.customers,
-                              datetime.fromtimestamp(now, UTC))
+        parsed = [own_usage(parse_event(raw, accounts.customers,
+                                        datetime.fromtimestamp(now, UTC)),
+                            only)
                   for raw in batch]
         valid = [e for e in parsed if isinstance(e, UsageEvent)]
         try:

@@ -29,7 +29,7 @@ import uvicorn
 
 from ch04_streaming.__main__ import event_loop_factory
 from ch04_streaming.app import build_server
-from ch04_streaming.auth import load_api_keys
+from ch04_streaming.auth import ApiKeys, load_api_keys
 from ch04_streaming.engine import Recognizer
 from ch04_streaming.server import SpeechServer
 from ch04_streaming.settings import parse_settings
@@ -42,6 +42,8 @@ from ch08_metering.limits import Limiter, build_limiter
 from ch08_metering.metering import LedgerWriter
 
 log = logging.getLogger("ch08_metering")
+# Keys of services that report usage for any customer (comma-separated).
+SERVICE_KEYS = "METERING_SERVICE_KEYS"
 
 
 def add_parser(commands: Any, name: str) -> None:
@@ -133,7 +135,10 @@ def build_service(args: argparse.Namespace,
     hooks = MeteringHooks(accounts, limiter, writer.put, args.interval_s)
     built = build_server(parse_settings([], env), keys, hooks)
     listener = socket.create_server((args.host, args.port))
-    app = create_ingest_app(ledger, accounts, keys, time.time)
+    services = [k.strip() for k in env.get(SERVICE_KEYS, "").split(",")
+                if k.strip()]
+    app = create_ingest_app(ledger, accounts, keys, time.time,
+                            ApiKeys.of(*services))
     config = uvicorn.Config(app, log_level="warning", lifespan="off")
     return MeteringService(built.server, built.recognizer,
                            EmbeddedServer(config), writer, limiter, ledger,

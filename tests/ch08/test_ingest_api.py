@@ -18,7 +18,7 @@ from ch08_metering.ingest_api import create_ingest_app
 from ch08_metering.ledger import Ledger
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
-KEY = "service-key"
+KEY = "service-key"  # a metering service's: any customer's usage
 AUTH = {"Authorization": f"Bearer {KEY}"}
 
 
@@ -42,8 +42,10 @@ def raw_event(n: int, **changes: object) -> dict[str, object]:
 
 @pytest.fixture
 async def client(ledger: Ledger) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_ingest_app(ledger, load_accounts(), ApiKeys.of(KEY),
-                            clock=NOW.timestamp)
+    app = create_ingest_app(ledger, load_accounts(),
+                            ApiKeys.of("acme-key", "orphan-key"),
+                            clock=NOW.timestamp,
+                            service_keys=ApiKeys.of(KEY))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport,
                                  base_url="http://ingest") as client:
@@ -129,6 +131,28 @@ async def test_a_missing_or_wrong_key_is_401(
     assert response.json()["reason"] == "missing or invalid API key"
 
 
+async def test_a_customers_key_reports_only_its_own_usage(
+        client: httpx.AsyncClient, ledger: Ledger) -> None:
+    response = await client.post(
+        "/v1/usage/events", json=[raw_event(1), raw_event(2, subject="demo")],
+        headers={"Authorization": "Bearer acme-key"})
+    own, other = response.json()["results"]
+    assert (own["status"], other["status"]) == ("accepted", "rejected")
+    assert other["reason"] == (
+        "a key of 'acme' cannot report another customer's usage")
+    assert ledger.totals() == {("acme", "audio_ms", ("diarization",)):
+                               1500}
+
+
+async def test_a_key_without_a_billing_account_is_403(
+        client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/v1/usage/events", json=raw_event(1),
+        headers={"Authorization": "Bearer orphan-key"})
+    assert response.status_code == 403
+    assert response.json()["reason"] == "no billing account for this API key"
+
+
 async def test_a_batch_of_100_is_accepted(
         client: httpx.AsyncClient, ledger: Ledger) -> None:
     response = await post(client, [raw_event(n) for n in range(100)])
@@ -143,8 +167,9 @@ async def test_a_busy_ledger_is_503_and_the_retry_counts_once(
     engine = open_engine(f"sqlite:///{path}", busy_timeout_s=0.1)
     ledger = Ledger(engine)
     ledger.create()
-    app = create_ingest_app(ledger, load_accounts(), ApiKeys.of(KEY),
-                            clock=NOW.timestamp)
+    app = create_ingest_app(ledger, load_accounts(), ApiKeys(()),
+                            clock=NOW.timestamp,
+                            service_keys=ApiKeys.of(KEY))
     holder = sqlite3.connect(path, isolation_level=None)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                  base_url="http://ingest") as client:
