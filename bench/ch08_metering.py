@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import signal
 import tempfile
 import time
@@ -43,7 +42,6 @@ BATCH = 100
 BATCHES = 400
 POSTGRES = os.environ.get("TEST_DATABASE_URL",
                           "postgresql://postgres@127.0.0.1:5432/test")
-STREAMING = re.compile(r"streaming on ws://127\.0\.0\.1:(\d+)")
 CUSTOMERS = 10
 STREAMS_PER_CUSTOMER = 10
 MEASURE_S = 30.0
@@ -120,9 +118,7 @@ async def metered_run(folder: Path, interval_s: float) -> tuple[int, float]:
            "CH04_PROFILE": "zero", "CH04_LOAD_S": "0", "CH04_WARMUP_S": "0"}
     load = workload()
     async with running_service(command, env) as service:
-        found = STREAMING.search("".join(service.banner))
-        assert found is not None, service.banner
-        url = (f"ws://127.0.0.1:{found.group(1)}/v1/listen"
+        url = (f"{service.streaming_url}/v1/listen"
                "?encoding=linear16&sample_rate=16000")
         started = time.monotonic()
         await asyncio.gather(*(

@@ -134,10 +134,13 @@ class DeepgramClient:
     path = "/v1/listen"
     close_message = json.dumps({"type": "CloseStream"})
 
+    def __init__(self, **options: str) -> None:
+        self.options = options  # more query, e.g. diarize="true"
+
     def query(self, audio: ClientAudio) -> dict[str, str]:
         return {"encoding": audio.encoding,
                 "sample_rate": str(audio.sample_rate), "channels": "1",
-                "interim_results": "true", "model": "mock"}
+                "interim_results": "true", "model": "mock", **self.options}
 
     def headers(self, key: str) -> dict[str, str]:
         return {"Authorization": f"Token {key}"}

@@ -9,6 +9,7 @@ customer is refused, because its usage could not be billed.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import tomllib
 from collections.abc import Mapping
@@ -80,6 +81,12 @@ def parse_accounts(raw: Mapping[str, Any]) -> Accounts:
     if dev is not None and dev not in customers:
         raise AccountsError(f"dev_customer {dev!r} is not a customer")
     return Accounts(tiers, customers, keys, dev)
+
+
+def add_accounts_argument(parser: argparse.ArgumentParser) -> None:
+    """`--accounts`, for every command that needs the customers."""
+    parser.add_argument("--accounts", type=Path, default=DEFAULT_ACCOUNTS,
+                        help="tiers, customers and their Stripe ids (TOML)")
 
 
 def load_accounts(path: Path = DEFAULT_ACCOUNTS) -> Accounts:

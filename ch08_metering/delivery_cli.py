@@ -24,7 +24,7 @@ from pathlib import Path
 from random import Random
 from typing import Any
 
-from ch08_metering.accounts import DEFAULT_ACCOUNTS, load_accounts
+from ch08_metering.accounts import add_accounts_argument, load_accounts
 from ch08_metering.database import add_database_argument, open_engine
 from ch08_metering.delivery import (
     DeliveryPolicy,
@@ -62,8 +62,7 @@ def add_parser(commands: Any, name: str) -> None:
     parser.add_argument("--dry-run-log", type=Path,
                         help="dry run: also append the calls to this file")
     add_database_argument(parser)
-    parser.add_argument("--accounts", type=Path, default=DEFAULT_ACCOUNTS,
-                        help="customers and their Stripe ids (TOML)")
+    add_accounts_argument(parser)
     parser.add_argument("--max-calls-per-s", type=float,
                         default=policy.max_calls_per_s,
                         help="calls to Stripe per second, all customers "

@@ -56,8 +56,7 @@ class MeteredStream:
     """
 
     customer: Customer
-    stream_id: str
-    meter: StreamMeter
+    meter: StreamMeter  # knows the stream's id
     limiter: Limiter
     deliver: Deliver
     clock: Callable[[], float]
@@ -72,9 +71,10 @@ class MeteredStream:
             return None
         try:
             decision = await self.limiter.take_audio(
-                self.customer, self.stream_id, seconds, now)
+                self.customer, self.meter.stream_id, seconds, now)
         except LimiterUnavailableError as error:
-            self.limited = unlimited(self.stream_id, error)
+            warn_unlimited(self.meter.stream_id, error)
+            self.limited = False
             return None
         return None if decision.allowed else decision.reason
 
@@ -84,13 +84,13 @@ class MeteredStream:
             await self.deliver(event)
         # Redis down: the stream's lease there runs out by itself.
         with suppress(LimiterUnavailableError):
-            await self.limiter.close_stream(self.customer, self.stream_id)
+            await self.limiter.close_stream(self.customer,
+                                            self.meter.stream_id)
 
 
-def unlimited(stream_id: str, error: Exception) -> bool:
+def warn_unlimited(stream_id: str, error: Exception) -> None:
     log.warning("event=limits_unavailable stream=%s error=%s",
                 stream_id, error)
-    return False
 
 
 @dataclass
@@ -110,7 +110,8 @@ class MeteringHooks:
             decision = await self.limiter.open_stream(
                 customer, start.stream_id, self.clock())
         except LimiterUnavailableError as error:
-            decision, limited = ALLOWED, unlimited(start.stream_id, error)
+            warn_unlimited(start.stream_id, error)
+            decision, limited = ALLOWED, False
         if not decision.allowed:
             retry = decision.retry_after_s
             return Refusal(429, decision.reason,
@@ -118,5 +119,5 @@ class MeteringHooks:
         meter = StreamMeter(start.stream_id, customer.id,
                             billed_features(start.query), start.started_at,
                             self.interval_s)
-        return MeteredStream(customer, start.stream_id, meter,
-                             self.limiter, self.deliver, self.clock, limited)
+        return MeteredStream(customer, meter, self.limiter, self.deliver,
+                             self.clock, limited)

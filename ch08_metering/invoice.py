@@ -26,8 +26,8 @@ from sqlalchemy import inspect
 from sqlalchemy.exc import OperationalError
 
 from ch08_metering.accounts import (
-    DEFAULT_ACCOUNTS,
     AccountsError,
+    add_accounts_argument,
     load_accounts,
 )
 from ch08_metering.database import add_database_argument, open_engine
@@ -236,8 +236,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prices", type=Path,
                         help="price file (default: the one in effect at "
                         "the start of the period)")
-    parser.add_argument("--accounts", type=Path, default=DEFAULT_ACCOUNTS,
-                        help="tiers and customers (TOML)")
+    add_accounts_argument(parser)
 
 
 def add_parser(commands: Any, name: str) -> None:

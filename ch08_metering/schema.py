@@ -12,6 +12,8 @@ Unix milliseconds in UTC: no time zones, no float drift.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -50,15 +52,22 @@ rollups = Table(
     Column("events", Integer, nullable=False),
 )
 
+def meter_event_columns() -> list[Column[Any]]:
+    """One Stripe meter event: the outbox row, or its dead letter."""
+    return [
+        Column("identifier", String(100), primary_key=True),
+        Column("rollup_id", BigInteger, nullable=False),
+        Column("customer", String(200), nullable=False),
+        Column("stripe_customer_id", String(200), nullable=False),
+        Column("event_name", String(100), nullable=False),
+        Column("timestamp_s", BigInteger, nullable=False),  # minute start
+        Column("value", BigInteger, nullable=False),
+    ]
+
+
 stripe_outbox = Table(
     "stripe_outbox", metadata,
-    Column("identifier", String(100), primary_key=True),
-    Column("rollup_id", BigInteger, nullable=False),
-    Column("customer", String(200), nullable=False),
-    Column("stripe_customer_id", String(200), nullable=False),
-    Column("event_name", String(100), nullable=False),
-    Column("timestamp_s", BigInteger, nullable=False),  # minute start
-    Column("value", BigInteger, nullable=False),
+    *meter_event_columns(),
     Column("attempts", Integer, nullable=False, default=0),
     Column("next_attempt_ms", BigInteger, nullable=False, default=0),
     Column("last_error", Text),
@@ -68,13 +77,7 @@ stripe_outbox = Table(
 
 stripe_dead_letters = Table(
     "stripe_dead_letters", metadata,
-    Column("identifier", String(100), primary_key=True),
-    Column("rollup_id", BigInteger, nullable=False),
-    Column("customer", String(200), nullable=False),
-    Column("stripe_customer_id", String(200), nullable=False),
-    Column("event_name", String(100), nullable=False),
-    Column("timestamp_s", BigInteger, nullable=False),
-    Column("value", BigInteger, nullable=False),
+    *meter_event_columns(),
     Column("reason", Text, nullable=False),
     Column("dead_at_ms", BigInteger, nullable=False),
 )

@@ -33,7 +33,7 @@ from ch04_streaming.auth import ApiKeys, load_api_keys
 from ch04_streaming.engine import Recognizer
 from ch04_streaming.server import SpeechServer
 from ch04_streaming.settings import parse_settings
-from ch08_metering.accounts import DEFAULT_ACCOUNTS, load_accounts
+from ch08_metering.accounts import add_accounts_argument, load_accounts
 from ch08_metering.database import add_database_argument, open_engine
 from ch08_metering.hooks import MeteringHooks
 from ch08_metering.ingest_api import create_ingest_app
@@ -62,8 +62,7 @@ def add_parser(commands: Any, name: str) -> None:
     parser.add_argument("--redis-url", default=env.get("REDIS_URL"),
                         help="shared tier limits (env REDIS_URL; default "
                         "in-process)")
-    parser.add_argument("--accounts", type=Path, default=DEFAULT_ACCOUNTS,
-                        help="tiers and customers (TOML)")
+    add_accounts_argument(parser)
     parser.add_argument("--interval-s", type=float, default=60.0,
                         help="usage event interval of a long stream; 0 "
                         "meters every frame (default %(default)s)")

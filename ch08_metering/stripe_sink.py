@@ -153,8 +153,10 @@ def send_meter_event(client: StripeClient,
 
 def outcome_of(error: stripe.StripeError) -> SendOutcome:
     status, message = error.http_status, error.user_message or repr(error)
+    # 400 "An event already exists with identifier ...": sent before,
+    # by an attempt that could not record it. Delivered, not an error.
     if status == 400 and DUPLICATE in message:
-        return Delivered(duplicate=True)  # sent before we could record it
+        return Delivered(duplicate=True)
     if isinstance(error, stripe.RateLimitError):
         return RetryLater(message, rate_limited=True)
     if isinstance(error, stripe.AuthenticationError | stripe.PermissionError):

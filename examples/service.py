@@ -19,6 +19,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LISTENING = re.compile(r"listening on \w+://127\.0\.0\.1:(\d+)")
+STREAMING = re.compile(r"streaming on (ws://127\.0\.0\.1:\d+)")
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,14 @@ class Service:
     @property
     def pid(self) -> int:
         return self.process.pid
+
+    @property
+    def streaming_url(self) -> str:
+        """For a service with a second port for streams (chapter 8)."""
+        found = STREAMING.search("".join(self.banner))
+        if found is None:
+            raise RuntimeError(f"no streaming port in: {self.banner}")
+        return found.group(1)
 
 
 @asynccontextmanager

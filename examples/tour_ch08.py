@@ -24,7 +24,6 @@ from pathlib import Path
 
 from ch04_streaming.client import (
     AssemblyAIClient,
-    ClientAudio,
     ClientDialect,
     DeepgramClient,
     load_audio,
@@ -37,29 +36,19 @@ DEMO_DIR = REPO_ROOT / "build" / "demo"
 LEDGER = DEMO_DIR / "metering.sqlite3"
 DRY_RUN_LOG = DEMO_DIR / "stripe-dry-run.jsonl"
 DEV_KEY = re.compile(r"development key: (\S+)")
-STREAMING = re.compile(r"streaming on (ws://127\.0\.0\.1:\d+)")
-
-
-class DeepgramWithAddOns(DeepgramClient):
-    """Deepgram's query, asking for billed features as well."""
-
-    def __init__(self, **add_ons: str) -> None:
-        self.add_ons = add_ons
-
-    def query(self, audio: ClientAudio) -> dict[str, str]:
-        return {**super().query(audio), **self.add_ons}
 
 
 async def stream_as_demo(url: str, key: str) -> None:
     runs: list[tuple[str, ClientDialect, bool]] = [
-        ("support_call.wav", DeepgramWithAddOns(diarize="true"), False),
-        ("card_number.wav", DeepgramWithAddOns(redact="pii"), False),
+        ("support_call.wav", DeepgramClient(diarize="true"), False),
+        ("card_number.wav", DeepgramClient(redact="pii"), False),
         ("quick_brown_fox.wav", AssemblyAIClient(), True),
     ]
     for name, dialect, paced in runs:
         audio = load_audio(AUDIO_DIR / name)
         report = await stream(url, dialect, key, audio, realtime=paced)
-        add_ons = getattr(dialect, "add_ons", {})
+        add_ons = (dialect.options if isinstance(dialect, DeepgramClient)
+                   else {})
         print(f"  {name:<20} {dialect.path:<11} "
               f"{len(audio.payload) / audio.bytes_per_second:5.1f} s"
               f"  {' '.join(f'{k}={v}' for k, v in add_ons.items()):<13}"
@@ -91,13 +80,12 @@ async def metered_streams() -> None:
              "--stream-port", "0"),
             {"SPEECH_API_KEYS": "", "DATABASE_URL": f"sqlite:///{LEDGER}",
              "CH04_LOAD_S": "0", "CH04_WARMUP_S": "0"}) as service:
-        banner = "".join(service.banner)
-        key, url = DEV_KEY.search(banner), STREAMING.search(banner)
-        assert key and url, banner
+        key = DEV_KEY.search("".join(service.banner))
+        assert key, service.banner
         print(f"service started: pid {service.pid}; streams as customer"
               " demo (growth tier)\n")
         try:
-            await stream_as_demo(url.group(1), key.group(1))
+            await stream_as_demo(service.streaming_url, key.group(1))
             report_usage(f"http://127.0.0.1:{service.port}", key.group(1))
         finally:
             service.process.send_signal(signal.SIGTERM)

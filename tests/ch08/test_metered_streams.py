@@ -22,7 +22,6 @@ from ch04_streaming.acoustic import Lexicon
 from ch04_streaming.app import dialects
 from ch04_streaming.auth import ApiKeys
 from ch04_streaming.client import (
-    ClientAudio,
     DeepgramClient,
     load_audio,
     stream,
@@ -121,17 +120,13 @@ async def test_a_stream_is_metered_by_its_audio_and_features(
         ledger: Ledger, lexicon: Lexicon) -> None:
     audio = load_audio(audio_of("quick_brown_fox"))
     async with metered(ledger, lexicon, tier_accounts(5, 600)) as m:
-        report = await stream(m.url, DiarizingDeepgram(), "acme-key", audio)
+        report = await stream(m.url, DeepgramClient(diarize="true"),
+                              "acme-key", audio)
         assert report.transcript == reference("quick_brown_fox")
         await m.usage()
     expected_ms = round(MANIFEST.get("quick_brown_fox").duration_s * 1000)
     assert ledger.totals() == {("acme", "audio_ms", ("diarization",)):
                                expected_ms}
-
-
-class DiarizingDeepgram(DeepgramClient):
-    def query(self, audio: ClientAudio) -> dict[str, str]:
-        return {**super().query(audio), "diarize": "true"}
 
 
 async def test_real_time_metering_makes_an_event_per_frame(

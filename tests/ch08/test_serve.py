@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import signal
 import urllib.request
 from datetime import UTC, datetime
@@ -22,8 +21,6 @@ from ch08_metering.database import open_engine
 from ch08_metering.ledger import Ledger
 from examples.service import running_service
 from tests.ch04.harness import MANIFEST, audio_of, reference
-
-STREAMING = re.compile(r"streaming on (ws://127\.0\.0\.1:\d+)")
 
 
 def post_event(port: int) -> dict[str, object]:
@@ -52,9 +49,7 @@ async def test_sigterm_drains_streams_and_writes_their_usage(
              "--stream-port", "0"),
             {"SPEECH_API_KEYS": "acme-key", "DATABASE_URL": database,
              "CH04_LOAD_S": "0", "CH04_WARMUP_S": "0"}) as service:
-        found = STREAMING.search("".join(service.banner))
-        assert found is not None
-        url = found.group(1)
+        url = service.streaming_url
         report = await stream(url, DeepgramClient(), "acme-key", audio)
         assert report.transcript == reference("quick_brown_fox")
         assert (await asyncio.to_thread(post_event, service.port))[
