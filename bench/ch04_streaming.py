@@ -2,11 +2,13 @@
 
 N real-time streams (100 ms chunks of the long conversation) go to the
 speech service, with model time set to zero (`--profile zero`), and the
-same load to `bench.echo_server`. For each N: p50 and p99 latency from a
-chunk sent to the first message covering it, and the server's CPU and
-memory per stream. Capacity is the largest N whose p99 stays within
-100 ms, found on the grid and refined by bisection. Idle memory is the
-growth of the server's resident set per open, silent stream.
+same load to `bench.echo_server`, bare and with the VAD gate run on
+every frame. For each N: p50 and p99 latency from a chunk sent to the
+first message covering it, and the server's CPU and memory per stream;
+then, in this process, each stage's CPU per chunk. Capacity is the
+largest N whose p99 stays within 100 ms, found on the grid and refined
+by bisection. Idle memory is the growth of the server's resident set
+per open, silent stream.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.loadgen import open_streams, run_load
+from bench.stage_costs import stage_costs
 from ch04_streaming.__main__ import event_loop_factory
 from ch04_streaming.client import load_audio
 from examples.service import running_service
@@ -60,6 +63,9 @@ MOCK = Target("mock", (*SERVICE, "--recognizer", "mock"), LISTEN,
               {"Authorization": f"Token {KEY}"}, echo=False)
 ECHO = Target("echo", ("-m", "bench.echo_server", "--port", "0"), "", {},
               echo=True)
+# The echo server running the chapter's VAD gate on every frame: the
+# price of the VAD alone, on the same transport.
+ECHO_VAD = Target("echo+vad", (*ECHO.command, "--vad"), "", {}, echo=True)
 
 
 @dataclass(frozen=True)
@@ -218,25 +224,34 @@ def grid_figures(prefix: str, results: dict[int, Measured]
     return figures
 
 
+def ratio(capacity: int, baseline: int) -> float:
+    return round(capacity / baseline, 3) if baseline else 0.0
+
+
 async def benchmark() -> dict[str, float]:
     load = workload()
     speech_cap, speech = await capacity(SPEECH, load, print_row("speech"))
     echo_cap, echo = await capacity(ECHO, load, print_row("echo"))
+    vad_cap, vad = await capacity(ECHO_VAD, load, print_row("e+vad"),
+                                  whole_grid=False)
     mock_cap, mock = await capacity(MOCK, load, print_row("mock"),
                                     whole_grid=False)
     figures = {
         **grid_figures("", speech),
         **grid_figures("baseline_", echo),
+        **grid_figures("echo_vad_", vad),
         **grid_figures("with_mock_", mock),
         "capacity_streams_p99_100ms": speech_cap,
         "baseline_capacity_streams_p99_100ms": echo_cap,
+        "echo_vad_capacity_streams_p99_100ms": vad_cap,
         "with_mock_capacity_streams_p99_100ms": mock_cap,
-        "capacity_ratio_to_baseline": round(speech_cap / echo_cap, 3)
-        if echo_cap else 0.0,
+        "capacity_ratio_to_baseline": ratio(speech_cap, echo_cap),
+        "echo_vad_capacity_ratio_to_baseline": ratio(vad_cap, echo_cap),
         "largest_n_measured": max(GRID + BEYOND),
         "baseline_capacity_is_lower_bound": int(all(
             passes(m) for m in echo.values())),
     }
+    figures.update(stage_costs(b"".join(load.chunks)))
     figures["memory_kb_per_idle_stream"] = await idle_memory_kb(MOCK)
     figures["baseline_memory_kb_per_idle_stream"] = await idle_memory_kb(
         ECHO)

@@ -81,7 +81,6 @@ class Endpointer:
 # --8<-- [end:endpointing]
 
 
-# --8<-- [start:vad_gate]
 @dataclass
 class VadGate:
     """Frames in; speech start, speech audio and speech end out."""
@@ -94,60 +93,71 @@ class VadGate:
     frames_seen: int = 0
     frames_passed: int = 0  # frames that reached inference
     _recent: deque[tuple[np.ndarray, bool]] = field(init=False)
+    _run_ms: int = field(default=0, init=False)  # speech run in _recent
 
     def __post_init__(self) -> None:
         size = self.config.pre_roll_ms // self.config.frame_ms
         self._recent = deque(maxlen=max(size, 1))
 
+    # --8<-- [start:vad_gate]
     def push(self, samples: np.ndarray) -> list[VadEvent]:
+        """Classify each frame; open, feed and close utterances."""
         events: list[VadEvent] = []
         frames = self.framer.frames(samples)
         decisions = self.classifier.classify(frames)
-        for frame, speech in zip(frames, decisions, strict=True):
+        first = 0  # first frame of this push not yet passed on
+        for i, speech in enumerate(decisions):
             self.frames_seen += 1
-            if self.in_speech:
-                self._continue(frame, speech, events)
-            else:
-                self._recent.append((frame, speech))
-                if self._speech_run() >= self.config.start_ms:
+            if not self.in_speech:
+                self._remember(frames[i], speech)  # the pre-roll ring
+                if self._run_ms >= self.config.start_ms:
                     self._start(events)
+                    first = i + 1
+                continue
+            reason = self.endpointer.update(speech, self.config.frame_ms)
+            if reason is not None:
+                self._pass(frames[first : i + 1], events)
+                self.in_speech = False
+                events.append(SpeechEnded(self.now_s, reason))
+        if self.in_speech:
+            # The utterance goes on: this push's frames go as one piece.
+            self._pass(frames[first:], events)
         return events
-# --8<-- [end:vad_gate]
+    # --8<-- [end:vad_gate]
 
     @property
     def frame_s(self) -> float:
         return self.config.frame_ms / 1000
 
-    def _speech_run(self) -> int:
-        run = 0
-        for _, speech in reversed(self._recent):
-            if not speech:
-                break
-            run += self.config.frame_ms
-        return run
+    def _remember(self, frame: np.ndarray, speech: bool) -> None:
+        self._recent.append((frame, speech))
+        run = self._run_ms + self.config.frame_ms if speech else 0
+        self._run_ms = min(run, len(self._recent) * self.config.frame_ms)
 
     def _start(self, events: list[VadEvent]) -> None:
         # Replay the ring buffer: the onset of the first word sits there.
         self.in_speech = True
         replay = [frame for frame, _ in self._recent]
         start = (self.frames_seen - len(replay)) * self.frame_s
-        onset = self.now_s - self._speech_run() / 1000
+        onset = self.now_s - self._run_ms / 1000
         events.append(SpeechStarted(round(start, 6), round(onset, 6)))
-        events.append(SpeechAudio(np.concatenate(replay)))
-        self.frames_passed += len(replay)
+        self._pass(np.stack(replay), events)
         for _, speech in self._recent:
             self.endpointer.update(speech, self.config.frame_ms)
         self._recent.clear()
+        self._run_ms = 0
 
-    def _continue(
-        self, frame: np.ndarray, speech: bool, events: list[VadEvent]
-    ) -> None:
-        events.append(SpeechAudio(frame))
-        self.frames_passed += 1
-        reason = self.endpointer.update(speech, self.config.frame_ms)
-        if reason is not None:
-            self.in_speech = False
-            events.append(SpeechEnded(self.now_s, reason))
+    def _pass(self, frames: np.ndarray, events: list[VadEvent]) -> None:
+        """Frames of an open utterance go on to inference."""
+        if not len(frames):
+            return
+        samples = frames.reshape(-1)
+        replay = events[-1] if events else None
+        if isinstance(replay, SpeechAudio):  # one piece with the replay
+            events.pop()
+            samples = np.concatenate([replay.samples, samples])
+        events.append(SpeechAudio(samples))
+        self.frames_passed += len(frames)
 
     @property
     def now_s(self) -> float:
@@ -183,29 +193,43 @@ class GuardedWebrtcVad:
     min_dbfs: float = -50.0
     max_flatness: float = 0.45
     _vad: webrtcvad.Vad = field(init=False)
+    _min_energy: float = field(init=False)
 
     def __post_init__(self) -> None:
         self._vad = webrtcvad.Vad(self.aggressiveness)
+        self._min_energy = 10 ** (self.min_dbfs / 10)  # mean square
 
     def classify(self, frames: np.ndarray) -> list[bool]:
         if not len(frames):
             return []
-        # All frames of a chunk at once: one FFT call, not one per frame.
-        width = frames.shape[1]
-        power = np.einsum("ij,ij->i", frames, frames) / width
-        spectrum = np.square(np.abs(np.fft.rfft(frames, axis=1))) + 1e-12
-        bins = spectrum.shape[1]
-        geometric = np.exp(np.add.reduce(np.log(spectrum), axis=1) / bins)
-        flatness = geometric / (np.add.reduce(spectrum, axis=1) / bins)
-        candidates = ((power >= 10 ** (self.min_dbfs / 10))
-                      & (flatness <= self.max_flatness)).tolist()
+        # The cheapest test first: most chunks outside speech stop here.
+        energy = np.einsum("ij,ij->i", frames, frames)
+        loud = energy >= self._min_energy * frames.shape[1]
+        if not loud.any():
+            return [False] * len(frames)
+        flat = spectral_flatness(frames) > self.max_flatness
+        candidates: list[bool] = (loud & ~flat).tolist()
+        if not any(candidates):
+            return candidates
         pcm = to_pcm16(frames)
-        size = 2 * width
+        size = 2 * frames.shape[1]
         return [
             ok and self._vad.is_speech(pcm[i * size : (i + 1) * size],
                                        MODEL_RATE)
             for i, ok in enumerate(candidates)
         ]
+
+
+def spectral_flatness(frames: np.ndarray) -> np.ndarray:
+    """Geometric over arithmetic mean of each row's power spectrum:
+    near 1 for white noise, far lower for speech. All rows in one FFT
+    call, not one call per frame."""
+    spectrum = np.square(np.abs(np.fft.rfft(frames, axis=1))) + 1e-12
+    bins = spectrum.shape[1]
+    geometric = np.exp(np.add.reduce(np.log(spectrum), axis=1) / bins)
+    flatness: np.ndarray = geometric / (
+        np.add.reduce(spectrum, axis=1) / bins)
+    return flatness
 
 
 def build_vad_gate(config: VadConfig) -> VadGate:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from websockets.asyncio.client import connect
 from websockets.asyncio.server import serve
 
 from bench.ch04_streaming import LISTEN, Workload, percentile, workload
-from bench.echo_server import echo
+from bench.echo_server import echo, echo_after_vad
 from bench.loadgen import run_load
+from bench.stage_costs import stage_costs
 from tests.ch04.harness import KEY, Start
 
 
@@ -47,3 +49,28 @@ async def test_speech_results_cover_the_chunks_they_reach(
     timed = [t for log in logs for t in log.latencies_s]
     assert timed, "speech chunks in the window were covered by results"
     assert max(timed) < 0.1
+
+
+async def test_echo_after_vad_echoes_every_frame_unchanged() -> None:
+    load = workload()
+    chunks = load.chunks[:12]  # silence, then the first words
+    async with serve(echo_after_vad, "127.0.0.1", 0) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        async with connect(f"ws://127.0.0.1:{port}") as socket:
+            for chunk in chunks:
+                await socket.send(chunk)
+                assert await socket.recv() == chunk
+            await socket.send("not audio")  # text is echoed, not decoded
+            assert await socket.recv() == "not audio"
+
+
+def test_stage_costs_name_every_stage_with_a_positive_cost() -> None:
+    load = workload()
+    costs = stage_costs(b"".join(load.chunks[:50]), passes=1)
+    assert {name.removeprefix("stage_us_per_chunk_") for name in costs} == {
+        "decode", "level_floor", "flatness_guard", "pcm16_for_webrtcvad",
+        "webrtcvad", "vad_gate", "session_accept", "result_message"}
+    assert all(cost > 0 for cost in costs.values())
+    # The whole includes its parts.
+    assert costs["stage_us_per_chunk_session_accept"] > costs[
+        "stage_us_per_chunk_decode"]
