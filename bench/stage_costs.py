@@ -10,6 +10,7 @@ streams), so these are floors, not shares of the loaded figure.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -17,6 +18,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import webrtcvad
 
+from ch04_streaming.accelerator import PROFILES, Accelerator
 from ch04_streaming.audio import (
     MODEL_RATE,
     AudioDecoder,
@@ -25,7 +27,7 @@ from ch04_streaming.audio import (
     to_pcm16,
 )
 from ch04_streaming.dialects.deepgram import results_message
-from ch04_streaming.engine import UtteranceDecoder
+from ch04_streaming.engine import NullRecognizer
 from ch04_streaming.session import (
     StreamOptions,
     StreamSession,
@@ -34,63 +36,40 @@ from ch04_streaming.session import (
 from ch04_streaming.transcript import Hypothesis, Word
 from ch04_streaming.vad import VadConfig, build_vad_gate, spectral_flatness
 
-Stage = Callable[[Sequence[bytes]], None]
+Frames = list[np.ndarray]  # one (frames, samples) array per chunk
 
 
-class NoModel:
-    """Enough of a recogniser for `accept_audio`, which never decodes."""
-
-    def new_utterance(self, start_s: float) -> UtteranceDecoder:
-        return UtteranceDecoder(start_s)
+def linear16() -> AudioDecoder:
+    return AudioDecoder(Encoding.LINEAR16, MODEL_RATE)
 
 
 def decode(chunks: Sequence[bytes]) -> None:
-    decoder = AudioDecoder(Encoding.LINEAR16, MODEL_RATE)
+    decoder = linear16()
     for chunk in chunks:
         decoder.decode(chunk)
 
 
-def frames_of(chunks: Sequence[bytes]) -> list[np.ndarray]:
-    decoder, framer = AudioDecoder(Encoding.LINEAR16, MODEL_RATE), Framer()
+def frames_of(chunks: Sequence[bytes]) -> Frames:
+    decoder, framer = linear16(), Framer()
     return [framer.frames(decoder.decode(chunk)) for chunk in chunks]
 
 
-def vad_gate(chunks: Sequence[bytes]) -> None:
-    decoder, gate = (AudioDecoder(Encoding.LINEAR16, MODEL_RATE),
-                     build_vad_gate(VadConfig()))
-    for chunk in chunks:
-        gate.push(decoder.decode(chunk))
+def level_floor(all_frames: Frames) -> None:
+    for frames in all_frames:
+        np.einsum("ij,ij->i", frames, frames)
 
 
-def session_accept(chunks: Sequence[bytes]) -> None:
-    session = StreamSession(
-        options=StreamOptions(), recognizer=NoModel(),  # type: ignore
-        audio=AudioDecoder(Encoding.LINEAR16, MODEL_RATE),
-        vad=build_vad_gate(VadConfig()), emit=lambda event: None)
-    for chunk in chunks:
-        session.accept_audio(chunk)
+def flatness_guard(all_frames: Frames) -> None:
+    for frames in all_frames:
+        spectral_flatness(frames)
 
 
-def result_message(chunks: Sequence[bytes]) -> None:
-    words = tuple(Word(f"w{i}", i * 0.3, i * 0.3 + 0.2, 0.9)
-                  for i in range(4))
-    event = TranscriptEvent(Hypothesis(words, False), 1.0, 2.5,
-                            speech_final=False, from_finalize=False)
-    for _ in chunks:
-        json.dumps(results_message(event, "request-id"))
+def pcm16(all_frames: Frames) -> None:
+    for frames in all_frames:
+        to_pcm16(frames)
 
 
-def on_frames(work: Callable[[np.ndarray], object]) -> Callable[
-    [list[np.ndarray]], None
-]:
-    def run(all_frames: list[np.ndarray]) -> None:
-        for frames in all_frames:
-            work(frames)
-
-    return run
-
-
-def webrtcvad_alone(all_frames: list[np.ndarray]) -> Callable[[], None]:
+def webrtcvad_alone(all_frames: Frames) -> Callable[[], None]:
     """webrtcvad on every frame, its PCM input made beforehand."""
     vad, pcm = webrtcvad.Vad(2), [to_pcm16(f) for f in all_frames]
     size = 2 * all_frames[0].shape[1]
@@ -101,6 +80,40 @@ def webrtcvad_alone(all_frames: list[np.ndarray]) -> Callable[[], None]:
                 vad.is_speech(data[i * size : (i + 1) * size], MODEL_RATE)
 
     return run
+
+
+def vad_gate(chunks: Sequence[bytes]) -> None:
+    decoder, gate = linear16(), build_vad_gate(VadConfig())
+    for chunk in chunks:
+        gate.push(decoder.decode(chunk))
+
+
+def session(chunks: Sequence[bytes]) -> None:
+    """Each chunk through `accept_audio`, then the decode loop's turn
+    with a model that answers at once."""
+
+    async def stream() -> None:
+        session = StreamSession(
+            options=StreamOptions(interim_results=True),
+            recognizer=NullRecognizer(Accelerator(PROFILES["zero"])),
+            audio=linear16(), vad=build_vad_gate(VadConfig()),
+            emit=lambda event: None)
+        decoding = asyncio.create_task(session.run())
+        for chunk in chunks:
+            session.accept_audio(chunk)
+            await session.drained()
+        decoding.cancel()
+
+    asyncio.run(stream())
+
+
+def result_message(chunks: Sequence[bytes]) -> None:
+    words = tuple(Word(f"w{i}", i * 0.3, i * 0.3 + 0.2, 0.9)
+                  for i in range(4))
+    event = TranscriptEvent(Hypothesis(words, False), 1.0, 2.5,
+                            speech_final=False, from_finalize=False)
+    for _ in chunks:
+        json.dumps(results_message(event, "request-id"))
 
 
 def best_us(run: Callable[[], None], chunks: int, passes: int) -> float:
@@ -118,15 +131,13 @@ def stage_costs(audio: bytes, passes: int = 5) -> dict[str, float]:
     frames = frames_of(chunks)
     stages: dict[str, Callable[[], None]] = {
         "decode": lambda: decode(chunks),
-        "level_floor": lambda: on_frames(
-            lambda f: np.einsum("ij,ij->i", f, f))(frames),
-        "flatness_guard": lambda: on_frames(spectral_flatness)(frames),
-        "pcm16_for_webrtcvad": lambda: on_frames(to_pcm16)(frames),
+        "level_floor": lambda: level_floor(frames),
+        "flatness_guard": lambda: flatness_guard(frames),
+        "pcm16_for_webrtcvad": lambda: pcm16(frames),
         "webrtcvad": webrtcvad_alone(frames),
         "vad_gate": lambda: vad_gate(chunks),
-        "session_accept": lambda: session_accept(chunks),
+        "session": lambda: session(chunks),
         "result_message": lambda: result_message(chunks),
     }
     return {f"stage_us_per_chunk_{name}": best_us(run, len(chunks), passes)
             for name, run in stages.items()}
-

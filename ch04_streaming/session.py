@@ -125,7 +125,6 @@ class StreamSession:
     stats: SessionStats = field(default_factory=SessionStats)
     arrivals: ArrivalLog = field(default_factory=ArrivalLog)
     _queue: deque[PendingWork] = field(default_factory=deque, init=False)
-    _pending_samples: int = field(default=0, init=False)  # in _queue
     _current: UtteranceDecoder | None = field(default=None, init=False)
     _work: asyncio.Event = field(default_factory=asyncio.Event, init=False)
     _room: asyncio.Event = field(default_factory=asyncio.Event, init=False)
@@ -162,7 +161,6 @@ class StreamSession:
                     self.emit(SpeechStartedEvent(event.onset_s))
             elif isinstance(event, SpeechAudio) and self._current is not None:
                 self._pending_for(self._current).chunks.append(event.samples)
-                self._pending_samples += event.samples.size
             elif isinstance(event, SpeechEnded) and self._current is not None:
                 work = self._pending_for(self._current)
                 work.final, work.reason = True, event.reason
@@ -184,7 +182,8 @@ class StreamSession:
         return last
 
     def _update_flow(self) -> None:
-        if self._pending_samples > self.max_pending_s * MODEL_RATE:
+        pending = sum(w.samples for w in self._queue) / MODEL_RATE
+        if pending > self.max_pending_s:
             self._room.clear()
         else:
             self._room.set()
@@ -227,7 +226,6 @@ class StreamSession:
                 self._idle.set()
                 continue
             self._queue.popleft()
-            self._pending_samples -= work.samples
             # Chunks that queued up while the engine was busy get one
             # interim between them, not one each: stale interims are
             # skipped, the audio itself is never dropped.

@@ -93,7 +93,6 @@ class VadGate:
     frames_seen: int = 0
     frames_passed: int = 0  # frames that reached inference
     _recent: deque[tuple[np.ndarray, bool]] = field(init=False)
-    _run_ms: int = field(default=0, init=False)  # speech run in _recent
 
     def __post_init__(self) -> None:
         size = self.config.pre_roll_ms // self.config.frame_ms
@@ -105,23 +104,23 @@ class VadGate:
         events: list[VadEvent] = []
         frames = self.framer.frames(samples)
         decisions = self.classifier.classify(frames)
-        first = 0  # first frame of this push not yet passed on
-        for i, speech in enumerate(decisions):
+        audio: list[np.ndarray] = []  # open utterance's, from this push
+        for frame, speech in zip(frames, decisions, strict=True):
             self.frames_seen += 1
             if not self.in_speech:
-                self._remember(frames[i], speech)  # the pre-roll ring
-                if self._run_ms >= self.config.start_ms:
-                    self._start(events)
-                    first = i + 1
+                self._recent.append((frame, speech))  # the pre-roll ring
+                if self._speech_run() >= self.config.start_ms:
+                    audio = self._start(events)
                 continue
+            audio.append(frame)
             reason = self.endpointer.update(speech, self.config.frame_ms)
             if reason is not None:
-                self._pass(frames[first : i + 1], events)
+                self._pass(audio, events)
+                audio = []
                 self.in_speech = False
                 events.append(SpeechEnded(self.now_s, reason))
-        if self.in_speech:
-            # The utterance goes on: this push's frames go as one piece.
-            self._pass(frames[first:], events)
+        if audio:  # the utterance goes on: one piece for this push
+            self._pass(audio, events)
         return events
     # --8<-- [end:vad_gate]
 
@@ -129,34 +128,31 @@ class VadGate:
     def frame_s(self) -> float:
         return self.config.frame_ms / 1000
 
-    def _remember(self, frame: np.ndarray, speech: bool) -> None:
-        self._recent.append((frame, speech))
-        run = self._run_ms + self.config.frame_ms if speech else 0
-        self._run_ms = min(run, len(self._recent) * self.config.frame_ms)
+    def _speech_run(self) -> int:
+        run = 0
+        for _, speech in reversed(self._recent):
+            if not speech:
+                break
+            run += self.config.frame_ms
+        return run
 
-    def _start(self, events: list[VadEvent]) -> None:
-        # Replay the ring buffer: the onset of the first word sits there.
+    def _start(self, events: list[VadEvent]) -> list[np.ndarray]:
+        """Open an utterance; return the ring buffer's frames to replay:
+        the onset of the first word sits there."""
         self.in_speech = True
         replay = [frame for frame, _ in self._recent]
         start = (self.frames_seen - len(replay)) * self.frame_s
-        onset = self.now_s - self._run_ms / 1000
+        onset = self.now_s - self._speech_run() / 1000
         events.append(SpeechStarted(round(start, 6), round(onset, 6)))
-        self._pass(np.stack(replay), events)
         for _, speech in self._recent:
             self.endpointer.update(speech, self.config.frame_ms)
         self._recent.clear()
-        self._run_ms = 0
+        return replay
 
-    def _pass(self, frames: np.ndarray, events: list[VadEvent]) -> None:
+    def _pass(self, frames: list[np.ndarray], events: list[VadEvent]
+              ) -> None:
         """Frames of an open utterance go on to inference."""
-        if not len(frames):
-            return
-        samples = frames.reshape(-1)
-        replay = events[-1] if events else None
-        if isinstance(replay, SpeechAudio):  # one piece with the replay
-            events.pop()
-            samples = np.concatenate([replay.samples, samples])
-        events.append(SpeechAudio(samples))
+        events.append(SpeechAudio(np.concatenate(frames)))
         self.frames_passed += len(frames)
 
     @property
