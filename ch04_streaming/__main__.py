@@ -13,9 +13,11 @@ import gc
 import logging
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from ch04_streaming.app import build_server
+from ch04_streaming.engine import Recognizer
+from ch04_streaming.server import SpeechServer
 from ch04_streaming.settings import parse_settings
 
 log = logging.getLogger("ch04_streaming")
@@ -34,6 +36,14 @@ async def serve(argv: Sequence[str] | None = None) -> int:
               flush=True)
     print(f"listening on {url} (Deepgram /v1/listen, AssemblyAI /v3/ws,"
           f" browser client /)", flush=True)
+    await run_until_signalled(built.recognizer, server, server.shutdown)
+    log.info("event=stopped")
+    return 0
+
+
+async def run_until_signalled(recognizer: Recognizer, server: SpeechServer,
+                              drain: Callable[[], Awaitable[None]]) -> None:
+    """Warm the model up and serve until SIGTERM or Ctrl-C; then drain."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -42,13 +52,11 @@ async def serve(argv: Sequence[str] | None = None) -> int:
     # move them out of the garbage collector's sight, so its full passes
     # stay short and do not stall every stream at once.
     gc.freeze()
-    warmup = asyncio.create_task(built.recognizer.start())
+    warmup = asyncio.create_task(recognizer.start())
     await stop.wait()
     log.info("event=draining streams=%d", len(server.handlers))
     warmup.cancel()
-    await server.shutdown()
-    log.info("event=stopped")
-    return 0
+    await drain()
 
 
 def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

@@ -45,11 +45,21 @@ def load_api_keys(env: Mapping[str, str]) -> tuple[ApiKeys, str | None]:
     Returns the keys and, when one was made up, that development key, so
     the service can print it at start.
     """
-    configured = [
-        k.strip() for k in env.get(KEYS_VARIABLE, "").split(",")
-        if k.strip()
-    ]
+    configured = split_keys(env.get(KEYS_VARIABLE, ""))
     if configured:
         return ApiKeys.of(*configured), None
     dev_key = "dev-" + secrets.token_urlsafe(16)
     return ApiKeys.of(dev_key), dev_key
+
+
+def split_keys(text: str) -> list[str]:
+    """Keys from a comma-separated list; blanks are dropped."""
+    return [key.strip() for key in text.split(",") if key.strip()]
+
+
+def authorization_key(header: str) -> str | None:
+    """The key of an `Authorization: Token KEY` (or `Bearer KEY`)."""
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() in ("token", "bearer") and key.strip():
+        return key.strip()
+    return None

@@ -21,16 +21,7 @@ class StreamStart:
 
     stream_id: str  # unique, also the prefix of its usage-event ids
     api_key: str
-    dialect: str
     query: Mapping[str, str]  # as the client sent it
-    started_at: float  # wall clock, Unix seconds: event time
-
-
-@dataclass(frozen=True)
-class StreamEnd:
-    received_s: float  # audio seconds the stream carried
-    close_code: int | None  # None: the client closed
-    ended_at: float  # wall clock, Unix seconds
 
 
 @dataclass(frozen=True)
@@ -48,7 +39,8 @@ class StreamTracker(Protocol):
     async def audio(self, seconds: float) -> str | None:
         """Count a frame's audio; a reason to stop the stream, or None."""
 
-    async def ended(self, end: StreamEnd) -> None: ...
+    async def ended(self) -> None:
+        """The stream is over, however it ended; called once."""
 
 
 class StreamHooks(Protocol):
@@ -60,7 +52,7 @@ class NoTracker:
     async def audio(self, seconds: float) -> str | None:
         return None
 
-    async def ended(self, end: StreamEnd) -> None:
+    async def ended(self) -> None:
         return None
 
 

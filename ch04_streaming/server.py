@@ -42,7 +42,6 @@ from ch04_streaming.lifecycle import (
     NoHooks,
     NoTracker,
     Refusal,
-    StreamEnd,
     StreamHooks,
     StreamStart,
     StreamTracker,
@@ -141,8 +140,7 @@ class SpeechServer:
             parsed = dialect.parse(query, self.defaults)
         except RequestError as error:
             return self.refuse(400, str(error), {"dg-error": str(error)})
-        start = StreamStart(uuid.uuid4().hex, key, dialect.name, query,
-                            time.time())
+        start = StreamStart(uuid.uuid4().hex, key, query)
         tracker = await self.hooks.admit(start)  # quotas, metering
         if isinstance(tracker, Refusal):
             return self.refuse_by_hooks(tracker)
@@ -191,7 +189,7 @@ class SpeechServer:
             self.admitted.discard(connection)
             assert isinstance(connection, SpeechConnection)
             # Admitted by the hooks, refused later: release what they hold.
-            await connection.tracker.ended(StreamEnd(0.0, None, time.time()))
+            await connection.tracker.ended()
 
     async def handle(self, connection: ServerConnection) -> None:
         assert isinstance(connection, SpeechConnection)
@@ -220,9 +218,7 @@ class SpeechServer:
             self.admitted.discard(connection)
             if not self.handlers:
                 self._no_streams.set()
-            await connection.tracker.ended(StreamEnd(
-                stats.received_s, closing.code if closing else None,
-                time.time()))
+            await connection.tracker.ended()
 
     async def start(self, host: str, port: int) -> Server:
         self._server = await serve(

@@ -13,7 +13,7 @@ import argparse
 import hashlib
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -51,9 +51,8 @@ class Accounts:
 
     def with_key(self, api_key: str, customer_id: str) -> Accounts:
         """These accounts, with one more key (the development key)."""
-        keys = dict(self.by_key_digest)
-        keys[key_digest(api_key)] = customer_id
-        return Accounts(self.tiers, self.customers, keys, self.dev_customer)
+        keys = {**self.by_key_digest, key_digest(api_key): customer_id}
+        return replace(self, by_key_digest=keys)
 
 
 class AccountsError(ValueError):

@@ -19,20 +19,21 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from random import Random
 from typing import assert_never
 
 import stripe
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Engine, delete, insert, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
 
 from ch08_metering.accounts import Accounts
-from ch08_metering.events import FUTURE_ALLOWANCE, MAX_AGE
+from ch08_metering.events import window_problem
 from ch08_metering.rollup import roll_up
 from ch08_metering.schema import (
+    meter_event_columns,
     stripe_dead_letters,
     stripe_meters,
     stripe_outbox,
@@ -71,17 +72,12 @@ class PassCounts:
     recorded: int = 0  # dry run: written down, not sent
 
     def summary(self) -> str:
-        return (f"rolled_up={self.rolled_up} delivered={self.delivered} "
-                f"duplicates={self.duplicates} retried={self.retried} "
-                f"dead_lettered={self.dead_lettered} "
-                f"recorded={self.recorded}")
+        return " ".join(f"{name}={n}" for name, n in asdict(self).items())
 
 
 @dataclass(frozen=True)
 class DueRow:
     event: MeterEvent
-    rollup_id: int
-    customer: str
     attempts: int
 
 
@@ -120,16 +116,16 @@ def backoff_s(attempt: int, policy: DeliveryPolicy, random: Random) -> float:
     return random.uniform(0, min(policy.max_backoff_s, ceiling))
 
 
-def window_problem(timestamp_s: int, now_s: float) -> str | None:
+def stripe_window_problem(timestamp_s: int, now_s: float) -> str | None:
     """Why Stripe would refuse this timestamp, if it would."""
-    at = datetime.fromtimestamp(timestamp_s, UTC).isoformat()
-    if timestamp_s < now_s - MAX_AGE.total_seconds():
-        return (f"timestamp {at} is more than 35 days ago, past Stripe's"
-                " window (timestamp_too_far_in_past): bill it by hand")
-    if timestamp_s > now_s + FUTURE_ALLOWANCE.total_seconds():
-        return (f"timestamp {at} is more than 5 minutes ahead"
-                " (timestamp_in_future): check the clock")
-    return None
+    at, now = (datetime.fromtimestamp(t, UTC) for t in (timestamp_s, now_s))
+    problem = window_problem(at, now)
+    if problem is None:
+        return None
+    code, action = (
+        ("timestamp_too_far_in_past", "bill it by hand") if at < now
+        else ("timestamp_in_future", "check the clock"))
+    return f"timestamp {at.isoformat()} is {problem} ({code}): {action}"
 
 
 @dataclass
@@ -171,7 +167,8 @@ class DeliveryWorker:
             return counts
         sendable = []
         for row in due:
-            problem = window_problem(row.event.timestamp_s, self.clock())
+            problem = stripe_window_problem(row.event.timestamp_s,
+                                            self.clock())
             if problem is None:
                 sendable.append(row)
             else:
@@ -244,7 +241,7 @@ def due_rows(engine: Engine, now_ms: int, limit: int) -> list[DueRow]:
     o = stripe_outbox.c
     query = (
         select(o.identifier, o.event_name, o.stripe_customer_id, o.value,
-               o.timestamp_s, o.rollup_id, o.customer, o.attempts)
+               o.timestamp_s, o.attempts)
         .where(o.delivered_at_ms.is_(None), o.next_attempt_ms <= now_ms)
         .order_by(o.timestamp_s, o.identifier)
         .limit(limit)
@@ -253,7 +250,7 @@ def due_rows(engine: Engine, now_ms: int, limit: int) -> list[DueRow]:
         return [DueRow(MeterEvent(r.identifier, r.event_name,
                                   r.stripe_customer_id, r.value,
                                   r.timestamp_s),
-                       r.rollup_id, r.customer, r.attempts)
+                       r.attempts)
                 for r in connection.execute(query)]
 
 
@@ -282,17 +279,15 @@ def dead_letter(engine: Engine, rows: Sequence[DueRow], reason: str,
                 now_ms: int) -> None:
     """Move rows from the outbox to the dead letters, in one transaction."""
     o = stripe_outbox.c
+    moved = [c.name for c in meter_event_columns()]
+    ids = [r.event.identifier for r in rows]
     with engine.begin() as connection:
-        connection.execute(insert(stripe_dead_letters), [{
-            "identifier": r.event.identifier, "rollup_id": r.rollup_id,
-            "customer": r.customer,
-            "stripe_customer_id": r.event.stripe_customer_id,
-            "event_name": r.event.event_name,
-            "timestamp_s": r.event.timestamp_s, "value": r.event.value,
-            "reason": reason, "dead_at_ms": now_ms,
-        } for r in rows])
+        connection.execute(insert(stripe_dead_letters).from_select(
+            [*moved, "reason", "dead_at_ms"],
+            select(*(o[name] for name in moved), literal(reason),
+                   literal(now_ms)).where(o.identifier.in_(ids))))
         connection.execute(delete(stripe_outbox).where(
-            o.identifier.in_([r.event.identifier for r in rows])))
+            o.identifier.in_(ids)))
 
 
 def known_meters(engine: Engine) -> set[str]:

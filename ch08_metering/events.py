@@ -86,13 +86,20 @@ def parse_event(raw: object, customers: Mapping[str, object],
         return Rejected(event_id, describe(error))
     if event.subject not in customers:
         return Rejected(event.id, f"unknown customer {event.subject!r}")
-    if event.time > now + FUTURE_ALLOWANCE:
-        return Rejected(event.id, "event time is more than 5 minutes"
-                        " in the future")
-    if event.time < now - MAX_AGE:
-        return Rejected(event.id, "event time is more than 35 days ago,"
-                        " past the billing backfill window")
+    if problem := window_problem(event.time, now):
+        return Rejected(event.id, f"event time is {problem}, outside"
+                        " the window Stripe bills")
     return event
+
+
+def window_problem(at: datetime, now: datetime) -> str | None:
+    """How a time falls outside the window Stripe bills, if it does."""
+    if at < now - MAX_AGE:
+        return f"more than {MAX_AGE.days} days ago"
+    if at > now + FUTURE_ALLOWANCE:
+        minutes = FUTURE_ALLOWANCE.seconds // 60
+        return f"more than {minutes} minutes ahead, in the future"
+    return None
 
 
 def describe(error: ValidationError) -> str:

@@ -29,6 +29,7 @@ from typing import Any, NoReturn, Protocol
 
 import grpc
 
+from ch04_streaming.auth import authorization_key
 from ch08_metering.accounts import Accounts, Customer
 from ch08_metering.limits import Decision, Limiter
 
@@ -68,8 +69,8 @@ def api_key(metadata: Metadata) -> str | None:
             continue
         if name == "x-api-key":
             return value
-        if name == "authorization" and value.startswith("Token "):
-            return value.removeprefix("Token ")
+        if name == "authorization" and (key := authorization_key(value)):
+            return key
     return None
 
 

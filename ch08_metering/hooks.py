@@ -7,31 +7,28 @@ and the tier's concurrency limit is checked (HTTP 429 with Retry-After
 when over it); every frame is metered and charged against the tier's
 audio-seconds-per-minute bucket (close 4029 when it runs dry); at the
 end the last usage event is cut and the stream's slot is released.
-When the limits cannot be checked, streams go on unlimited and metered.
+When the limits cannot be checked, the limiter lets streams go on
+unlimited, and they are metered all the same.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from contextlib import suppress
 from dataclasses import dataclass, field
 
 from ch04_streaming.lifecycle import (
     Refusal,
-    StreamEnd,
     StreamStart,
     StreamTracker,
 )
 from ch08_metering.accounts import Accounts, Customer
 from ch08_metering.events import Feature, UsageEvent
-from ch08_metering.limits import ALLOWED, Limiter, LimiterUnavailableError
+from ch08_metering.limits import Limiter
 from ch08_metering.metering import StreamMeter
 
 Deliver = Callable[[UsageEvent], Awaitable[None]]
-log = logging.getLogger("ch08_metering")
 
 
 def billed_features(query: Mapping[str, str]) -> tuple[Feature, ...]:
@@ -48,49 +45,28 @@ def billed_features(query: Mapping[str, str]) -> tuple[Feature, ...]:
 
 @dataclass
 class MeteredStream:
-    """One stream: its meter, its customer's limits.
-
-    If the limits cannot be checked (Redis is down), the stream goes on
-    unlimited, and is still metered: an outage of the limiter must not
-    become an outage of the service, and the usage is billed either way.
-    """
+    """One stream: its meter, its customer's limits."""
 
     customer: Customer
     meter: StreamMeter  # knows the stream's id
     limiter: Limiter
     deliver: Deliver
     clock: Callable[[], float]
-    limited: bool = True
 
     async def audio(self, seconds: float) -> str | None:
         now = self.clock()
         event = self.meter.add(seconds, now)  # received audio is billed
         if event is not None:
             await self.deliver(event)
-        if not self.limited:
-            return None
-        try:
-            decision = await self.limiter.take_audio(
-                self.customer, self.meter.stream_id, seconds, now)
-        except LimiterUnavailableError as error:
-            warn_unlimited(self.meter.stream_id, error)
-            self.limited = False
-            return None
+        decision = await self.limiter.take_audio(
+            self.customer, self.meter.stream_id, seconds, now)
         return None if decision.allowed else decision.reason
 
-    async def ended(self, end: StreamEnd) -> None:
-        event = self.meter.cut(end.ended_at)
+    async def ended(self) -> None:
+        event = self.meter.cut(self.clock())
         if event is not None:
             await self.deliver(event)
-        # Redis down: the stream's lease there runs out by itself.
-        with suppress(LimiterUnavailableError):
-            await self.limiter.close_stream(self.customer,
-                                            self.meter.stream_id)
-
-
-def warn_unlimited(stream_id: str, error: Exception) -> None:
-    log.warning("event=limits_unavailable stream=%s error=%s",
-                stream_id, error)
+        await self.limiter.close_stream(self.customer, self.meter.stream_id)
 
 
 @dataclass
@@ -105,19 +81,15 @@ class MeteringHooks:
         customer = self.accounts.customer_for_key(start.api_key)
         if customer is None:  # usage that could not be billed
             return Refusal(403, "no billing account for this API key")
-        limited = True
-        try:
-            decision = await self.limiter.open_stream(
-                customer, start.stream_id, self.clock())
-        except LimiterUnavailableError as error:
-            warn_unlimited(start.stream_id, error)
-            decision, limited = ALLOWED, False
+        now = self.clock()
+        decision = await self.limiter.open_stream(customer, start.stream_id,
+                                                  now)
         if not decision.allowed:
             retry = decision.retry_after_s
             return Refusal(429, decision.reason,
                            retry if math.isfinite(retry) else None)
         meter = StreamMeter(start.stream_id, customer.id,
-                            billed_features(start.query), start.started_at,
+                            billed_features(start.query), now,
                             self.interval_s)
         return MeteredStream(customer, meter, self.limiter, self.deliver,
-                             self.clock, limited)
+                             self.clock)

@@ -28,7 +28,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from ch04_streaming.auth import ApiKeys
+from ch04_streaming.auth import ApiKeys, authorization_key
 from ch08_metering.accounts import Accounts
 from ch08_metering.events import Rejected, UsageEvent, parse_event
 from ch08_metering.ledger import (
@@ -69,11 +69,6 @@ def status_of(outcome: Outcome) -> dict[str, object]:
         return {"id": outcome.id, "status": status,
                 "accepted_at": at.isoformat()}
     return {"id": outcome.id, "status": "rejected", "reason": outcome.reason}
-
-
-def bearer_key(request: Request) -> str | None:
-    scheme, _, key = request.headers.get("authorization", "").partition(" ")
-    return key.strip() if scheme.lower() in ("bearer", "token") else None
 
 
 def parse_body(body: bytes) -> list[object] | str:
@@ -120,7 +115,8 @@ def create_ingest_app(ledger: Ledger, accounts: Accounts, keys: ApiKeys,
 
     @app.post("/v1/usage/events", status_code=202)
     async def ingest(request: Request) -> Response:
-        only = reporter(bearer_key(request))
+        only = reporter(authorization_key(
+            request.headers.get("authorization", "")))
         if isinstance(only, Response):
             return only
         body = await request.body()

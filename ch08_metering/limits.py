@@ -18,12 +18,16 @@ limiter; limits_redis.py shares the state between replicas.
 
 from __future__ import annotations
 
+import logging
 import math
 from abc import ABC, abstractmethod
+from contextlib import suppress
 from dataclasses import dataclass, replace
 from typing import Protocol
 
 from ch08_metering.accounts import Customer, Tier
+
+log = logging.getLogger("ch08_metering")
 
 DEFAULT_GRANT_S = 1.0
 # A slot frees when one of the customer's streams ends, which no clock
@@ -57,7 +61,9 @@ class Limiter(Protocol):
 
     `now` is in seconds: Unix time wherever replicas share the limits.
     Calls for one stream must not overlap; `take_audio` is for a stream
-    that `open_stream` allowed and raises KeyError for any other.
+    that `open_stream` allowed and raises KeyError for any other. When
+    the limits cannot be checked, streams are allowed: an outage of the
+    limiter is not an outage of the service.
     """
 
     async def open_stream(
@@ -146,6 +152,8 @@ class GrantingLimiter(ABC):
     and takes between `need` and `want` seconds from the bucket, as much
     as there is, in one atomic step; `release` frees the slot and gives
     back unused audio. Grants live in this process, with their streams.
+    When `reserve` raises LimiterUnavailableError, the stream is allowed
+    and goes on unlimited.
     """
 
     def __init__(self, grant_s: float, renew_every_s: float) -> None:
@@ -193,15 +201,27 @@ class GrantingLimiter(ABC):
     async def close_stream(self, customer: Customer, stream_id: str
                            ) -> None:
         grant = self._grants.pop((customer.id, stream_id), None)
-        if grant is not None:  # else never opened, or closed already
-            await self.release(customer, stream_id, grant.seconds)
+        # Never opened, closed already, or unlimited: nothing to give
+        # back. With the shared state down, the stream's lease there
+        # runs out by itself.
+        if grant is not None and math.isfinite(grant.seconds):
+            with suppress(LimiterUnavailableError):
+                await self.release(customer, stream_id, grant.seconds)
 
     async def _top_up(
         self, customer: Customer, stream_id: str, grant: Grant,
         need: float, want: float, now: float,
     ) -> Decision:
-        decision, granted = await self.reserve(customer, stream_id,
-                                               need, want, now)
+        try:
+            decision, granted = await self.reserve(customer, stream_id,
+                                                   need, want, now)
+        except LimiterUnavailableError as error:
+            # An outage of the limits must not become an outage of the
+            # service: the stream goes on unlimited, still metered.
+            log.warning("event=limits_unavailable stream=%s error=%s",
+                        stream_id, error)
+            grant.seconds = grant.renew_at = math.inf
+            return ALLOWED
         if decision.allowed:
             grant.seconds += granted
             grant.renew_at = now + self.renew_every_s

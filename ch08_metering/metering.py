@@ -33,7 +33,6 @@ class StreamMeter:
     features: tuple[Feature, ...]
     started_at: float
     interval_s: float = 60.0
-    source: str = SOURCE
     audio_s: float = field(default=0.0, init=False)
     emitted_ms: int = field(default=0, init=False)
     sequence: int = field(default=0, init=False)
@@ -59,7 +58,7 @@ class StreamMeter:
         self.emitted_ms, self.sequence = total_ms, self.sequence + 1
         return usage_event(
             stream_id=self.stream_id, sequence=self.sequence,
-            customer=self.customer, source=self.source, meter="audio_ms",
+            customer=self.customer, source=SOURCE, meter="audio_ms",
             value=value, features=self.features, at=now)
 
 
@@ -114,14 +113,11 @@ class LedgerWriter:
             try:
                 await asyncio.to_thread(self.ledger.ingest, events,
                                         self.clock_ms())
-            except LedgerBusyError as error:
-                log.warning("event=ledger_busy events=%d error=%s",
-                            len(events), error)
-                await asyncio.sleep(self.retry_s)
-                continue
-            except Exception:  # keep the events; the next try may work
-                log.exception("event=ledger_write_failed events=%d",
-                              len(events))
+            except Exception as error:  # keep them; the next try may work
+                busy = isinstance(error, LedgerBusyError)
+                log.warning("event=%s events=%d error=%s",
+                            "ledger_busy" if busy else "ledger_write_failed",
+                            len(events), error, exc_info=not busy)
                 await asyncio.sleep(self.retry_s)
                 continue
             self.written += len(events)

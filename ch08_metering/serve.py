@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import logging
 import os
-import signal
 import socket
 import time
 from collections.abc import Iterator, Mapping
@@ -27,9 +25,9 @@ from typing import Any
 
 import uvicorn
 
-from ch04_streaming.__main__ import event_loop_factory
+from ch04_streaming.__main__ import event_loop_factory, run_until_signalled
 from ch04_streaming.app import build_server
-from ch04_streaming.auth import ApiKeys, load_api_keys
+from ch04_streaming.auth import ApiKeys, load_api_keys, split_keys
 from ch04_streaming.engine import Recognizer
 from ch04_streaming.server import SpeechServer
 from ch04_streaming.settings import parse_settings
@@ -134,10 +132,8 @@ def build_service(args: argparse.Namespace,
     hooks = MeteringHooks(accounts, limiter, writer.put, args.interval_s)
     built = build_server(parse_settings([], env), keys, hooks)
     listener = socket.create_server((args.host, args.port))
-    services = [k.strip() for k in env.get(SERVICE_KEYS, "").split(",")
-                if k.strip()]
-    app = create_ingest_app(ledger, accounts, keys, time.time,
-                            ApiKeys.of(*services))
+    services = ApiKeys.of(*split_keys(env.get(SERVICE_KEYS, "")))
+    app = create_ingest_app(ledger, accounts, keys, time.time, services)
     config = uvicorn.Config(app, log_level="warning", lifespan="off")
     return MeteringService(built.server, built.recognizer,
                            EmbeddedServer(config), writer, limiter, ledger,
@@ -156,16 +152,8 @@ async def serve(args: argparse.Namespace) -> int:
     print(f"streaming on {streams} (/v1/listen, /v3/ws), metered",
           flush=True)
     print(f"listening on {api} (POST /v1/usage/events)", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    gc.freeze()  # start-up objects live for the whole run
-    warmup = asyncio.create_task(service.recognizer.start())
-    await stop.wait()
-    log.info("event=draining streams=%d", len(service.speech.handlers))
-    warmup.cancel()
-    await service.stop(grace_s=10.0)
+    await run_until_signalled(service.recognizer, service.speech,
+                              lambda: service.stop(grace_s=10.0))
     log.info("event=stopped events_written=%d", service.writer.written)
     return 0
 

@@ -21,6 +21,7 @@ from typing import Literal
 from pydantic import BaseModel, ValidationError
 
 from ch04_streaming.audio import Encoding
+from ch04_streaming.auth import authorization_key
 from ch04_streaming.dialects.dialect import (
     CloseCodes,
     Closing,
@@ -136,9 +137,8 @@ class Deepgram:
     def credential(self, headers: Mapping[str, str],
                    query: Mapping[str, str]) -> str | None:
         """`Authorization: Token KEY`, or a browser's subprotocols."""
-        scheme, _, key = headers.get("Authorization", "").partition(" ")
-        if scheme.lower() in ("token", "bearer") and key:
-            return key.strip()
+        if key := authorization_key(headers.get("Authorization", "")):
+            return key
         protocols = [p.strip() for p in
                      headers.get("Sec-WebSocket-Protocol", "").split(",")]
         if len(protocols) == 2 and protocols[0].lower() == "token":

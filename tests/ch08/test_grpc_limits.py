@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +23,11 @@ from ch08_metering.grpc_limits import (
     abort_refused,
     current_stream,
 )
-from ch08_metering.limits import LocalLimiter
+from ch08_metering.limits import (
+    Decision,
+    LimiterUnavailableError,
+    LocalLimiter,
+)
 
 KEY = "free-key"
 TIMEOUT_S = 5.0
@@ -58,9 +63,27 @@ class Running:
         return getattr(self.channel, kind)(f"/test.Speech/{name}")
 
 
+class UnreachableLimiter(WatchedLimiter):
+    """Its shared state is down, as Redis may be."""
+
+    async def reserve(self, customer: Customer, stream_id: str,
+                      need: float, want: float, now: float,
+                      ) -> tuple[Decision, float]:
+        raise LimiterUnavailableError("connection refused")
+
+    async def release(self, customer: Customer, stream_id: str,
+                      unused_s: float) -> None:
+        raise LimiterUnavailableError("connection refused")
+
+
 @pytest.fixture
 async def running() -> AsyncIterator[Running]:
-    limiter = WatchedLimiter(grant_s=FRAME_S)
+    async with serving(WatchedLimiter(grant_s=FRAME_S)) as running:
+        yield running
+
+
+@asynccontextmanager
+async def serving(limiter: WatchedLimiter) -> AsyncIterator[Running]:
 
     async def echo(requests: AsyncIterator[bytes],
                    context: CallContext) -> AsyncIterator[bytes]:
@@ -222,3 +245,27 @@ async def test_a_method_nobody_serves_is_unimplemented(
         b"", metadata=token(), timeout=TIMEOUT_S)
     code, _, _ = await ending(call)
     assert code == grpc.StatusCode.UNIMPLEMENTED
+
+
+async def test_when_the_limits_are_down_calls_go_on_unlimited(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with serving(UnreachableLimiter(grant_s=FRAME_S)) as running:
+        # Over the cap of two streams, and over the audio budget.
+        calls = [await started(running) for _ in range(3)]
+        for _ in range(10):
+            await calls[0].write(b"frame")
+            assert await calls[0].read() == b"frame"
+        for call in calls:
+            await call.done_writing()
+            assert await call.code() == grpc.StatusCode.OK
+        for _ in calls:  # released without reaching the shared state
+            await running.limiter.closed.get()
+    assert "event=limits_unavailable" in caplog.text
+
+
+async def test_a_bearer_token_is_accepted_too(running: Running) -> None:
+    call = await started(running, metadata=(
+        ("authorization", f"Bearer {KEY}"),))
+    await call.done_writing()
+    assert await call.code() == grpc.StatusCode.OK
