@@ -1,14 +1,26 @@
-"""Helpers for chapter 4 tests: a running server and the fixtures."""
+"""Helpers for chapter 4 tests: a running server and the audio fixtures.
+
+`running_server` is what the `start_server` fixture starts; chapter 8's
+tests start it too, with their hooks, since fixtures of this directory's
+conftest are not theirs to use.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from ch04_streaming.accelerator import PROFILES, Accelerator
+from ch04_streaming.acoustic import Lexicon
+from ch04_streaming.app import dialects
+from ch04_streaming.auth import ApiKeys
+from ch04_streaming.dialects.dialect import StreamDefaults
 from ch04_streaming.engine import MockRecognizer
-from ch04_streaming.server import SpeechServer
+from ch04_streaming.lifecycle import NoHooks, StreamHooks
+from ch04_streaming.server import ServerLimits, SpeechServer
+from ch04_streaming.stream_handler import ConnectionLimits
 from examples.fixtures import MANIFEST_PATH, load_manifest
 
 KEY = "test-key"
@@ -31,6 +43,38 @@ class Running:
 
 
 Start = Callable[..., AbstractAsyncContextManager[Running]]
+
+
+@asynccontextmanager
+async def running_server(
+    lexicon: Lexicon,
+    limits: ServerLimits | None = None,
+    defaults: StreamDefaults | None = None,
+    device: Accelerator | None = None,
+    ready: bool = True,
+    hooks: StreamHooks | None = None,
+    keys: tuple[str, ...] = (KEY,),
+) -> AsyncIterator[Running]:
+    """A server in this process on a free port, shut down on the way out.
+
+    The mock engine runs on a zero-cost device unless `device` says
+    otherwise, and is loaded already unless `ready` is false.
+    """
+    recognizer = MockRecognizer(
+        lexicon, device or Accelerator(PROFILES["zero"])
+    )
+    limits = limits or ServerLimits(connection=ConnectionLimits(
+        realtime_allowance_s=1e9))  # most tests send faster
+    server = SpeechServer(dialects(), recognizer, ApiKeys.of(*keys),
+                          defaults or StreamDefaults(), limits,
+                          hooks or NoHooks())
+    await server.start("127.0.0.1", 0)
+    if ready:
+        await recognizer.start()
+    try:
+        yield Running(server, recognizer)
+    finally:
+        await server.shutdown()
 
 
 def audio_of(fixture_id: str) -> Path:

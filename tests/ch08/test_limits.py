@@ -1,25 +1,31 @@
-"""Tier limits in-process: the bucket's arithmetic, slots and grants."""
+"""Tier limits: the bucket's arithmetic, slots and grants.
+
+Most tests here run the in-process limiter. Those under "Either
+limiter" run on both: the in-process one, whose two "replicas" are the
+same limiter, and two Redis replicas sharing one Redis. The tests of
+Redis's limiter alone are in test_limits_redis.py.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import pytest
 
 from ch08_metering.accounts import Customer, Tier
 from ch08_metering.limits import (
+    DEFAULT_GRANT_S,
     Decision,
+    GrantingLimiter,
     LocalLimiter,
     TokenBucket,
     build_limiter,
 )
-
-FREE = Tier("free", max_concurrent_streams=2, audio_seconds_per_minute=120)
-T0 = 1_700_000_000.0  # any clock will do; Unix time, as in service
-
-
-def customer(id: str = "c1", tier: Tier = FREE) -> Customer:
-    return Customer(id, tier, f"cus_{id}")
+from ch08_metering.limits_redis import RedisLimiter
+from tests.ch08.conftest import REDIS_URL, SharedRedis
+from tests.ch08.limiter_cases import T0, customer
 
 
 def full(capacity: float = 60.0) -> TokenBucket:
@@ -77,19 +83,6 @@ def test_given_back_stops_at_capacity() -> None:
 
 
 # The in-process limiter.
-
-async def test_concurrency_cap_and_release() -> None:
-    limiter = LocalLimiter()
-    alice = customer()
-    assert (await limiter.open_stream(alice, "s1", T0)).allowed
-    assert (await limiter.open_stream(alice, "s2", T0)).allowed
-    third = await limiter.open_stream(alice, "s3", T0)
-    assert third == Decision(
-        False, "tier free: 2 concurrent streams; retry in 1.0 s", 1.0)
-    await limiter.close_stream(alice, "s1")
-    await limiter.close_stream(alice, "s1")  # twice is harmless
-    assert (await limiter.open_stream(alice, "s3", T0)).allowed
-
 
 async def test_a_tier_without_streams_is_told_not_to_retry() -> None:
     none = Tier("suspended", 0, 120)
@@ -185,18 +178,6 @@ async def test_a_stream_reserves_a_grant_per_second_not_per_frame() -> None:
     assert limiter.reservations[0] == (1.0, 1.0)
 
 
-async def test_unused_grant_goes_back_to_the_bucket() -> None:
-    two_s = Tier("two", 5, 2.0)
-    limiter = LocalLimiter(grant_s=1.0)
-    alice = customer(tier=two_s)
-    assert (await limiter.open_stream(alice, "a", T0)).allowed
-    assert (await limiter.take_audio(alice, "a", 0.25, T0)).allowed
-    await limiter.close_stream(alice, "a")  # 0.75 s reserved, unused
-    assert (await limiter.open_stream(alice, "b", T0)).allowed
-    assert (await limiter.take_audio(alice, "b", 1.75, T0)).allowed
-    assert not (await limiter.take_audio(alice, "b", 0.01, T0)).allowed
-
-
 async def test_open_needs_a_grant_of_audio() -> None:
     limiter = LocalLimiter(grant_s=1.0)
     alice = customer()
@@ -208,8 +189,68 @@ async def test_open_needs_a_grant_of_audio() -> None:
     assert (await limiter.open_stream(alice, "b", T0 + 0.5)).allowed
 
 
-async def test_without_a_redis_url_the_limits_are_local() -> None:
-    for url in (None, ""):
+# Either limiter.
+
+@dataclass(frozen=True)
+class Limits:
+    """Where the limits are kept, as the tests below see it."""
+
+    replicas: Callable[..., tuple[GrantingLimiter, GrantingLimiter]]
+    urls: tuple[str | None, ...]  # build_limiter makes `kind` of these
+    kind: type[GrantingLimiter]
+
+
+@pytest.fixture(params=["local", "redis"])
+def limits(request: pytest.FixtureRequest) -> Limits:
+    if request.param == "local":
+        def same_limiter(grant_s: float = DEFAULT_GRANT_S,
+                         ) -> tuple[LocalLimiter, LocalLimiter]:
+            limiter = LocalLimiter(grant_s)
+            return limiter, limiter
+
+        return Limits(same_limiter, (None, ""), LocalLimiter)
+    # Skipped, or failed in CI, where Redis is not running.
+    shared: SharedRedis = request.getfixturevalue("shared")
+
+    def two_replicas(grant_s: float = DEFAULT_GRANT_S,
+                     ) -> tuple[RedisLimiter, RedisLimiter]:
+        return (shared.replica(grant_s=grant_s),
+                shared.replica(grant_s=grant_s))
+
+    return Limits(two_replicas, (REDIS_URL,), RedisLimiter)
+
+
+async def test_concurrency_cap_and_release(limits: Limits) -> None:
+    one, two = limits.replicas()
+    alice = customer()
+    assert (await one.open_stream(alice, "s1", T0)).allowed
+    assert (await two.open_stream(alice, "s2", T0)).allowed
+    third = await one.open_stream(alice, "s3", T0)
+    assert third == Decision(
+        False, "tier free: 2 concurrent streams; retry in 1.0 s", 1.0)
+    await two.close_stream(alice, "s2")
+    await two.close_stream(alice, "s2")  # twice is harmless
+    assert (await one.open_stream(alice, "s3", T0)).allowed
+
+
+async def test_unused_grant_goes_back_to_the_bucket(limits: Limits) -> None:
+    two_s = Tier("two", 5, 2.0)
+    one, two = limits.replicas(grant_s=1.0)
+    alice = customer(tier=two_s)
+    assert (await one.open_stream(alice, "a", T0)).allowed
+    assert (await one.take_audio(alice, "a", 0.25, T0)).allowed
+    await one.close_stream(alice, "a")  # 0.75 s reserved, unused
+    assert (await two.open_stream(alice, "b", T0)).allowed
+    assert (await two.take_audio(alice, "b", 1.75, T0)).allowed
+    assert not (await two.take_audio(alice, "b", 0.01, T0)).allowed
+
+
+async def test_the_url_says_where_the_limits_are_kept(
+    limits: Limits,
+) -> None:
+    for url in limits.urls:
         limiter = build_limiter(url)
-        assert isinstance(limiter, LocalLimiter)
-        await limiter.aclose()
+        try:
+            assert isinstance(limiter, limits.kind)
+        finally:
+            await limiter.aclose()

@@ -1,7 +1,9 @@
 """Tier limits in Redis: replicas share them, and dead ones let go.
 
 Redis comes from `REDIS_URL` (default: the local server). Each test keys
-its state under a prefix of its own and deletes it afterwards.
+its state under a prefix of its own and deletes it afterwards. What
+either limiter must do, two Redis replicas included, test_limits.py
+tests on both.
 """
 
 from __future__ import annotations
@@ -14,27 +16,11 @@ import pytest
 from redis.asyncio import Redis
 
 from ch08_metering.accounts import Customer, Tier
-from ch08_metering.limits import build_limiter
-from ch08_metering.limits_redis import SCRIPT, RedisLimiter
+from ch08_metering.limits_redis import SCRIPT
 from tests.ch08.conftest import REDIS_URL, SharedRedis
+from tests.ch08.limiter_cases import T0, customer
 
-TIMEOUT_S = 10.0
-FREE = Tier("free", max_concurrent_streams=2, audio_seconds_per_minute=120)
-ALICE = Customer("alice", FREE, "cus_alice")
-T0 = 1_700_000_000.0
-
-
-async def test_replicas_share_the_concurrency_cap(
-    shared: SharedRedis,
-) -> None:
-    one, two = shared.replica(), shared.replica()
-    assert (await one.open_stream(ALICE, "s1", T0)).allowed
-    assert (await two.open_stream(ALICE, "s2", T0)).allowed
-    refused = await one.open_stream(ALICE, "s3", T0)
-    assert not refused.allowed
-    assert refused.reason == "tier free: 2 concurrent streams; retry in 1.0 s"
-    await two.close_stream(ALICE, "s2")
-    assert (await one.open_stream(ALICE, "s3", T0)).allowed
+ALICE = customer("alice")
 
 
 async def test_replicas_share_the_audio_budget(shared: SharedRedis) -> None:
@@ -52,19 +38,6 @@ async def test_replicas_share_the_audio_budget(shared: SharedRedis) -> None:
     assert refused.reason == (
         "tier free: 120 audio s per minute; retry in 0.1 s")
     assert (await two.take_audio(ALICE, "b", 0.25, T0 + 0.125)).allowed
-
-
-async def test_unused_grant_goes_back_to_the_shared_bucket(
-    shared: SharedRedis,
-) -> None:
-    two_s = Customer("bob", Tier("two", 5, 2.0), "cus_bob")
-    one, two = shared.replica(), shared.replica()
-    assert (await one.open_stream(two_s, "a", T0)).allowed
-    assert (await one.take_audio(two_s, "a", 0.25, T0)).allowed
-    await one.close_stream(two_s, "a")  # 0.75 s reserved, unused
-    assert (await two.open_stream(two_s, "b", T0)).allowed
-    assert (await two.take_audio(two_s, "b", 1.75, T0)).allowed
-    assert not (await two.take_audio(two_s, "b", 0.01, T0)).allowed
 
 
 async def test_a_dead_replicas_slots_come_free_when_leases_end(
@@ -146,12 +119,3 @@ async def test_keys_are_prefixed_and_expire(shared: SharedRedis) -> None:
     assert 0 < await shared.admin.ttl(audio) <= 61
     assert 0 < await shared.admin.ttl(streams) <= 61
 
-
-async def test_with_a_redis_url_the_limits_are_shared(
-    shared: SharedRedis,  # for the skip when there is no Redis
-) -> None:
-    limiter = build_limiter(REDIS_URL)
-    try:
-        assert isinstance(limiter, RedisLimiter)
-    finally:
-        await limiter.aclose()

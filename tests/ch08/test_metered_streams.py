@@ -17,19 +17,13 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from ch04_streaming.accelerator import PROFILES, Accelerator
 from ch04_streaming.acoustic import Lexicon
-from ch04_streaming.app import dialects
-from ch04_streaming.auth import ApiKeys
 from ch04_streaming.client import (
     DeepgramClient,
     load_audio,
     stream,
 )
-from ch04_streaming.dialects.dialect import StreamDefaults
-from ch04_streaming.engine import MockRecognizer, load_lexicon
-from ch04_streaming.server import ServerLimits, SpeechServer
-from ch04_streaming.stream_handler import ConnectionLimits
+from ch04_streaming.engine import load_lexicon
 from ch08_metering.accounts import Accounts, key_digest, parse_accounts
 from ch08_metering.hooks import MeteringHooks, billed_features
 from ch08_metering.ledger import Ledger
@@ -37,7 +31,13 @@ from ch08_metering.limits import Limiter, LocalLimiter
 from ch08_metering.limits_redis import RedisLimiter
 from ch08_metering.metering import LedgerWriter
 from examples.fixtures import MANIFEST_PATH
-from tests.ch04.harness import MANIFEST, audio_of, reference
+from tests.ch04.harness import (
+    MANIFEST,
+    Running,
+    audio_of,
+    reference,
+    running_server,
+)
 from tests.ch08.conftest import SharedRedis
 
 
@@ -59,14 +59,9 @@ def tier_accounts(streams: int, audio_per_minute: float) -> Accounts:
 
 
 @dataclass
-class Metered:
-    server: SpeechServer
+class Metered(Running):
     writer: LedgerWriter
     ledger: Ledger
-
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.server.port}"
 
     async def usage(self) -> dict[str, int]:
         """Audio ms per customer, once every stream has ended and its
@@ -83,6 +78,7 @@ class Metered:
 
 @pytest.fixture(scope="module")
 def lexicon() -> Lexicon:
+    # As in tests/ch04/conftest.py, whose fixtures are not seen here.
     return load_lexicon(MANIFEST_PATH)
 
 
@@ -90,23 +86,18 @@ def lexicon() -> Lexicon:
 async def metered(ledger: Ledger, lexicon: Lexicon, accounts: Accounts,
                   interval_s: float = 60.0, limiter: Limiter | None = None,
                   ) -> AsyncIterator[Metered]:
+    """Chapter 4's test server, with metering and limits as its hooks."""
     writer = LedgerWriter(ledger, lambda: round(time.time() * 1000))
     hooks = MeteringHooks(accounts, limiter or LocalLimiter(), writer.put,
                           interval_s)
-    recognizer = MockRecognizer(lexicon, Accelerator(PROFILES["zero"]))
-    server = SpeechServer(
-        dialects(), recognizer,
-        ApiKeys.of("small-key", "acme-key", "orphan-key"),
-        StreamDefaults(),
-        ServerLimits(connection=ConnectionLimits(realtime_allowance_s=1e9)),
-        hooks)
     writer.start()
-    await server.start("127.0.0.1", 0)
-    await recognizer.start()
     try:
-        yield Metered(server, writer, ledger)
+        async with running_server(
+                lexicon, hooks=hooks,
+                keys=("small-key", "acme-key", "orphan-key")) as running:
+            yield Metered(running.server, running.recognizer, writer,
+                          ledger)
     finally:
-        await server.shutdown()
         await writer.close(timeout_s=10)
 
 
