@@ -2,8 +2,9 @@
 
 Starts `python -m <package>` with a free port, reads the port from the
 line the service prints when it listens, and on exit stops it with
-SIGTERM and waits for it. The tour, the benchmarks and the end-to-end
-tests all start services this way.
+SIGTERM and waits for it, killing it if it does not stop in time. The
+tour, the benchmarks and the end-to-end tests all start services this
+way.
 """
 
 from __future__ import annotations
@@ -44,9 +45,13 @@ class Service:
 @asynccontextmanager
 async def running_service(
     args: Sequence[str], env: Mapping[str, str] | None = None,
-    start_timeout_s: float = 60.0,
+    start_timeout_s: float = 60.0, stop_timeout_s: float = 30.0,
 ) -> AsyncIterator[Service]:
-    """`args` after `python`, e.g. ("-m", "ch04_streaming", "--port", "0")."""
+    """`args` after `python`, e.g. ("-m", "ch04_streaming", "--port", "0").
+
+    On exit the service gets SIGTERM; one still running `stop_timeout_s`
+    later is killed, and `TimeoutError` raised.
+    """
     process = await asyncio.create_subprocess_exec(
         sys.executable, *args, cwd=REPO_ROOT,
         env={**os.environ, **(env or {})},
@@ -65,4 +70,11 @@ async def running_service(
     finally:
         if process.returncode is None:
             process.terminate()
-        await process.wait()
+        try:
+            async with asyncio.timeout(stop_timeout_s):
+                await process.wait()
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+            raise TimeoutError(f"{' '.join(args)} did not stop within"
+                               f" {stop_timeout_s:g} s of SIGTERM") from None

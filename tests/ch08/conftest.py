@@ -24,10 +24,10 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from ch08_metering.database import open_engine
 from ch08_metering.ledger import Ledger
 from ch08_metering.limits_redis import RedisLimiter
-from tests.ch08.delivery_harness import KEY, FakeClock
+from ch08_metering.pricing import PRICES_DIR, PriceList, load_prices
+from tests.ch08.delivery_harness import KEY, FakeClock, Ledgers
 from tests.ch08.stripe_server import (
     RunningStripeServer,
     StripeState,
@@ -65,15 +65,25 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def ledger(database_url: str) -> Iterator[Ledger]:
-    """An empty ledger; its connections are closed afterwards."""
-    engine = open_engine(database_url)
-    ledger = Ledger(engine)
-    ledger.create()
+def ledgers() -> Iterator[Ledgers]:
+    """Makes empty ledgers; their connections are closed afterwards."""
+    made = Ledgers()
     try:
-        yield ledger
+        yield made
     finally:
-        engine.dispose()
+        made.close()
+
+
+@pytest.fixture
+def ledger(database_url: str, ledgers: Ledgers) -> Ledger:
+    """An empty ledger; its connections are closed afterwards."""
+    return ledgers.at(database_url)
+
+
+@pytest.fixture
+def prices() -> PriceList:
+    """The price file in effect in November 2026."""
+    return load_prices(PRICES_DIR / "2026-11.toml")
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""What the delivery tests share: a fake clock, accounts, a worker.
+"""What the ledger and delivery tests share: a fake clock, accounts, a
+worker, ledgers, and another writer holding SQLite's write lock.
 
 The worker under test, the Stripe-compatible server and the ledger
 share one `FakeClock`, so "now" is the same for all three and time moves
@@ -7,14 +8,19 @@ only when a test (or a backoff sleep) moves it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from random import Random
 
 from sqlalchemy import Engine, func, select
 
 from ch08_metering.accounts import Accounts, parse_accounts
+from ch08_metering.database import open_engine
 from ch08_metering.delivery import (
     DeliveryPolicy,
     DeliveryWorker,
@@ -25,6 +31,7 @@ from ch08_metering.ledger import Ledger
 from ch08_metering.rollup import stripe_event_names
 from ch08_metering.schema import (
     stripe_outbox,
+    usage_events,
 )
 from ch08_metering.stripe_sink import (
     MeterSink,
@@ -36,7 +43,8 @@ from tests.ch08.stripe_server import (
 )
 
 KEY = "sk_test_delivery"
-NOON = datetime(2026, 11, 20, 12, 0, tzinfo=UTC).timestamp()
+NOON_UTC = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)  # the tests' "now"
+NOON = NOON_UTC.timestamp()
 
 
 def accounts_of(*customers: str) -> Accounts:
@@ -84,11 +92,25 @@ def v1_sink(url: str, *, retries: int = 1,
 
 
 def worker_for(engine: Engine, sink: Callable[[Pace], MeterSink],
-               clock: FakeClock, policy: DeliveryPolicy = SETTLED,
-               accounts: Accounts = ACCOUNTS) -> DeliveryWorker:
-    throttle = Throttle(policy.max_calls_per_s, clock, clock.sleep)
+               clock: FakeClock | Callable[[], float],
+               policy: DeliveryPolicy = SETTLED,
+               accounts: Accounts = ACCOUNTS, *,
+               monotonic: Callable[[], float] | None = None,
+               sleep: Callable[[float], object] | None = None,
+               stop: threading.Event | None = None,
+               seed: int = 7) -> DeliveryWorker:
+    """A worker whose throttle paces `sink`. On a `FakeClock` the
+    throttle reads and sleeps on it; another `clock` (wall time) needs
+    `monotonic` and `sleep`. Setting `stop` ends the worker's pass."""
+    if isinstance(clock, FakeClock):
+        monotonic, sleep = monotonic or clock, sleep or clock.sleep
+    if monotonic is None or sleep is None:
+        raise TypeError("a clock other than FakeClock needs monotonic"
+                        " and sleep")
+    throttle = Throttle(policy.max_calls_per_s, monotonic, sleep)
     return DeliveryWorker(engine, accounts, sink(throttle.wait), clock,
-                          throttle, Random(7), policy)
+                          throttle, Random(seed), policy,
+                          stop or threading.Event())
 
 
 def some_usage(before: float, customers: tuple[str, ...] = ("acme", "beta"),
@@ -134,6 +156,14 @@ def undelivered(engine: Engine) -> int:
             .where(o.delivered_at_ms.is_(None))) or 0)
 
 
+def uncounted(engine: Engine) -> int:
+    """Usage events no roll-up has counted yet."""
+    with engine.connect() as connection:
+        return int(connection.scalar(
+            select(func.count()).select_from(usage_events)
+            .where(usage_events.c.rollup_id.is_(None))) or 0)
+
+
 def outbox_size(engine: Engine) -> int:
     with engine.connect() as connection:
         return int(connection.scalar(
@@ -141,6 +171,36 @@ def outbox_size(engine: Engine) -> int:
 
 
 def calls(state: StripeState, path: str) -> list[int]:
+    """The status of each request to `path`, in order."""
     return [r.status for r in state.requests if r.path == path]
 
 
+class Ledgers:
+    """Empty ledgers made for one test; `close` disposes of their
+    connections (the `ledgers` fixture does, afterwards)."""
+
+    def __init__(self) -> None:
+        self.engines: list[Engine] = []
+
+    def at(self, url: str, *, busy_timeout_s: float = 5.0) -> Ledger:
+        engine = open_engine(url, busy_timeout_s=busy_timeout_s)
+        self.engines.append(engine)
+        ledger = Ledger(engine)
+        ledger.create()
+        return ledger
+
+    def close(self) -> None:
+        for engine in self.engines:
+            engine.dispose()
+
+
+@contextmanager
+def write_lock(path: Path) -> Iterator[None]:
+    """Another writer holds the SQLite database's write lock meanwhile."""
+    holder = sqlite3.connect(path, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        yield
+        holder.execute("ROLLBACK")
+    finally:
+        holder.close()

@@ -4,22 +4,14 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from random import Random
 
 import pytest
 from sqlalchemy import select
 
 from ch08_metering.__main__ import main
-from ch08_metering.database import open_engine
-from ch08_metering.delivery import (
-    DeliveryWorker,
-    Throttle,
-    due_rows,
-    remember_meters,
-)
+from ch08_metering.delivery import due_rows, remember_meters
 from ch08_metering.ledger import Ledger
 from ch08_metering.rollup import roll_up
 from ch08_metering.schema import (
@@ -37,7 +29,6 @@ from tests.ch08.delivery_harness import (
     ACCOUNTS,
     KEY,
     NOON,
-    SETTLED,
     FakeClock,
     calls,
     expected_totals,
@@ -58,14 +49,9 @@ from tests.ch08.stripe_server import (
     running_stripe_server,
 )
 
-
-@pytest.fixture
-def sqlite_ledger(tmp_path: Path) -> Iterator[Ledger]:
-    engine = open_engine(f"sqlite:///{tmp_path}/ledger.sqlite3")
-    ledger = Ledger(engine)
-    ledger.create()
-    yield ledger
-    engine.dispose()
+# The `ledger` fixture on SQLite alone (conftest's `database_url` param)
+sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"],
+                                      indirect=True)
 
 
 def test_every_settled_minute_reaches_stripe_once_with_exact_totals(
@@ -96,13 +82,14 @@ def test_every_settled_minute_reaches_stripe_once_with_exact_totals(
     assert calls(server.state, METERS_PATH) == [200] * 4  # list, 3 creates
 
 
+@sqlite_only
 def test_an_identifier_stripe_already_has_counts_as_delivered(
-        sqlite_ledger: Ledger, clock: FakeClock,
+        ledger: Ledger, clock: FakeClock,
         server: RunningStripeServer) -> None:
     """Sent before a crash, under another idempotency key: Stripe says
     400 duplicate, and the worker moves on instead of stalling."""
-    engine = sqlite_ledger.engine
-    sqlite_ledger.ingest(some_usage(NOON), now_ms=int(NOON * 1000))
+    engine = ledger.engine
+    ledger.ingest(some_usage(NOON), now_ms=int(NOON * 1000))
     roll_up(engine, ACCOUNTS, int(NOON * 1000), settle_s=0)
     earlier = StripeSink(settings(server.url), pace=lambda: None)
     earlier.ensure_meters(["speech_audio_ms", "speech_audio_ms_diarization",
@@ -117,15 +104,15 @@ def test_an_identifier_stripe_already_has_counts_as_delivered(
     assert counts.delivered == outbox_size(engine) - 1
     assert undelivered(engine) == 0
     assert calls(server.state, EVENTS_PATH).count(400) == 1
-    assert server.state.totals() == expected_totals(sqlite_ledger)
+    assert server.state.totals() == expected_totals(ledger)
 
 
+@sqlite_only
 def test_the_dry_run_writes_down_each_call_and_marks_nothing(
-        sqlite_ledger: Ledger, clock: FakeClock, tmp_path: Path,
+        ledger: Ledger, clock: FakeClock, tmp_path: Path,
         server: RunningStripeServer) -> None:
-    engine = sqlite_ledger.engine
-    sqlite_ledger.ingest(some_usage(NOON, minutes=1),
-                         now_ms=int(NOON * 1000))
+    engine = ledger.engine
+    ledger.ingest(some_usage(NOON, minutes=1), now_ms=int(NOON * 1000))
     log = tmp_path / "stripe-calls.jsonl"
     dry = DryRunSink(log)
     worker = worker_for(engine, lambda pace: dry, clock)
@@ -148,16 +135,17 @@ def test_the_dry_run_writes_down_each_call_and_marks_nothing(
     real = worker_for(engine, v1_sink(server.url), clock)
     assert real.run_once().delivered == rows
     real.sink.close()
-    assert server.state.totals() == expected_totals(sqlite_ledger)
+    assert server.state.totals() == expected_totals(ledger)
 
 
+@sqlite_only
 def test_the_v2_stream_sends_100_per_call_and_renews_its_session(
-        sqlite_ledger: Ledger, clock: FakeClock,
+        ledger: Ledger, clock: FakeClock,
         server: RunningStripeServer) -> None:
-    engine = sqlite_ledger.engine
+    engine = ledger.engine
     customers = ("acme", "beta")
-    sqlite_ledger.ingest(some_usage(NOON, customers, minutes=20),
-                         now_ms=int(NOON * 1000))
+    ledger.ingest(some_usage(NOON, customers, minutes=20),
+                  now_ms=int(NOON * 1000))
     worker = worker_for(engine, lambda pace: StripeStreamSink(
         settings(server.url), pace, clock), clock)
     first = worker.run_once()
@@ -165,15 +153,15 @@ def test_the_v2_stream_sends_100_per_call_and_renews_its_session(
     assert calls(server.state, STREAM_PATH) == [200, 200]  # 100 + 20
 
     clock.now += 14.5 * 60  # the token has 30 s left: renew first
-    sqlite_ledger.ingest(some_usage(clock.now, customers, tag="later"),
-                         now_ms=int(clock.now * 1000))
+    ledger.ingest(some_usage(clock.now, customers, tag="later"),
+                  now_ms=int(clock.now * 1000))
     assert worker.run_once().delivered == 18
     assert calls(server.state, SESSION_PATH) == [200, 200]
     assert 401 not in calls(server.state, STREAM_PATH)
 
     server.state.advance(16 * 60)  # expired by Stripe's clock, not ours
-    sqlite_ledger.ingest(some_usage(clock.now, customers, tag="expired"),
-                         now_ms=int(clock.now * 1000))
+    ledger.ingest(some_usage(clock.now, customers, tag="expired"),
+                  now_ms=int(clock.now * 1000))
     expired = worker.run_once()
     assert (expired.delivered, expired.retried) == (0, 18)
     server.state.inject("429", paths={STREAM_PATH})
@@ -184,17 +172,18 @@ def test_the_v2_stream_sends_100_per_call_and_renews_its_session(
     worker.sink.close()
     assert calls(server.state, SESSION_PATH) == [200, 200, 200]
     assert server.state.error_reports == []
-    assert server.state.totals() == expected_totals(sqlite_ledger)
+    assert server.state.totals() == expected_totals(ledger)
 
 
+@sqlite_only
 def test_rows_outside_stripes_window_are_dead_lettered_with_why(
-        sqlite_ledger: Ledger, clock: FakeClock,
+        ledger: Ledger, clock: FakeClock,
         server: RunningStripeServer) -> None:
-    engine = sqlite_ledger.engine
+    engine = ledger.engine
     old = some_usage(NOON - 36 * 86_400, ("acme",), minutes=1, tag="old")
     ahead = some_usage(NOON + 20 * 60, ("acme",), minutes=1, tag="ahead")
     fine = some_usage(NOON, ("beta",), minutes=1)
-    sqlite_ledger.ingest(old + ahead + fine, now_ms=int(NOON * 1000))
+    ledger.ingest(old + ahead + fine, now_ms=int(NOON * 1000))
     # rolled up by a clock 20 minutes fast, sent after it was corrected
     roll_up(engine, ACCOUNTS, int((NOON + 20 * 60) * 1000), settle_s=0)
     worker = worker_for(engine, v1_sink(server.url), clock)
@@ -213,15 +202,16 @@ def test_rows_outside_stripes_window_are_dead_lettered_with_why(
         ("cus_beta", "speech_characters")}
 
 
+@sqlite_only
 def test_the_cli_dry_run_prints_the_calls_it_would_make(
-        sqlite_ledger: Ledger, tmp_path: Path,
+        ledger: Ledger, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
     now = datetime.now(UTC).timestamp()
-    sqlite_ledger.ingest(some_usage(now, ("acme",), minutes=1),
-                         now_ms=int(now * 1000))
+    ledger.ingest(some_usage(now, ("acme",), minutes=1),
+                  now_ms=int(now * 1000))
     monkeypatch.delenv("STRIPE_API_KEY", raising=False)
-    url = str(sqlite_ledger.engine.url)
+    url = str(ledger.engine.url)
     code = main(["deliver", "--once", "--settle-s", "0",
                  "--database-url", url,
                  "--dry-run-log", str(tmp_path / "calls.jsonl")])
@@ -249,13 +239,14 @@ def test_settings_come_from_the_environment(
     assert len(server.state.meters) == 1
 
 
+@sqlite_only
 def test_a_stop_request_ends_the_pass_before_the_next_call(
-        sqlite_ledger: Ledger, clock: FakeClock,
+        ledger: Ledger, clock: FakeClock,
         server: RunningStripeServer) -> None:
     """SIGTERM mid-pass: the call in flight finishes, no other starts."""
-    engine = sqlite_ledger.engine
-    sqlite_ledger.ingest(some_usage(NOON, ("acme",), minutes=2),
-                         now_ms=int(NOON * 1000))
+    engine = ledger.engine
+    ledger.ingest(some_usage(NOON, ("acme",), minutes=2),
+                  now_ms=int(NOON * 1000))
     roll_up(engine, ACCOUNTS, int(NOON * 1000), settle_s=0)
     meters = StripeSink(settings(server.url), pace=lambda: None)
     remember_meters(engine, meters.ensure_meters(
@@ -263,31 +254,31 @@ def test_a_stop_request_ends_the_pass_before_the_next_call(
          "speech_characters"]), 0)
     meters.close()
     stop = threading.Event()
-    sink = StripeSink(settings(server.url), pace=stop.set)  # "SIGTERM"
-    worker = DeliveryWorker(engine, ACCOUNTS, sink, clock,
-                            Throttle(20, clock, clock.sleep), Random(7),
-                            SETTLED, stop)
+    # "SIGTERM" comes as the first call is paced, instead of the throttle
+    worker = worker_for(engine, lambda pace: StripeSink(
+        settings(server.url), pace=stop.set), clock, stop=stop)
     counts = worker.run_once()
-    sink.close()
+    worker.sink.close()
     assert counts.delivered == 1
     assert undelivered(engine) == 5
 
 
+@sqlite_only
 def test_the_cli_delivers_on_the_v2_stream(
-        sqlite_ledger: Ledger, monkeypatch: pytest.MonkeyPatch,
+        ledger: Ledger, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
     now = datetime.now(UTC).timestamp()
-    sqlite_ledger.ingest(some_usage(now, ("acme",), minutes=1),
-                         now_ms=int(now * 1000))
+    ledger.ingest(some_usage(now, ("acme",), minutes=1),
+                  now_ms=int(now * 1000))
     with running_stripe_server(StripeState(api_key=KEY)) as server:
         for name in ("STRIPE_API_BASE", "STRIPE_METER_EVENTS_API_BASE"):
             monkeypatch.setenv(name, server.url)
         monkeypatch.setenv("STRIPE_API_KEY", KEY)
         code = main(["deliver", "--once", "--v2", "--settle-s", "0",
-                     "--database-url", str(sqlite_ledger.engine.url)])
+                     "--database-url", str(ledger.engine.url)])
         totals = server.state.totals()
         streamed = calls(server.state, STREAM_PATH)
     assert code == 0
     assert "pass rolled_up=3 delivered=3" in capsys.readouterr().out
     assert streamed == [200]
-    assert totals == expected_totals(sqlite_ledger)
+    assert totals == expected_totals(ledger)

@@ -9,25 +9,23 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from random import Random
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import event, select
 
 from ch08_metering.database import open_engine
-from ch08_metering.delivery import DeliveryPolicy, DeliveryWorker, Throttle
+from ch08_metering.delivery import DeliveryPolicy, DeliveryWorker, PassCounts
 from ch08_metering.ledger import Ledger
 from ch08_metering.schema import (
     stripe_dead_letters,
     stripe_outbox,
-    usage_events,
 )
 from ch08_metering.stripe_sink import (
     MeterEvent,
@@ -41,15 +39,18 @@ from tests.ch08.delivery_harness import (
     KEY,
     NOON,
     FakeClock,
+    Ledgers,
     accounts_of,
     calls,
     expected_totals,
     outbox_size,
     settings,
     some_usage,
+    uncounted,
     undelivered,
     v1_sink,
     worker_for,
+    write_lock,
 )
 from tests.ch08.stripe_server import (
     EVENTS_PATH,
@@ -62,14 +63,10 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[Ledger]:
+def ledger(tmp_path: Path, ledgers: Ledgers) -> Ledger:
     """SQLite, with a short busy timeout: a held lock fails fast."""
-    engine = open_engine(f"sqlite:///{tmp_path}/ledger.sqlite3",
-                         busy_timeout_s=0.2)
-    made = Ledger(engine)
-    made.create()
-    yield made
-    engine.dispose()
+    return ledgers.at(f"sqlite:///{tmp_path}/ledger.sqlite3",
+                      busy_timeout_s=0.2)
 
 
 def eventually(condition: Callable[[], bool], timeout_s: float) -> bool:
@@ -80,13 +77,6 @@ def eventually(condition: Callable[[], bool], timeout_s: float) -> bool:
             return False
         threading.Event().wait(0.02)
     return True
-
-
-def uncounted(engine: Engine) -> int:
-    with engine.connect() as connection:
-        return int(connection.scalar(
-            select(func.count()).select_from(usage_events)
-            .where(usage_events.c.rollup_id.is_(None))) or 0)
 
 
 def identifiers_once(state: StripeState) -> bool:
@@ -123,7 +113,7 @@ def deliver_everything(worker: DeliveryWorker, timeout_s: float) -> bool:
 
 
 def test_a_flush_of_many_customers_is_paced_under_stripes_limit(
-        tmp_path: Path) -> None:
+        tmp_path: Path, ledgers: Ledgers) -> None:
     """Twelve customers' minutes at once: paced at 10 calls/s against a
     limit of 20/s, not one 429; unpaced, 429s slow it down and nothing
     is lost either."""
@@ -133,26 +123,22 @@ def test_a_flush_of_many_customers_is_paced_under_stripes_limit(
     state = StripeState(api_key=KEY, rate_limit=20, burst=2)
     with running_stripe_server(state) as server:
         for run, max_calls_per_s in enumerate((10.0, 1_000.0), start=1):
-            engine = open_engine(f"sqlite:///{tmp_path}/{run}.sqlite3")
-            ledger = Ledger(engine)
-            ledger.create()
+            ledger = ledgers.at(f"sqlite:///{tmp_path}/{run}.sqlite3")
             ledger.ingest(some_usage(now, customers, minutes=1,
                                      tag=f"run{run}"),
                           now_ms=int(now * 1000))
             policy = DeliveryPolicy(settle_s=0, base_backoff_s=0.05,
                                     max_calls_per_s=max_calls_per_s)
-            throttle = Throttle(max_calls_per_s, time.monotonic, time.sleep)
-            worker = DeliveryWorker(
-                engine, accounts,
-                StripeSink(settings(server.url), throttle.wait),
-                time.time, throttle, Random(3), policy)
+            worker = worker_for(ledger.engine, v1_sink(server.url),
+                                time.time, policy, accounts,
+                                monotonic=time.monotonic, sleep=time.sleep,
+                                seed=3)
             assert deliver_everything(worker, timeout_s=40)
             worker.sink.close()
             statuses = calls(state, EVENTS_PATH)
             assert state.totals() == {
                 key: run * value
                 for key, value in expected_totals(ledger, accounts).items()}
-            engine.dispose()
             if run == 1:
                 assert statuses == [200] * 36
             else:
@@ -287,16 +273,13 @@ class LockAfterFirstSend:
             locked = threading.Event()
             self.holder = threading.Thread(target=self.hold, args=(locked,))
             self.holder.start()
-            locked.wait(timeout=5)
+            assert locked.wait(timeout=5)
         return outcome
 
     def hold(self, locked: threading.Event) -> None:
-        connection = sqlite3.connect(self.path, isolation_level=None)
-        connection.execute("BEGIN IMMEDIATE")
-        locked.set()
-        self.released.wait(self.hold_s)
-        connection.execute("ROLLBACK")
-        connection.close()
+        with write_lock(self.path):
+            locked.set()
+            self.released.wait(self.hold_s)
 
     def close(self) -> None:
         self.released.set()
@@ -332,26 +315,39 @@ def test_a_locked_database_makes_the_worker_retry_and_lose_nothing(
 
 
 def test_a_write_lock_held_briefly_is_waited_for(
-        tmp_path: Path, clock: FakeClock,
+        tmp_path: Path, ledgers: Ledgers, clock: FakeClock,
         server: RunningStripeServer) -> None:
-    engine = open_engine(f"sqlite:///{tmp_path}/wait.sqlite3",
-                         busy_timeout_s=5.0)
-    ledger = Ledger(engine)
-    ledger.create()
+    path = tmp_path / "wait.sqlite3"
+    ledger = ledgers.at(f"sqlite:///{path}", busy_timeout_s=5.0)
     ledger.ingest(some_usage(NOON, minutes=1), now_ms=int(NOON * 1000))
-    holder = sqlite3.connect(tmp_path / "wait.sqlite3", isolation_level=None,
-                             check_same_thread=False)
-    holder.execute("BEGIN IMMEDIATE")
-    release = threading.Timer(0.3, holder.execute, args=("ROLLBACK",))
-    release.start()
-    worker = worker_for(engine, v1_sink(server.url), clock)
-    counts = worker.run_once()
+    worker = worker_for(ledger.engine, v1_sink(server.url), clock)
+    trying, released = threading.Event(), threading.Event()
+    begins: list[tuple[str, bool]] = []  # (before/after, lock released?)
+
+    def watch(when: str) -> Callable[..., None]:
+        def listener(_connection: object, _cursor: object, statement: str,
+                     *_: object) -> None:
+            if statement == "BEGIN IMMEDIATE":
+                begins.append((when, released.is_set()))
+                trying.set()
+        return listener
+
+    for when in ("before", "after"):
+        event.listen(ledger.engine, f"{when}_cursor_execute", watch(when))
+    passes: list[PassCounts] = []
+    runner = threading.Thread(target=lambda: passes.append(
+        worker.run_once()))
+    with write_lock(path):
+        runner.start()
+        assert trying.wait(timeout=5)  # the worker's first write began
+        threading.Event().wait(0.2)  # time to reach SQLite's busy wait
+        released.set()  # before the ROLLBACK that lets the worker on
+    runner.join(timeout=30)
     worker.sink.close()
-    release.join(timeout=5)
-    holder.close()
-    assert counts.delivered == 6
+    # its first write began under the lock and ended only once it was let go
+    assert begins[:2] == [("before", False), ("after", True)]
+    assert [p.delivered for p in passes] == [6]
     assert server.state.totals() == expected_totals(ledger)
-    engine.dispose()
 
 
 ACCOUNTS_TOML = """
@@ -371,7 +367,7 @@ stripe_customer_id = "cus_beta"
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_kill_9_at_random_points_delivers_every_value_once(
-        seed: int, tmp_path: Path) -> None:
+        seed: int, tmp_path: Path, ledgers: Ledgers) -> None:
     """`deliver` killed with SIGKILL again and again, late events coming
     in between; restarted each time, it ends with Stripe's totals equal
     to the ledger's."""
@@ -380,8 +376,7 @@ def test_kill_9_at_random_points_delivers_every_value_once(
     url = f"sqlite:///{tmp_path}/ledger.sqlite3"
     accounts = tmp_path / "accounts.toml"
     accounts.write_text(ACCOUNTS_TOML)
-    ledger = Ledger(open_engine(url))
-    ledger.create()
+    ledger = ledgers.at(url)
     ledger.ingest(some_usage(now, minutes=rng.randint(15, 25)),
                   now_ms=int(now * 1000))
     state = StripeState(api_key=KEY)
@@ -421,4 +416,3 @@ def test_kill_9_at_random_points_delivers_every_value_once(
     assert identifiers_once(state)
     assert len(state.events) == outbox_size(ledger.engine)
     assert state.totals() == expected_totals(ledger, ACCOUNTS)
-    ledger.engine.dispose()

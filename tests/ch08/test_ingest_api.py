@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -13,11 +12,11 @@ import pytest
 
 from ch04_streaming.auth import ApiKeys
 from ch08_metering.accounts import load_accounts
-from ch08_metering.database import open_engine
 from ch08_metering.ingest_api import create_ingest_app
 from ch08_metering.ledger import Ledger
+from tests.ch08.delivery_harness import NOON_UTC, Ledgers, write_lock
 
-NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+NOW = NOON_UTC  # the ingest API's clock
 KEY = "service-key"  # a metering service's: any customer's usage
 AUTH = {"Authorization": f"Bearer {KEY}"}
 
@@ -162,27 +161,21 @@ async def test_a_batch_of_100_is_accepted(
 
 
 async def test_a_busy_ledger_is_503_and_the_retry_counts_once(
-        tmp_path: Path) -> None:
+        tmp_path: Path, ledgers: Ledgers) -> None:
     path = tmp_path / "l.sqlite3"
-    engine = open_engine(f"sqlite:///{path}", busy_timeout_s=0.1)
-    ledger = Ledger(engine)
-    ledger.create()
+    ledger = ledgers.at(f"sqlite:///{path}", busy_timeout_s=0.1)
     app = create_ingest_app(ledger, load_accounts(), ApiKeys(()),
                             clock=NOW.timestamp,
                             service_keys=ApiKeys.of(KEY))
-    holder = sqlite3.connect(path, isolation_level=None)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                  base_url="http://ingest") as client:
-        holder.execute("BEGIN IMMEDIATE")
-        busy = await post(client, [raw_event(1), raw_event(2)])
-        holder.execute("ROLLBACK")
+        with write_lock(path):
+            busy = await post(client, [raw_event(1), raw_event(2)])
         retry = await post(client, [raw_event(1), raw_event(2)])
-    holder.close()
     assert (busy.status_code, busy.headers["retry-after"]) == (503, "1")
     assert [r["status"] for r in retry.json()["results"]] == [
         "accepted", "accepted"]
     assert sum(ledger.totals().values()) == 3000
-    engine.dispose()
 
 
 async def test_metrics_count_outcomes(client: httpx.AsyncClient) -> None:

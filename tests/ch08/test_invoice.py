@@ -26,7 +26,6 @@ from ch08_metering.pricing import (
     PRICES_DIR,
     PriceList,
     PricingError,
-    load_prices,
 )
 
 NOVEMBER = parse_period("2026-11")
@@ -44,11 +43,6 @@ stripe_customer_id = "cus_acme"
 tier = "growth"
 stripe_customer_id = "cus_idle"
 """
-
-
-@pytest.fixture
-def prices() -> PriceList:
-    return load_prices(PRICES_DIR / "2026-11.toml")
 
 
 @pytest.fixture

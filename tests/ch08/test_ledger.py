@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import sqlite3
 import threading
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -20,12 +18,11 @@ from ch08_metering.ledger import (
     insert_new,
     ledger_row,
 )
-
-AT = datetime(2026, 11, 20, 12, 0, tzinfo=UTC).timestamp()
+from tests.ch08.delivery_harness import NOON, Ledgers, write_lock
 
 
 def event(stream: str, sequence: int, value: int = 1000,
-          at: float = AT, customer: str = "acme") -> UsageEvent:
+          at: float = NOON, customer: str = "acme") -> UsageEvent:
     return usage_event(stream_id=stream, sequence=sequence,
                        customer=customer, source="test", meter="audio_ms",
                        value=value, features=("diarization",), at=at)
@@ -70,9 +67,9 @@ def test_the_same_id_from_another_source_is_another_event(
 def test_usage_is_summed_per_stream_within_the_period(
         ledger: Ledger) -> None:
     ledger.ingest([event("a", 1, 60_000), event("a", 2, 1_500),
-                   event("b", 1, 700), event("c", 1, 5, at=AT + 86_400),
+                   event("b", 1, 700), event("c", 1, 5, at=NOON + 86_400),
                    event("d", 1, 9, customer="demo")], now_ms=1)
-    start = round(AT * 1000)
+    start = round(NOON * 1000)
     usage = ledger.stream_usage("acme", start, start + 3_600_000)
     assert [(u.stream_id, u.value, u.events) for u in usage] == [
         ("a", 61_500, 2), ("b", 700, 1)]
@@ -93,22 +90,14 @@ def test_a_failed_write_claims_nothing(
 
 
 def test_a_locked_database_is_busy_and_loses_nothing(
-        tmp_path: Path) -> None:
+        tmp_path: Path, ledgers: Ledgers) -> None:
     path = tmp_path / "l.sqlite3"
-    ledger = Ledger(open_engine(f"sqlite:///{path}", busy_timeout_s=0.2))
-    ledger.create()
+    ledger = ledgers.at(f"sqlite:///{path}", busy_timeout_s=0.2)
     ledger.ingest([event("s", 1)], now_ms=1)
-    holder = sqlite3.connect(path, isolation_level=None)
-    holder.execute("BEGIN IMMEDIATE")  # another writer holds the lock
-    try:
-        with pytest.raises(LedgerBusyError):
-            ledger.ingest([event("s", 2)], now_ms=2)
-    finally:
-        holder.execute("ROLLBACK")
-        holder.close()
+    with write_lock(path), pytest.raises(LedgerBusyError):
+        ledger.ingest([event("s", 2)], now_ms=2)
     assert ledger.ingest([event("s", 2)], now_ms=3) == [Accepted("s-2", 3)]
     assert sum(ledger.totals().values()) == 2000
-    ledger.engine.dispose()
 
 
 def test_concurrent_writers_of_the_same_events_count_each_once(

@@ -37,11 +37,6 @@ PRICE_FILE = PRICES_DIR / "2026-11.toml"
 EDGES_MS = [0, 1, 14_999, 15_000, 15_001, 61_000]
 
 
-@pytest.fixture
-def prices() -> PriceList:
-    return load_prices(PRICE_FILE)
-
-
 @pytest.mark.parametrize(("model", "billable_s"), [
     ("per_second", [0, 1, 15, 15, 16, 61]),
     ("aws_15s_minimum", [0, 15, 15, 15, 16, 61]),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import func, select
@@ -22,10 +21,9 @@ from ch08_metering.schema import (
     rollups,
     stripe_dead_letters,
     stripe_outbox,
-    usage_events,
 )
+from tests.ch08.delivery_harness import NOON, uncounted
 
-NOON = datetime(2026, 11, 20, 12, 0, tzinfo=UTC).timestamp()
 NOON_MS = int(NOON * 1000)
 ACCOUNTS = parse_accounts({
     "tiers": {"growth": {"max_concurrent_streams": 2,
@@ -56,13 +54,6 @@ def outbox(ledger: Ledger) -> list[tuple[str, str, int, int, str]]:
             for r in connection.execute(select(stripe_outbox)))
 
 
-def uncounted(ledger: Ledger) -> int:
-    with ledger.engine.connect() as connection:
-        return int(connection.scalar(
-            select(func.count()).select_from(usage_events)
-            .where(usage_events.c.rollup_id.is_(None))) or 0)
-
-
 def test_settled_minutes_are_summed_per_customer_meter_and_utc_minute(
         ledger: Ledger) -> None:
     ingest(ledger, "a", 1, NOON, 1_000)  # 12:00:00.000
@@ -86,7 +77,7 @@ def test_settled_minutes_are_summed_per_customer_meter_and_utc_minute(
         ("beta", "speech_tokens", 0, 9, "cus_beta"),
         ("beta", "speech_tokens_summarization", 0, 9, "cus_beta"),
     ]
-    assert uncounted(ledger) == 0
+    assert uncounted(ledger.engine) == 0
 
 
 def test_only_minutes_that_ended_settle_s_ago_are_rolled_up(
@@ -99,12 +90,12 @@ def test_only_minutes_that_ended_settle_s_ago_are_rolled_up(
     roll_up(ledger.engine, ACCOUNTS, NOON_MS + 210_000, settle_s=120)
     assert outbox(ledger) == [("acme", "speech_audio_ms", 0, 100,
                                "cus_acme")]
-    assert uncounted(ledger) == 1
+    assert uncounted(ledger.engine) == 1
     roll_up(ledger.engine, ACCOUNTS, NOON_MS + 240_000, settle_s=120)
     assert outbox(ledger) == [
         ("acme", "speech_audio_ms", 0, 100, "cus_acme"),
         ("acme", "speech_audio_ms", 60, 200, "cus_acme")]
-    assert uncounted(ledger) == 0
+    assert uncounted(ledger.engine) == 0
 
 
 def identified(ledger: Ledger) -> dict[str, int]:
@@ -162,7 +153,7 @@ def test_each_minute_is_one_transaction_counting_every_event_once(
     assert (counts.rollups, counts.events) == (4, 7)
     assert sizes == [2, 2, 2, 1]
     assert sum(identified(ledger).values()) == 70
-    assert uncounted(ledger) == 0
+    assert uncounted(ledger.engine) == 0
 
 
 def test_usage_of_a_customer_without_a_stripe_id_is_dead_lettered(
@@ -174,7 +165,7 @@ def test_usage_of_a_customer_without_a_stripe_id_is_dead_lettered(
     assert (counts.outbox_rows, counts.dead_letters) == (0, 1)
     assert (dead.customer, dead.value) == ("gone", 5)
     assert "'gone' is not in the accounts file" in dead.reason
-    assert uncounted(ledger) == 0
+    assert uncounted(ledger.engine) == 0
 
 
 def test_concurrent_roll_ups_count_each_event_once(ledger: Ledger) -> None:
@@ -197,8 +188,7 @@ def test_concurrent_roll_ups_count_each_event_once(ledger: Ledger) -> None:
         counted = connection.scalar(select(func.sum(rollups.c.events)))
     assert counted == 300
     assert sum(identified(ledger).values()) == sum(range(300))
-    assert uncounted(ledger) == 0
-
+    assert uncounted(ledger.engine) == 0
 
 
 def test_a_busy_minute_is_one_call_per_customer_and_meter(

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import re
-import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
-from pathlib import Path
+from datetime import datetime
 
 import httpx
 import pytest
@@ -19,6 +15,8 @@ import stripe
 from stripe.params.billing import MeterEventCreateParams
 from stripe.params.v2.billing import MeterEventStreamCreateParamsEvent
 
+from examples.service import running_service
+from tests.ch08.delivery_harness import NOON, calls
 from tests.ch08.stripe_server import (
     EVENTS_PATH,
     MAX_PAST_S,
@@ -31,10 +29,9 @@ from tests.ch08.stripe_server import (
 )
 
 KEY = "sk_test_123"
-NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC).timestamp()
+NOW = NOON  # the server's frozen clock
 CUSTOMERS = ("cus_alpha", "cus_beta")
 METERS = {"audio_ms": "sum", "requests": "count"}
-REPO = Path(__file__).resolve().parents[2]
 
 
 def frozen_state(rate_limit: float = 1000.0,
@@ -90,10 +87,6 @@ def send(client: stripe.StripeClient, identifier: str, value: str = "1000",
         "event_name": event_name, "identifier": identifier,
         "timestamp": int(at),
         "payload": {"stripe_customer_id": customer, "value": value}})
-
-
-def statuses(state: StripeState, path: str = EVENTS_PATH) -> list[int]:
-    return [r.status for r in state.requests if r.path == path]
 
 
 def should_retry(error: stripe.StripeError) -> str | None:
@@ -177,7 +170,7 @@ def test_duplicate_identifier_is_refused_and_not_retried(
     assert refused.value.user_message == (
         "An event already exists with identifier evt-1.")
     assert should_retry(refused.value) == "false"
-    assert statuses(server.state) == [200, 400]
+    assert calls(server.state, EVENTS_PATH) == [200, 400]
     assert server.state.totals() == {("cus_alpha", "audio_ms"): 1000}
 
 
@@ -291,7 +284,7 @@ def test_the_rate_limit_answers_429_and_the_sdk_does_not_retry() -> None:
             send(client, "evt-2")
     assert limited.value.http_status == 429
     assert should_retry(limited.value) is None
-    assert statuses(state) == [200, 429]
+    assert calls(state, EVENTS_PATH) == [200, 429]
 
 
 def test_an_injected_429_fails_once(
@@ -300,7 +293,7 @@ def test_an_injected_429_fails_once(
     with pytest.raises(stripe.RateLimitError):
         send(client, "evt-1")
     send(client, "evt-1")
-    assert statuses(server.state) == [429, 200]
+    assert calls(server.state, EVENTS_PATH) == [429, 200]
 
 
 def test_the_sdk_retries_an_injected_500(
@@ -312,7 +305,7 @@ def test_the_sdk_retries_an_injected_500(
     with pytest.raises(stripe.APIError) as failed:
         send(client, "evt-2")
     assert failed.value.http_status == 500
-    assert statuses(server.state) == [500, 500, 200, 500]
+    assert calls(server.state, EVENTS_PATH) == [500, 500, 200, 500]
     assert [e.identifier for e in server.state.events] == ["evt-1"]
 
 
@@ -323,7 +316,7 @@ def test_fail_for_lasts_until_the_server_clock_passes(
         send(client, "evt-1")
     server.state.advance(61)
     send(client, "evt-1", at=NOW + 61)
-    assert statuses(server.state) == [500, 200]
+    assert calls(server.state, EVENTS_PATH) == [500, 200]
 
 
 def test_a_timeout_before_commit_records_nothing() -> None:
@@ -339,7 +332,7 @@ def test_a_timeout_before_commit_records_nothing() -> None:
         assert state.events == []
         stopping = time.monotonic()
     assert time.monotonic() - stopping < 5, "the held request delayed stop"
-    assert statuses(state) == [500]
+    assert calls(state, EVENTS_PATH) == [500]
 
 
 def test_a_timeout_after_commit_is_replayed_to_the_sdk_retry(
@@ -445,10 +438,6 @@ async def test_the_async_sdk_works_from_an_event_loop(
     assert server.state.totals() == {("cus_beta", "audio_ms"): 3}
 
 
-def recorded(count: int) -> Callable[[StripeState], bool]:
-    return lambda state: len(state.events) == count
-
-
 WORKER = """
 import sys, stripe
 url, identifier = sys.argv[1], sys.argv[2]
@@ -465,29 +454,19 @@ def test_state_outlives_worker_processes(
     for restart in range(2):
         worker = subprocess.Popen(
             [sys.executable, "-c", WORKER, server.url, f"evt-{restart}"])
-        try:
-            assert server.state.wait_until(recorded(restart + 1),
-                                           timeout=30)
-        finally:
-            assert worker.wait(timeout=30) == 0
+        assert worker.wait(timeout=30) == 0
+        assert len(server.state.events) == restart + 1
     assert server.state.totals() == {("cus_alpha", "audio_ms"): 20}
 
 
 async def test_the_command_line_serves_until_terminated() -> None:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tests.ch08.stripe_server", "--port", "0",
-        cwd=REPO, stdout=asyncio.subprocess.PIPE)
-    try:
-        assert process.stdout is not None
-        line = await asyncio.wait_for(process.stdout.readline(), 30)
-        found = re.fullmatch(r"listening on (http://127\.0\.0\.1:\d+)\n",
-                             line.decode())
-        assert found, line
+    async with running_service(("-m", "tests.ch08.stripe_server",
+                                "--port", "0"),
+                               start_timeout_s=30) as service:
+        assert service.banner == []  # "listening on" is its first line
         async with httpx.AsyncClient(timeout=5) as http:
             listed = await http.get(
-                f"{found[1]}/v1/billing/meters",
+                f"http://127.0.0.1:{service.port}/v1/billing/meters",
                 headers={"Authorization": "Bearer sk_test_any"})
         assert listed.json()["object"] == "list"
-    finally:
-        process.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(process.wait(), 30) == 0
+    assert service.process.returncode == 0  # SIGTERM: a clean stop
