@@ -58,7 +58,7 @@ LISTEN = "/v1/listen?encoding=linear16&sample_rate=16000&interim_results=true"
 # Model time zero: no model at all, so the serving path is what is timed.
 SPEECH = Target("speech", (*SERVICE, "--recognizer", "null"), LISTEN,
                 {"Authorization": f"Token {KEY}"}, echo=False)
-# The same, with the mock's acoustic matcher spending real CPU.
+# The same, with the mock's matcher spending real CPU.
 MOCK = Target("mock", (*SERVICE, "--recognizer", "mock"), LISTEN,
               {"Authorization": f"Token {KEY}"}, echo=False)
 ECHO = Target("echo", ("-m", "bench.echo_server", "--port", "0"), "", {},

@@ -21,10 +21,10 @@ from ch04_streaming.engine import (
     Recognizer,
     load_lexicon,
 )
-from ch04_streaming.lifecycle import NoHooks, StreamHooks
 from ch04_streaming.server import ServerLimits, SpeechServer
 from ch04_streaming.settings import Settings
 from ch04_streaming.stream_handler import ConnectionLimits
+from ch04_streaming.stream_hooks import NoHooks, StreamHooks
 from ch04_streaming.vad import VadConfig
 from ch04_streaming.word_errors import WordErrorInjector
 

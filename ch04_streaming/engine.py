@@ -21,7 +21,7 @@ import numpy as np
 import soundfile as sf
 
 from ch04_streaming.accelerator import Accelerator
-from ch04_streaming.acoustic import (
+from ch04_streaming.mock_matcher import (
     SAMPLE_RATE,
     Lexicon,
     Matcher,

@@ -38,7 +38,9 @@ from ch04_streaming.dialects.dialect import (
     StreamRequest,
 )
 from ch04_streaming.engine import Recognizer
-from ch04_streaming.lifecycle import (
+from ch04_streaming.metrics import ServiceMetrics
+from ch04_streaming.stream_handler import ConnectionLimits, StreamHandler
+from ch04_streaming.stream_hooks import (
     NoHooks,
     NoTracker,
     Refusal,
@@ -46,8 +48,6 @@ from ch04_streaming.lifecycle import (
     StreamStart,
     StreamTracker,
 )
-from ch04_streaming.metrics import ServiceMetrics
-from ch04_streaming.stream_handler import ConnectionLimits, StreamHandler
 
 log = logging.getLogger("ch04_streaming")
 

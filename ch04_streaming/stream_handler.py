@@ -38,13 +38,13 @@ from ch04_streaming.dialects.dialect import (
     StreamRequest,
 )
 from ch04_streaming.engine import Recognizer
-from ch04_streaming.lifecycle import NoTracker, StreamTracker
 from ch04_streaming.metrics import ServiceMetrics
 from ch04_streaming.session import (
     SessionEvent,
     StreamSession,
     TranscriptEvent,
 )
+from ch04_streaming.stream_hooks import NoTracker, StreamTracker
 from ch04_streaming.vad import build_vad_gate
 
 log = logging.getLogger("ch04_streaming")

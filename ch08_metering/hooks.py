@@ -18,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
-from ch04_streaming.lifecycle import (
+from ch04_streaming.stream_hooks import (
     Refusal,
     StreamStart,
     StreamTracker,

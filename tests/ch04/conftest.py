@@ -11,8 +11,8 @@ from functools import partial
 
 import pytest
 
-from ch04_streaming.acoustic import Lexicon
 from ch04_streaming.engine import load_lexicon
+from ch04_streaming.mock_matcher import Lexicon
 from examples.fixtures import MANIFEST_PATH
 from tests.ch04.harness import Start, running_server
 

@@ -13,14 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ch04_streaming.accelerator import PROFILES, Accelerator
-from ch04_streaming.acoustic import Lexicon
 from ch04_streaming.app import dialects
 from ch04_streaming.auth import ApiKeys
 from ch04_streaming.dialects.dialect import StreamDefaults
 from ch04_streaming.engine import MockRecognizer
-from ch04_streaming.lifecycle import NoHooks, StreamHooks
+from ch04_streaming.mock_matcher import Lexicon
 from ch04_streaming.server import ServerLimits, SpeechServer
 from ch04_streaming.stream_handler import ConnectionLimits
+from ch04_streaming.stream_hooks import NoHooks, StreamHooks
 from examples.fixtures import MANIFEST_PATH, load_manifest
 
 KEY = "test-key"

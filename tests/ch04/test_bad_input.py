@@ -13,11 +13,11 @@ from websockets.asyncio.client import connect
 from websockets.protocol import State
 
 from ch04_streaming.accelerator import PROFILES, Accelerator
-from ch04_streaming.acoustic import Lexicon
 from ch04_streaming.client import DIALECTS, load_audio, stream
 from ch04_streaming.dialects.deepgram import Deepgram
 from ch04_streaming.dialects.dialect import StreamDefaults
 from ch04_streaming.engine import MockRecognizer
+from ch04_streaming.mock_matcher import Lexicon
 from ch04_streaming.stream_handler import (
     ConnectionLimits,
     Outbox,

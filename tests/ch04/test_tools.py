@@ -1,5 +1,5 @@
-"""The chapter's measuring tools: codecs, VAD savings, chunk sizes, and
-the command-line client."""
+"""The chapter's measuring tools: codec bandwidth, VAD savings, chunk
+sizes, and the command-line client."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ch04_streaming import chunk_experiment, codecs, vad_savings
+from ch04_streaming import chunk_experiment, codec_bandwidth, vad_savings
 from ch04_streaming.client import Result
 from ch04_streaming.vad import VadConfig
 from ch11_slo.records import StreamRecord, UtteranceRecord, read_records
@@ -26,7 +26,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 def test_codec_costs_are_measured_from_the_fixtures(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    assert codecs.main() == 0
+    assert codec_bandwidth.main() == 0
     rows = {line.split()[0] + " " + line.split()[2]: line.split()
             for line in capsys.readouterr().out.splitlines()[1:]}
     assert rows["wav 16000"][3] == "32,000"  # 16 kHz x 2 bytes

@@ -17,13 +17,13 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from ch04_streaming.acoustic import Lexicon
 from ch04_streaming.client import (
     DeepgramClient,
     load_audio,
     stream,
 )
 from ch04_streaming.engine import load_lexicon
+from ch04_streaming.mock_matcher import Lexicon
 from ch08_metering.accounts import Accounts, key_digest, parse_accounts
 from ch08_metering.hooks import MeteringHooks, billed_features
 from ch08_metering.ledger import Ledger

@@ -1,4 +1,4 @@
-"""Acoustic matching: the mock recogniser knows the sample speech by ear.
+"""The mock's matcher: how the mock recogniser knows the sample speech.
 
 Chapter 4, "Inference". The mock engine must answer like a real one on
 the repository's own fixtures: any of them, in any codec, rate and

@@ -15,7 +15,7 @@ import numpy.typing as npt
 import pytest
 import soundfile as sf
 
-from ch04_streaming.acoustic import (
+from ch04_streaming.mock_matcher import (
     FRAME,
     HOP_S,
     N_BANDS,

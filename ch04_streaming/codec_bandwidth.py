@@ -4,7 +4,7 @@ Chapter 4, "Audio fundamentals for serving engineers". Measured from the
 sample audio, not computed from spec sheets: the same utterance as 16 kHz
 16-bit PCM, 8 kHz mu-law, 24 and 48 kHz PCM, FLAC and Ogg/Opus.
 
-    python -m ch04_streaming.codecs
+    python -m ch04_streaming.codec_bandwidth
 """
 
 from __future__ import annotations
