@@ -27,7 +27,7 @@ from pathlib import Path
 
 from bench.loadgen import open_streams, run_load
 from bench.stage_costs import stage_costs
-from ch04_streaming.__main__ import event_loop_factory
+from ch04_streaming.app import event_loop_factory
 from ch04_streaming.client import load_audio
 from examples.service import running_service
 

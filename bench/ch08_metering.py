@@ -30,7 +30,7 @@ import psycopg
 
 from bench.ch04_streaming import workload
 from bench.loadgen import run_load
-from ch04_streaming.__main__ import event_loop_factory
+from ch04_streaming.app import event_loop_factory
 from ch08_metering.accounts import key_digest, load_accounts
 from ch08_metering.database import open_engine
 from ch08_metering.events import UsageEvent, parse_event

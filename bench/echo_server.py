@@ -20,7 +20,7 @@ import sys
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from ch04_streaming.__main__ import event_loop_factory
+from ch04_streaming.app import event_loop_factory
 from ch04_streaming.audio import AudioDecoder, Encoding
 from ch04_streaming.vad import VadConfig, build_vad_gate
 

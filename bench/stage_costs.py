@@ -11,7 +11,6 @@ streams), so these are floors, not shares of the loaded figure.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Callable, Sequence
 
@@ -28,6 +27,7 @@ from ch04_streaming.audio import (
 )
 from ch04_streaming.dialects.deepgram import results_message
 from ch04_streaming.engine import NullRecognizer
+from ch04_streaming.scheduler import DirectScheduler
 from ch04_streaming.session import (
     StreamOptions,
     StreamSession,
@@ -95,7 +95,8 @@ def session(chunks: Sequence[bytes]) -> None:
     async def stream() -> None:
         session = StreamSession(
             options=StreamOptions(interim_results=True),
-            recognizer=NullRecognizer(Accelerator(PROFILES["zero"])),
+            scheduler=DirectScheduler(
+                NullRecognizer(Accelerator(PROFILES["zero"]))),
             audio=linear16(), vad=build_vad_gate(VadConfig()),
             emit=lambda event: None)
         decoding = asyncio.create_task(session.run())
@@ -113,7 +114,7 @@ def result_message(chunks: Sequence[bytes]) -> None:
     event = TranscriptEvent(Hypothesis(words, False), 1.0, 2.5,
                             speech_final=False, from_finalize=False)
     for _ in chunks:
-        json.dumps(results_message(event, "request-id"))
+        results_message(event, "request-id").to_json()
 
 
 def best_us(run: Callable[[], None], chunks: int, passes: int) -> float:

@@ -112,6 +112,15 @@ class AudioDecoder:
     def received_s(self) -> float:
         return self.received_samples / self.sample_rate
 
+    def duration_of(self, payload: bytes) -> float:
+        """Seconds of audio a frame holds, known before decoding it."""
+        width = BYTES_PER_SAMPLE[self.encoding]
+        if len(payload) % width:
+            raise AudioFormatError(
+                f"{self.encoding} frame of {len(payload)} bytes is not a"
+                f" whole number of {width}-byte samples")
+        return len(payload) / (width * self.sample_rate)
+
     def flush(self) -> np.ndarray:
         """The samples the resampler still holds; it starts afresh."""
         if self._resampler is None:
@@ -199,3 +208,24 @@ def parse_wav_header(frame: bytes) -> WavFormat:
                              channels, position + 8)
         position += 8 + size + (size & 1)
     raise AudioFormatError("WAV header is incomplete or has no fmt chunk")
+
+
+def strip_declared_header(frame: bytes, encoding: Encoding,
+                          sample_rate: int) -> bytes:
+    """A first frame may start with a WAV header (file clients send
+    one): accept it if it matches what the request declared, refuse any
+    other container or format with the reason."""
+    container = sniff_container(frame)
+    if container is None:
+        return frame
+    if container != "wav":
+        raise AudioFormatError(
+            f"{container} container: send raw audio as declared")
+    wav = parse_wav_header(frame)
+    declared = (encoding, sample_rate, 1)
+    if (wav.encoding, wav.sample_rate, wav.channels) != declared:
+        raise AudioFormatError(
+            f"declared {encoding} {sample_rate} Hz mono, but the WAV"
+            f" holds {wav.encoding or 'other'} {wav.sample_rate} Hz"
+            f" with {wav.channels} channel(s)")
+    return frame[wav.header_bytes:]

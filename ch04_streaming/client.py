@@ -117,6 +117,7 @@ class Report:
 class ClientDialect(Protocol):
     path: str
     close_message: str
+    min_chunk_ms: int  # the server refuses shorter frames
 
     def query(self, audio: ClientAudio) -> dict[str, str]: ...
 
@@ -133,6 +134,7 @@ def word_span(starts: list[float], ends: list[float]
 class DeepgramClient:
     path = "/v1/listen"
     close_message = json.dumps({"type": "CloseStream"})
+    min_chunk_ms = 0
 
     def __init__(self, **options: str) -> None:
         self.options = options  # more query, e.g. diarize="true"
@@ -162,6 +164,7 @@ class DeepgramClient:
 class AssemblyAIClient:
     path = "/v3/ws"
     close_message = json.dumps({"type": "Terminate"})
+    min_chunk_ms = 50
 
     def query(self, audio: ClientAudio) -> dict[str, str]:
         names = {"linear16": "pcm_s16le", "mulaw": "pcm_mulaw"}
@@ -206,6 +209,16 @@ class SendLog:
         return self.sent_at[min(i, len(self.sent_at) - 1)]
 
 
+def chunk_bounds(total: int, chunk: int, shortest: int
+                 ) -> list[tuple[int, int]]:
+    """Byte ranges of `chunk` bytes; a last one shorter than `shortest`
+    joins the one before it, as a server with a minimum asks."""
+    bounds = [(i, min(i + chunk, total)) for i in range(0, total, chunk)]
+    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] < shortest:
+        bounds[-2:] = [(bounds[-2][0], total)]
+    return bounds
+
+
 async def stream(
     url: str, dialect: ClientDialect, key: str, audio: ClientAudio,
     chunk_ms: int = 100, realtime: bool = False,
@@ -223,13 +236,14 @@ async def stream(
 
         async def send() -> None:
             start = clock()
-            for offset in range(0, len(audio.payload), chunk):
-                end_s = (offset + chunk) / audio.bytes_per_second
+            shortest = audio.bytes_per_second * dialect.min_chunk_ms // 1000
+            for offset, end in chunk_bounds(len(audio.payload), chunk,
+                                            shortest):
+                end_s = end / audio.bytes_per_second
                 if realtime:  # a microphone has a chunk once it is over
                     await asyncio.sleep(max(0.0, start + end_s - clock()))
-                await socket.send(audio.payload[offset : offset + chunk])
-                sent.record(min(end_s, len(audio.payload)
-                                / audio.bytes_per_second), clock())
+                await socket.send(audio.payload[offset:end])
+                sent.record(end_s, clock())
                 report.chunks_sent += 1
             await socket.send(dialect.close_message)
 

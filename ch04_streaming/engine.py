@@ -5,12 +5,15 @@ decoder state (here an `UtteranceDecoder`, owned by the stream, never by
 the engine) and advances many of them per call: `decode` takes a batch of
 requests and returns one hypothesis each, so chapter 6 can batch across
 streams. The mock recognises the repository's sample speech by its
-sound, injects seeded word errors on request, and spends its time on a
-simulated accelerator rather than the CPU.
+sound, injects seeded word errors on request, and spends its model
+time on a simulated accelerator. Its matcher does spend real CPU: that
+runs on a worker thread, so the event loop keeps serving other streams'
+sockets meanwhile, as a real engine's device work would.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -78,6 +81,8 @@ class MockRecognizer:
     lexicon: Lexicon
     device: Accelerator
     errors: WordErrorInjector = field(default_factory=WordErrorInjector)
+    # False runs the matcher on the event loop: only to measure the stall.
+    matcher_thread: bool = True
 
     @property
     def ready(self) -> bool:
@@ -92,24 +97,32 @@ class MockRecognizer:
     async def decode(
         self, batch: Sequence[DecodeRequest]
     ) -> list[Hypothesis]:
-        results = [self._advance(request) for request in batch]
+        if self.matcher_thread:
+            heard = await asyncio.to_thread(self._match, batch)
+        else:
+            heard = self._match(batch)
         audio_s = sum(r.audio.size for r in batch) / SAMPLE_RATE
         await self.device.run(audio_s)
-        return results
+        # Errors are drawn here, on the loop, so a seed gives one result.
+        return [
+            Hypothesis(tuple(self.errors.apply(words)
+                             if self.errors.active else words), r.final)
+            for words, r in zip(heard, batch, strict=True)
+        ]
 
-    def _advance(self, request: DecodeRequest) -> Hypothesis:
+    def _match(self, batch: Sequence[DecodeRequest]) -> list[list[Word]]:
+        return [self._advance(request) for request in batch]
+
+    def _advance(self, request: DecodeRequest) -> list[Word]:
         decoder = request.decoder
         assert decoder.matcher is not None
         decoder.matcher.feed(request.audio)
         decoder.fed_samples += request.audio.size
-        words = [
+        return [
             Word(w.text, round(decoder.start_s + w.start, 3),
                  round(decoder.start_s + w.end, 3), round(w.confidence, 3))
             for w in decoder.matcher.words(final=request.final)
         ]
-        if self.errors.active:
-            words = self.errors.apply(words)
-        return Hypothesis(tuple(words), request.final)
 
 
 @dataclass

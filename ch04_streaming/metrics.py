@@ -4,11 +4,15 @@ Chapter 4, and the SLIs of chapter 11. Counters say how many streams
 came, how many were refused and why, how many ended in an error, and how
 much audio reached the model; histograms time, per utterance, the delay
 from the audio of the first word arriving to the first result leaving,
-and from the audio of the last word arriving to the final leaving. Each
+and from the audio of the last word arriving to the final leaving; the
+event loop's lag says when CPU work stalls every stream at once. Each
 server has its own registry, so several can run in one process (tests).
 """
 
 from __future__ import annotations
+
+import asyncio
+import time
 
 from prometheus_client import (
     CollectorRegistry,
@@ -23,6 +27,7 @@ from prometheus_client import (
 LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0,
                    1.5, 2.0, 5.0)
 ORDERLY_CLOSES = (1000, 1001)
+LAG_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 
 
 class ServiceMetrics:
@@ -59,6 +64,10 @@ class ServiceMetrics:
             "speech_interims_skipped",
             "Interim updates skipped while inference lagged", ["dialect"],
             registry=self.registry)
+        self.loop_lag = Histogram(
+            "speech_event_loop_lag_seconds",
+            "How late the event loop ran a timer: work that blocks it",
+            buckets=LAG_BUCKETS, registry=self.registry)
 
     def stream_closed(self, dialect: str, code: int | None,
                       audio_s: float, inference_s: float,
@@ -77,3 +86,13 @@ class ServiceMetrics:
     def exposition(self) -> bytes:
         body: bytes = generate_latest(self.registry)
         return body
+
+
+async def probe_loop_lag(histogram: Histogram,
+                         interval_s: float = 0.05) -> None:
+    """Sleep `interval_s` again and again; the oversleep is the time the
+    loop spent on something else and could not serve any stream."""
+    while True:
+        asked = time.perf_counter()
+        await asyncio.sleep(interval_s)
+        histogram.observe(max(0.0, time.perf_counter() - asked - interval_s))

@@ -4,23 +4,24 @@ Chapter 4, "Transport", and chapter 9's auth on upgrade. Every request is
 decided before any audio flows: an unknown path is 404, a missing or
 wrong key 401, a bad query 400, and a server that is loading, draining or
 at its stream cap answers 503 with `Retry-After`, all with a JSON reason.
-Admitted connections get a `StreamHandler`; on SIGTERM the server stops
-admitting, lets open utterances finish, and closes streams with 1001.
+Admitted connections get a `StreamHandler`, whose session the factory
+from the composition root builds; on SIGTERM the server stops admitting,
+lets open utterances finish, and closes streams with 1001.
 """
 
 from __future__ import annotations
 
 import asyncio
 import http
-import json
 import logging
 import math
 import time
 import uuid
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
+from typing import Literal
 from urllib.parse import parse_qsl, urlsplit
 
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -38,8 +39,14 @@ from ch04_streaming.dialects.dialect import (
     StreamRequest,
 )
 from ch04_streaming.engine import Recognizer
-from ch04_streaming.metrics import ServiceMetrics
-from ch04_streaming.stream_handler import ConnectionLimits, StreamHandler
+from ch04_streaming.metrics import ServiceMetrics, probe_loop_lag
+from ch04_streaming.result_latency import ResultLatency
+from ch04_streaming.session import StreamSession
+from ch04_streaming.stream_handler import (
+    ConnectionLimits,
+    SessionFactory,
+    StreamHandler,
+)
 from ch04_streaming.stream_hooks import (
     NoHooks,
     NoTracker,
@@ -48,6 +55,7 @@ from ch04_streaming.stream_hooks import (
     StreamStart,
     StreamTracker,
 )
+from ch04_streaming.wire import WireMessage
 
 log = logging.getLogger("ch04_streaming")
 
@@ -75,9 +83,20 @@ class SpeechConnection(ServerConnection):
     tracker: StreamTracker = NoTracker()
 
 
-def json_response(status: int, body: Mapping[str, object],
+class Status(WireMessage):
+    type: Literal["Status"] = "Status"
+    status: str
+
+
+class ErrorBody(WireMessage):
+    type: Literal["Error"] = "Error"
+    status: int
+    reason: str
+
+
+def json_response(status: int, body: WireMessage,
                   headers: Mapping[str, str] | None = None) -> Response:
-    payload = json.dumps(body).encode()
+    payload = body.to_json().encode()
     all_headers = Headers({"Content-Type": "application/json",
                            "Content-Length": str(len(payload))})
     for name, value in (headers or {}).items():
@@ -88,14 +107,15 @@ def json_response(status: int, body: Mapping[str, object],
 
 def error_response(status: int, reason: str,
                    headers: Mapping[str, str] | None = None) -> Response:
-    body = {"type": "Error", "status": status, "reason": reason}
-    return json_response(status, body, headers)
+    return json_response(status, ErrorBody(status=status, reason=reason),
+                         headers)
 
 
 @dataclass
 class SpeechServer:
     dialects: Mapping[str, Dialect]
-    recognizer: Recognizer
+    recognizer: Recognizer  # asked only whether it is ready
+    new_session: SessionFactory
     keys: ApiKeys
     defaults: StreamDefaults
     limits: ServerLimits
@@ -108,6 +128,7 @@ class SpeechServer:
     closes: Counter[tuple[int, str]] = field(default_factory=Counter)
     _server: Server | None = field(default=None, init=False)
     _sweeper: asyncio.Task[None] | None = field(default=None, init=False)
+    _lag_probe: asyncio.Task[None] | None = field(default=None, init=False)
     _no_streams: asyncio.Event = field(default_factory=asyncio.Event,
                                        init=False)
 
@@ -126,7 +147,7 @@ class SpeechServer:
         key = dialect.credential(request.headers, query)
         if not key or not self.keys.verify(key):
             reason = "missing API key" if not key else "invalid API key"
-            return self.refuse(401, reason, {"dg-error": reason})
+            return self.refuse(401, reason, dialect.error_headers(reason))
         if self.draining or not self.recognizer.ready:
             why = "server is draining" if self.draining else "model loading"
             return self.refuse(503, why, {"Retry-After": "1"})
@@ -139,11 +160,12 @@ class SpeechServer:
         try:
             parsed = dialect.parse(query, self.defaults)
         except RequestError as error:
-            return self.refuse(400, str(error), {"dg-error": str(error)})
+            return self.refuse(400, str(error),
+                               dialect.error_headers(str(error)))
         start = StreamStart(uuid.uuid4().hex, key, query)
         tracker = await self.hooks.admit(start)  # quotas, metering
         if isinstance(tracker, Refusal):
-            return self.refuse_by_hooks(tracker)
+            return self.refuse_by_hooks(dialect, tracker)
         connection.stream_request, connection.dialect = parsed, dialect
         connection.tracker = tracker
         return None
@@ -154,8 +176,9 @@ class SpeechServer:
         self.metrics.rejections.labels(str(status)).inc()
         return error_response(status, reason, headers)
 
-    def refuse_by_hooks(self, refusal: Refusal) -> Response:
-        headers = {"dg-error": refusal.reason}
+    def refuse_by_hooks(self, dialect: Dialect, refusal: Refusal
+                        ) -> Response:
+        headers = dialect.error_headers(refusal.reason)
         if refusal.retry_after_s is not None:
             # Retry-After is whole seconds; never round down to zero.
             headers["Retry-After"] = str(max(1, math.ceil(
@@ -169,11 +192,12 @@ class SpeechServer:
                                "Content-Length": str(len(body))})
             return Response(200, "OK", headers, body)
         if path == "/healthz":
-            return json_response(200, {"status": "ok"})
+            return json_response(200, Status(status="ok"))
         if path == "/readyz":
             ready = self.recognizer.ready and not self.draining
             status = "ready" if ready else "not ready"
-            return json_response(200 if ready else 503, {"status": status})
+            return json_response(200 if ready else 503,
+                                 Status(status=status))
         if path in STATIC_FILES:
             name, content_type = STATIC_FILES[path]
             body = resources.files("ch04_streaming.static").joinpath(
@@ -196,8 +220,9 @@ class SpeechServer:
         assert connection.stream_request and connection.dialect
         dialect = connection.dialect
         handler = StreamHandler(connection, dialect,
-                                connection.stream_request, self.recognizer,
-                                self.limits.connection, self.metrics,
+                                connection.stream_request, self.new_session,
+                                self.limits.connection,
+                                latency=self._latency_of(dialect),
                                 tracker=connection.tracker)
         task = asyncio.current_task()
         assert task is not None
@@ -220,6 +245,13 @@ class SpeechServer:
                 self._no_streams.set()
             await connection.tracker.ended()
 
+    def _latency_of(self, dialect: Dialect
+                    ) -> Callable[[StreamSession], ResultLatency]:
+        def timer(session: StreamSession) -> ResultLatency:
+            return ResultLatency(self.metrics, dialect.name,
+                                 session.arrivals)
+        return timer
+
     async def start(self, host: str, port: int) -> Server:
         self._server = await serve(
             self.handle, host, port,
@@ -232,6 +264,8 @@ class SpeechServer:
             compression=None,  # audio does not compress; save the CPU
         )
         self._sweeper = asyncio.create_task(self._sweep_idle())
+        self._lag_probe = asyncio.create_task(
+            probe_loop_lag(self.metrics.loop_lag))
         return self._server
 
     async def _sweep_idle(self) -> None:
@@ -253,8 +287,9 @@ class SpeechServer:
         """Stop admitting, finish open utterances, close with 1001."""
         self.draining = True
         assert self._server is not None
-        if self._sweeper is not None:
-            self._sweeper.cancel()
+        for task in (self._sweeper, self._lag_probe):
+            if task is not None:
+                task.cancel()
         self._server.server.close()  # no new connections; streams go on
         for handler in list(self.handlers):
             handler.shutdown()

@@ -4,10 +4,11 @@ Chapter 4, "End-to-end architecture". Each stream owns a `StreamSession`:
 its decoder, VAD gate, utterance decoders and pending work live here,
 never on the shared server. Audio goes in through `accept_audio`; a
 decode loop sends the VAD's speech to the recogniser and emits typed
-events that a dialect adapter turns into wire messages. When inference
-lags, interim work is coalesced (the skipped interim updates are
-counted), while every final is decoded; undecoded audio is bounded, and
-past the bound the reader waits, which pushes back on the client.
+events that a dialect adapter turns into wire messages. The session
+asks a `DecodeScheduler` for inference, never the engine itself. When
+inference lags, interim work is coalesced (the skipped interim updates
+are counted), while every final is decoded; how much audio may wait
+undecoded is the pending-audio cap's to say (`backpressure.py`).
 """
 
 from __future__ import annotations
@@ -22,11 +23,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ch04_streaming.audio import MODEL_RATE, AudioDecoder
-from ch04_streaming.engine import (
-    DecodeRequest,
-    Recognizer,
-    UtteranceDecoder,
-)
+from ch04_streaming.backpressure import PendingAudioCap
+from ch04_streaming.engine import DecodeRequest, UtteranceDecoder
+from ch04_streaming.scheduler import DecodeScheduler
 from ch04_streaming.transcript import Hypothesis
 from ch04_streaming.vad import (
     SpeechAudio,
@@ -116,18 +115,18 @@ class SessionStats:
 @dataclass
 class StreamSession:
     options: StreamOptions
-    recognizer: Recognizer
+    scheduler: DecodeScheduler
     audio: AudioDecoder
     vad: VadGate
     emit: Emit
-    max_pending_s: float = 10.0
+    cap: PendingAudioCap = field(
+        default_factory=lambda: PendingAudioCap(max_s=10.0))
     clock: Callable[[], float] = time.monotonic
     stats: SessionStats = field(default_factory=SessionStats)
     arrivals: ArrivalLog = field(default_factory=ArrivalLog)
     _queue: deque[PendingWork] = field(default_factory=deque, init=False)
     _current: UtteranceDecoder | None = field(default=None, init=False)
     _work: asyncio.Event = field(default_factory=asyncio.Event, init=False)
-    _room: asyncio.Event = field(default_factory=asyncio.Event, init=False)
     _idle: asyncio.Event = field(default_factory=asyncio.Event, init=False)
     _last_word_end: float | None = field(default=None, init=False)
     _onsets: deque[float] = field(
@@ -135,7 +134,6 @@ class StreamSession:
     )
 
     def __post_init__(self) -> None:
-        self._room.set()
         self._idle.set()
 
     # --8<-- [start:session_accept]
@@ -155,7 +153,7 @@ class StreamSession:
     def _route(self, events: list[VadEvent]) -> None:
         for event in events:
             if isinstance(event, SpeechStarted):
-                self._current = self.recognizer.new_utterance(event.at_s)
+                self._current = self.scheduler.new_utterance(event.at_s)
                 self._onsets.append(event.onset_s)
                 if self.options.vad_events:
                     self.emit(SpeechStartedEvent(event.onset_s))
@@ -182,11 +180,7 @@ class StreamSession:
         return last
 
     def _update_flow(self) -> None:
-        pending = sum(w.samples for w in self._queue) / MODEL_RATE
-        if pending > self.max_pending_s:
-            self._room.clear()
-        else:
-            self._room.set()
+        self.cap.update(sum(w.samples for w in self._queue) / MODEL_RATE)
         if self._ready_work() is not None:
             self._idle.clear()
             self._work.set()
@@ -198,14 +192,6 @@ class StreamSession:
         # Decode as audio comes even without interims: the decoder state
         # must advance, or undecoded audio would pile up until the final.
         return head if head.final or head.chunks else None
-
-    @property
-    def has_room(self) -> bool:
-        return self._room.is_set()
-
-    async def wait_for_room(self) -> None:
-        """Backpressure: the reader waits while too much is undecoded."""
-        await self._room.wait()
 
     async def drained(self) -> None:
         """Wait until every final so far has been decoded and emitted."""
@@ -233,7 +219,7 @@ class StreamSession:
             audio = (np.concatenate(work.chunks) if work.chunks
                      else np.zeros(0, dtype=np.float32))
             request = DecodeRequest(work.decoder, audio, work.final)
-            [hypothesis] = await self.recognizer.decode([request])
+            hypothesis = await self.scheduler.decode(request)
             self._account(work, audio, hypothesis)
             self._update_flow()
     # --8<-- [end:decode_loop]

@@ -36,6 +36,8 @@ class Settings:
     max_message_bytes: int = option(256 * 1024,
                                     "largest WebSocket frame accepted")
     send_queue: int = option(64, "unsent messages before a client is cut")
+    max_pending_audio_s: float = option(
+        10.0, "undecoded audio a stream may hold before its reader waits")
     idle_timeout_s: float = option(
         10.0, "seconds without a frame before closing")
     shutdown_grace_s: float = option(
@@ -48,6 +50,16 @@ class Settings:
         15_000, "longest utterance before a forced final")
     recognizer: str = option(
         "mock", "mock (hears the fixtures) or null (no model)")
+    matcher_runs_on: str = option(
+        "thread", "where the mock's matcher runs: thread, or loop to"
+        " measure how CPU work on the event loop stalls every stream")
+    assemblyai_max_ahead_s: float = option(
+        300.0, "AssemblyAI dialect: audio a client may send ahead of"
+        " real time before 3007")
+    assemblyai_min_chunk_ms: float = option(
+        50.0, "AssemblyAI dialect: shortest audio frame before 3007")
+    assemblyai_max_chunk_ms: float = option(
+        1000.0, "AssemblyAI dialect: longest audio frame before 3007")
     profile: str = option(
         "tuned", f"engine cost model: {', '.join(PROFILES)}")
     load_s: float = option(1.0, "simulated model load time")
@@ -90,4 +102,6 @@ def parse_settings(
         parser.error(f"--profile must be one of {', '.join(PROFILES)}")
     if args.recognizer not in ("mock", "null"):
         parser.error("--recognizer must be mock or null")
+    if args.matcher_runs_on not in ("thread", "loop"):
+        parser.error("--matcher-runs-on must be thread or loop")
     return Settings(**vars(args), env=env)

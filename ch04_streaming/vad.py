@@ -3,9 +3,9 @@
 Chapter 4, "Voice Activity Detection". webrtcvad classifies each 10, 20
 or 30 ms frame as speech or not; the gate turns that into utterances. A
 ring buffer of recent frames is replayed when speech starts, so the first
-word is never clipped; trailing silence of `endpointing_ms` ends an
-utterance; a maximum length cuts runaway ones. Everything outside an
-utterance is never sent to the model: that is the saving.
+word is never clipped; the endpointer (`endpointing.py`) ends an
+utterance after trailing silence or at its maximum length. Everything
+outside an utterance is never sent to the model: that is the saving.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import numpy as np
 import webrtcvad
 
 from ch04_streaming.audio import MODEL_RATE, Framer, to_pcm16
+from ch04_streaming.endpointing import Endpointer
 
 
 class SpeechClassifier(Protocol):
@@ -53,32 +54,6 @@ class SpeechEnded:
 
 
 VadEvent = SpeechStarted | SpeechAudio | SpeechEnded
-
-
-# --8<-- [start:endpointing]
-@dataclass
-class Endpointer:
-    """Close an utterance after `silence_ms` of trailing silence."""
-
-    silence_ms: int = 300
-    max_utterance_ms: int = 15_000
-    _silent_ms: int = field(default=0, init=False)
-    _speech_ms: int = field(default=0, init=False)
-
-    def update(self, is_speech: bool, frame_ms: int) -> str | None:
-        """Feed one frame of an utterance; say why it ends, if it does."""
-        self._speech_ms += frame_ms
-        self._silent_ms = 0 if is_speech else self._silent_ms + frame_ms
-        # A runaway utterance costs latency for everyone: cut it.
-        if self._speech_ms >= self.max_utterance_ms:
-            reason: str | None = "max_length"
-        elif self._silent_ms >= self.silence_ms:
-            reason = "silence"
-        else:
-            return None
-        self._silent_ms = self._speech_ms = 0
-        return reason
-# --8<-- [end:endpointing]
 
 
 @dataclass

@@ -25,8 +25,11 @@ from typing import Any
 
 import uvicorn
 
-from ch04_streaming.__main__ import event_loop_factory, run_until_signalled
-from ch04_streaming.app import build_server
+from ch04_streaming.app import (
+    build_server,
+    event_loop_factory,
+    run_until_signalled,
+)
 from ch04_streaming.auth import ApiKeys, load_api_keys, split_keys
 from ch04_streaming.engine import Recognizer
 from ch04_streaming.server import SpeechServer

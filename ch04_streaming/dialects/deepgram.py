@@ -11,14 +11,13 @@ from this server.
 from __future__ import annotations
 
 import hashlib
-import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Literal
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from ch04_streaming.audio import Encoding
 from ch04_streaming.auth import authorization_key
@@ -26,8 +25,6 @@ from ch04_streaming.dialects.dialect import (
     CloseCodes,
     Closing,
     Control,
-    ControlError,
-    Message,
     RequestError,
     StreamDefaults,
     StreamRequest,
@@ -35,6 +32,7 @@ from ch04_streaming.dialects.dialect import (
     parse_int,
     parse_rate,
 )
+from ch04_streaming.pacing import PacingRules
 from ch04_streaming.session import (
     SessionEvent,
     SessionStats,
@@ -42,16 +40,75 @@ from ch04_streaming.session import (
     StreamOptions,
     TranscriptEvent,
 )
+from ch04_streaming.wire import WireMessage
 
 ENCODINGS = {"linear16": Encoding.LINEAR16, "mulaw": Encoding.MULAW}
-MODEL_INFO = {"name": "mock-streaming", "version": "2026-11-27",
-              "arch": "mock"}
 MODEL_UUID = "00000000-0000-4000-8000-00000000a5e4"
 CHANNEL = [0, 1]  # channel 0 of 1: Deepgram's [index, count]
 
 
-class ControlMessage(BaseModel):
-    type: Literal["KeepAlive", "Finalize", "CloseStream"]
+class ModelInfo(BaseModel):
+    name: str = "mock-streaming"
+    version: str = "2026-11-27"
+    arch: str = "mock"
+
+
+class ResultsMetadata(BaseModel):
+    request_id: str
+    model_info: ModelInfo = ModelInfo()
+    model_uuid: str = MODEL_UUID
+
+
+class DgWord(BaseModel):
+    word: str
+    start: float
+    end: float
+    confidence: float
+    punctuated_word: str
+
+
+class Alternative(BaseModel):
+    transcript: str
+    confidence: float
+    words: list[DgWord]
+
+
+class Channel(BaseModel):
+    alternatives: list[Alternative]
+
+
+class Results(WireMessage):
+    type: Literal["Results"] = "Results"
+    channel_index: list[int] = CHANNEL
+    start: float
+    duration: float
+    is_final: bool
+    speech_final: bool
+    channel: Channel
+    metadata: ResultsMetadata
+    from_finalize: bool | None = None  # present only when True
+
+
+class SpeechStarted(WireMessage):
+    type: Literal["SpeechStarted"] = "SpeechStarted"
+    channel: list[int] = CHANNEL
+    timestamp: float
+
+
+class UtteranceEnd(WireMessage):
+    type: Literal["UtteranceEnd"] = "UtteranceEnd"
+    channel: list[int] = CHANNEL
+    last_word_end: float
+
+
+class Metadata(WireMessage):
+    type: Literal["Metadata"] = "Metadata"
+    transaction_key: str = "deprecated"
+    request_id: str
+    sha256: str
+    created: str
+    duration: float
+    channels: int = 1
 
 
 CONTROLS = {"KeepAlive": Control.KEEP_ALIVE, "Finalize": Control.FINALIZE,
@@ -59,31 +116,26 @@ CONTROLS = {"KeepAlive": Control.KEEP_ALIVE, "Finalize": Control.FINALIZE,
 
 
 # --8<-- [start:deepgram_results]
-def results_message(event: TranscriptEvent, request_id: str) -> Message:
+def results_message(event: TranscriptEvent, request_id: str) -> Results:
     words = event.hypothesis.words
     confidence = sum(w.confidence for w in words) / len(words) if words else 0
-    message: Message = {
-        "type": "Results",
-        "channel_index": CHANNEL,
-        "start": event.start_s,
-        "duration": round(event.end_s - event.start_s, 3),
-        "is_final": event.hypothesis.is_final,
-        "speech_final": event.speech_final,
-        "channel": {"alternatives": [{
-            "transcript": event.hypothesis.transcript,
-            "confidence": round(confidence, 3),
-            "words": [
-                {"word": w.text, "start": w.start, "end": w.end,
-                 "confidence": w.confidence, "punctuated_word": w.text}
+    return Results(
+        start=event.start_s,
+        duration=round(event.end_s - event.start_s, 3),
+        is_final=event.hypothesis.is_final,
+        speech_final=event.speech_final,
+        channel=Channel(alternatives=[Alternative(
+            transcript=event.hypothesis.transcript,
+            confidence=round(confidence, 3),
+            words=[
+                DgWord(word=w.text, start=w.start, end=w.end,
+                       confidence=w.confidence, punctuated_word=w.text)
                 for w in words
             ],
-        }]},
-        "metadata": {"request_id": request_id, "model_info": MODEL_INFO,
-                     "model_uuid": MODEL_UUID},
-    }
-    if event.from_finalize:
-        message["from_finalize"] = True
-    return message
+        )]),
+        metadata=ResultsMetadata(request_id=request_id),
+        from_finalize=event.from_finalize or None,
+    )
 # --8<-- [end:deepgram_results]
 
 
@@ -96,31 +148,26 @@ class DeepgramStream:
     )
     _audio_hash: hashlib._Hash = field(default_factory=hashlib.sha256)
 
-    def opening(self) -> list[Message]:
+    def opening(self) -> list[WireMessage]:
         return []
 
     def on_audio(self, payload: bytes) -> None:
         self._audio_hash.update(payload)
 
-    def encode(self, event: SessionEvent) -> list[Message]:
+    def encode(self, event: SessionEvent) -> list[WireMessage]:
         if isinstance(event, TranscriptEvent):
             return [results_message(event, self.request_id)]
         if isinstance(event, SpeechStartedEvent):
-            return [{"type": "SpeechStarted", "channel": CHANNEL,
-                     "timestamp": event.at_s}]
-        return [{"type": "UtteranceEnd", "channel": CHANNEL,
-                 "last_word_end": event.last_word_end}]
+            return [SpeechStarted(timestamp=event.at_s)]
+        return [UtteranceEnd(last_word_end=event.last_word_end)]
 
-    def closing(self, stats: SessionStats) -> list[Message]:
-        return [{
-            "type": "Metadata",
-            "transaction_key": "deprecated",
-            "request_id": self.request_id,
-            "sha256": self._audio_hash.hexdigest(),
-            "created": self.created,
-            "duration": round(stats.received_s, 3),
-            "channels": 1,
-        }]
+    def closing(self, stats: SessionStats) -> list[WireMessage]:
+        return [Metadata(
+            request_id=self.request_id,
+            sha256=self._audio_hash.hexdigest(),
+            created=self.created,
+            duration=round(stats.received_s, 3),
+        )]
 
 
 class Deepgram:
@@ -131,8 +178,10 @@ class Deepgram:
         bad_control=Closing(1008, "DATA-0001"),
         idle=Closing(1011, "NET-0001"),
         slow_consumer=Closing(1008, "NET-0002"),
-        too_fast=None,
+        pacing=Closing(1008, "DATA-0000"),  # never used: no rules
     )
+    controls: Mapping[str, Control] = CONTROLS
+    pacing = PacingRules()  # Deepgram takes audio at any pace
 
     def credential(self, headers: Mapping[str, str],
                    query: Mapping[str, str]) -> str | None:
@@ -144,6 +193,11 @@ class Deepgram:
         if len(protocols) == 2 and protocols[0].lower() == "token":
             return protocols[1]
         return None
+
+    def error_headers(self, reason: str) -> dict[str, str]:
+        # A header value must be Latin-1: escape what the reason echoes.
+        return {"dg-error": reason.encode("ascii", "backslashreplace")
+                .decode()}
 
     def parse(self, query: Mapping[str, str],
               defaults: StreamDefaults) -> StreamRequest:
@@ -176,16 +230,6 @@ class Deepgram:
             vad=vad,
             idle_timeout_s=defaults.idle_timeout_s,
         )
-
-    def parse_control(self, text: str) -> Control:
-        try:
-            message = ControlMessage.model_validate(json.loads(text))
-        except (ValueError, ValidationError):
-            raise ControlError(
-                "expected a JSON control message with type KeepAlive,"
-                " Finalize or CloseStream"
-            ) from None
-        return CONTROLS[message.type]
 
     def open_stream(self, request: StreamRequest) -> DeepgramStream:
         return DeepgramStream(request)

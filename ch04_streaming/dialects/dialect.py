@@ -5,7 +5,8 @@ and AssemblyAI stream the same audio and return the same kind of
 results, but name, shape and close their messages differently. A
 `Dialect` parses the upgrade request into a typed `StreamRequest`, and
 opens one `DialectStream` per connection, which turns session events into
-that provider's messages and its control messages into `Control`s.
+that provider's typed messages; one parser reads every dialect's
+control messages into `Control`s, each dialect naming its own.
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
+from pydantic import BaseModel, ValidationError
+
 from ch04_streaming.audio import SUPPORTED_RATES, Encoding
+from ch04_streaming.pacing import PacingRules
 from ch04_streaming.session import SessionEvent, SessionStats, StreamOptions
 from ch04_streaming.vad import VadConfig
-
-Message = dict[str, object]
+from ch04_streaming.wire import WireMessage
 
 
 class Control(StrEnum):
@@ -73,7 +76,7 @@ class CloseCodes:
     bad_control: Closing
     idle: Closing
     slow_consumer: Closing
-    too_fast: Closing | None  # None: faster than real time is allowed
+    pacing: Closing  # broke the dialect's `PacingRules`
     shutdown: Closing = Closing(1001, "server shutting down")
     done: Closing = Closing(1000, "")
     # A usage limit of the customer's tier (chapter 8): 4029, from the
@@ -84,29 +87,49 @@ class CloseCodes:
 class DialectStream(Protocol):
     """Per-connection dialect state: ids, counters, hashes."""
 
-    def opening(self) -> list[Message]: ...
+    def opening(self) -> list[WireMessage]: ...
 
     def on_audio(self, payload: bytes) -> None: ...
 
-    def encode(self, event: SessionEvent) -> list[Message]: ...
+    def encode(self, event: SessionEvent) -> list[WireMessage]: ...
 
-    def closing(self, stats: SessionStats) -> list[Message]: ...
+    def closing(self, stats: SessionStats) -> list[WireMessage]: ...
 
 
 class Dialect(Protocol):
     name: str
     path: str
     codes: CloseCodes
+    controls: Mapping[str, Control]  # control message `type` -> meaning
+    pacing: PacingRules
 
     def credential(self, headers: Mapping[str, str],
                    query: Mapping[str, str]) -> str | None: ...
 
+    def error_headers(self, reason: str) -> dict[str, str]:
+        """The provider's own error headers on a refused upgrade."""
+
     def parse(self, query: Mapping[str, str],
               defaults: StreamDefaults) -> StreamRequest: ...
 
-    def parse_control(self, text: str) -> Control: ...
-
     def open_stream(self, request: StreamRequest) -> DialectStream: ...
+
+
+class ControlFrame(BaseModel):
+    type: str
+
+
+def parse_control(text: str, controls: Mapping[str, Control]) -> Control:
+    """Any dialect's text frame -> a `Control`, or ControlError."""
+    try:
+        kind = ControlFrame.model_validate_json(text).type
+    except (ValueError, ValidationError, RecursionError):
+        kind = None
+    if kind is None or kind not in controls:
+        names = ", ".join(controls)
+        raise ControlError(
+            f"expected a JSON control message with type {names}")
+    return controls[kind]
 
 
 def parse_bool(query: Mapping[str, str], name: str, default: bool) -> bool:

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ch04_streaming.accelerator import PROFILES, Accelerator
-from ch04_streaming.app import dialects
+from ch04_streaming.app import dialects, session_factory
 from ch04_streaming.auth import ApiKeys
-from ch04_streaming.dialects.dialect import StreamDefaults
+from ch04_streaming.dialects.dialect import Dialect, StreamDefaults
 from ch04_streaming.engine import MockRecognizer
 from ch04_streaming.mock_matcher import Lexicon
+from ch04_streaming.scheduler import DirectScheduler
 from ch04_streaming.server import ServerLimits, SpeechServer
-from ch04_streaming.stream_handler import ConnectionLimits
 from ch04_streaming.stream_hooks import NoHooks, StreamHooks
 from examples.fixtures import MANIFEST_PATH, load_manifest
 
@@ -54,6 +54,7 @@ async def running_server(
     ready: bool = True,
     hooks: StreamHooks | None = None,
     keys: tuple[str, ...] = (KEY,),
+    dialects_by_path: dict[str, Dialect] | None = None,
 ) -> AsyncIterator[Running]:
     """A server in this process on a free port, shut down on the way out.
 
@@ -63,11 +64,12 @@ async def running_server(
     recognizer = MockRecognizer(
         lexicon, device or Accelerator(PROFILES["zero"])
     )
-    limits = limits or ServerLimits(connection=ConnectionLimits(
-        realtime_allowance_s=1e9))  # most tests send faster
-    server = SpeechServer(dialects(), recognizer, ApiKeys.of(*keys),
-                          defaults or StreamDefaults(), limits,
-                          hooks or NoHooks())
+    limits = limits or ServerLimits()
+    server = SpeechServer(
+        dialects_by_path or dialects(), recognizer,
+        session_factory(DirectScheduler(recognizer), limits.connection),
+        ApiKeys.of(*keys), defaults or StreamDefaults(), limits,
+        hooks or NoHooks())
     await server.start("127.0.0.1", 0)
     if ready:
         await recognizer.start()

@@ -121,7 +121,7 @@ async def http_get(url: str) -> tuple[int, dict[str, object]]:
 async def test_health_and_unknown_paths(start_server: Start) -> None:
     async with start_server() as running:
         assert await http_get(running.http + "/healthz") == (
-            200, {"status": "ok"})
+            200, {"type": "Status", "status": "ok"})
         code, body = await http_get(running.http + "/nowhere")
         assert (code, body["reason"]) == (404, "no such path: /nowhere")
 

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
-from ch04_streaming.client import DIALECTS, load_audio, stream
+from ch04_streaming.client import DIALECTS, chunk_bounds, load_audio, stream
 from ch04_streaming.dialects.assemblyai import AssemblyAI
 from ch04_streaming.dialects.dialect import StreamDefaults
-from ch04_streaming.server import ServerLimits
 from ch04_streaming.session import SpeechStartedEvent, UtteranceEndEvent
-from ch04_streaming.stream_handler import ConnectionLimits
 from tests.ch04.harness import KEY, MANIFEST, Start, audio_of, reference
 
 
@@ -39,6 +38,13 @@ async def session(running_url: str, query: str = "") -> ClientConnection:
     )
 
 
+async def send_chunks(socket: ClientConnection, payload: bytes) -> None:
+    """100 ms chunks, a short tail joined to the last: AssemblyAI takes
+    50 to 1000 ms a frame."""
+    for start, end in chunk_bounds(len(payload), 3200, 1600):
+        await socket.send(payload[start:end])
+
+
 async def messages_after_terminate(
     socket: ClientConnection,
 ) -> list[dict[str, object]]:
@@ -52,8 +58,7 @@ async def test_turns_mark_final_words_and_end_of_turn(
     async with start_server() as running:
         socket = await session(running.url)
         payload = load_audio(audio_of("quick_brown_fox")).payload
-        for i in range(0, len(payload), 3200):
-            await socket.send(payload[i : i + 3200])
+        await send_chunks(socket, payload)
         messages = await messages_after_terminate(socket)
     assert messages[0]["type"] == "Begin"
     assert messages[-1]["type"] == "Termination"
@@ -80,7 +85,7 @@ async def test_format_turns_adds_a_formatted_copy(
 ) -> None:
     async with start_server() as running:
         socket = await session(running.url, "&format_turns=True")
-        await socket.send(load_audio(audio_of("low_latency")).payload)
+        await send_chunks(socket, load_audio(audio_of("low_latency")).payload)
         messages = await messages_after_terminate(socket)
     (formatted,) = [m for m in messages if m.get("turn_is_formatted")]
     expected = "Streaming audio needs a low latency path."
@@ -91,7 +96,7 @@ async def test_force_endpoint_ends_the_turn(start_server: Start) -> None:
     async with start_server() as running:
         socket = await session(running.url)
         payload = load_audio(audio_of("quick_brown_fox")).payload
-        await socket.send(payload[: 32_000 * 2])
+        await send_chunks(socket, payload[: 32_000 * 2])
         await socket.send(json.dumps({"type": "ForceEndpoint"}))
         while True:
             message = json.loads(await socket.recv())
@@ -102,18 +107,55 @@ async def test_force_endpoint_ends_the_turn(start_server: Start) -> None:
     assert messages[-1]["type"] == "Termination"
 
 
-async def test_audio_faster_than_real_time_is_refused(
+ONE_SECOND = 32_000  # bytes of 16 kHz linear16
+
+
+async def closed_after(running_url: str, frames: list[bytes]
+                       ) -> tuple[int | None, str]:
+    """Send `frames` unpaced, then Terminate; how did the stream end?"""
+    socket = await session(running_url)
+    for frame in frames:
+        await socket.send(frame)
+    await socket.send(json.dumps({"type": "Terminate"}))
+    async with asyncio.timeout(10):
+        await socket.wait_closed()
+    return socket.close_code, socket.close_reason or ""
+
+
+async def test_look_ahead_is_allowed_up_to_its_limit(
     start_server: Start,
 ) -> None:
-    limits = ServerLimits(connection=ConnectionLimits(
-        realtime_allowance_s=1.0))
-    async with start_server(limits=limits) as running:
-        socket = await session(running.url)
-        await socket.send(load_audio(audio_of("support_call")).payload[
-            : 32_000 * 5])  # 5 s of audio at once
-        await socket.wait_closed()
-    assert socket.close_code == 3007
-    assert "faster than real time" in (socket.close_reason or "")
+    """Two seconds of audio at once, with two seconds of look-ahead:
+    accepted; a third second at once is over the limit, in AssemblyAI's
+    own words."""
+    audio = load_audio(audio_of("support_call")).payload
+    frames = [audio[i * ONE_SECOND : (i + 1) * ONE_SECOND] for i in range(3)]
+    limited = {"/v3/ws": AssemblyAI(max_ahead_s=2.0)}
+    async with start_server(dialects_by_path=limited) as running:
+        at_limit = await closed_after(running.url, frames[:2])
+        over = await closed_after(running.url, frames)
+    assert at_limit == (1000, "")
+    code, reason = over
+    assert code == 3007
+    assert reason.startswith("Input Duration Error: Audio Transmission"
+                             " Rate Exceeded: Received 3.0 sec. audio in")
+
+
+@pytest.mark.parametrize(("chunk_ms", "accepted"), [
+    (49, False), (50, True), (1000, True), (1001, False)])
+async def test_chunk_duration_must_be_50_to_1000_ms(
+    start_server: Start, chunk_ms: int, accepted: bool,
+) -> None:
+    audio = load_audio(audio_of("support_call")).payload
+    frame = audio[: ONE_SECOND * chunk_ms // 1000]
+    async with start_server() as running:
+        code, reason = await closed_after(running.url, [frame])
+    if accepted:
+        assert (code, reason) == (1000, "")
+    else:
+        assert code == 3007
+        assert reason == (f"Input Duration Violation: {chunk_ms:.1f} ms."
+                          " Expected between 50 and 1000 ms")
 
 
 async def test_token_in_query_authenticates(start_server: Start) -> None:

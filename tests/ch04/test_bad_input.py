@@ -13,17 +13,15 @@ from websockets.asyncio.client import connect
 from websockets.protocol import State
 
 from ch04_streaming.accelerator import PROFILES, Accelerator
+from ch04_streaming.app import session_factory
+from ch04_streaming.backpressure import Outbox, SlowConsumerError
 from ch04_streaming.client import DIALECTS, load_audio, stream
-from ch04_streaming.dialects.deepgram import Deepgram
+from ch04_streaming.dialects.deepgram import Deepgram, UtteranceEnd
 from ch04_streaming.dialects.dialect import StreamDefaults
 from ch04_streaming.engine import MockRecognizer
 from ch04_streaming.mock_matcher import Lexicon
-from ch04_streaming.stream_handler import (
-    ConnectionLimits,
-    Outbox,
-    SlowConsumerError,
-    StreamHandler,
-)
+from ch04_streaming.scheduler import DirectScheduler
+from ch04_streaming.stream_handler import ConnectionLimits, StreamHandler
 from tests.ch04.harness import KEY, Start, audio_of, reference
 
 DEEPGRAM = "/v1/listen?encoding=linear16&sample_rate=16000"
@@ -52,7 +50,7 @@ async def closed_with(
 async def test_odd_length_pcm_frame(
     start_server: Start, path: str, code: int, reason: str,
 ) -> None:
-    got = await closed_with(start_server, path, b"\0\0", b"\0\0\0")
+    got = await closed_with(start_server, path, bytes(3200), b"\0\0\0")
     assert got[0] == code and (got[1] or "").startswith(reason)
 
 
@@ -146,13 +144,13 @@ class StuckConnection:
 
 
 async def test_outbox_refuses_to_grow_for_a_non_reader() -> None:
-    outbox = Outbox(StuckConnection(), limit=3)  # type: ignore[arg-type]
+    outbox = Outbox(StuckConnection(), limit=3)
     sender = asyncio.create_task(outbox.run())
     for n in range(4):  # one in flight, three queued
-        outbox.put({"type": "Results", "n": n})
+        outbox.put(UtteranceEnd(last_word_end=n))
         await asyncio.sleep(0)
     with pytest.raises(SlowConsumerError, match="3 messages unread"):
-        outbox.put({"type": "Results", "n": 4})
+        outbox.put(UtteranceEnd(last_word_end=4))
     sender.cancel()
 
 
@@ -186,11 +184,11 @@ async def test_client_that_stops_reading_is_cut(lexicon: Lexicon) -> None:
     query = {"encoding": "linear16", "sample_rate": "16000",
              "interim_results": "true"}
     dialect = Deepgram()
+    limits = ConnectionLimits(send_queue=4)
+    engine = MockRecognizer(lexicon, Accelerator(PROFILES["zero"]))
     handler = StreamHandler(
-        peer, dialect,  # type: ignore[arg-type]
-        dialect.parse(query, StreamDefaults()),
-        MockRecognizer(lexicon, Accelerator(PROFILES["zero"])),
-        ConnectionLimits(send_queue=4, realtime_allowance_s=1e9),
+        peer, dialect, dialect.parse(query, StreamDefaults()),
+        session_factory(DirectScheduler(engine), limits), limits,
     )
     async with asyncio.timeout(10):
         closing = await handler.run()

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+
+from websockets.protocol import State
+
+from ch04_streaming.accelerator import PROFILES, Accelerator
+from ch04_streaming.app import session_factory
 from ch04_streaming.dialects.deepgram import Deepgram
-from ch04_streaming.dialects.dialect import StreamDefaults
+from ch04_streaming.dialects.dialect import Closing, StreamDefaults
+from ch04_streaming.engine import NullRecognizer
+from ch04_streaming.scheduler import DirectScheduler
 from ch04_streaming.stream_handler import ConnectionLimits, StreamHandler
+
+ONE_SECOND = b"\x01\x00" * 16_000  # 16 kHz linear16
 
 
 class Clock:
@@ -15,39 +25,72 @@ class Clock:
         return self.now
 
 
-class Reader:
-    """Stands in for the reader task: records that it was cancelled."""
+class Client:
+    """Sends the given frames, then nothing."""
 
-    cancelled = False
+    state = State.OPEN
 
-    def cancel(self) -> None:
-        self.cancelled = True
+    def __init__(self, frames: list[bytes]) -> None:
+        self.frames = frames
+
+    async def recv(self) -> bytes:
+        if self.frames:
+            return self.frames.pop(0)
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    async def send(self, message: str) -> None:
+        pass
+
+    async def close(self, code: int, reason: str) -> None:
+        pass
 
 
-def handler_at(clock: Clock) -> tuple[StreamHandler, Reader]:
+def handler_at(clock: Clock, client: Client) -> StreamHandler:
     dialect = Deepgram()
     request = dialect.parse({}, StreamDefaults(idle_timeout_s=10.0))
-    handler = StreamHandler(
-        None, dialect, request, None,  # type: ignore[arg-type]
-        ConnectionLimits(), clock=clock,
-    )
-    reader = Reader()
-    handler._reader = reader  # type: ignore[assignment]
-    return handler, reader
+    limits = ConnectionLimits(max_pending_audio_s=1.5)
+    scheduler = DirectScheduler(NullRecognizer(Accelerator(PROFILES["zero"])))
+    return StreamHandler(client, dialect, request,
+                         session_factory(scheduler, limits), limits,
+                         clock=clock)
 
 
-def test_a_quiet_client_is_expired_after_its_timeout() -> None:
+async def start_reading(handler: StreamHandler) -> asyncio.Task[Closing]:
+    reader = asyncio.create_task(handler._read())
+    handler._reader = reader
+    # The fake client answers at once, so one turn of the loop takes the
+    # reader to where it waits: on the client, or on the cap.
+    await asyncio.sleep(0)
+    return reader
+
+
+async def test_a_quiet_client_is_expired_after_its_timeout() -> None:
     clock = Clock()
-    handler, reader = handler_at(clock)
+    handler = handler_at(clock, Client([]))
+    reader = await start_reading(handler)
     handler.expire_if_idle(clock.now + 9.9)
-    assert not reader.cancelled
+    assert not reader.cancelling()
     handler.expire_if_idle(clock.now + 10.0)
-    assert reader.cancelled
+    assert reader.cancelling()
+    await asyncio.gather(reader, return_exceptions=True)
+    assert reader.cancelled()
 
 
-def test_a_stream_we_hold_back_is_not_idle() -> None:
+async def test_a_stream_we_hold_back_is_not_idle() -> None:
+    """The reader waits on the pending-audio cap, not on the client:
+    however long that takes, the client is not idle."""
     clock = Clock()
-    handler, reader = handler_at(clock)
-    handler.session._room.clear()  # backpressure: we stopped reading
+    handler = handler_at(clock, Client([ONE_SECOND]))
+    handler.session.cap.update(1.0)  # a second undecoded, decoder stalled
+    reader = await start_reading(handler)
     handler.expire_if_idle(clock.now + 60.0)
-    assert not reader.cancelled
+    assert not reader.cancelling()
+    handler.session.cap.update(0.0)  # the decoder caught up
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    handler.expire_if_idle(clock.now + 9.9)  # now waiting on the client
+    assert not reader.cancelling()
+    assert handler.session.stats.received_s == 1.0
+    reader.cancel()
+    await asyncio.gather(reader, return_exceptions=True)

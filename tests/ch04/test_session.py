@@ -8,6 +8,7 @@ from ch04_streaming.accelerator import PROFILES, Accelerator
 from ch04_streaming.audio import AudioDecoder, Encoding
 from ch04_streaming.client import load_audio
 from ch04_streaming.engine import NullRecognizer
+from ch04_streaming.scheduler import DirectScheduler
 from ch04_streaming.session import (
     SessionEvent,
     StreamOptions,
@@ -23,7 +24,8 @@ CHUNK_BYTES = 3200  # 100 ms of 16 kHz linear16
 def new_session(events: list[SessionEvent]) -> StreamSession:
     return StreamSession(
         options=StreamOptions(interim_results=True),
-        recognizer=NullRecognizer(Accelerator(PROFILES["zero"])),
+        scheduler=DirectScheduler(
+            NullRecognizer(Accelerator(PROFILES["zero"]))),
         audio=AudioDecoder(Encoding.LINEAR16, 16_000),
         vad=build_vad_gate(VadConfig()),
         emit=events.append,

@@ -13,7 +13,6 @@ from websockets.exceptions import InvalidStatus
 from ch04_streaming.accelerator import Accelerator, CostModel
 from ch04_streaming.client import load_audio
 from ch04_streaming.server import ServerLimits
-from ch04_streaming.stream_handler import ConnectionLimits
 from examples.service import running_service
 from tests.ch04.harness import KEY, Start, audio_of, reference
 
@@ -86,8 +85,7 @@ async def test_streams_that_cannot_finish_are_cut_at_the_grace(
     start_server: Start,
 ) -> None:
     stuck = Accelerator(CostModel(fixed_ms=600_000, per_audio_s_ms=0))
-    limits = ServerLimits(shutdown_grace_s=0.2, connection=ConnectionLimits(
-        realtime_allowance_s=1e9))
+    limits = ServerLimits(shutdown_grace_s=0.2)
     payload = load_audio(audio_of("quick_brown_fox")).payload
     async with start_server(limits=limits, device=stuck) as running:
         socket = await connect(running.url + QUERY, additional_headers={

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from ch04_streaming.audio import Framer
+from ch04_streaming.endpointing import Endpointer
 from ch04_streaming.vad import (
-    Endpointer,
     SpeechAudio,
     SpeechEnded,
     SpeechStarted,

@@ -1,0 +1,188 @@
+"""The seams later chapters build on: the composition root, the decode
+scheduler, typed wire messages, backpressure and provider headers."""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import get_args
+
+import numpy as np
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from ch04_streaming.accelerator import PROFILES, Accelerator
+from ch04_streaming.app import build_server
+from ch04_streaming.auth import ApiKeys
+from ch04_streaming.client import DIALECTS, load_audio, stream
+from ch04_streaming.dialects import assemblyai, deepgram
+from ch04_streaming.engine import DecodeRequest, MockRecognizer
+from ch04_streaming.mock_matcher import Lexicon
+from ch04_streaming.scheduler import DirectScheduler
+from ch04_streaming.server import ErrorBody, Status
+from ch04_streaming.settings import parse_settings
+from ch04_streaming.transcript import Hypothesis, Word
+from ch04_streaming.wire import WireMessage
+from tests.ch04.harness import KEY, Start, audio_of, reference
+
+REPO = Path(__file__).resolve().parents[2]
+MESSAGE_MODULES = (deepgram, assemblyai)
+
+
+def test_no_package_composes_chapter_4_through_its_main() -> None:
+    """Other chapters, the bench and the examples compose chapter 4
+    through `app`, never through `__main__`."""
+    offenders = []
+    for path in REPO.glob("*/**/*.py"):
+        if ".venv" in path.parts or path.parent.name == "ch04_streaming":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.ImportFrom)
+                    and node.module == "ch04_streaming.__main__"):
+                offenders.append(str(path.relative_to(REPO)))
+    assert offenders == []
+
+
+def wire_types() -> list[type[WireMessage]]:
+    found: list[type[WireMessage]] = [ErrorBody, Status]
+    for module in MESSAGE_MODULES:
+        for value in vars(module).values():
+            if (isinstance(value, type) and issubclass(value, WireMessage)
+                    and value is not WireMessage):
+                found.append(value)
+    return found
+
+
+def test_every_outgoing_message_has_a_literal_type() -> None:
+    types = wire_types()
+    assert len(types) >= 9  # 4 Deepgram, 3 AssemblyAI, 2 HTTP bodies
+    for model in types:
+        field = model.model_fields["type"]
+        (literal,) = get_args(field.annotation)
+        assert field.default == literal == model.__name__.removesuffix(
+            "Body") or (model is ErrorBody and literal == "Error")
+
+
+def test_messages_are_serialised_without_absent_fields() -> None:
+    results = deepgram.Results(
+        start=0.0, duration=1.0, is_final=True, speech_final=True,
+        channel=deepgram.Channel(alternatives=[]),
+        metadata=deepgram.ResultsMetadata(request_id="r"))
+    assert '"from_finalize"' not in results.to_json()
+    assert '"from_finalize":true' in results.model_copy(
+        update={"from_finalize": True}).to_json()
+
+
+class RecordingScheduler(DirectScheduler):
+    """The direct scheduler, counting what passes through it."""
+
+    requests: list[DecodeRequest]
+
+    async def decode(self, request: DecodeRequest) -> Hypothesis:
+        self.requests.append(request)
+        return await super().decode(request)
+
+
+async def test_every_decode_goes_through_the_scheduler(
+    lexicon: Lexicon,
+) -> None:
+    """The composition root hands the server a scheduler; the sessions
+    it builds decode through it, and only through it."""
+    engine = MockRecognizer(lexicon, Accelerator(PROFILES["zero"]))
+    scheduler = RecordingScheduler(engine)
+    scheduler.requests = []
+    settings = parse_settings(["--load-s", "0", "--warmup-s", "0"], env={})
+    built = build_server(settings, ApiKeys.of(KEY), scheduler=scheduler)
+    await built.server.start("127.0.0.1", 0)
+    await built.recognizer.start()
+    try:
+        report = await stream(f"ws://127.0.0.1:{built.server.port}",
+                              DIALECTS["deepgram"], KEY,
+                              load_audio(audio_of("call_back")))
+    finally:
+        await built.server.shutdown()
+    assert report.transcript == reference("call_back")
+    assert any(r.final for r in scheduler.requests)
+    assert len(scheduler.requests) >= len(report.results)
+
+
+class ThreadNoting(MockRecognizer):
+    threads: set[int]
+
+    def _match(self, batch: Sequence[DecodeRequest]) -> list[list[Word]]:
+        self.threads.add(threading.get_ident())
+        return super()._match(batch)
+
+
+@pytest.mark.parametrize("off_loop", [True, False])
+async def test_the_mock_matcher_runs_off_the_event_loop(
+    lexicon: Lexicon, off_loop: bool,
+) -> None:
+    engine = ThreadNoting(lexicon, Accelerator(PROFILES["zero"]),
+                          matcher_thread=off_loop)
+    engine.threads = set()
+    decoder = engine.new_utterance(0.0)
+    await engine.decode([DecodeRequest(
+        decoder, np.zeros(1600, dtype=np.float32), final=False)])
+    on_loop = engine.threads == {threading.get_ident()}
+    assert on_loop is not off_loop
+
+
+async def test_one_frame_over_the_pending_audio_cap_is_refused(
+    start_server: Start,
+) -> None:
+    """256 KiB of 8 kHz mu-law is 32.8 s of audio in one frame: more
+    than may wait for decoding (10 s), refused when it arrives."""
+    async with start_server() as running:
+        socket = await connect(
+            running.url + "/v1/listen?encoding=mulaw&sample_rate=8000",
+            additional_headers={"Authorization": f"Token {KEY}"})
+        await socket.send(bytes(256 * 1024 - 64))
+        async with asyncio.timeout(5):
+            await socket.wait_closed()
+    assert socket.close_code == 1008
+    assert socket.close_reason == (
+        "DATA-0000: a frame of 32.76 s of audio; at most 10 s may wait"
+        " for decoding")
+
+
+@pytest.mark.parametrize(("path", "headers", "has_dg_error"), [
+    ("/v1/listen", {}, True),
+    ("/v3/ws", {}, False),
+    ("/v3/ws?sample_rate=11025", {"Authorization": KEY}, False),
+])
+async def test_provider_error_headers_only_on_their_dialect(
+    start_server: Start, path: str, headers: dict[str, str],
+    has_dg_error: bool,
+) -> None:
+    async with start_server() as running:
+        with pytest.raises(InvalidStatus) as caught:
+            async with connect(running.url + path,
+                               additional_headers=headers):
+                pass
+    response = caught.value.response
+    assert response.status_code in (400, 401)
+    assert ("dg-error" in response.headers) is has_dg_error
+
+
+async def test_deeply_nested_control_message_is_bad_input(
+    start_server: Start,
+) -> None:
+    """100 KB of nested JSON is a bad control message, not a server
+    error: the dialect's code, and other streams unaffected."""
+    async with start_server() as running:
+        socket = await connect(
+            running.url + "/v1/listen",
+            additional_headers={"Authorization": f"Token {KEY}"})
+        await socket.send("[" * 50_000 + "]" * 50_000)
+        async with asyncio.timeout(5):
+            await socket.wait_closed()
+        errors = running.server.metrics.stream_errors.labels(
+            "deepgram", "1011")._value.get()
+    assert socket.close_code == 1008
+    assert (socket.close_reason or "").startswith("DATA-0001")
+    assert errors == 0
