@@ -16,7 +16,7 @@ from pathlib import Path
 
 import soundfile as sf
 
-from ch04_streaming.settings import DEFAULT_MANIFEST
+from ch04_streaming.settings import DEFAULT_MANIFEST, fixture_file
 
 RAW_WIDTH = {"PCM_16": 2, "ULAW": 1, "FLOAT": 4}
 
@@ -43,9 +43,8 @@ def measure(path: Path) -> CodecCost:
 
 def variants_of(source_id: str, manifest_path: Path) -> list[Path]:
     manifest = json.loads(manifest_path.read_text())
-    root = manifest_path.parent.parent.parent
     return [
-        root / f["path"] for f in manifest["fixtures"]
+        fixture_file(manifest_path, f["path"]) for f in manifest["fixtures"]
         if source_id in (f["id"], f.get("variant_of"))
     ]
 

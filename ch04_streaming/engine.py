@@ -30,6 +30,7 @@ from ch04_streaming.mock_matcher import (
     Matcher,
     TemplateWord,
 )
+from ch04_streaming.settings import fixture_file
 from ch04_streaming.transcript import Hypothesis, Word
 from ch04_streaming.word_errors import WordErrorInjector
 
@@ -156,12 +157,12 @@ class NullRecognizer:
 def load_lexicon(manifest_path: Path) -> Lexicon:
     """Templates from the sample-audio manifest's 16 kHz recordings."""
     manifest = json.loads(manifest_path.read_text())
-    root = manifest_path.parent.parent.parent  # paths are repo-relative
     recordings = []
     for fixture in manifest["fixtures"]:
         if fixture["kind"] not in TEMPLATE_KINDS:
             continue
-        samples, rate = sf.read(root / fixture["path"], dtype="float32")
+        path = fixture_file(manifest_path, fixture["path"])
+        samples, rate = sf.read(path, dtype="float32")
         if rate != SAMPLE_RATE:
             raise ValueError(f"{fixture['path']}: templates are 16 kHz")
         words = [

@@ -12,15 +12,25 @@ import argparse
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from pathlib import Path
+from importlib.resources import files
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ch04_streaming.accelerator import PROFILES
 
-DEFAULT_MANIFEST = (
-    Path(__file__).resolve().parent.parent
-    / "examples" / "audio" / "manifest.json"
-)
+# The sample audio is package data of `examples`, found where that
+# package is: in a checkout or in site-packages. A data lookup, not an
+# import of the examples' code, which builds on this chapter.
+DEFAULT_MANIFEST = Path(str(files("examples") / "audio" / "manifest.json"))
+
+
+def fixture_file(manifest: Path, listed: str) -> Path:
+    """A fixture's file, from its path as the manifest lists it.
+
+    The manifest lists paths from the repository root; the files sit
+    beside the manifest, which holds wherever the audio is installed.
+    """
+    return manifest.parent / PurePosixPath(listed).name
 
 
 def option(default: object, help_text: str) -> Any:

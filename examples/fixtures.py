@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from pathlib import Path
+from importlib.resources import files
+from pathlib import Path, PurePosixPath
 from typing import Any
 
-AUDIO_DIR = Path(__file__).parent / "audio"
+# Package data of `examples`: the same lookup finds the audio in a
+# checkout and in an installed wheel.
+AUDIO_DIR = Path(str(files("examples") / "audio"))
 MANIFEST_PATH = AUDIO_DIR / "manifest.json"
 
 
@@ -59,8 +62,12 @@ class AudioFixture:
         return tuple(w for u in self.utterances for w in u.words)
 
     def file(self, root: Path | None = None) -> Path:
-        base = root if root is not None else AUDIO_DIR.parent.parent
-        return base / self.path
+        """The file under `root`, a repository root; without one, the
+        file beside the catalogue's manifest, wherever it is installed.
+        """
+        if root is not None:
+            return root / self.path
+        return AUDIO_DIR / PurePosixPath(self.path).name
 
 
 @dataclass(frozen=True)

@@ -46,14 +46,16 @@ class Service:
 async def running_service(
     args: Sequence[str], env: Mapping[str, str] | None = None,
     start_timeout_s: float = 60.0, stop_timeout_s: float = 30.0,
+    python: str | Path = sys.executable, cwd: Path = REPO_ROOT,
 ) -> AsyncIterator[Service]:
     """`args` after `python`, e.g. ("-m", "ch04_streaming", "--port", "0").
 
     On exit the service gets SIGTERM; one still running `stop_timeout_s`
-    later is killed, and `TimeoutError` raised.
+    later is killed, and `TimeoutError` raised. `python` and `cwd` run
+    another installation than this checkout's, from another folder.
     """
     process = await asyncio.create_subprocess_exec(
-        sys.executable, *args, cwd=REPO_ROOT,
+        python, *args, cwd=cwd,
         env={**os.environ, **(env or {})},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
     )
