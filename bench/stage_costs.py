@@ -25,7 +25,10 @@ from ch04_streaming.audio import (
     Framer,
     to_pcm16,
 )
-from ch04_streaming.dialects.deepgram import results_message
+from ch04_streaming.dialects.deepgram import (
+    ResultsMetadata,
+    results_message,
+)
 from ch04_streaming.engine import NullRecognizer
 from ch04_streaming.scheduler import DirectScheduler
 from ch04_streaming.session import (
@@ -113,8 +116,9 @@ def result_message(chunks: Sequence[bytes]) -> None:
                   for i in range(4))
     event = TranscriptEvent(Hypothesis(words, False), 1.0, 2.5,
                             speech_final=False, from_finalize=False)
+    metadata = ResultsMetadata(request_id="request-id")
     for _ in chunks:
-        results_message(event, "request-id").to_json()
+        results_message(event, metadata).to_json()
 
 
 def best_us(run: Callable[[], None], chunks: int, passes: int) -> float:

@@ -35,3 +35,12 @@ class Endpointer:
         self._silent_ms = self._speech_ms = 0
         return reason
 # --8<-- [end:endpointing]
+
+    def speech_run(self, ms: int) -> bool:
+        """Feed `ms` of unbroken speech at once, if it cannot end the
+        utterance; False, feeding nothing, if it might."""
+        if self._speech_ms + ms >= self.max_utterance_ms:
+            return False
+        self._speech_ms += ms
+        self._silent_ms = 0
+        return True

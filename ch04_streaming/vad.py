@@ -79,6 +79,8 @@ class VadGate:
         events: list[VadEvent] = []
         frames = self.framer.frames(samples)
         decisions = self.classifier.classify(frames)
+        if (steady := self._steady(frames, decisions)) is not None:
+            return steady  # most chunks: no decision inside them
         audio: list[np.ndarray] = []  # open utterance's, from this push
         for frame, speech in zip(frames, decisions, strict=True):
             self.frames_seen += 1
@@ -98,6 +100,23 @@ class VadGate:
             self._pass(audio, events)
         return events
     # --8<-- [end:vad_gate]
+
+    def _steady(self, frames: np.ndarray, decisions: list[bool]
+                ) -> list[VadEvent] | None:
+        """Silence outside an utterance, or speech that cannot end the
+        open one, handled without a step per frame; None otherwise."""
+        count = len(decisions)
+        if not self.in_speech and not any(decisions):
+            self._recent.extend(zip(frames, decisions, strict=True))
+            self.frames_seen += count
+            return []
+        run_ms = count * self.config.frame_ms
+        if (self.in_speech and count and all(decisions)
+                and self.endpointer.speech_run(run_ms)):
+            self.frames_seen += count
+            self.frames_passed += count
+            return [SpeechAudio(frames.reshape(-1))]
+        return None
 
     @property
     def frame_s(self) -> float:

@@ -44,7 +44,7 @@ from ch04_streaming.wire import WireMessage
 
 ENCODINGS = {"linear16": Encoding.LINEAR16, "mulaw": Encoding.MULAW}
 MODEL_UUID = "00000000-0000-4000-8000-00000000a5e4"
-CHANNEL = [0, 1]  # channel 0 of 1: Deepgram's [index, count]
+CHANNEL = (0, 1)  # channel 0 of 1: Deepgram's [index, count]
 
 
 class ModelInfo(BaseModel):
@@ -79,7 +79,7 @@ class Channel(BaseModel):
 
 class Results(WireMessage):
     type: Literal["Results"] = "Results"
-    channel_index: list[int] = CHANNEL
+    channel_index: tuple[int, int] = CHANNEL  # immutable: never copied
     start: float
     duration: float
     is_final: bool
@@ -91,13 +91,13 @@ class Results(WireMessage):
 
 class SpeechStarted(WireMessage):
     type: Literal["SpeechStarted"] = "SpeechStarted"
-    channel: list[int] = CHANNEL
+    channel: tuple[int, int] = CHANNEL
     timestamp: float
 
 
 class UtteranceEnd(WireMessage):
     type: Literal["UtteranceEnd"] = "UtteranceEnd"
-    channel: list[int] = CHANNEL
+    channel: tuple[int, int] = CHANNEL
     last_word_end: float
 
 
@@ -116,7 +116,8 @@ CONTROLS = {"KeepAlive": Control.KEEP_ALIVE, "Finalize": Control.FINALIZE,
 
 
 # --8<-- [start:deepgram_results]
-def results_message(event: TranscriptEvent, request_id: str) -> Results:
+def results_message(event: TranscriptEvent,
+                    metadata: ResultsMetadata) -> Results:
     words = event.hypothesis.words
     confidence = sum(w.confidence for w in words) / len(words) if words else 0
     return Results(
@@ -133,7 +134,7 @@ def results_message(event: TranscriptEvent, request_id: str) -> Results:
                 for w in words
             ],
         )]),
-        metadata=ResultsMetadata(request_id=request_id),
+        metadata=metadata,  # the stream's own, built once
         from_finalize=event.from_finalize or None,
     )
 # --8<-- [end:deepgram_results]
@@ -147,6 +148,10 @@ class DeepgramStream:
         default_factory=lambda: datetime.now(UTC).isoformat()
     )
     _audio_hash: hashlib._Hash = field(default_factory=hashlib.sha256)
+    _metadata: ResultsMetadata = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._metadata = ResultsMetadata(request_id=self.request_id)
 
     def opening(self) -> list[WireMessage]:
         return []
@@ -156,7 +161,7 @@ class DeepgramStream:
 
     def encode(self, event: SessionEvent) -> list[WireMessage]:
         if isinstance(event, TranscriptEvent):
-            return [results_message(event, self.request_id)]
+            return [results_message(event, self._metadata)]
         if isinstance(event, SpeechStartedEvent):
             return [SpeechStarted(timestamp=event.at_s)]
         return [UtteranceEnd(last_word_end=event.last_word_end)]

@@ -150,3 +150,44 @@ def test_speech_start_needs_a_run_of_speech() -> None:
     assert started == [SpeechStarted(at_s=0.02, onset_s=0.06)]
     audio = [e for e in events if isinstance(e, SpeechAudio)]
     assert sum(a.samples.size for a in audio) == 6 * 320
+
+
+class FrameByFrameGate(VadGate):
+    """The gate with its steady-chunk shortcut turned off."""
+
+    def _steady(self, frames: np.ndarray, decisions: list[bool]
+                ) -> list[VadEvent] | None:
+        return None
+
+
+def events_of(gate: VadGate, samples: np.ndarray, chunk: int
+              ) -> list[tuple[str, float, int]]:
+    seen: list[tuple[str, float, int]] = []
+    for start in range(0, samples.size, chunk):
+        for event in gate.push(samples[start : start + chunk]):
+            size = event.samples.size if isinstance(event, SpeechAudio) else 0
+            at = getattr(event, "at_s", 0.0)
+            seen.append((type(event).__name__, at, size))
+    return seen
+
+
+@pytest.mark.parametrize(("chunk_ms", "max_utterance_ms"), [
+    (100, 15_000), (60, 15_000), (250, 15_000), (100, 1_000)])
+def test_the_steady_shortcut_changes_no_event(
+    chunk_ms: int, max_utterance_ms: int,
+) -> None:
+    """Whole chunks of silence or of speech skip the loop per frame;
+    every event, its time and its audio are as frame by frame."""
+    config = VadConfig(max_utterance_ms=max_utterance_ms)
+    fixture = load_manifest().get("support_call")
+    samples = load_mono(fixture, fixture.file().parent.parent.parent)
+    samples = samples.astype(np.float32)
+    chunk = 16 * chunk_ms
+    fast = build_vad_gate(config)
+    slow = build_vad_gate(config)
+    slow = FrameByFrameGate(slow.config, slow.classifier, slow.framer,
+                            slow.endpointer)
+    got = events_of(fast, samples, chunk)
+    assert len(got) > 20
+    assert got == events_of(slow, samples, chunk)
+    assert fast.frames_passed == slow.frames_passed
