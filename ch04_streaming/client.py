@@ -1,10 +1,13 @@
 """A streaming client for both dialects, with latency measurement.
 
 Chapter 4, "Chunk size selection". It sends audio in fixed chunks, at
-real-time pace or as fast as the server takes it, remembers when each
-chunk left, and stamps every result with the delay from the moment the
-audio it covers was sent. `examples.stream_file` and the chunk-size
-experiment are built on it.
+real-time pace or as fast as the server takes it, and dates every result
+by the client's audio clock. At real-time pace it behaves as a live
+microphone: a chunk leaves only once it has been captured, and latency
+runs from the moment the audio was spoken, so the time a chunk takes to
+fill counts, as a listener feels it. Sent as fast as possible, audio has
+no moment of speaking, and latency runs from when it was sent.
+`examples.stream_file` and the chunk-size experiment are built on it.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import bisect
 import io
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -73,21 +76,29 @@ class Heard:
 class Result:
     text: str
     is_final: bool
-    # From sending the audio of the last word heard to receiving this:
-    # for a final, the delay a listener perceives after speech ends.
+    # From the audio of the last word heard (by the service's word times)
+    # to receiving this: for a final, the delay a listener perceives
+    # after speech ends. See `AudioClock` for when audio "is" at a time.
     latency_s: float
 
 
 @dataclass(frozen=True)
 class HeardUtterance:
-    """One final and its timings: the per-utterance record of an SLI."""
+    """One final and its timings: the per-utterance record of an SLI.
+
+    The `_s` latencies use the service's own word times; the clock times
+    `first_result_at` and `final_at` let a caller that knows the true
+    word times (a fixture's manifest) date them from those instead.
+    """
 
     text: str
-    first_word_s: float  # stream time
+    first_word_s: float  # stream time, as the service reports it
     last_word_s: float
-    first_result_s: float | None  # first word sent -> first result in
-    final_latency_s: float  # last word sent -> final in
-    processing_s: float  # first word sent -> final in
+    first_result_at: float | None  # client clock: first result in
+    final_at: float  # client clock: final in
+    first_result_s: float | None  # first word's audio -> first result
+    final_latency_s: float  # last word's audio -> final
+    processing_s: float  # first word's audio -> final
 
     @property
     def audio_s(self) -> float:
@@ -95,12 +106,52 @@ class HeardUtterance:
 
 
 @dataclass
+class AudioClock:
+    """When each moment of the stream's audio existed on the client.
+
+    Paced, as from a live microphone, stream time `t` was spoken at
+    `origin + t`, `origin` being when capture began; a chunk leaves only
+    once it is full, so a word that starts 10 ms into a 100 ms chunk
+    waits 90 ms before it can leave, and that wait is latency the
+    listener feels. Unpaced, a file sent as fast as the server takes it
+    was never spoken at any moment: audio is dated by when the chunk
+    holding it was sent.
+    """
+
+    paced: bool
+    origin: float = 0.0  # client clock when capture began
+    audio_ends: list[float] = field(default_factory=list)
+    sent_at: list[float] = field(default_factory=list)
+
+    def record(self, audio_end_s: float, at: float) -> None:
+        """The chunk ending at stream time `audio_end_s` left at `at`."""
+        self.audio_ends.append(audio_end_s)
+        self.sent_at.append(at)
+
+    def time_of(self, audio_s: float) -> float:
+        """Client clock time of stream time `audio_s`."""
+        if self.paced:
+            return self.origin + audio_s
+        i = bisect.bisect_left(self.audio_ends, audio_s - 1e-6)
+        return self.sent_at[min(i, len(self.sent_at) - 1)]
+
+
+@dataclass
 class Report:
+    audio_clock: AudioClock = field(
+        default_factory=lambda: AudioClock(paced=False))
     results: list[Result] = field(default_factory=list)
     utterances: list[HeardUtterance] = field(default_factory=list)
     chunks_sent: int = 0
     messages_received: int = 0
-    first_result_s: float | None = None  # from the first word's audio
+    # WebSocket message payloads, each way; frame headers are separate.
+    bytes_sent: int = 0
+    bytes_received: int = 0
+    framing_sent: int = 0
+    framing_received: int = 0
+    # The stream's first result, from its first word's audio (by the
+    # service's word time) as dated by `audio_clock`.
+    first_result_s: float | None = None
     close_code: int | None = None
     close_reason: str = ""
     closing_message: Mapping[str, object] | None = None
@@ -193,20 +244,11 @@ DIALECTS: dict[str, ClientDialect] = {
 }
 
 
-@dataclass
-class SendLog:
-    """When each chunk left, to date the results that cover it."""
-
-    audio_ends: list[float] = field(default_factory=list)
-    sent_at: list[float] = field(default_factory=list)
-
-    def record(self, audio_end_s: float, at: float) -> None:
-        self.audio_ends.append(audio_end_s)
-        self.sent_at.append(at)
-
-    def sent_time_of(self, audio_s: float) -> float:
-        i = bisect.bisect_left(self.audio_ends, audio_s - 1e-6)
-        return self.sent_at[min(i, len(self.sent_at) - 1)]
+def frame_header_bytes(payload: int, masked: bool) -> int:
+    """Bytes a WebSocket frame adds to its payload (RFC 6455, 5.2): two,
+    more for long payloads, and four of mask from a client."""
+    extended = 0 if payload < 126 else 2 if payload < 65_536 else 8
+    return 2 + extended + (4 if masked else 0)
 
 
 def chunk_bounds(total: int, chunk: int, shortest: int
@@ -224,32 +266,52 @@ async def stream(
     chunk_ms: int = 100, realtime: bool = False,
     on_result: Callable[[Result], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> Report:
-    """Send `audio` in `chunk_ms` chunks; collect results until close."""
-    report, sent = Report(), SendLog()
-    first_results: dict[float, float] = {}  # segment -> first latency
+    """Send `audio` in `chunk_ms` chunks; collect results until close.
+
+    With `realtime`, chunks leave at the pace of speech and results are
+    timed from when their audio was spoken; without, as fast as the
+    server takes them, timed from when their audio was sent.
+    """
+    report = Report(audio_clock=AudioClock(paced=realtime))
+    audio_clock = report.audio_clock
+    first_results: dict[float, float] = {}  # segment -> clock time
     chunk = audio.bytes_per_second * chunk_ms // 1000
     chunk -= chunk % (2 if audio.encoding == "linear16" else 1)
     target = f"{url}{dialect.path}?{urlencode(dialect.query(audio))}"
     async with connect(target, additional_headers=dialect.headers(key),
                        max_size=2**22) as socket:
 
-        async def send() -> None:
-            start = clock()
+        async def send(message: bytes | str) -> None:
+            await socket.send(message)
+            size = len(message.encode() if isinstance(message, str)
+                       else message)
+            report.bytes_sent += size
+            report.framing_sent += frame_header_bytes(size, masked=True)
+
+        async def capture_and_send() -> None:
+            audio_clock.origin = clock()  # capture begins
             shortest = audio.bytes_per_second * dialect.min_chunk_ms // 1000
             for offset, end in chunk_bounds(len(audio.payload), chunk,
                                             shortest):
                 end_s = end / audio.bytes_per_second
                 if realtime:  # a microphone has a chunk once it is over
-                    await asyncio.sleep(max(0.0, start + end_s - clock()))
-                await socket.send(audio.payload[offset:end])
-                sent.record(end_s, clock())
+                    await sleep(
+                        max(0.0, audio_clock.origin + end_s - clock()))
+                await send(audio.payload[offset:end])
+                audio_clock.record(end_s, clock())
                 report.chunks_sent += 1
-            await socket.send(dialect.close_message)
+            await send(dialect.close_message)
 
-        sender = asyncio.create_task(send())
+        sender = asyncio.create_task(capture_and_send())
         try:
             async for raw in socket:
+                now = clock()
+                size = len(raw.encode() if isinstance(raw, str) else raw)
+                report.bytes_received += size
+                report.framing_received += frame_header_bytes(
+                    size, masked=False)
                 message = json.loads(raw)
                 report.messages_received += 1
                 heard = dialect.heard(message)
@@ -257,21 +319,22 @@ async def stream(
                     if message.get("type") in ("Metadata", "Termination"):
                         report.closing_message = message
                     continue
-                now = clock()
                 first, last = heard.first_word_s, heard.last_word_s
-                latency = now - sent.sent_time_of(last) if last else 0.0
+                latency = (now - audio_clock.time_of(last)
+                           if last is not None else 0.0)
                 result = Result(heard.text, heard.is_final, latency)
                 if first is not None and heard.segment not in first_results:
-                    # Time to first result: from speech onset on the wire.
-                    first_results[heard.segment] = (
-                        now - sent.sent_time_of(first))
+                    first_results[heard.segment] = now
                     if report.first_result_s is None:
-                        report.first_result_s = first_results[heard.segment]
+                        report.first_result_s = (
+                            now - audio_clock.time_of(first))
                 if heard.is_final and first is not None and last is not None:
+                    first_at = first_results.pop(heard.segment, None)
+                    spoken = audio_clock.time_of(first)
                     report.utterances.append(HeardUtterance(
-                        heard.text, first, last,
-                        first_results.pop(heard.segment, None), latency,
-                        now - sent.sent_time_of(first)))
+                        heard.text, first, last, first_at, now,
+                        None if first_at is None else first_at - spoken,
+                        latency, now - spoken))
                 report.results.append(result)
                 if on_result is not None:
                     on_result(result)

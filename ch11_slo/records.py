@@ -36,14 +36,17 @@ WEBSOCKET_CLOSE_CODES = (1000, 4999)
 class UtteranceRecord(BaseModel):
     """One utterance of one stream, timed on the client.
 
-    `first_result_seconds` runs from sending the audio of the first word
-    to receiving the first non-empty result; `final_latency_seconds`
-    from sending the audio of the last word to receiving the final;
-    `processing_seconds` from the first audio sent to the final. Only an
+    `first_result_seconds` runs from the moment the first word began to
+    be spoken, by the client's audio clock, to receiving the first
+    non-empty result; `final_latency_seconds` from the moment the last
+    word finished to receiving the final; `processing_seconds` from the
+    first word to the final. Audio waits on the client until its chunk
+    is full, and that wait counts, as the listener feels it. Only an
     utterance whose final arrived (`outcome` "ok") has the last two.
-    `paced` says the audio went out at the pace of speech: then the
-    processing time holds the audio's own duration, and says nothing of
-    the real-time factor.
+    `paced` says the audio went out at the pace of speech; audio that
+    was not has no moment of speaking, and is timed from when it was
+    sent. Paced processing time holds the audio's own duration, and
+    says nothing of the real-time factor.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)

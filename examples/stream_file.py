@@ -5,10 +5,12 @@
         [--records FILE]
 
 Interim text overwrites one line; each final gets a line of its own with
-its latency: the time from sending the audio that ends it to receiving
-it. The key comes from `--key` or the first of `SPEECH_API_KEYS`. With
-`--records`, the per-utterance SLI records of chapter 11 are written to
-FILE (JSONL) for `python -m ch11_slo report FILE`.
+its latency: the time from the end of its audio to receiving it, where
+the audio ends when it was spoken (`--realtime`, as from a microphone)
+or, sent as fast as possible, when it was sent. The key comes from
+`--key` or the first of `SPEECH_API_KEYS`. With `--records`, the
+per-utterance SLI records of chapter 11 are written to FILE (JSONL) for
+`python -m ch11_slo report FILE`.
 """
 
 from __future__ import annotations
@@ -44,8 +46,7 @@ def print_result(result: Result) -> None:
 
 
 def write_sli_records(path: Path, audio: Path, dialect: str,
-                      report: Report, started: datetime,
-                      paced: bool) -> None:
+                      report: Report, started: datetime) -> None:
     stream_id = f"{dialect}-{uuid.uuid4().hex[:12]}"
     records: list[Record] = [
         stream_record(report, stream_id, started, datetime.now(UTC))]
@@ -54,8 +55,7 @@ def write_sli_records(path: Path, audio: Path, dialect: str,
         print(f"{audio.name} is not a fixture: no reference text, so only"
               " the stream record is written", file=sys.stderr)
     else:
-        records += utterance_records(report, fixture, stream_id, dialect,
-                                     paced)
+        records += utterance_records(report, fixture, stream_id, dialect)
     write_records(path, records)
     print(f"wrote {len(records)} records to {path}")
 
@@ -96,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"\r\033[Kclosed {report.close_code} {report.close_reason}".rstrip())
     if args.records is not None:
         write_sli_records(args.records, args.file, args.dialect, report,
-                          started, paced=args.realtime)
+                          started)
     return 0 if report.close_code in (1000, None) else 1
 
 

@@ -108,8 +108,7 @@ def save_records(reports: list[Report], started: datetime) -> None:
         stream_id = f"demo-{dialect}"
         records.append(stream_record(report, stream_id, started,
                                      datetime.now(UTC)))
-        records += utterance_records(report, fixture, stream_id, dialect,
-                                     paced=True)
+        records += utterance_records(report, fixture, stream_id, dialect)
     write_records(DEMO_RECORDS, records)
 
 

@@ -16,6 +16,7 @@ import pytest
 import soundfile as sf
 
 from ch04_streaming.mock_matcher import (
+    DECISION_FRAMES,
     FRAME,
     HOP_S,
     N_BANDS,
@@ -264,7 +265,9 @@ def test_interim_waits_for_enough_speech_but_final_does_not(
     known_speech: Lexicon,
 ) -> None:
     matcher = known_speech.new_matcher()
-    matcher.feed(tone_bursts([(0.3, 0.45)], 0.6))  # 0.15 s of sound
+    # Two 10 ms frames short of enough, allowing for the 25 ms window.
+    sound_s = (DECISION_FRAMES - 2) * HOP_S - FRAME / SAMPLE_RATE
+    matcher.feed(tone_bursts([(0.3, 0.3 + sound_s)], 0.6))
     assert matcher.words(final=False) == []  # too little to tell
     (word,) = matcher.words(final=True)
     assert word.text in PLACEHOLDERS

@@ -52,13 +52,32 @@ def test_vad_savings_prints_a_summary(
                      capsys.readouterr().out)
 
 
-async def test_chunk_experiment_measures_one_size() -> None:
+async def test_chunk_experiment_measures_one_size(tmp_path: Path) -> None:
     (row,) = await chunk_experiment.run(audio_of("living_room"), None,
                                         None, sizes=(250,))
     assert row.transcript == reference("living_room")
     assert row.sent_per_s == pytest.approx(4.0, abs=0.3)
-    assert row.first_result_ms is not None and row.final_latency_ms
+    # 16 kHz x 2 bytes, and a masked frame header of 8 bytes per chunk.
+    assert row.sent_bytes_per_s == pytest.approx(32_000, rel=0.01)
+    assert row.sent_framing_per_s == pytest.approx(8 * 4.0, abs=3)
+    assert row.received_bytes_per_s > 0 and row.utterances == 1
+    first_p50, first_p95 = row.first_result_ms
+    final_p50, final_p95 = row.final_latency_ms
+    assert first_p50 is not None and first_p50 == first_p95  # one value
+    assert final_p50 is not None and final_p95 is not None
     assert "250" in chunk_experiment.table([row])
+    assert chunk_experiment.table([row], markdown=True).startswith(
+        "| chunk ms |")
+    picture = tmp_path / "chunks.png"
+    chunk_experiment.plot([row], picture, "living_room")
+    assert picture.read_bytes().startswith(b"\x89PNG")
+
+
+def test_quantiles_are_values_that_were_seen() -> None:
+    values = [0.3, 0.1, 0.2, 0.4]
+    assert chunk_experiment.nearest_rank(values, 0.5) == 0.2
+    assert chunk_experiment.nearest_rank(values, 0.95) == 0.4
+    assert chunk_experiment.nearest_rank([], 0.5) is None
 
 
 def test_stream_file_prints_interims_in_place_and_finals_on_lines(
