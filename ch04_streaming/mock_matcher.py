@@ -69,6 +69,13 @@ EDGE_SILENCE_FRAMES = 20
 # fixtures showed a word its final corrected; below 15, first results
 # come no sooner, as a word is shown only once most of it is heard.
 DECISION_FRAMES = 15
+# How much of a word must be heard before it is shown. A final keeps a
+# word most of which it holds, so a segment cut mid-word gives the word
+# to the side with more of it; an interim shows a word while it is being
+# spoken, as streaming recognisers do: with half, a first word of half a
+# second stayed hidden for 250 ms and broke the 300 ms rule.
+FINAL_WORD_SHARE = 0.5
+INTERIM_WORD_SHARE = 0.25
 
 # Placeholders for unknown speech. A burst is speech frames with gaps
 # of at most BURST_GAP_FRAMES. Shorter than MIN_BURST_FRAMES, it is a
@@ -498,7 +505,7 @@ class Matcher:
         trailing = min(self._pending_silence, EDGE_SILENCE_FRAMES)
         match = self._alignment.best(trailing if final else 0)
         if match.distance <= MATCH_THRESHOLD:
-            return self._template_words(match)
+            return self._template_words(match, final)
         return self._placeholders(_confidence(match.distance))
 
     def _take_frame(self, probe: Floats32, level: float, band: int) -> None:
@@ -520,7 +527,8 @@ class Matcher:
         self._last_speech = frame
         self._alignment.add_speech(probe, frame)
 
-    def _template_words(self, match: Match) -> list[RecognizedWord]:
+    def _template_words(self, match: Match, final: bool
+                        ) -> list[RecognizedWord]:
         template = self._lexicon.template_at(match.end_frame)
         # Template time minus segment time.
         shift = (match.lag - template.first_frame) * HOP_S
@@ -528,8 +536,8 @@ class Matcher:
         heard_from = _frame_centre_s(self._first_speech) - HOP_S / 2
         heard_to = _frame_centre_s(self._last_speech) + HOP_S / 2
         heard = np.minimum(ends, heard_to) - np.maximum(starts, heard_from)
-        # A word counts once most of it has been heard.
-        chosen = np.flatnonzero(heard > (ends - starts) / 2).tolist()
+        share = FINAL_WORD_SHARE if final else INTERIM_WORD_SHARE
+        chosen = np.flatnonzero(heard > (ends - starts) * share).tolist()
         confidence = _confidence(match.distance)
         return [
             self._word(template.words[k].text, float(starts[k]),

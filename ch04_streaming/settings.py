@@ -61,8 +61,8 @@ class Settings:
     recognizer: str = option(
         "mock", "mock (hears the fixtures) or null (no model)")
     matcher_runs_on: str = option(
-        "thread", "where the mock's matcher runs: thread, or loop to"
-        " measure how CPU work on the event loop stalls every stream")
+        "loop", "where the mock's matcher runs: loop, or thread to"
+        " measure what a worker thread does to the loop's lag")
     assemblyai_max_ahead_s: float = option(
         300.0, "AssemblyAI dialect: audio a client may send ahead of"
         " real time before 3007")
@@ -112,6 +112,6 @@ def parse_settings(
         parser.error(f"--profile must be one of {', '.join(PROFILES)}")
     if args.recognizer not in ("mock", "null"):
         parser.error("--recognizer must be mock or null")
-    if args.matcher_runs_on not in ("thread", "loop"):
-        parser.error("--matcher-runs-on must be thread or loop")
+    if args.matcher_runs_on not in ("loop", "thread"):
+        parser.error("--matcher-runs-on must be loop or thread")
     return Settings(**vars(args), env=env)

@@ -119,7 +119,7 @@ class ThreadNoting(MockRecognizer):
 
 
 @pytest.mark.parametrize("off_loop", [True, False])
-async def test_the_mock_matcher_runs_off_the_event_loop(
+async def test_the_mock_matcher_runs_where_it_is_told(
     lexicon: Lexicon, off_loop: bool,
 ) -> None:
     engine = ThreadNoting(lexicon, Accelerator(PROFILES["zero"]),
