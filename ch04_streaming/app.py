@@ -31,11 +31,14 @@ from ch04_streaming.dialects.dialect import (
     StreamRequest,
 )
 from ch04_streaming.engine import (
+    LocalMatching,
+    Matching,
     MockRecognizer,
     NullRecognizer,
     Recognizer,
     load_lexicon,
 )
+from ch04_streaming.matcher_process import MatcherProcess
 from ch04_streaming.scheduler import DecodeScheduler, DirectScheduler
 from ch04_streaming.server import ServerLimits, SpeechServer
 from ch04_streaming.session import Emit, StreamSession
@@ -92,8 +95,11 @@ def build_recognizer(settings: Settings) -> Recognizer:
                          warmup_s=settings.warmup_s)
     if settings.recognizer == "null":
         return NullRecognizer(device)
+    matching: Matching = MatcherProcess(settings.manifest)
+    if settings.matcher_runs_on == "loop":
+        matching = LocalMatching(load_lexicon(settings.manifest))
     return MockRecognizer(
-        lexicon=load_lexicon(settings.manifest),
+        matching=matching,
         device=device,
         errors=WordErrorInjector(
             seed=settings.error_seed,
@@ -101,7 +107,6 @@ def build_recognizer(settings: Settings) -> Recognizer:
             deletion=settings.deletion_rate,
             insertion=settings.insertion_rate,
         ),
-        matcher_thread=settings.matcher_runs_on == "thread",
     )
 
 
@@ -157,6 +162,7 @@ async def run_until_signalled(recognizer: Recognizer, server: SpeechServer,
     log.info("event=draining streams=%d", len(server.handlers))
     warmup.cancel()
     await drain()
+    await recognizer.stop()
 
 
 def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

@@ -177,6 +177,7 @@ async def serving_locally() -> AsyncIterator[tuple[str, str]]:
         yield f"ws://127.0.0.1:{built.server.port}", key
     finally:
         await built.server.shutdown()
+        await built.recognizer.stop()
 
 
 async def run(fixture: Path, url: str | None, key: str | None,

@@ -1,23 +1,20 @@
 """The recognition engine: a `Recognizer` Protocol and the mock behind it.
 
 Chapter 4, "Inference". A streaming recogniser keeps per-utterance
-decoder state (here an `UtteranceDecoder`, owned by the stream, never by
-the engine) and advances many of them per call: `decode` takes a batch of
-requests and returns one hypothesis each, so chapter 6 can batch across
-streams. The mock recognises the repository's sample speech by its
-sound, injects seeded word errors on request, and spends its model
-time on a simulated accelerator. Its matcher does spend real CPU, on
-the event loop by default; `matcher_thread` moves it to a worker thread,
-which the benchmark measures: the matcher is Python, so the thread holds
-the interpreter lock the loop needs, and the loop's lag grows rather
-than shrinks. Taking it off the loop for real needs another process.
+decoder state and advances many utterances per call: `decode` takes a
+batch of requests and returns one hypothesis each, so chapter 6 can
+batch across streams. The mock recognises the repository's sample
+speech by its sound, injects seeded word errors on request, and spends
+its model time on a simulated accelerator. Its matcher spends real CPU:
+`Matching` says where. `LocalMatching` keeps each matcher in its
+stream's decoder and runs it on the event loop (tests, tools); the
+service runs them in a worker process (`matcher_process.py`), as a
+model server would run its model.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +28,7 @@ from ch04_streaming.mock_matcher import (
     SAMPLE_RATE,
     Lexicon,
     Matcher,
+    RecognizedWord,
     TemplateWord,
 )
 from ch04_streaming.settings import fixture_file
@@ -45,7 +43,8 @@ class UtteranceDecoder:
     """Decoder state of one utterance; the stream that owns it keeps it."""
 
     start_s: float  # stream time of the utterance's first sample
-    matcher: Matcher | None = None  # None: an engine that keeps no state
+    matcher: Matcher | None = None  # None: the engine keeps the state
+    key: int = 0  # the engine's name for the utterance, if it keeps it
     fed_samples: int = 0
 
     @property
@@ -71,6 +70,9 @@ class Recognizer(Protocol):
     async def start(self) -> None:
         """Load and warm up; `ready` is False until this returns."""
 
+    async def stop(self) -> None:
+        """Let go of what `start` took (workers, device memory)."""
+
     def new_utterance(self, start_s: float) -> UtteranceDecoder: ...
 
     async def decode(
@@ -80,60 +82,89 @@ class Recognizer(Protocol):
 # --8<-- [end:recognizer_protocol]
 
 
+class Matching(Protocol):
+    """Where the mock's matchers keep their state and spend their CPU."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def new_utterance(self, start_s: float) -> UtteranceDecoder: ...
+
+    async def match(self, batch: Sequence[DecodeRequest]
+                    ) -> list[list[RecognizedWord]]:
+        """Feed each request's audio to its matcher; the words heard."""
+
+
+@dataclass
+class LocalMatching:
+    """Matchers in this process, each kept by its stream's decoder; the
+    CPU work runs on the event loop, between other streams' I/O."""
+
+    lexicon: Lexicon
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    def new_utterance(self, start_s: float) -> UtteranceDecoder:
+        return UtteranceDecoder(start_s, self.lexicon.new_matcher())
+
+    async def match(self, batch: Sequence[DecodeRequest]
+                    ) -> list[list[RecognizedWord]]:
+        heard = []
+        for request in batch:
+            matcher = request.decoder.matcher
+            assert matcher is not None
+            matcher.feed(request.audio)
+            heard.append(matcher.words(final=request.final))
+        return heard
+
+
 @dataclass
 class MockRecognizer:
-    lexicon: Lexicon
+    matching: Matching
     device: Accelerator
     errors: WordErrorInjector = field(default_factory=WordErrorInjector)
-    matcher_thread: bool = False  # True: on one worker thread
-    # One worker: more threads would only queue for the same interpreter
-    # lock, and each would take it from the event loop in turn.
-    _worker: ThreadPoolExecutor = field(
-        default_factory=lambda: ThreadPoolExecutor(
-            1, thread_name_prefix="mock-matcher"),
-        init=False, repr=False)
 
     @property
     def ready(self) -> bool:
         return self.device.ready
 
     async def start(self) -> None:
+        await self.matching.start()
         await self.device.start()
 
+    async def stop(self) -> None:
+        await self.matching.stop()
+
     def new_utterance(self, start_s: float) -> UtteranceDecoder:
-        return UtteranceDecoder(start_s, self.lexicon.new_matcher())
+        return self.matching.new_utterance(start_s)
 
     async def decode(
         self, batch: Sequence[DecodeRequest]
     ) -> list[Hypothesis]:
-        if self.matcher_thread:
-            loop = asyncio.get_running_loop()
-            heard = await loop.run_in_executor(
-                self._worker, self._match, batch)
-        else:
-            heard = self._match(batch)
+        heard = await self.matching.match(batch)
+        for request in batch:
+            request.decoder.fed_samples += request.audio.size
         audio_s = sum(r.audio.size for r in batch) / SAMPLE_RATE
         await self.device.run(audio_s)
-        # Errors are drawn here, on the loop, so a seed gives one result.
-        return [
-            Hypothesis(tuple(self.errors.apply(words)
-                             if self.errors.active else words), r.final)
-            for words, r in zip(heard, batch, strict=True)
-        ]
+        return [self._hypothesis(request, words)
+                for request, words in zip(batch, heard, strict=True)]
 
-    def _match(self, batch: Sequence[DecodeRequest]) -> list[list[Word]]:
-        return [self._advance(request) for request in batch]
-
-    def _advance(self, request: DecodeRequest) -> list[Word]:
-        decoder = request.decoder
-        assert decoder.matcher is not None
-        decoder.matcher.feed(request.audio)
-        decoder.fed_samples += request.audio.size
-        return [
-            Word(w.text, round(decoder.start_s + w.start, 3),
-                 round(decoder.start_s + w.end, 3), round(w.confidence, 3))
-            for w in decoder.matcher.words(final=request.final)
+    def _hypothesis(self, request: DecodeRequest,
+                    heard: list[RecognizedWord]) -> Hypothesis:
+        start = request.decoder.start_s
+        words = [
+            Word(w.text, round(start + w.start, 3), round(start + w.end, 3),
+                 round(w.confidence, 3))
+            for w in heard
         ]
+        if self.errors.active:
+            words = self.errors.apply(words)
+        return Hypothesis(tuple(words), request.final)
 
 
 @dataclass
@@ -152,6 +183,9 @@ class NullRecognizer:
 
     async def start(self) -> None:
         await self.device.start()
+
+    async def stop(self) -> None:
+        return None
 
     def new_utterance(self, start_s: float) -> UtteranceDecoder:
         return UtteranceDecoder(start_s)

@@ -61,8 +61,8 @@ class Settings:
     recognizer: str = option(
         "mock", "mock (hears the fixtures) or null (no model)")
     matcher_runs_on: str = option(
-        "loop", "where the mock's matcher runs: loop, or thread to"
-        " measure what a worker thread does to the loop's lag")
+        "process", "where the mock's matcher runs: process (a worker"
+        " process), or loop (the event loop, to measure its stall)")
     assemblyai_max_ahead_s: float = option(
         300.0, "AssemblyAI dialect: audio a client may send ahead of"
         " real time before 3007")
@@ -112,6 +112,6 @@ def parse_settings(
         parser.error(f"--profile must be one of {', '.join(PROFILES)}")
     if args.recognizer not in ("mock", "null"):
         parser.error("--recognizer must be mock or null")
-    if args.matcher_runs_on not in ("loop", "thread"):
-        parser.error("--matcher-runs-on must be loop or thread")
+    if args.matcher_runs_on not in ("process", "loop"):
+        parser.error("--matcher-runs-on must be process or loop")
     return Settings(**vars(args), env=env)

@@ -4,7 +4,8 @@ Starts `python -m <package>` with a free port, reads the port from the
 line the service prints when it listens, and on exit stops it with
 SIGTERM and waits for it, killing it if it does not stop in time. The
 tour, the benchmarks and the end-to-end tests all start services this
-way.
+way, and wait, where they stream, until `/readyz` says the model is
+loaded.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import asyncio
 import os
 import re
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -40,6 +43,27 @@ class Service:
         if found is None:
             raise RuntimeError(f"no streaming port in: {self.banner}")
         return found.group(1)
+
+    @property
+    def streaming_port(self) -> int:
+        return int(self.streaming_url.rsplit(":", 1)[1])
+
+
+async def wait_until_ready(port: int, timeout_s: float = 60.0,
+                           poll_s: float = 0.1) -> None:
+    """Until `/readyz` answers 200: 503 while the model loads."""
+    url = f"http://127.0.0.1:{port}/readyz"
+
+    def status() -> int:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as reply:
+                return int(reply.status)
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    async with asyncio.timeout(timeout_s):
+        while await asyncio.to_thread(status) != 200:
+            await asyncio.sleep(poll_s)
 
 
 @asynccontextmanager

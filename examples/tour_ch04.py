@@ -10,11 +10,8 @@ SIGTERM, as an orchestrator would.
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
 import signal
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -24,6 +21,7 @@ from ch04_streaming.vad import VadConfig
 from ch11_slo.records import Record, write_records
 from examples.fixtures import AUDIO_DIR, load_manifest
 from examples.service import Service, running_service
+from examples.service import wait_until_ready as wait_for_readyz
 from examples.sli_records import stream_record, utterance_records
 
 LONG = AUDIO_DIR / "support_call.wav"
@@ -32,19 +30,8 @@ DEMO_RECORDS = AUDIO_DIR.parent.parent / "build" / "demo" / "records.jsonl"
 
 
 async def wait_until_ready(port: int) -> None:
-    def ready() -> bool:
-        try:
-            with urllib.request.urlopen(
-                f"http://127.0.0.1:{port}/readyz", timeout=2
-            ) as response:
-                return bool(json.loads(response.read())["status"] == "ready")
-        except urllib.error.HTTPError:
-            return False
-
-    async with asyncio.timeout(30):
-        while not await asyncio.to_thread(ready):
-            print("  /readyz: 503, model loading ...", flush=True)
-            await asyncio.sleep(0.5)
+    print("  /readyz: 503 while the model loads ...", flush=True)
+    await wait_for_readyz(port)
     print("  /readyz: 200, ready")
 
 

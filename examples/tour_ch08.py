@@ -30,7 +30,7 @@ from ch04_streaming.client import (
     stream,
 )
 from examples.fixtures import AUDIO_DIR
-from examples.service import REPO_ROOT, running_service
+from examples.service import REPO_ROOT, running_service, wait_until_ready
 
 DEMO_DIR = REPO_ROOT / "build" / "demo"
 LEDGER = DEMO_DIR / "metering.sqlite3"
@@ -85,6 +85,7 @@ async def metered_streams() -> None:
         print(f"service started: pid {service.pid}; streams as customer"
               " demo (growth tier)\n")
         try:
+            await wait_until_ready(service.streaming_port)
             await stream_as_demo(service.streaming_url, key.group(1))
             report_usage(f"http://127.0.0.1:{service.port}", key.group(1))
         finally:

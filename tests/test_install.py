@@ -15,8 +15,6 @@ import shutil
 import site
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -28,7 +26,7 @@ from ch04_streaming.client import DIALECTS, load_audio, stream
 from ch08_metering.database import open_engine
 from ch08_metering.ledger import Ledger
 from examples.fixtures import load_manifest
-from examples.service import running_service
+from examples.service import running_service, wait_until_ready
 from tests.environment import unavailable
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -159,22 +157,6 @@ def test_entry_point_answers_help(installed: Installed, module: str) -> None:
     assert "usage:" in checked(installed.run("-m", module, "--help"))
 
 
-async def ready(port: int) -> None:
-    """Wait for /readyz: the service answers 503 until its model loads."""
-    url = f"http://127.0.0.1:{port}/readyz"
-
-    def status() -> int:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as reply:
-                return int(reply.status)
-        except urllib.error.HTTPError as error:
-            return error.code
-
-    async with asyncio.timeout(30):
-        while await asyncio.to_thread(status) != 200:
-            await asyncio.sleep(0.05)
-
-
 async def test_installed_service_transcribes_packaged_audio(
     installed: Installed,
 ) -> None:
@@ -187,7 +169,7 @@ async def test_installed_service_transcribes_packaged_audio(
         args, {"SPEECH_API_KEYS": KEY}, start_timeout_s=30,
         python=installed.python, cwd=installed.workdir,
     ) as service:
-        await ready(service.port)
+        await wait_until_ready(service.port)
         async with asyncio.timeout(30):
             report = await stream(
                 f"ws://127.0.0.1:{service.port}", DIALECTS["deepgram"], KEY,

@@ -16,7 +16,7 @@ from ch04_streaming.accelerator import PROFILES, Accelerator
 from ch04_streaming.app import dialects, session_factory
 from ch04_streaming.auth import ApiKeys
 from ch04_streaming.dialects.dialect import Dialect, StreamDefaults
-from ch04_streaming.engine import MockRecognizer
+from ch04_streaming.engine import LocalMatching, MockRecognizer
 from ch04_streaming.mock_matcher import Lexicon
 from ch04_streaming.scheduler import DirectScheduler
 from ch04_streaming.server import ServerLimits, SpeechServer
@@ -62,7 +62,7 @@ async def running_server(
     otherwise, and is loaded already unless `ready` is false.
     """
     recognizer = MockRecognizer(
-        lexicon, device or Accelerator(PROFILES["zero"])
+        LocalMatching(lexicon), device or Accelerator(PROFILES["zero"])
     )
     limits = limits or ServerLimits()
     server = SpeechServer(

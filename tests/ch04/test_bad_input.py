@@ -18,7 +18,7 @@ from ch04_streaming.backpressure import Outbox, SlowConsumerError
 from ch04_streaming.client import DIALECTS, load_audio, stream
 from ch04_streaming.dialects.deepgram import Deepgram, UtteranceEnd
 from ch04_streaming.dialects.dialect import StreamDefaults
-from ch04_streaming.engine import MockRecognizer
+from ch04_streaming.engine import LocalMatching, MockRecognizer
 from ch04_streaming.mock_matcher import Lexicon
 from ch04_streaming.scheduler import DirectScheduler
 from ch04_streaming.stream_handler import ConnectionLimits, StreamHandler
@@ -185,7 +185,8 @@ async def test_client_that_stops_reading_is_cut(lexicon: Lexicon) -> None:
              "interim_results": "true"}
     dialect = Deepgram()
     limits = ConnectionLimits(send_queue=4)
-    engine = MockRecognizer(lexicon, Accelerator(PROFILES["zero"]))
+    engine = MockRecognizer(LocalMatching(lexicon),
+                            Accelerator(PROFILES["zero"]))
     handler = StreamHandler(
         peer, dialect, dialect.parse(query, StreamDefaults()),
         session_factory(DirectScheduler(engine), limits), limits,

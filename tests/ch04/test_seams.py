@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import ast
 import asyncio
-import threading
-from collections.abc import Sequence
 from pathlib import Path
 from typing import get_args
 
@@ -20,14 +18,20 @@ from ch04_streaming.app import build_server
 from ch04_streaming.auth import ApiKeys
 from ch04_streaming.client import DIALECTS, load_audio, stream
 from ch04_streaming.dialects import assemblyai, deepgram
-from ch04_streaming.engine import DecodeRequest, MockRecognizer
+from ch04_streaming.engine import (
+    DecodeRequest,
+    LocalMatching,
+    MockRecognizer,
+)
+from ch04_streaming.matcher_process import MatcherProcess, WorkerState
 from ch04_streaming.mock_matcher import Lexicon
 from ch04_streaming.scheduler import DirectScheduler
 from ch04_streaming.server import ErrorBody, Status
 from ch04_streaming.settings import parse_settings
-from ch04_streaming.transcript import Hypothesis, Word
+from ch04_streaming.transcript import Hypothesis
 from ch04_streaming.wire import WireMessage
-from tests.ch04.harness import KEY, Start, audio_of, reference
+from tests.audio_checks import load_mono
+from tests.ch04.harness import KEY, MANIFEST, Start, audio_of, reference
 
 REPO = Path(__file__).resolve().parents[2]
 MESSAGE_MODULES = (deepgram, assemblyai)
@@ -92,7 +96,8 @@ async def test_every_decode_goes_through_the_scheduler(
 ) -> None:
     """The composition root hands the server a scheduler; the sessions
     it builds decode through it, and only through it."""
-    engine = MockRecognizer(lexicon, Accelerator(PROFILES["zero"]))
+    engine = MockRecognizer(LocalMatching(lexicon),
+                            Accelerator(PROFILES["zero"]))
     scheduler = RecordingScheduler(engine)
     scheduler.requests = []
     settings = parse_settings(["--load-s", "0", "--warmup-s", "0"], env={})
@@ -105,31 +110,61 @@ async def test_every_decode_goes_through_the_scheduler(
                               load_audio(audio_of("call_back")))
     finally:
         await built.server.shutdown()
+        await built.recognizer.stop()
     assert report.transcript == reference("call_back")
     assert any(r.final for r in scheduler.requests)
     assert len(scheduler.requests) >= len(report.results)
 
 
-class ThreadNoting(MockRecognizer):
-    threads: set[int]
+def decode_in_chunks(engine: MockRecognizer, fixture_id: str
+                     ) -> list[Hypothesis]:
+    """One utterance of a fixture, 100 ms a call, then its final."""
+    samples = load_mono(MANIFEST.get(fixture_id), REPO).astype(np.float32)
 
-    def _match(self, batch: Sequence[DecodeRequest]) -> list[list[Word]]:
-        self.threads.add(threading.get_ident())
-        return super()._match(batch)
+    async def run() -> list[Hypothesis]:
+        decoder = engine.new_utterance(0.0)
+        got = []
+        for start in range(0, samples.size, 1600):
+            got += await engine.decode([DecodeRequest(
+                decoder, samples[start : start + 1600], final=False)])
+        empty = np.zeros(0, dtype=np.float32)
+        return got + await engine.decode([DecodeRequest(
+            decoder, empty, final=True)])
+
+    return asyncio.run(run())
 
 
-@pytest.mark.parametrize("off_loop", [True, False])
-async def test_the_mock_matcher_runs_where_it_is_told(
-    lexicon: Lexicon, off_loop: bool,
+def test_the_matcher_process_hears_what_the_local_matcher_hears(
+    lexicon: Lexicon,
 ) -> None:
-    engine = ThreadNoting(lexicon, Accelerator(PROFILES["zero"]),
-                          matcher_thread=off_loop)
-    engine.threads = set()
-    decoder = engine.new_utterance(0.0)
-    await engine.decode([DecodeRequest(
-        decoder, np.zeros(1600, dtype=np.float32), final=False)])
-    on_loop = engine.threads == {threading.get_ident()}
-    assert on_loop is not off_loop
+    """The service's matcher runs in a worker process: every interim
+    and the final are those of the matcher run in this process."""
+    device = Accelerator(PROFILES["zero"])
+    local = MockRecognizer(LocalMatching(lexicon), device)
+    worker = MatcherProcess(REPO / "examples" / "audio" / "manifest.json")
+    remote = MockRecognizer(worker, device)
+    try:
+        expected = decode_in_chunks(local, "weather_forecast")
+        got = decode_in_chunks(remote, "weather_forecast")
+    finally:
+        asyncio.run(worker.stop())
+    assert got == expected
+    assert " ".join(w.text for w in got[-1].words) == reference(
+        "weather_forecast")
+
+
+def test_the_worker_forgets_finished_and_idle_utterances(
+    lexicon: Lexicon,
+) -> None:
+    state = WorkerState(lexicon, idle_s=60.0)
+    audio = np.zeros(1600, dtype=np.float32)
+    state.advance([(1, audio, False), (2, audio, False)], now=0.0)
+    state.advance([(1, audio, True)], now=30.0)  # the final: forgotten
+    assert list(state.matchers) == [2]
+    state.advance([(3, audio, False)], now=59.9)
+    assert list(state.matchers) == [2, 3]
+    state.advance([(3, audio, False)], now=60.0)  # 2: idle for 60 s
+    assert list(state.matchers) == [3]
 
 
 async def test_one_frame_over_the_pending_audio_cap_is_refused(

@@ -8,12 +8,11 @@ import signal
 from pathlib import Path
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import InvalidStatus
 
 from ch04_streaming.accelerator import Accelerator, CostModel
 from ch04_streaming.client import load_audio
 from ch04_streaming.server import ServerLimits
-from examples.service import running_service
+from examples.service import running_service, wait_until_ready
 from tests.ch04.harness import KEY, Start, audio_of, reference
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -71,14 +70,9 @@ async def test_sigterm_drains_and_exits() -> None:
 
 async def ready_socket(port: int, key: str = KEY) -> ClientConnection:
     """Connect once the cold start is over (503 until then)."""
-    url = f"ws://127.0.0.1:{port}{QUERY}"
-    headers = {"Authorization": f"Token {key}"}
-    for _ in range(100):
-        try:
-            return await connect(url, additional_headers=headers)
-        except (InvalidStatus, OSError):  # 503 while loading
-            await asyncio.sleep(0.05)
-    raise AssertionError("server never became ready")
+    await wait_until_ready(port)
+    return await connect(f"ws://127.0.0.1:{port}{QUERY}",
+                         additional_headers={"Authorization": f"Token {key}"})
 
 
 async def test_streams_that_cannot_finish_are_cut_at_the_grace(

@@ -17,7 +17,7 @@ from ch04_streaming.client import Result
 from ch04_streaming.vad import VadConfig
 from ch11_slo.records import StreamRecord, UtteranceRecord, read_records
 from examples import stream_file
-from examples.service import running_service
+from examples.service import running_service, wait_until_ready
 from tests.ch04.harness import KEY, audio_of, reference
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -102,6 +102,7 @@ async def test_stream_file_against_the_real_service(tmp_path: Path) -> None:
     env = {"SPEECH_API_KEYS": KEY}
     records = tmp_path / "records.jsonl"
     async with running_service(args, env) as service:
+        await wait_until_ready(service.port)
         client = await asyncio.to_thread(
             subprocess.run,
             [sys.executable, "-m", "examples.stream_file",

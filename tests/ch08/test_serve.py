@@ -19,7 +19,7 @@ from websockets.asyncio.client import connect
 from ch04_streaming.client import DeepgramClient, load_audio, stream
 from ch08_metering.database import open_engine
 from ch08_metering.ledger import Ledger
-from examples.service import running_service
+from examples.service import running_service, wait_until_ready
 from tests.ch04.harness import MANIFEST, audio_of, reference
 
 
@@ -50,6 +50,7 @@ async def test_sigterm_drains_streams_and_writes_their_usage(
             {"SPEECH_API_KEYS": "acme-key", "DATABASE_URL": database,
              "CH04_LOAD_S": "0", "CH04_WARMUP_S": "0"}) as service:
         url = service.streaming_url
+        await wait_until_ready(service.streaming_port)
         report = await stream(url, DeepgramClient(), "acme-key", audio)
         assert report.transcript == reference("quick_brown_fox")
         assert (await asyncio.to_thread(post_event, service.port))[
