@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import os
+import signal
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import get_args
 
@@ -221,3 +224,24 @@ async def test_deeply_nested_control_message_is_bad_input(
     assert socket.close_code == 1008
     assert (socket.close_reason or "").startswith("DATA-0001")
     assert errors == 0
+
+
+async def test_a_dead_matcher_worker_fails_its_trip_and_is_replaced(
+) -> None:
+    worker = MatcherProcess(REPO / "examples" / "audio" / "manifest.json")
+    await worker.start()
+    try:
+        pool = worker._pool
+        assert pool is not None
+        (pid,) = pool._processes  # the one worker
+        os.kill(pid, signal.SIGKILL)
+        decoder = worker.new_utterance(0.0)
+        request = DecodeRequest(decoder, np.zeros(1600, np.float32), False)
+        with pytest.raises(BrokenProcessPool):
+            async with asyncio.timeout(30):
+                await worker.match([request])
+        async with asyncio.timeout(30):
+            assert await worker.match([request]) == [[]]
+        assert worker._pool is not None and worker._pool is not pool
+    finally:
+        await worker.stop()
