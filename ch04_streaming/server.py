@@ -81,6 +81,7 @@ class SpeechConnection(ServerConnection):
     stream_request: StreamRequest | None = None
     dialect: Dialect | None = None
     tracker: StreamTracker = NoTracker()
+    handled: bool = False  # a handler ran for it
 
 
 class Status(WireMessage):
@@ -129,6 +130,8 @@ class SpeechServer:
     _server: Server | None = field(default=None, init=False)
     _sweeper: asyncio.Task[None] | None = field(default=None, init=False)
     _lag_probe: asyncio.Task[None] | None = field(default=None, init=False)
+    _releases: set[asyncio.Task[None]] = field(default_factory=set,
+                                               init=False)
     _no_streams: asyncio.Event = field(default_factory=asyncio.Event,
                                        init=False)
 
@@ -156,7 +159,7 @@ class SpeechServer:
                 503, f"at capacity: {self.limits.max_streams} streams",
                 {"Retry-After": "1"})
         assert isinstance(connection, SpeechConnection)
-        self.admitted.add(connection)  # held across the awaits below
+        self.hold(connection)  # a slot, freed however the socket ends
         try:
             parsed = dialect.parse(query, self.defaults)
         except RequestError as error:
@@ -168,6 +171,8 @@ class SpeechServer:
             return self.refuse_by_hooks(dialect, tracker)
         connection.stream_request, connection.dialect = parsed, dialect
         connection.tracker = tracker
+        if connection not in self.admitted:  # the client left meanwhile
+            await tracker.ended()
         return None
     # --8<-- [end:admission]
 
@@ -210,14 +215,35 @@ class SpeechServer:
     async def after_handshake(self, connection: ServerConnection,
                               request: Request, response: Response) -> None:
         if response.status_code != 101:
-            self.admitted.discard(connection)
             assert isinstance(connection, SpeechConnection)
             # Admitted by the hooks, refused later: release what they hold.
+            await self.release(connection)
+
+    async def release(self, connection: SpeechConnection) -> None:
+        """Free an admitted connection's stream slot and end its hooks'
+        tracker: once, however the connection ended."""
+        if connection in self.admitted:
+            self.admitted.discard(connection)
             await connection.tracker.ended()
+
+    def hold(self, connection: SpeechConnection) -> None:
+        self.admitted.add(connection)
+        connection.connection_lost_waiter.add_done_callback(
+            lambda _: self.lost(connection))
+
+    def lost(self, connection: SpeechConnection) -> None:
+        """A socket closed. If no handler ever ran for it (the client
+        left during the handshake, and websockets calls none), nothing
+        else would release its slot: do it here."""
+        if connection in self.admitted and not connection.handled:
+            task = asyncio.create_task(self.release(connection))
+            self._releases.add(task)
+            task.add_done_callback(self._releases.discard)
 
     async def handle(self, connection: ServerConnection) -> None:
         assert isinstance(connection, SpeechConnection)
         assert connection.stream_request and connection.dialect
+        connection.handled = True
         dialect = connection.dialect
         handler = StreamHandler(connection, dialect,
                                 connection.stream_request, self.new_session,
@@ -240,10 +266,9 @@ class SpeechServer:
                 dialect.name, closing.code if closing else None,
                 stats.received_s, stats.decoded_s, stats.interims_skipped)
             del self.handlers[handler]
-            self.admitted.discard(connection)
             if not self.handlers:
                 self._no_streams.set()
-            await connection.tracker.ended()
+            await self.release(connection)
 
     def _latency_of(self, dialect: Dialect
                     ) -> Callable[[StreamSession], ResultLatency]:

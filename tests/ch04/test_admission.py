@@ -6,15 +6,18 @@ import asyncio
 import json
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from ch04_streaming.auth import ApiKeys, load_api_keys
+from ch04_streaming.client import DIALECTS, load_audio, stream
 from ch04_streaming.server import ServerLimits
 from ch04_streaming.stream_handler import ConnectionLimits
-from tests.ch04.harness import KEY, Start
+from ch04_streaming.stream_hooks import Refusal, StreamStart, StreamTracker
+from tests.ch04.harness import KEY, Start, audio_of, reference
 
 LISTEN = "/v1/listen?encoding=linear16&sample_rate=16000"
 
@@ -139,3 +142,66 @@ def test_a_development_key_is_made_when_none_is_set() -> None:
     assert dev_key is not None and dev_key.startswith("dev-")
     assert keys.verify(dev_key)
     assert ApiKeys.of("x").verify("x")
+
+
+class GatedHooks:
+    """Hooks whose `admit` waits until the test lets it decide; the
+    tracker they hand out counts how often it was ended."""
+
+    def __init__(self) -> None:
+        self.entered = asyncio.Event()
+        self.go = asyncio.Event()
+        self.ended_count = 0
+
+    async def admit(self, start: StreamStart) -> StreamTracker | Refusal:
+        self.entered.set()
+        await self.go.wait()
+        return self
+
+    async def audio(self, seconds: float) -> str | None:
+        return None
+
+    async def ended(self) -> None:
+        self.ended_count += 1
+
+
+UPGRADE = (
+    f"GET {LISTEN} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+    "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    f"Sec-WebSocket-Version: 13\r\nAuthorization: Token {KEY}\r\n\r\n"
+).encode()
+
+
+async def until(condition: Callable[[], bool], timeout_s: float = 5.0
+                ) -> None:
+    async with asyncio.timeout(timeout_s):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize("reset", [False, True], ids=["FIN", "RST"])
+async def test_a_client_gone_mid_handshake_frees_its_slot(
+    start_server: Start, reset: bool,
+) -> None:
+    """The client sends the upgrade and leaves before the reply, as a
+    closed browser tab does. websockets then calls no handler: the slot
+    and the hooks' tracker must be released all the same, or one stream
+    cap's worth of such clients locks everyone out."""
+    hooks = GatedHooks()
+    limits = ServerLimits(max_streams=1)
+    async with start_server(limits=limits, hooks=hooks) as running:
+        _, writer = await asyncio.open_connection(
+            "127.0.0.1", running.server.port)
+        writer.write(UPGRADE)
+        await asyncio.wait_for(hooks.entered.wait(), 5)
+        if reset:
+            writer.transport.abort()
+        else:
+            writer.close()
+        await until(lambda: not running.server.admitted)
+        hooks.go.set()  # the hooks admit the stream: too late
+        await until(lambda: hooks.ended_count == 1)
+        report = await stream(running.url, DIALECTS["deepgram"], KEY,
+                              load_audio(audio_of("call_back")))
+    assert report.transcript == reference("call_back")
+    assert hooks.ended_count == 2  # and the real stream's, once
