@@ -95,6 +95,14 @@ class ErrorBody(WireMessage):
     reason: str
 
 
+def folded(headers: Headers) -> Headers:
+    """One value per header: repeated lines joined with commas, as HTTP
+    defines them. A repeated Authorization then fails as a bad key."""
+    names = dict.fromkeys(name.lower() for name in headers)
+    return Headers((name, ", ".join(headers.get_all(name)))
+                   for name in names)
+
+
 def json_response(status: int, body: WireMessage,
                   headers: Mapping[str, str] | None = None) -> Response:
     payload = body.to_json().encode()
@@ -147,7 +155,7 @@ class SpeechServer:
         if dialect is None:
             return self.plain_http(url.path)
         query = dict(parse_qsl(url.query))
-        key = dialect.credential(request.headers, query)
+        key = dialect.credential(folded(request.headers), query)
         if not key or not self.keys.verify(key):
             reason = "missing API key" if not key else "invalid API key"
             return self.refuse(401, reason, dialect.error_headers(reason))

@@ -205,3 +205,42 @@ async def test_a_client_gone_mid_handshake_frees_its_slot(
                               load_audio(audio_of("call_back")))
     assert report.transcript == reference("call_back")
     assert hooks.ended_count == 2  # and the real stream's, once
+
+
+@pytest.mark.parametrize("path", [LISTEN, "/v3/ws?sample_rate=16000"])
+async def test_a_repeated_authorization_header_is_a_bad_key(
+    start_server: Start, path: str,
+) -> None:
+    """Client input, so a 4xx: HTTP joins repeated lines with commas,
+    and no key has a comma in it."""
+    scheme = "Token " if path == LISTEN else ""
+    headers = [("Authorization", f"{scheme}{KEY}")] * 2
+    async with start_server() as running:
+        with pytest.raises(InvalidStatus) as caught:
+            async with connect(running.url + path,
+                               additional_headers=headers):
+                pass
+    response = caught.value.response
+    body = json.loads(response.body.decode())
+    assert (response.status_code, body["reason"]) == (401,
+                                                       "invalid API key")
+
+
+async def test_subprotocols_over_two_header_lines_are_one_list(
+    start_server: Start,
+) -> None:
+    """A browser's `token, KEY` may come as two header lines; HTTP
+    makes them one list, and the key is found."""
+    request = UPGRADE.replace(
+        f"Authorization: Token {KEY}\r\n".encode(),
+        f"Sec-WebSocket-Protocol: token\r\n"
+        f"Sec-WebSocket-Protocol: {KEY}\r\n".encode())
+    async with start_server() as running:
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", running.server.port)
+        writer.write(request)
+        async with asyncio.timeout(5):
+            reply = await reader.readuntil(b"\r\n\r\n")
+        writer.close()
+    assert reply.startswith(b"HTTP/1.1 101")
+    assert b"Sec-WebSocket-Protocol: token\r\n" in reply
