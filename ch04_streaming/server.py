@@ -323,7 +323,8 @@ class SpeechServer:
         for task in (self._sweeper, self._lag_probe):
             if task is not None:
                 task.cancel()
-        self._server.server.close()  # no new connections; streams go on
+        # The listener stays open: probes and new clients get a 503
+        # saying so, and a load balancer can tell draining from dead.
         for handler in list(self.handlers):
             handler.shutdown()
         try:

@@ -5,9 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import urllib.error
+import urllib.request
 from pathlib import Path
 
+import pytest
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import InvalidStatus
 
 from ch04_streaming.accelerator import Accelerator, CostModel
 from ch04_streaming.client import load_audio
@@ -110,3 +114,45 @@ async def connect_with_printed_key(port: int, lines: list[str]) -> None:
     async with asyncio.timeout(30):
         socket = await ready_socket(port, key)
         await socket.close()
+
+
+async def status_of(url: str) -> int:
+    def fetch() -> int:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as reply:
+                return int(reply.status)
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    return await asyncio.to_thread(fetch)
+
+
+async def test_while_draining_probes_and_clients_get_503(
+    start_server: Start,
+) -> None:
+    """The listener stays open through the drain: /readyz answers 503
+    and a new stream is refused with a reason, not 'connection
+    refused', so a load balancer can tell draining from dead."""
+    stuck = Accelerator(CostModel(fixed_ms=600_000, per_audio_s_ms=0))
+    limits = ServerLimits(shutdown_grace_s=2.0)
+    payload = load_audio(audio_of("quick_brown_fox")).payload
+    async with start_server(limits=limits, device=stuck) as running:
+        socket = await connect(running.url + QUERY, additional_headers={
+            "Authorization": f"Token {KEY}"})
+        await socket.send(payload)  # its final can never be decoded
+        (handler,) = running.server.handlers
+        async with asyncio.timeout(5):
+            while handler.session.stats.received_s == 0:
+                await asyncio.sleep(0.01)
+        draining = asyncio.create_task(running.server.shutdown())
+        await asyncio.sleep(0)  # shutdown has begun: draining is set
+        assert running.server.draining
+        assert await status_of(running.http + "/readyz") == 503
+        with pytest.raises(InvalidStatus) as caught:
+            await connect(running.url + QUERY, additional_headers={
+                "Authorization": f"Token {KEY}"})
+        assert caught.value.response.status_code == 503
+        async with asyncio.timeout(10):
+            await draining
+        await socket.wait_closed()
+    assert socket.close_code == 1001
