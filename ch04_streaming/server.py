@@ -270,8 +270,10 @@ class SpeechServer:
             self.closes[(closing.code if closing else 1000, label)] += 1
         finally:
             stats = handler.session.stats
+            # A client gone quiet is closed, not failed: no error.
+            failed = closing not in (None, dialect.codes.idle)
             self.metrics.stream_closed(
-                dialect.name, closing.code if closing else None,
+                dialect.name, closing.code if closing and failed else None,
                 stats.received_s, stats.decoded_s, stats.interims_skipped)
             del self.handlers[handler]
             if not self.handlers:

@@ -198,3 +198,23 @@ async def test_client_that_stops_reading_is_cut(lexicon: Lexicon) -> None:
     assert closing.code == 1008
     assert closing.reason == (
         "NET-0002: 4 messages unread: client is not reading")
+
+
+async def test_an_idle_close_is_not_a_stream_error(
+    start_server: Start,
+) -> None:
+    """Deepgram closes a quiet client with 1011 NET-0001: the client's
+    silence, not a server error, so the error counter stays at zero."""
+    defaults = StreamDefaults(idle_timeout_s=0.2)
+    async with start_server(defaults=defaults) as running:
+        socket = await connect(running.url + DEEPGRAM,
+                               additional_headers=HEADERS[DEEPGRAM])
+        async with asyncio.timeout(5):
+            await socket.wait_closed()
+        async with asyncio.timeout(5):
+            while running.server.handlers:
+                await asyncio.sleep(0.01)
+        errors = running.server.metrics.stream_errors.labels(
+            "deepgram", "1011")._value.get()
+    assert (socket.close_code, socket.close_reason) == (1011, "NET-0001")
+    assert errors == 0
