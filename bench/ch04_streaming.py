@@ -62,6 +62,7 @@ class Target:
 
 SERVICE = ("-m", "ch04_streaming", "--port", "0", "--profile", "zero",
            "--load-s", "0", "--warmup-s", "0", "--max-streams", "5000",
+           "--max-streams-per-key", "5000",
            "--idle-timeout-s", "120")
 LISTEN = "/v1/listen?encoding=linear16&sample_rate=16000&interim_results=true"
 # Model time zero: no model at all, so the serving path is what is timed.

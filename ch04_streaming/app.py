@@ -132,9 +132,11 @@ def build_server(settings: Settings, keys: ApiKeys | None = None,
     )
     connection = ConnectionLimits(
         send_queue=settings.send_queue,
-        max_pending_audio_s=settings.max_pending_audio_s)
+        max_pending_audio_s=settings.max_pending_audio_s,
+        max_session_s=settings.max_session_s)
     limits = ServerLimits(
         max_streams=settings.max_streams,
+        max_streams_per_key=settings.max_streams_per_key,
         max_message_bytes=settings.max_message_bytes,
         connection=connection,
         shutdown_grace_s=settings.shutdown_grace_s,

@@ -68,6 +68,7 @@ STATIC_FILES = {"/": ("index.html", "text/html; charset=utf-8"),
 @dataclass(frozen=True)
 class ServerLimits:
     max_streams: int = 200
+    max_streams_per_key: int = 50  # one key cannot take every slot
     max_message_bytes: int = 256 * 1024
     connection: ConnectionLimits = field(default_factory=ConnectionLimits)
     shutdown_grace_s: float = 10.0
@@ -82,6 +83,7 @@ class SpeechConnection(ServerConnection):
     dialect: Dialect | None = None
     tracker: StreamTracker = NoTracker()
     handled: bool = False  # a handler ran for it
+    key: str = ""
 
 
 class Status(WireMessage):
@@ -132,6 +134,7 @@ class SpeechServer:
     handlers: dict[StreamHandler, asyncio.Task[None]] = field(
         default_factory=dict)
     admitted: set[ServerConnection] = field(default_factory=set)
+    streams_per_key: Counter[str] = field(default_factory=Counter)
     draining: bool = False
     metrics: ServiceMetrics = field(default_factory=ServiceMetrics)
     closes: Counter[tuple[int, str]] = field(default_factory=Counter)
@@ -162,12 +165,10 @@ class SpeechServer:
         if self.draining or not self.recognizer.ready:
             why = "server is draining" if self.draining else "model loading"
             return self.refuse(503, why, {"Retry-After": "1"})
-        if len(self.admitted) >= self.limits.max_streams:
-            return self.refuse(
-                503, f"at capacity: {self.limits.max_streams} streams",
-                {"Retry-After": "1"})
+        if (full := self.at_capacity(key, dialect)) is not None:
+            return full
         assert isinstance(connection, SpeechConnection)
-        self.hold(connection)  # a slot, freed however the socket ends
+        self.hold(connection, key)  # freed however the socket ends
         try:
             parsed = dialect.parse(query, self.defaults)
         except RequestError as error:
@@ -183,6 +184,21 @@ class SpeechServer:
             await tracker.ended()
         return None
     # --8<-- [end:admission]
+
+    def at_capacity(self, key: str, dialect: Dialect) -> Response | None:
+        """503 when the server is full; 429 when this key holds its
+        share (`max_streams_per_key`), as providers cap an account."""
+        limits = self.limits
+        if len(self.admitted) >= limits.max_streams:
+            return self.refuse(
+                503, f"at capacity: {limits.max_streams} streams",
+                {"Retry-After": "1"})
+        if self.streams_per_key[key] >= limits.max_streams_per_key:
+            reason = (f"this key has {limits.max_streams_per_key}"
+                      " streams open, its most")
+            return self.refuse(429, reason, {
+                "Retry-After": "1", **dialect.error_headers(reason)})
+        return None
 
     def refuse(self, status: int, reason: str,
                headers: Mapping[str, str]) -> Response:
@@ -232,10 +248,13 @@ class SpeechServer:
         tracker: once, however the connection ended."""
         if connection in self.admitted:
             self.admitted.discard(connection)
+            self.streams_per_key[connection.key] -= 1
             await connection.tracker.ended()
 
-    def hold(self, connection: SpeechConnection) -> None:
+    def hold(self, connection: SpeechConnection, key: str) -> None:
         self.admitted.add(connection)
+        connection.key = key
+        self.streams_per_key[key] += 1
         connection.connection_lost_waiter.add_done_callback(
             lambda _: self.lost(connection))
 
@@ -270,8 +289,8 @@ class SpeechServer:
             self.closes[(closing.code if closing else 1000, label)] += 1
         finally:
             stats = handler.session.stats
-            # A client gone quiet is closed, not failed: no error.
-            failed = closing not in (None, dialect.codes.idle)
+            # A client gone quiet, or on too long, is closed, not failed.
+            failed = closing is not None and not handler.ended_by_policy
             self.metrics.stream_closed(
                 dialect.name, closing.code if closing and failed else None,
                 stats.received_s, stats.decoded_s, stats.interims_skipped)
@@ -308,7 +327,7 @@ class SpeechServer:
             await asyncio.sleep(self.limits.idle_sweep_s)
             now = time.monotonic()
             for handler in list(self.handlers):
-                handler.expire_if_idle(now)
+                handler.sweep(now)
 
     @property
     def port(self) -> int:

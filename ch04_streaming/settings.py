@@ -43,6 +43,10 @@ class Settings:
     host: str = option("127.0.0.1", "address to listen on")
     port: int = option(8004, "port to listen on")
     max_streams: int = option(200, "concurrent streams before 503")
+    max_streams_per_key: int = option(
+        50, "concurrent streams one API key may hold before 429")
+    max_session_s: float = option(
+        3 * 3600.0, "longest a stream may stay open")
     max_message_bytes: int = option(256 * 1024,
                                     "largest WebSocket frame accepted")
     send_queue: int = option(64, "unsent messages before a client is cut")

@@ -72,6 +72,8 @@ class ConnectionLimits:
     send_queue: int = 64  # messages waiting for a slow reader
     max_pending_audio_s: float = 10.0
     drain_timeout_s: float = 5.0  # to finish open utterances at the end
+    max_session_s: float = 3 * 3600.0  # AssemblyAI's limit; KeepAlives
+    # alone must not hold a stream slot for ever
 
 
 @dataclass(eq=False)  # identity: handlers live in the server's set
@@ -89,8 +91,8 @@ class StreamHandler:
     session: StreamSession = field(init=False)
     idle: IdleTimer = field(init=False)
     _timer: ResultLatency | None = field(default=None, init=False)
-    _shutting_down: bool = field(default=False, init=False)
-    _idle: bool = field(default=False, init=False)
+    _ending: Closing | None = field(default=None, init=False)  # ours
+    started: float = field(init=False)
     _reader: asyncio.Task[Closing] | None = field(default=None, init=False)
     _header_checked: bool = field(default=False, init=False)
 
@@ -99,6 +101,7 @@ class StreamHandler:
         self.outbox = Outbox(self.connection, self.limits.send_queue)
         self.session = self.new_session(self.request, self._emit)
         self.idle = IdleTimer(self.request.idle_timeout_s, self.clock)
+        self.started = self.clock()
         if self.latency is not None:
             self._timer = self.latency(self.session)
 
@@ -110,18 +113,30 @@ class StreamHandler:
 
     def shutdown(self) -> None:
         """Server is stopping: finish open utterances, then close 1001."""
-        self._shutting_down = True
-        if self._reader is not None:
-            self._reader.cancel()
+        self._end(self.dialect.codes.shutdown)
 
-    def expire_if_idle(self, now: float) -> None:
-        """Close a stream whose client sent nothing for its timeout.
+    def sweep(self, now: float) -> None:
+        """Close a stream whose client sent nothing for its timeout, or
+        that has been open longer than any session may be.
 
         The server's sweeper calls this once in a while for every
         stream, which costs far less than a timer around every frame.
         """
-        if self._reader is not None and self.idle.expired(now):
-            self._idle = True
+        codes = self.dialect.codes
+        if self.idle.expired(now):
+            self._end(codes.idle)
+        elif now - self.started >= self.limits.max_session_s:
+            self._end(codes.expired)
+
+    @property
+    def ended_by_policy(self) -> bool:
+        """Closed for idleness or age: the client's doing, no error."""
+        codes = self.dialect.codes
+        return self._ending in (codes.idle, codes.expired)
+
+    def _end(self, closing: Closing) -> None:
+        if self._reader is not None and self._ending is None:
+            self._ending = closing
             self._reader.cancel()
 
     async def run(self) -> Closing | None:
@@ -150,9 +165,7 @@ class StreamHandler:
         """How to close, given the first task that finished."""
         codes = self.dialect.codes
         if task.cancelled():
-            if self._shutting_down:
-                return codes.shutdown
-            return codes.idle if self._idle else None
+            return self._ending
         error = task.exception()
         if error is None:
             result = task.result()

@@ -150,6 +150,8 @@ class AssemblyAI:
         idle=Closing(1000, "inactivity timeout"),
         slow_consumer=Closing(1008, "slow consumer"),
         pacing=Closing(3007, ""),  # the reason is AssemblyAI's words
+        expired=Closing(3008, "Session Expired: Maximum session duration"
+                        " exceeded"),
     )
     controls: Mapping[str, Control] = CONTROLS
 

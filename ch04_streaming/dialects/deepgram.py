@@ -184,6 +184,8 @@ class Deepgram:
         idle=Closing(1011, "NET-0001"),
         slow_consumer=Closing(1008, "NET-0002"),
         pacing=Closing(1008, "DATA-0000"),  # never used: no rules
+        # Orderly, so open utterances are finalized before the close.
+        expired=Closing(1000, "maximum session duration"),
     )
     controls: Mapping[str, Control] = CONTROLS
     pacing = PacingRules()  # Deepgram takes audio at any pace

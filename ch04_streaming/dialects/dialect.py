@@ -77,6 +77,7 @@ class CloseCodes:
     idle: Closing
     slow_consumer: Closing
     pacing: Closing  # broke the dialect's `PacingRules`
+    expired: Closing  # open longer than the longest session
     shutdown: Closing = Closing(1001, "server shutting down")
     done: Closing = Closing(1000, "")
     # A usage limit of the customer's tier (chapter 8): 4029, from the

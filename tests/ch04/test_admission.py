@@ -244,3 +244,26 @@ async def test_subprotocols_over_two_header_lines_are_one_list(
         writer.close()
     assert reply.startswith(b"HTTP/1.1 101")
     assert b"Sec-WebSocket-Protocol: token\r\n" in reply
+
+
+async def test_one_key_cannot_take_every_stream_slot(
+    start_server: Start,
+) -> None:
+    limits = ServerLimits(max_streams_per_key=2)
+    headers = {"Authorization": f"Token {KEY}"}
+    async with start_server(limits=limits, keys=(KEY, "other")) as running:
+        url = running.url + LISTEN
+        held = [await connect(url, additional_headers=headers)
+                for _ in range(2)]
+        status, body, retry = await refused(url, headers)
+        other = await connect(url, additional_headers={
+            "Authorization": "Token other"})
+        await held[0].close()
+        async with asyncio.timeout(5):  # its slot comes back
+            while running.server.streams_per_key[KEY] > 1:
+                await asyncio.sleep(0.01)
+        again = await connect(url, additional_headers=headers)
+        for socket in (*held, other, again):
+            await socket.close()
+    assert (status, retry) == (429, "1")
+    assert body["reason"] == "this key has 2 streams open, its most"

@@ -69,9 +69,9 @@ async def test_a_quiet_client_is_expired_after_its_timeout() -> None:
     clock = Clock()
     handler = handler_at(clock, Client([]))
     reader = await start_reading(handler)
-    handler.expire_if_idle(clock.now + 9.9)
+    handler.sweep(clock.now + 9.9)
     assert not reader.cancelling()
-    handler.expire_if_idle(clock.now + 10.0)
+    handler.sweep(clock.now + 10.0)
     assert reader.cancelling()
     await asyncio.gather(reader, return_exceptions=True)
     assert reader.cancelled()
@@ -84,13 +84,31 @@ async def test_a_stream_we_hold_back_is_not_idle() -> None:
     handler = handler_at(clock, Client([ONE_SECOND]))
     handler.session.cap.update(1.0)  # a second undecoded, decoder stalled
     reader = await start_reading(handler)
-    handler.expire_if_idle(clock.now + 60.0)
+    handler.sweep(clock.now + 60.0)
     assert not reader.cancelling()
     handler.session.cap.update(0.0)  # the decoder caught up
     await asyncio.sleep(0)
     await asyncio.sleep(0)
-    handler.expire_if_idle(clock.now + 9.9)  # now waiting on the client
+    handler.sweep(clock.now + 9.9)  # now waiting on the client
     assert not reader.cancelling()
     assert handler.session.stats.received_s == 1.0
     reader.cancel()
     await asyncio.gather(reader, return_exceptions=True)
+
+
+async def test_a_stream_open_too_long_is_closed_however_busy() -> None:
+    """KeepAlives alone must not hold a stream slot for ever: past the
+    longest session, the stream ends with its dialect's code."""
+    clock = Clock()
+    handler = handler_at(clock, Client([]))
+    reader = await start_reading(handler)
+    limit = handler.limits.max_session_s
+    handler.idle.busy()  # as if a KeepAlive had just come
+    handler.sweep(clock.now + limit - 0.1)
+    assert not reader.cancelling()
+    handler.sweep(clock.now + limit)
+    assert reader.cancelling()
+    await asyncio.gather(reader, return_exceptions=True)
+    assert handler._outcome(reader) == Closing(1000,
+                                               "maximum session duration")
+    assert handler.ended_by_policy
