@@ -49,20 +49,25 @@ class Service:
         return int(self.streaming_url.rsplit(":", 1)[1])
 
 
-async def wait_until_ready(port: int, timeout_s: float = 60.0,
-                           poll_s: float = 0.1) -> None:
-    """Until `/readyz` answers 200: 503 while the model loads."""
-    url = f"http://127.0.0.1:{port}/readyz"
+async def http_status(url: str) -> int:
+    """The status a GET of `url` answers, errors included."""
 
-    def status() -> int:
+    def fetch() -> int:
         try:
             with urllib.request.urlopen(url, timeout=5) as reply:
                 return int(reply.status)
         except urllib.error.HTTPError as error:
             return error.code
 
+    return await asyncio.to_thread(fetch)
+
+
+async def wait_until_ready(port: int, timeout_s: float = 60.0,
+                           poll_s: float = 0.1) -> None:
+    """Until `/readyz` answers 200: 503 while the model loads."""
+    url = f"http://127.0.0.1:{port}/readyz"
     async with asyncio.timeout(timeout_s):
-        while await asyncio.to_thread(status) != 200:
+        while await http_status(url) != 200:
             await asyncio.sleep(poll_s)
 
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -16,8 +14,13 @@ from websockets.exceptions import InvalidStatus
 from ch04_streaming.accelerator import Accelerator, CostModel
 from ch04_streaming.client import load_audio
 from ch04_streaming.server import ServerLimits
-from examples.service import running_service, wait_until_ready
-from tests.ch04.harness import KEY, Start, audio_of, reference
+from ch04_streaming.stream_handler import StreamHandler
+from examples.service import (
+    http_status,
+    running_service,
+    wait_until_ready,
+)
+from tests.ch04.harness import KEY, Running, Start, audio_of, reference
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 QUERY = "/v1/listen?encoding=linear16&sample_rate=16000&interim_results=true"
@@ -79,17 +82,26 @@ async def ready_socket(port: int, key: str = KEY) -> ClientConnection:
                          additional_headers={"Authorization": f"Token {key}"})
 
 
+# A device whose every batch takes ten minutes: no final can come.
+STUCK = Accelerator(CostModel(fixed_ms=600_000, per_audio_s_ms=0))
+
+
+async def stuck_stream(running: Running
+                       ) -> tuple[ClientConnection, StreamHandler]:
+    """A stream with audio in, whose decode will never finish."""
+    socket = await connect(running.url + QUERY, additional_headers={
+        "Authorization": f"Token {KEY}"})
+    await socket.send(load_audio(audio_of("quick_brown_fox")).payload)
+    (handler,) = running.server.handlers
+    return socket, handler
+
+
 async def test_streams_that_cannot_finish_are_cut_at_the_grace(
     start_server: Start,
 ) -> None:
-    stuck = Accelerator(CostModel(fixed_ms=600_000, per_audio_s_ms=0))
     limits = ServerLimits(shutdown_grace_s=0.2)
-    payload = load_audio(audio_of("quick_brown_fox")).payload
-    async with start_server(limits=limits, device=stuck) as running:
-        socket = await connect(running.url + QUERY, additional_headers={
-            "Authorization": f"Token {KEY}"})
-        await socket.send(payload)  # its decode will never finish
-        (handler,) = running.server.handlers
+    async with start_server(limits=limits, device=STUCK) as running:
+        socket, handler = await stuck_stream(running)
         async with asyncio.timeout(5):
             while handler.session.stats.received_s < 5.0:
                 await asyncio.sleep(0.01)
@@ -116,38 +128,22 @@ async def connect_with_printed_key(port: int, lines: list[str]) -> None:
         await socket.close()
 
 
-async def status_of(url: str) -> int:
-    def fetch() -> int:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as reply:
-                return int(reply.status)
-        except urllib.error.HTTPError as error:
-            return error.code
-
-    return await asyncio.to_thread(fetch)
-
-
 async def test_while_draining_probes_and_clients_get_503(
     start_server: Start,
 ) -> None:
     """The listener stays open through the drain: /readyz answers 503
     and a new stream is refused with a reason, not 'connection
     refused', so a load balancer can tell draining from dead."""
-    stuck = Accelerator(CostModel(fixed_ms=600_000, per_audio_s_ms=0))
     limits = ServerLimits(shutdown_grace_s=2.0)
-    payload = load_audio(audio_of("quick_brown_fox")).payload
-    async with start_server(limits=limits, device=stuck) as running:
-        socket = await connect(running.url + QUERY, additional_headers={
-            "Authorization": f"Token {KEY}"})
-        await socket.send(payload)  # its final can never be decoded
-        (handler,) = running.server.handlers
+    async with start_server(limits=limits, device=STUCK) as running:
+        socket, handler = await stuck_stream(running)
         async with asyncio.timeout(5):
             while handler.session.stats.received_s == 0:
                 await asyncio.sleep(0.01)
         draining = asyncio.create_task(running.server.shutdown())
         await asyncio.sleep(0)  # shutdown has begun: draining is set
         assert running.server.draining
-        assert await status_of(running.http + "/readyz") == 503
+        assert await http_status(running.http + "/readyz") == 503
         with pytest.raises(InvalidStatus) as caught:
             await connect(running.url + QUERY, additional_headers={
                 "Authorization": f"Token {KEY}"})
