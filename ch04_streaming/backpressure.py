@@ -70,11 +70,13 @@ class PendingAudioCap:
 
     max_s: float
     pending_s: float = 0.0
+    peak_s: float = 0.0  # the most that ever waited
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def update(self, pending_s: float) -> None:
         """The session reports what is still undecoded."""
         self.pending_s = pending_s
+        self.peak_s = max(self.peak_s, pending_s)
         self._changed.set()
 
     async def make_room(self, frame_s: float) -> None:

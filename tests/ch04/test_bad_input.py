@@ -12,7 +12,7 @@ import soundfile as sf
 from websockets.asyncio.client import connect
 from websockets.protocol import State
 
-from ch04_streaming.accelerator import PROFILES, Accelerator
+from ch04_streaming.accelerator import PROFILES, Accelerator, CostModel
 from ch04_streaming.app import session_factory
 from ch04_streaming.backpressure import Outbox, SlowConsumerError
 from ch04_streaming.client import DIALECTS, load_audio, stream
@@ -21,6 +21,7 @@ from ch04_streaming.dialects.dialect import StreamDefaults
 from ch04_streaming.engine import LocalMatching, MockRecognizer
 from ch04_streaming.mock_matcher import Lexicon
 from ch04_streaming.scheduler import DirectScheduler
+from ch04_streaming.server import ServerLimits
 from ch04_streaming.stream_handler import ConnectionLimits, StreamHandler
 from tests.ch04.harness import KEY, Start, audio_of, reference
 
@@ -218,3 +219,31 @@ async def test_an_idle_close_is_not_a_stream_error(
             "deepgram", "1011")._value.get()
     assert (socket.close_code, socket.close_reason) == (1011, "NET-0001")
     assert errors == 0
+
+
+async def test_a_client_faster_than_decoding_is_held_at_the_cap(
+    start_server: Start,
+) -> None:
+    """Through a real socket: 20 s of audio sent at once to a model
+    that needs 300 ms a call. Undecoded audio never grows past the cap
+    (1 s, plus the frame that waits for room): the reader stops reading
+    instead, and every word still arrives."""
+    slow = Accelerator(CostModel(fixed_ms=300, per_audio_s_ms=0))
+    limits = ServerLimits(connection=ConnectionLimits(
+        max_pending_audio_s=1.0))
+    payload = load_audio(audio_of("support_call")).payload[: 32_000 * 20]
+    async with start_server(limits=limits, device=slow) as running:
+        socket = await connect(running.url + DEEPGRAM,
+                               additional_headers=HEADERS[DEEPGRAM])
+        (handler,) = running.server.handlers
+        for start in range(0, len(payload), 3200):
+            await socket.send(payload[start : start + 3200])
+        await socket.send(json.dumps({"type": "CloseStream"}))
+        async with asyncio.timeout(60):
+            results = [json.loads(m) async for m in socket]
+    cap = handler.session.cap
+    assert cap.peak_s > 0.5  # the cap was reached, not idle
+    assert cap.peak_s <= 1.0 + 0.1
+    finals = [r for r in results if r.get("is_final")]
+    assert handler.session.stats.received_s == 20.0
+    assert finals
