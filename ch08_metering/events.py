@@ -6,7 +6,9 @@ reached us, so late usage lands in the right invoice period). Its `id`
 is deterministic (stream id + sequence), so a sender that retries sends
 the same event again and the ledger can recognise it. Values are whole
 numbers (milliseconds, characters, tokens): Stripe meters accept no
-fractions, and sums of integers never drift.
+fractions, and sums of integers never drift. Each value is bounded by
+its meter (`MAX_VALUE`), so no sum of a customer's events can overflow
+the ledger's 64-bit integers and stop the roll-up for everyone.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pydantic import (
     Field,
     StrictInt,
     ValidationError,
+    model_validator,
 )
 
 EVENT_TYPE = "com.speechapi.usage.v1"
@@ -30,6 +33,10 @@ Meter = Literal["audio_ms", "characters", "tokens"]
 Feature = Literal["pii_redaction", "diarization", "summarization"]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 
+# The most one event may report: a day of audio, a billion characters
+# or tokens. Sums of 10^11 such events still fit a signed 64-bit integer.
+MAX_VALUE: Mapping[str, int] = {"audio_ms": 86_400_000,
+                                "characters": 10**9, "tokens": 10**9}
 FUTURE_ALLOWANCE = timedelta(minutes=5)  # Stripe's own future limit
 MAX_AGE = timedelta(days=35)  # Stripe cannot bill older usage
 
@@ -41,6 +48,14 @@ class UsageData(BaseModel):
     value: Annotated[StrictInt, Field(ge=0)]
     features: tuple[Feature, ...] = ()
     stream_id: Name | None = None  # the request that used it
+
+    @model_validator(mode="after")
+    def within_the_meters_bound(self) -> UsageData:
+        if self.value > MAX_VALUE[self.meter]:
+            raise ValueError(
+                f"value {self.value} is over the {self.meter} meter's"
+                f" bound of {MAX_VALUE[self.meter]} per event")
+        return self
 
 
 class UsageEvent(BaseModel):

@@ -184,3 +184,30 @@ async def test_metrics_count_outcomes(client: httpx.AsyncClient) -> None:
     for status in ("accepted", "duplicate", "rejected"):
         assert f'usage_events_total{{status="{status}"}} 1.0' in text
     assert (await client.get("/healthz")).json() == {"status": "ok"}
+
+
+async def test_values_past_their_meters_bound_are_rejected_one_by_one(
+        client: httpx.AsyncClient, ledger: Ledger) -> None:
+    """Two events of 2^63-1 would overflow the customer's sum, and
+    10^30 the column itself: each is refused alone, with the bound,
+    and the valid events of the same batch are kept."""
+    batch = [
+        raw_event(1, value=2**63 - 1),
+        raw_event(2, value=2**63 - 1),
+        raw_event(3, value=10**30),
+        raw_event(4, value=86_400_000),  # a day of audio: the bound
+        raw_event(5, value=86_400_001),
+        raw_event(6, meter="tokens", value=10**9),
+        raw_event(7, meter="tokens", value=10**9 + 1),
+    ]
+    response = await post(client, batch)
+    assert response.status_code == 202
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == [
+        "rejected", "rejected", "rejected", "accepted", "rejected",
+        "accepted", "rejected"]
+    assert "over the audio_ms meter's bound of 86400000" in (
+        results[0]["reason"])
+    assert ledger.totals() == {
+        ("acme", "audio_ms", ("diarization",)): 86_400_000,
+        ("acme", "tokens", ("diarization",)): 10**9}
