@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import multiprocessing
+import signal
 import time
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -68,6 +69,9 @@ _state: WorkerState | None = None  # set in the worker process only
 
 def _load(manifest: str, idle_s: float) -> None:
     global _state
+    # Ctrl-C reaches the whole process group; the service decides when
+    # its worker stops, after the drain that still needs it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _state = WorkerState(load_lexicon(Path(manifest)), idle_s)
 
 

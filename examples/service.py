@@ -76,15 +76,18 @@ async def running_service(
     args: Sequence[str], env: Mapping[str, str] | None = None,
     start_timeout_s: float = 60.0, stop_timeout_s: float = 30.0,
     python: str | Path = sys.executable, cwd: Path = REPO_ROOT,
+    own_group: bool = False,
 ) -> AsyncIterator[Service]:
     """`args` after `python`, e.g. ("-m", "ch04_streaming", "--port", "0").
 
     On exit the service gets SIGTERM; one still running `stop_timeout_s`
     later is killed, and `TimeoutError` raised. `python` and `cwd` run
-    another installation than this checkout's, from another folder.
+    another installation than this checkout's, from another folder;
+    `own_group` starts it in a process group of its own, as a terminal
+    does, so a test can send Ctrl-C to the group.
     """
     process = await asyncio.create_subprocess_exec(
-        python, *args, cwd=cwd,
+        python, *args, cwd=cwd, start_new_session=own_group,
         env={**os.environ, **(env or {})},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 from pathlib import Path
 
@@ -152,3 +153,24 @@ async def test_while_draining_probes_and_clients_get_503(
             await draining
         await socket.wait_closed()
     assert socket.close_code == 1001
+
+
+async def test_ctrl_c_to_the_process_group_still_drains() -> None:
+    """Ctrl-C in a terminal signals the whole process group, the
+    matcher's worker too; the service must still finish the open
+    utterance with it before either exits."""
+    args = ("-m", "ch04_streaming", "--port", "0", "--load-s", "0",
+            "--warmup-s", "0")
+    async with running_service(args, {"SPEECH_API_KEYS": KEY},
+                               own_group=True) as service:
+        async with asyncio.timeout(30):
+            socket = await ready_socket(service.port)
+            payload = load_audio(audio_of("weather_forecast")).payload
+            await socket.send(payload[: 32_000 * 3])  # mid-sentence
+            interim = json.loads(await socket.recv())
+            assert interim["type"] == "Results"
+            os.killpg(service.pid, signal.SIGINT)
+            finals, code, _ = await finals_then_close(socket)
+            assert await service.process.wait() == 0
+    assert code == 1001
+    assert finals and finals[0]
