@@ -9,6 +9,9 @@ against the database: if the ledger is busy, nothing is written and the
 answer is 503 with Retry-After, so the sender retries the whole batch.
 A customer's key may report only that customer's usage; a service key
 (`METERING_SERVICE_KEYS`) may report anyone's, as metering services do.
+The body must be JSON (`application/json` or CloudEvents' own types),
+and is read no further than its limit: a sender cannot make the server
+hold more than 1 MiB of it.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from prometheus_client import (
     Counter,
     generate_latest,
 )
+from starlette.requests import ClientDisconnect
 
 from ch04_streaming.auth import ApiKeys, authorization_key
 from ch08_metering.accounts import Accounts
@@ -41,6 +45,8 @@ from ch08_metering.ledger import (
 
 MAX_BATCH = 100
 MAX_BODY_BYTES = 1024 * 1024
+JSON_TYPES = ("application/json", "application/cloudevents+json",
+              "application/cloudevents-batch+json")
 
 
 @dataclass(frozen=True)
@@ -71,12 +77,32 @@ def status_of(outcome: Outcome) -> dict[str, object]:
     return {"id": outcome.id, "status": "rejected", "reason": outcome.reason}
 
 
+def is_json(content_type: str) -> bool:
+    return content_type.split(";")[0].strip().lower() in JSON_TYPES
+
+
+async def read_body(request: Request, limit: int) -> bytes | None:
+    """The body, read no further than `limit` bytes; None past it."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def parse_body(body: bytes) -> list[object] | str:
     """The events of a request body, or why there are none."""
     try:
         parsed = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         return "body is not valid JSON"
+    except RecursionError:
+        return "body is nested too deeply"
     batch = parsed if isinstance(parsed, list) else [parsed]
     if not batch:
         return "empty batch"
@@ -119,8 +145,14 @@ def create_ingest_app(ledger: Ledger, accounts: Accounts, keys: ApiKeys,
             request.headers.get("authorization", "")))
         if isinstance(only, Response):
             return only
-        body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
+        if not is_json(request.headers.get("content-type", "")):
+            return error(415, "send the events as application/json or"
+                         " application/cloudevents(-batch)+json")
+        try:
+            body = await read_body(request, MAX_BODY_BYTES)
+        except ClientDisconnect:  # the sender left: nobody to answer
+            return Response(status_code=400)
+        if body is None:
             return error(413, f"body over {MAX_BODY_BYTES} bytes")
         batch = parse_body(body)
         if isinstance(batch, str):

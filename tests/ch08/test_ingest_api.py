@@ -19,6 +19,7 @@ from tests.ch08.delivery_harness import NOON_UTC, Ledgers, write_lock
 NOW = NOON_UTC  # the ingest API's clock
 KEY = "service-key"  # a metering service's: any customer's usage
 AUTH = {"Authorization": f"Bearer {KEY}"}
+JSON = {"Content-Type": "application/json"}
 
 
 def raw_event(n: int, **changes: object) -> dict[str, object]:
@@ -108,12 +109,13 @@ async def test_a_batch_answers_each_event_in_order(
     (json.dumps([raw_event(n) for n in range(101)]).encode(), 400,
      "at most 100"),
     (b" " * (1024 * 1024 + 1), 413, "bytes"),
+    (b"[" * 100_000 + b"]" * 100_000, 400, "nested too deeply"),
 ])
 async def test_bad_bodies_are_refused_whole(
         client: httpx.AsyncClient, ledger: Ledger, body: bytes,
         status: int, reason: str) -> None:
     response = await client.post("/v1/usage/events", content=body,
-                                 headers=AUTH)
+                                 headers={**AUTH, **JSON})
     assert response.status_code == status
     assert response.json()["type"] == "Error"
     assert reason in response.json()["reason"]
@@ -211,3 +213,34 @@ async def test_values_past_their_meters_bound_are_rejected_one_by_one(
     assert ledger.totals() == {
         ("acme", "audio_ms", ("diarization",)): 86_400_000,
         ("acme", "tokens", ("diarization",)): 10**9}
+
+
+@pytest.mark.parametrize(("content_type", "status"), [
+    ("text/plain", 415), ("application/x-www-form-urlencoded", 415),
+    ("", 415), ("application/json; charset=utf-8", 202),
+    ("application/cloudevents-batch+json", 202)])
+async def test_only_json_bodies_are_read(
+        client: httpx.AsyncClient, content_type: str, status: int) -> None:
+    response = await client.post(
+        "/v1/usage/events", content=json.dumps([raw_event(1)]).encode(),
+        headers={**AUTH, "Content-Type": content_type})
+    assert response.status_code == status
+
+
+async def test_an_oversized_body_is_refused_before_it_is_all_read(
+        client: httpx.AsyncClient, ledger: Ledger) -> None:
+    """No Content-Length, 64 KiB at a time: the server stops reading
+    at its 1 MiB limit instead of holding the whole body first."""
+    sent = 0
+
+    async def body() -> AsyncIterator[bytes]:
+        nonlocal sent
+        for _ in range(100):  # 6.4 MiB on offer
+            sent += 1
+            yield b" " * 65_536
+
+    response = await client.post("/v1/usage/events", content=body(),
+                                 headers={**AUTH, **JSON})
+    assert response.status_code == 413
+    assert sent <= 1024 * 1024 // 65_536 + 1
+    assert ledger.totals() == {}

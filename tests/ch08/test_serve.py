@@ -33,7 +33,8 @@ def post_event(port: int) -> dict[str, object]:
     request = urllib.request.Request(
         f"http://127.0.0.1:{port}/v1/usage/events",
         data=json.dumps(event).encode(),
-        headers={"Authorization": "Bearer acme-key"})
+        headers={"Authorization": "Bearer acme-key",
+                 "Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=10) as response:
         assert response.status == 202
         [result] = json.loads(response.read())["results"]
