@@ -18,7 +18,7 @@ import math
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Literal
@@ -40,8 +40,6 @@ from ch04_streaming.dialects.dialect import (
 )
 from ch04_streaming.engine import Recognizer
 from ch04_streaming.metrics import ServiceMetrics, probe_loop_lag
-from ch04_streaming.result_latency import ResultLatency
-from ch04_streaming.session import StreamSession
 from ch04_streaming.stream_handler import (
     ConnectionLimits,
     SessionFactory,
@@ -275,7 +273,7 @@ class SpeechServer:
         handler = StreamHandler(connection, dialect,
                                 connection.stream_request, self.new_session,
                                 self.limits.connection,
-                                latency=self._latency_of(dialect),
+                                metrics=self.metrics,
                                 tracker=connection.tracker)
         task = asyncio.current_task()
         assert task is not None
@@ -298,13 +296,6 @@ class SpeechServer:
             if not self.handlers:
                 self._no_streams.set()
             await self.release(connection)
-
-    def _latency_of(self, dialect: Dialect
-                    ) -> Callable[[StreamSession], ResultLatency]:
-        def timer(session: StreamSession) -> ResultLatency:
-            return ResultLatency(self.metrics, dialect.name,
-                                 session.arrivals)
-        return timer
 
     async def start(self, host: str, port: int) -> Server:
         self._server = await serve(

@@ -38,6 +38,7 @@ from ch04_streaming.dialects.dialect import (
     StreamRequest,
     parse_control,
 )
+from ch04_streaming.metrics import ServiceMetrics
 from ch04_streaming.pacing import IdleTimer, Pace, PacingError
 from ch04_streaming.result_latency import ResultLatency
 from ch04_streaming.session import (
@@ -83,7 +84,7 @@ class StreamHandler:
     request: StreamRequest
     new_session: SessionFactory
     limits: ConnectionLimits
-    latency: Callable[[StreamSession], ResultLatency] | None = None
+    metrics: ServiceMetrics | None = None  # None: results not timed
     clock: Callable[[], float] = time.monotonic
     tracker: StreamTracker = field(default_factory=NoTracker)
     stream: DialectStream = field(init=False)
@@ -102,8 +103,9 @@ class StreamHandler:
         self.session = self.new_session(self.request, self._emit)
         self.idle = IdleTimer(self.request.idle_timeout_s, self.clock)
         self.started = self.clock()
-        if self.latency is not None:
-            self._timer = self.latency(self.session)
+        if self.metrics is not None:
+            self._timer = ResultLatency(self.metrics, self.dialect.name,
+                                        self.session.arrivals, self.clock)
 
     def _emit(self, event: SessionEvent) -> None:
         if isinstance(event, TranscriptEvent) and self._timer is not None:

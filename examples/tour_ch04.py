@@ -20,8 +20,7 @@ from ch04_streaming.client import DIALECTS, Report, Result, load_audio, stream
 from ch04_streaming.vad import VadConfig
 from ch11_slo.records import Record, write_records
 from examples.fixtures import AUDIO_DIR, load_manifest
-from examples.service import Service, running_service
-from examples.service import wait_until_ready as wait_for_readyz
+from examples.service import Service, running_service, wait_until_ready
 from examples.sli_records import stream_record, utterance_records
 
 LONG = AUDIO_DIR / "support_call.wav"
@@ -29,9 +28,9 @@ DIALECT_NAMES = ("deepgram", "assemblyai")
 DEMO_RECORDS = AUDIO_DIR.parent.parent / "build" / "demo" / "records.jsonl"
 
 
-async def wait_until_ready(port: int) -> None:
+async def show_readiness(port: int) -> None:
     print("  /readyz: 503 while the model loads ...", flush=True)
-    await wait_for_readyz(port)
+    await wait_until_ready(port)
     print("  /readyz: 200, ready")
 
 
@@ -65,7 +64,7 @@ async def run() -> None:
 async def stream_and_stop(service: Service, key: str) -> None:
     port = service.port
     try:
-        await wait_until_ready(port)
+        await show_readiness(port)
         print(f"\nStreaming {LONG.name} (44 s) through both dialects at"
               " the pace of speech; finals with their latency after the"
               " last word:\n", flush=True)
