@@ -27,7 +27,9 @@ from urllib.parse import parse_qsl, urlsplit
 from prometheus_client import CONTENT_TYPE_LATEST
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
+from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 from websockets.typing import Subprotocol
 
 from ch04_streaming.auth import ApiKeys
@@ -75,13 +77,49 @@ class ServerLimits:
 
 
 class SpeechConnection(ServerConnection):
-    """A connection that carries its parsed request to the handler."""
+    """A connection that carries its parsed request to the handler, and
+    that lets a client stop sending yet still read its results."""
 
     stream_request: StreamRequest | None = None
     dialect: Dialect | None = None
     tracker: StreamTracker = NoTracker()
     handled: bool = False  # a handler ran for it
     key: str = ""
+    input_ended: bool = False  # the client shut its sending side
+
+    # asyncio keeps a transport open when this returns True; websockets
+    # declares None because it never does.
+    def eof_received(self) -> bool | None:  # type: ignore[override]
+        # Some clients shut their sending side (a TCP half-close) after
+        # their last audio and go on reading. End their input after what
+        # they sent, with an empty message, and keep the socket open for
+        # the finals; websockets alone would drop the stream.
+        if not self.handled or self.protocol.state is not State.OPEN:
+            return super().eof_received()
+        self.input_ended = True
+        self.recv_messages.put(Frame(Opcode.BINARY, b""))
+        return True
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        try:
+            async with asyncio.timeout(self.close_timeout):
+                await self._close(code, reason)
+        except TimeoutError:
+            # A client that reads nothing cannot take our close frame
+            # either, and websockets waits for room to write it without
+            # a deadline: let go of the connection instead.
+            self.transport.abort()
+
+    async def _close(self, code: int, reason: str) -> None:
+        if not self.input_ended:
+            return await super().close(code, reason)
+        # The client can no longer answer our close frame: send it and
+        # end the connection ourselves rather than wait for a reply.
+        if self.protocol.state is State.OPEN:
+            self.protocol.send_close(code, reason)
+        super().eof_received()  # the end of input, held back until now
+        self.transport.close()  # after what is buffered is written
+        await asyncio.shield(self.connection_lost_waiter)
 
 
 class Status(WireMessage):

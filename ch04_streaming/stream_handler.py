@@ -61,6 +61,12 @@ class Connection(Protocol):
     @property
     def state(self) -> State: ...
 
+    @property
+    def input_ended(self) -> bool:
+        """The client shut its sending side; an empty binary message
+        then marks the end of what it sent."""
+        ...
+
     async def recv(self) -> Data: ...
 
     async def send(self, message: str) -> None: ...
@@ -211,6 +217,8 @@ class StreamHandler:
             self.idle.busy()
             if isinstance(frame, str):
                 closing = self._control(frame)
+            elif not frame and self.connection.input_ended:
+                closing = self.dialect.codes.done  # results, then close
             else:
                 closing = await self._audio(frame, pace)
             if closing is not None:

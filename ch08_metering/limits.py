@@ -121,7 +121,9 @@ def refused(limit: str, retry_after_s: float) -> Decision:
     if math.isinf(retry_after_s):
         return Decision(False, f"{limit}; retrying will not help",
                         retry_after_s)
-    return Decision(False, f"{limit}; retry in {retry_after_s:.1f} s",
+    # Round up: "retry in 0.0 s" would invite an immediate, futile retry.
+    tenths = math.ceil(round(retry_after_s * 10, 6)) / 10
+    return Decision(False, f"{limit}; retry in {tenths:.1f} s",
                     retry_after_s)
 
 

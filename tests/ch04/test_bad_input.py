@@ -162,6 +162,7 @@ class NonReadingPeer:
         self.frames = iter(frames)
         self.state = State.OPEN
         self.closed_with: tuple[int, str] | None = None
+        self.input_ended = False
 
     async def recv(self) -> bytes:
         frame = next(self.frames, None)

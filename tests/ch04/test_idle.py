@@ -29,6 +29,7 @@ class Client:
     """Sends the given frames, then nothing."""
 
     state = State.OPEN
+    input_ended = False
 
     def __init__(self, frames: list[bytes]) -> None:
         self.frames = frames

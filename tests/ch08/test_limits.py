@@ -22,6 +22,7 @@ from ch08_metering.limits import (
     LocalLimiter,
     TokenBucket,
     build_limiter,
+    refused,
 )
 from ch08_metering.limits_redis import RedisLimiter
 from tests.ch08.conftest import REDIS_URL, SharedRedis
@@ -103,7 +104,7 @@ async def test_audio_cap_with_exact_retry_after() -> None:
     assert not refused.allowed
     assert refused.retry_after_s == pytest.approx(0.125)  # 2 s per s
     assert refused.reason == (
-        "tier free: 120 audio s per minute; retry in 0.1 s")
+        "tier free: 120 audio s per minute; retry in 0.2 s")
     later = T0 + refused.retry_after_s
     assert (await limiter.take_audio(alice, "s", 0.25, later)).allowed
 
@@ -254,3 +255,16 @@ async def test_the_url_says_where_the_limits_are_kept(
             assert isinstance(limiter, limits.kind)
         finally:
             await limiter.aclose()
+
+
+@pytest.mark.parametrize(("wait_s", "said"), [
+    (0.004, "retry in 0.1 s"),  # never "0.0 s": that invites a hammer
+    (0.1, "retry in 0.1 s"),
+    (0.1001, "retry in 0.2 s"),
+    (7.5, "retry in 7.5 s"),
+])
+def test_the_retry_wait_is_rounded_up_to_a_tenth(wait_s: float,
+                                                  said: str) -> None:
+    decision = refused("tier free: 120 audio s per minute", wait_s)
+    assert decision.reason.endswith(f"; {said}")
+    assert decision.retry_after_s == wait_s

@@ -36,7 +36,7 @@ async def test_replicas_share_the_audio_budget(shared: SharedRedis) -> None:
     refused = await two.take_audio(ALICE, "b", 0.25, T0)
     assert refused.retry_after_s == 0.125  # 0.25 s at 2 s per s
     assert refused.reason == (
-        "tier free: 120 audio s per minute; retry in 0.1 s")
+        "tier free: 120 audio s per minute; retry in 0.2 s")
     assert (await two.take_audio(ALICE, "b", 0.25, T0 + 0.125)).allowed
 
 
