@@ -17,7 +17,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import webrtcvad
 
-from ch04_streaming.accelerator import PROFILES, Accelerator
+from ch03_gpu.device import Accelerator
+from ch03_gpu.profiles import PROFILES
 from ch04_streaming.audio import (
     MODEL_RATE,
     AudioDecoder,

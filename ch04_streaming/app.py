@@ -19,7 +19,9 @@ import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from ch04_streaming.accelerator import PROFILES, Accelerator
+from ch03_gpu.dcgm import DcgmMetrics
+from ch03_gpu.device import Accelerator
+from ch03_gpu.profiles import PROFILE
 from ch04_streaming.audio import AudioDecoder
 from ch04_streaming.auth import ApiKeys, load_api_keys
 from ch04_streaming.backpressure import PendingAudioCap
@@ -90,9 +92,16 @@ def session_factory(scheduler: DecodeScheduler,
 # --8<-- [end:session_factory]
 
 
-def build_recognizer(settings: Settings) -> Recognizer:
-    device = Accelerator(PROFILES[settings.profile], load_s=settings.load_s,
-                         warmup_s=settings.warmup_s)
+def build_device(settings: Settings) -> Accelerator:
+    """The simulated accelerator: chapter 3's device model, with the
+    measured profile's costs and memory, in the chosen number format."""
+    return PROFILE.accelerator(settings.profile, settings.precision,
+                               load_s=settings.load_s,
+                               warmup_s=settings.warmup_s)
+
+
+def build_recognizer(settings: Settings, device: Accelerator
+                     ) -> Recognizer:
     if settings.recognizer == "null":
         return NullRecognizer(device)
     matching: Matching = MatcherProcess(settings.manifest)
@@ -120,7 +129,8 @@ def build_server(settings: Settings, keys: ApiKeys | None = None,
     dev_key = None
     if keys is None:
         keys, dev_key = load_api_keys(settings.env)
-    recognizer = build_recognizer(settings)
+    device = build_device(settings)
+    recognizer = build_recognizer(settings, device)
     defaults = StreamDefaults(
         vad=VadConfig(
             aggressiveness=settings.vad_aggressiveness,
@@ -145,6 +155,7 @@ def build_server(settings: Settings, keys: ApiKeys | None = None,
         scheduler or DirectScheduler(recognizer), connection)
     server = SpeechServer(dialects(settings), recognizer, new_session, keys,
                           defaults, limits, hooks or NoHooks())
+    server.metrics.registry.register(DcgmMetrics(device))
     return Built(server, recognizer, dev_key)
 
 

@@ -23,7 +23,7 @@ from typing import Protocol
 import numpy as np
 import soundfile as sf
 
-from ch04_streaming.accelerator import Accelerator
+from ch03_gpu.device import Accelerator
 from ch04_streaming.mock_matcher import (
     SAMPLE_RATE,
     Lexicon,

@@ -16,7 +16,7 @@ from importlib.resources import files
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from ch04_streaming.accelerator import PROFILES
+from ch03_gpu.profiles import PROFILE, PROFILES
 
 # The sample audio is package data of `examples`, found where that
 # package is: in a checkout or in site-packages. A data lookup, not an
@@ -76,6 +76,8 @@ class Settings:
         1000.0, "AssemblyAI dialect: longest audio frame before 3007")
     profile: str = option(
         "tuned", f"engine cost model: {', '.join(PROFILES)}")
+    precision: str = option(
+        "bf16", f"number format: {', '.join(PROFILE.precisions)}")
     load_s: float = option(1.0, "simulated model load time")
     warmup_s: float = option(0.5, "simulated warm-up time")
     error_seed: int = option(0, "seed of injected word errors")
@@ -114,6 +116,9 @@ def parse_settings(
     args = parser.parse_args(argv)
     if args.profile not in PROFILES:
         parser.error(f"--profile must be one of {', '.join(PROFILES)}")
+    if args.precision not in PROFILE.precisions:
+        parser.error("--precision must be one of"
+                     f" {', '.join(PROFILE.precisions)}")
     if args.recognizer not in ("mock", "null"):
         parser.error("--recognizer must be mock or null")
     if args.matcher_runs_on not in ("process", "loop"):

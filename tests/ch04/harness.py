@@ -12,7 +12,8 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ch04_streaming.accelerator import PROFILES, Accelerator
+from ch03_gpu.device import Accelerator
+from ch03_gpu.profiles import PROFILES
 from ch04_streaming.app import dialects, session_factory
 from ch04_streaming.auth import ApiKeys
 from ch04_streaming.dialects.dialect import Dialect, StreamDefaults

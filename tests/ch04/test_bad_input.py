@@ -12,7 +12,8 @@ import soundfile as sf
 from websockets.asyncio.client import connect
 from websockets.protocol import State
 
-from ch04_streaming.accelerator import PROFILES, Accelerator, CostModel
+from ch03_gpu.device import Accelerator, CostModel
+from ch03_gpu.profiles import PROFILES
 from ch04_streaming.app import session_factory
 from ch04_streaming.backpressure import Outbox, SlowConsumerError
 from ch04_streaming.client import DIALECTS, load_audio, stream

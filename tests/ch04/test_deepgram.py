@@ -9,7 +9,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.protocol import State
 
-from ch04_streaming.accelerator import Accelerator, CostModel
+from ch03_gpu.device import Accelerator, CostModel
 from ch04_streaming.client import DIALECTS, load_audio, stream
 from ch04_streaming.dialects.dialect import StreamDefaults
 from ch04_streaming.vad import VadConfig

@@ -6,7 +6,8 @@ import asyncio
 
 from websockets.protocol import State
 
-from ch04_streaming.accelerator import PROFILES, Accelerator
+from ch03_gpu.device import Accelerator
+from ch03_gpu.profiles import PROFILES
 from ch04_streaming.app import session_factory
 from ch04_streaming.dialects.deepgram import Deepgram
 from ch04_streaming.dialects.dialect import Closing, StreamDefaults

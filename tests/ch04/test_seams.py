@@ -16,7 +16,8 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from ch04_streaming.accelerator import PROFILES, Accelerator
+from ch03_gpu.device import Accelerator
+from ch03_gpu.profiles import PROFILES
 from ch04_streaming.app import build_server
 from ch04_streaming.auth import ApiKeys
 from ch04_streaming.client import DIALECTS, load_audio, stream

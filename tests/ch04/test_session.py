@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from ch04_streaming.accelerator import PROFILES, Accelerator
+from ch03_gpu.device import Accelerator
+from ch03_gpu.profiles import PROFILES
 from ch04_streaming.audio import AudioDecoder, Encoding
 from ch04_streaming.client import load_audio
 from ch04_streaming.engine import NullRecognizer

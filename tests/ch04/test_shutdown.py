@@ -12,7 +12,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
-from ch04_streaming.accelerator import Accelerator, CostModel
+from ch03_gpu.device import Accelerator, CostModel
 from ch04_streaming.client import load_audio
 from ch04_streaming.server import ServerLimits
 from ch04_streaming.stream_handler import StreamHandler

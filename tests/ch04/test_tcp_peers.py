@@ -16,7 +16,7 @@ from websockets.frames import Frame, Opcode
 from websockets.http11 import Response
 from websockets.uri import parse_uri
 
-from ch04_streaming.accelerator import Accelerator, CostModel
+from ch03_gpu.device import Accelerator, CostModel
 from ch04_streaming.client import DIALECTS, load_audio, stream
 from ch04_streaming.server import ServerLimits
 from ch04_streaming.stream_handler import ConnectionLimits

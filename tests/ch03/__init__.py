@@ -1,0 +1,1 @@
+"""Chapter 3: the device model, batching, memory and cold starts."""
