@@ -2,11 +2,15 @@
 
 Chapter 8, "Stripe Meters API integration". The official SDK does the
 HTTP: with `max_network_retries` it retries connection errors, timeouts
-and 5xx itself, with the same idempotency key, which we set to the
-event's identifier. What is left is to map its errors to outcomes: a
-duplicate identifier means Stripe already has the event (delivered), a
-429 means slow down, a 5xx or a timeout means try later, and any other
-4xx will never succeed, so it goes to a human. `StripeSink` sends one
+and 5xx itself, with the same idempotency key. Stripe saves a key's
+first answer for 24 hours, a 500 included, so the key names one attempt
+of the worker (identifier and attempt number); the event's `identifier`
+is what makes Stripe keep one event however often it is sent. What is
+left is to map errors to outcomes: a duplicate identifier means Stripe
+already has the event (delivered), a 429 means slow down, a 5xx or a
+timeout means try later, a connection never made means nothing was sent
+(no attempt spent), and any other 4xx will never succeed, so it goes to
+a human. `StripeSink` sends one
 event per call (v1); `StripeStreamSink` sends up to 100 per call on the
 high-throughput v2 stream, with a session token it renews before it
 expires; `DryRunSink` only writes down the calls it would make.
@@ -23,6 +27,7 @@ from pathlib import Path
 from typing import Protocol
 
 import stripe
+import urllib3
 from stripe import StripeClient
 from stripe.params.billing import MeterCreateParams, MeterEventCreateParams
 from stripe.params.v2.billing import MeterEventStreamCreateParamsEvent
@@ -30,6 +35,8 @@ from stripe.params.v2.billing import MeterEventStreamCreateParamsEvent
 DUPLICATE = "already exists with identifier"  # Stripe's 400 message
 SESSION_RENEW_S = 14 * 60  # tokens live 15 minutes
 STREAM_BATCH = 100  # events per v2 request
+DEFAULT_TIMEOUT_S = 10.0  # per HTTP request, the SDK's retries each
+DEFAULT_MAX_RETRIES = 2  # the SDK's own, same idempotency key
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,7 @@ class MeterEvent:
     stripe_customer_id: str
     value: int
     timestamp_s: int
+    attempt: int = 1  # the row's how-manieth send: its idempotency key
 
 
 @dataclass(frozen=True)
@@ -66,7 +74,15 @@ class Recorded:
     """Dry run: written down, not sent, so the row stays due."""
 
 
-SendOutcome = Delivered | RetryLater | Refused | Recorded
+@dataclass(frozen=True)
+class NotSent:
+    """Nothing reached Stripe (no connection, no v2 session): not the
+    rows' fault, so it costs them no attempt; the worker pauses."""
+
+    reason: str
+
+
+SendOutcome = Delivered | RetryLater | Refused | Recorded | NotSent
 
 
 class StripeUnavailableError(Exception):
@@ -93,8 +109,8 @@ class StripeSettings:
     api_key: str
     api_base: str | None = None  # e.g. a test server
     meter_events_base: str | None = None
-    max_network_retries: int = 2
-    timeout_s: float = 10.0
+    max_network_retries: int = DEFAULT_MAX_RETRIES
+    timeout_s: float = DEFAULT_TIMEOUT_S
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> StripeSettings | None:
@@ -102,7 +118,29 @@ class StripeSettings:
         if not env.get("STRIPE_API_KEY"):
             return None
         return cls(env["STRIPE_API_KEY"], env.get("STRIPE_API_BASE"),
-                   env.get("STRIPE_METER_EVENTS_API_BASE"))
+                   env.get("STRIPE_METER_EVENTS_API_BASE"),
+                   max_retries_from(env.get("STRIPE_MAX_RETRIES")),
+                   timeout_from(env.get("STRIPE_TIMEOUT_S")))
+
+
+def timeout_from(text: str | None) -> float:
+    """STRIPE_TIMEOUT_S: seconds > 0 (default 10)."""
+    if not text:
+        return DEFAULT_TIMEOUT_S
+    seconds = float(text)
+    if not seconds > 0:
+        raise ValueError(f"STRIPE_TIMEOUT_S must be > 0, not {text!r}")
+    return seconds
+
+
+def max_retries_from(text: str | None) -> int:
+    """STRIPE_MAX_RETRIES: a whole number >= 0 (default 2)."""
+    if not text:
+        return DEFAULT_MAX_RETRIES
+    retries = int(text)
+    if retries < 0:
+        raise ValueError(f"STRIPE_MAX_RETRIES must be >= 0, not {text!r}")
+    return retries
 
 
 def stripe_client(settings: StripeSettings, api_key: str,
@@ -143,9 +181,12 @@ def meter_event_params(event: MeterEvent) -> MeterEventCreateParams:
 
 def send_meter_event(client: StripeClient,
                      event: MeterEvent) -> SendOutcome:
-    try:  # the SDK's own retries reuse this idempotency key
+    # Stripe replays a key's first answer for 24 h, a 500 too: one key
+    # per attempt, reused only by the SDK's own retries of that attempt.
+    key = f"{event.identifier}:{event.attempt}"
+    try:
         client.v1.billing.meter_events.create(
-            meter_event_params(event), {"idempotency_key": event.identifier})
+            meter_event_params(event), {"idempotency_key": key})
     except stripe.StripeError as error:
         return outcome_of(error)
     return Delivered()
@@ -161,10 +202,26 @@ def outcome_of(error: stripe.StripeError) -> SendOutcome:
         return RetryLater(message, rate_limited=True)
     if isinstance(error, stripe.AuthenticationError | stripe.PermissionError):
         raise StripeUnavailableError(message) from error  # no row's fault
+    if status is None and never_connected(error):
+        return NotSent(message)  # nothing left here: no attempt spent
     if status is None or status == 409 or status >= 500:
         return RetryLater(f"{status or 'no answer'}: {message}")
     return Refused(f"{status}: {message}")
 # --8<-- [end:stripe_delivery]
+
+
+def never_connected(error: stripe.StripeError) -> bool:
+    """True if no connection was made (refused, unresolvable, connect
+    timeout): then no byte of the request reached Stripe. A read timeout
+    or a dropped connection may have reached it, so those are False."""
+    cause: BaseException | None = error
+    for _ in range(8):  # the chain: SDK, requests, urllib3, socket
+        if cause is None:
+            return False
+        if isinstance(cause, urllib3.exceptions.ConnectTimeoutError):
+            return True  # urllib3's NewConnectionError is one
+        cause = cause.__cause__ or cause.__context__
+    return False
 
 
 class StripeSink:
@@ -248,14 +305,15 @@ class StripeStreamSink(StripeSink):
         return self.session
 
     def send(self, events: Sequence[MeterEvent]) -> SendOutcome:
-        identifiers = "\n".join(e.identifier for e in events)
         try:
             stream = self.stream_client()
-            self.pace()
+        except stripe.StripeError as error:
+            return session_failed(error)
+        self.pace()
+        try:
             stream.v2.billing.meter_event_stream.create(
                 {"events": [stream_event(e) for e in events]},
-                {"idempotency_key":
-                 hashlib.sha256(identifiers.encode()).hexdigest()})
+                {"idempotency_key": stream_key(events)})
         except stripe.TemporarySessionExpiredError as error:
             self.session = None
             return RetryLater(f"session expired: {error.user_message}")
@@ -263,6 +321,20 @@ class StripeStreamSink(StripeSink):
             return outcome_of(error)
         return Delivered()
 
+
+def session_failed(error: stripe.StripeError) -> SendOutcome:
+    """No session, so no event was sent: whatever the error, the rows
+    are not at fault (a bad key still stops the pass)."""
+    outcome = outcome_of(error)
+    if isinstance(outcome, NotSent):
+        return outcome
+    return NotSent(f"no meter event session: {error.user_message or error!r}")
+
+
+def stream_key(events: Sequence[MeterEvent]) -> str:
+    """One idempotency key per attempt at this batch of rows."""
+    attempts = "\n".join(f"{e.identifier}:{e.attempt}" for e in events)
+    return hashlib.sha256(attempts.encode()).hexdigest()
 
 @dataclass
 class DryRunSink:
@@ -286,7 +358,8 @@ class DryRunSink:
     def send(self, events: Sequence[MeterEvent]) -> SendOutcome:
         for event in events:
             self.record("POST /v1/billing/meter_events",
-                        meter_event_params(event), event.identifier)
+                        meter_event_params(event),
+                        f"{event.identifier}:{event.attempt}")
         return Recorded()
 
     def record(self, call: str, params: Mapping[str, object],

@@ -3,14 +3,18 @@
 It speaks the slice of Stripe that a usage-metering worker needs: v1
 meters (create, list, deactivate), v1 meter events, and the v2 meter
 event session and stream, with Stripe's error shapes, the
-`Stripe-Should-Retry` header, idempotency-key replays, the identifier
-and timestamp rules, a token-bucket rate limit, and deterministic fault
-injection (429, 500, or a hold past the client's timeout, committed or
-not). State lives in this process behind a lock, so a worker in another
-process can restart while the test keeps counting. Its own choices: v1
-rejects a missing meter or unknown customer at once (Stripe reports
-them later); identifiers stay unique for the state's lifetime (Stripe:
-at least 24 h); values are whole numbers >= 0.
+`Stripe-Should-Retry` header, idempotency keys (a key's first answer,
+a 500 raised inside the endpoint included, is replayed for 24 hours),
+the identifier and timestamp rules, a token-bucket rate limit, and
+deterministic fault injection (429, 500, or a hold past the client's
+timeout, committed or not). As on Stripe, an event for an unknown meter
+or customer is accepted and its problem reported later (an
+`ErrorReport`, what `v1.billing.meter.error_report_triggered` carries).
+State lives in this process behind a lock, so a worker in another
+process can restart while the test keeps counting. Its own choices:
+identifiers stay unique for the state's lifetime (Stripe: at least
+24 h); values are whole numbers >= 0; 4xx answers are not saved under
+their idempotency key.
 
     python -m tests.ch08.stripe_server --port 12111
 """
@@ -56,6 +60,7 @@ SESSION_TTL_S = 15 * 60
 MAX_STREAM_EVENTS = 100
 MAX_IDENTIFIER = 100
 MAX_VALUE_DIGITS = 15
+KEY_TTL_S = 24 * 3600  # how long Stripe keeps an idempotency key's answer
 FORMULAS = frozenset({"count", "sum", "last"})
 METER_PARAMS = frozenset({"display_name", "event_name", "default_aggregation",
                           "customer_mapping", "value_settings",
@@ -108,8 +113,9 @@ class RecordedEvent:
 
 @dataclass(frozen=True)
 class ErrorReport:
-    """An event the v2 stream accepted and then refused, as Stripe would
-    announce it in `v1.billing.meter.error_report_triggered`."""
+    """An event Stripe accepted and then refused (any v2 problem; on v1
+    an unknown meter or customer), as Stripe would announce it in
+    `v1.billing.meter.error_report_triggered`."""
 
     code: str
     message: str
@@ -122,6 +128,9 @@ class RequestLog:
     method: str
     path: str
     status: int
+    body: bytes = b""  # as received
+    answer: Json | None = None  # the JSON answered
+    idempotency_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -138,6 +147,7 @@ class _Fault:
     until: float | None
     record: bool
     hold_s: float
+    saved: bool = False  # a 500 from inside the endpoint: kept by key
 
 
 @dataclass(frozen=True)
@@ -176,9 +186,17 @@ class _ApiError(Exception):
         return _Reply(self.status, {"error": error}, headers)
 
 
+class _ReportedLaterError(_ApiError):
+    """A problem Stripe finds after it accepted the event: reported."""
+
+
 def _invalid(message: str, code: str | None = None,
              param: str | None = None) -> _ApiError:
     return _ApiError(400, message, code=code, param=param)
+
+
+def _later(message: str, code: str, param: str) -> _ReportedLaterError:
+    return _ReportedLaterError(400, message, code=code, param=param)
 
 
 def _rate_limited(v2: bool) -> _ApiError:
@@ -242,7 +260,7 @@ class StripeState:
         self._requests: list[RequestLog] = []
         self._sessions: dict[str, float] = {}
         self._faults: list[_Fault] = []
-        self._replays: dict[str, tuple[str, _Reply]] = {}
+        self._replays: dict[str, tuple[str, _Reply, float]] = {}
 
     # -- controls -------------------------------------------------------
     def now(self) -> float:
@@ -256,15 +274,22 @@ class StripeState:
 
     def inject(self, kind: FaultKind, count: int = 1, *,
                record: bool = False, hold_s: float = 10.0,
+               saved: bool = False,
                paths: Collection[str] = INGEST_PATHS) -> None:
         """Fail the next `count` requests to `paths`. A "timeout" holds
         the request `hold_s` (past the client's timeout), after running
-        it when `record` is true: the commit whose answer got lost."""
+        it when `record` is true: the commit whose answer got lost. A
+        "500" that is `saved` happened inside the endpoint: Stripe saves
+        it under the request's idempotency key and replays it to every
+        request with that key for 24 hours (unsaved: a failure before
+        the endpoint ran, which a retry with the key gets past)."""
         if record and kind != "timeout":
             raise ValueError("only a timeout can record its request")
+        if saved and kind != "500":
+            raise ValueError("only a 500 is saved under its key")
         with self._changed:
             self._faults.append(_Fault(kind, frozenset(paths), count, None,
-                                       record, hold_s))
+                                       record, hold_s, saved))
 
     def fail_for(self, seconds: float, kind: FaultKind = "500", *,
                  hold_s: float = 10.0,
@@ -327,12 +352,15 @@ class StripeState:
               else not token.startswith("sk_test_")):
             raise _ApiError(401, f"Invalid API Key provided: {token[:8]}***")
 
-    def _admit(self, path: str) -> _Fault | None:
-        """Apply the rate limit and the first matching fault."""
-        v2 = path.startswith("/v2/")
+    def _limit_rate(self, path: str) -> None:
         with self._changed:
             if not self._bucket.take():
-                raise _rate_limited(v2)
+                raise _rate_limited(path.startswith("/v2/"))
+
+    def _admit(self, path: str) -> _Fault | None:
+        """Take the first fault that matches `path`; raise a 429 now."""
+        v2 = path.startswith("/v2/")
+        with self._changed:
             now = self.now()
             self._faults = [f for f in self._faults if f.remaining != 0
                             and (f.until is None or now < f.until)]
@@ -343,35 +371,47 @@ class StripeState:
                 fault.remaining -= 1
         if fault.kind == "429":
             raise _rate_limited(v2)
-        if fault.kind == "500":
-            raise _server_error()
         return fault
 
-    def _execute(self, call: _Call, key: str | None) -> _Reply:
-        """Run the call once per idempotency key; replay its success."""
-        fingerprint = hashlib.sha256(
-            f"{call.method} {call.path} ".encode() + call.body).hexdigest()
+    def _replayed(self, call: _Call, key: str | None) -> _Reply | None:
+        """The answer saved under `key` in the last 24 hours, if any."""
+        if key is None:
+            return None
         with self._changed:
-            if key is not None and key in self._replays:
-                seen, reply = self._replays[key]
-                if seen != fingerprint:
-                    return _ApiError(
-                        400, "Keys for idempotent requests can only be "
-                        f"used with the same parameters: '{key}'.",
-                        kind="idempotency_error").reply()
-                return replace(reply, headers={"Idempotent-Replayed": "true"})
+            saved = self._replays.get(key)
+            if saved is None or self.now() - saved[2] >= KEY_TTL_S:
+                return None
+            seen, reply, _ = saved
+            if seen != _fingerprint(call):
+                return _ApiError(
+                    400, "Keys for idempotent requests can only be "
+                    f"used with the same parameters: '{key}'.",
+                    kind="idempotency_error").reply()
+            return replace(reply, headers={**reply.headers,
+                                           "Idempotent-Replayed": "true"})
+
+    def _save(self, call: _Call, key: str | None, reply: _Reply) -> None:
+        if key is not None:
+            with self._changed:
+                self._replays[key] = (_fingerprint(call), reply, self.now())
+
+    def _execute(self, call: _Call, key: str | None) -> _Reply:
+        """Run the call once per idempotency key; replay its answer."""
+        with self._changed:
+            replayed = self._replayed(call, key)
+            if replayed is not None:
+                return replayed
             try:
                 reply = _Reply(200, self._handle(call), {})
             except _ApiError as error:
-                return error.reply()
-            if key is not None:
-                self._replays[key] = (fingerprint, reply)
+                return error.reply()  # a refusal is not saved
+            self._save(call, key, reply)
             self._changed.notify_all()
             return reply
 
-    def _log(self, method: str, path: str, status: int) -> None:
+    def _log(self, entry: RequestLog) -> None:
         with self._changed:
-            self._requests.append(RequestLog(method, path, status))
+            self._requests.append(entry)
             self._changed.notify_all()
 
     def _handle(self, call: _Call) -> Json:
@@ -459,12 +499,23 @@ class StripeState:
         identifier = (_text(form, "identifier") if "identifier" in form
                       else _new_identifier())
         payload = _mapping(form, "payload")
-        event = self._accept(_text(form, "event_name"), payload, identifier,
-                             timestamp, api_version)
+        event_name = _text(form, "event_name")
+        try:
+            self._accept(event_name, payload, identifier, timestamp,
+                         api_version)
+        except _ReportedLaterError as problem:  # accepted now, refused later
+            self._report(problem, event_name, identifier)
         return {"object": "billing.meter_event", "created": int(self.now()),
-                "event_name": event.event_name,
-                "identifier": event.identifier, "livemode": False,
-                "payload": payload, "timestamp": event.timestamp}
+                "event_name": event_name, "identifier": identifier,
+                "livemode": False, "payload": payload,
+                "timestamp": timestamp}
+
+    def _report(self, error: _ApiError, event_name: str,
+                identifier: str) -> None:
+        # Stripe's v1 duplicate reply has no code; reports need one
+        self._reports.append(ErrorReport(
+            error.code or DUPLICATE_REPORT, error.message, event_name,
+            identifier))
 
     def _create_session(self) -> Json:
         created = self.now()
@@ -487,15 +538,14 @@ class StripeState:
                 self._accept(event.name, event.payload, event.identifier,
                              timestamp, api_version)
             except _ApiError as error:
-                # Stripe's v1 duplicate reply has no code; reports need one
-                self._reports.append(ErrorReport(
-                    error.code or DUPLICATE_REPORT, error.message,
-                    event.name, event.identifier))
+                self._report(error, event.name, event.identifier)
         return {}
 
     def _accept(self, event_name: str, payload: dict[str, str],
                 identifier: str, timestamp: int,
                 api_version: str | None) -> RecordedEvent:
+        """Record the event, or raise: `_ReportedLaterError` for what Stripe
+        finds only after it accepted the event (meter, customer)."""
         if len(identifier) > MAX_IDENTIFIER:
             raise _invalid(f"identifier is longer than {MAX_IDENTIFIER} "
                            "characters.", "identifier_too_long",
@@ -503,18 +553,17 @@ class StripeState:
         if identifier in self._identifiers:
             raise _ApiError(400, DUPLICATE.format(identifier),
                             should_retry=False)
+        self._check_window(timestamp)
         meter = self._meter_for(event_name)
-        customer = payload.get(meter.customer_key)
-        if not customer:
-            raise _invalid(f"The event payload has no "
-                           f"'{meter.customer_key}'.",
-                           "meter_event_no_customer_defined",
-                           f"payload[{meter.customer_key}]")
-        if self._customers is not None and customer not in self._customers:
-            raise _invalid(f"No such customer: '{customer}'",
-                           "meter_event_customer_not_found",
-                           f"payload[{meter.customer_key}]")
         value = _value(meter, payload.get(meter.value_key))
+        customer = self._customer_in(meter, payload)
+        event = RecordedEvent(event_name, customer, value, identifier,
+                              timestamp, api_version)
+        self._identifiers.add(identifier)
+        self._events.append(event)
+        return event
+
+    def _check_window(self, timestamp: int) -> None:
         now = self.now()
         if timestamp < now - MAX_PAST_S:
             raise _invalid("The timestamp must be within the past 35 "
@@ -522,11 +571,18 @@ class StripeState:
         if timestamp > now + MAX_FUTURE_S:
             raise _invalid("The timestamp must be at most 5 minutes in "
                            "the future.", "timestamp_in_future", "timestamp")
-        event = RecordedEvent(event_name, customer, value, identifier,
-                              timestamp, api_version)
-        self._identifiers.add(identifier)
-        self._events.append(event)
-        return event
+
+    def _customer_in(self, meter: Meter, payload: dict[str, str]) -> str:
+        param = f"payload[{meter.customer_key}]"
+        customer = payload.get(meter.customer_key)
+        if not customer:
+            raise _later(f"The event payload has no "
+                         f"'{meter.customer_key}'.",
+                         "meter_event_no_customer_defined", param)
+        if self._customers is not None and customer not in self._customers:
+            raise _later(f"No such customer: '{customer}'",
+                         "meter_event_customer_not_found", param)
+        return customer
 
     def _meter_for(self, event_name: str) -> Meter:
         named = [m for m in self._meters if m.event_name == event_name]
@@ -534,11 +590,10 @@ class StripeState:
             if meter.status == "active":
                 return meter
         if named:
-            raise _invalid(f"The meter for '{event_name}' is inactive.",
-                           "archived_meter", "event_name")
-        raise _invalid(f"No active meter with event_name '{event_name}'.",
-                       "no_meter", "event_name")
-
+            raise _later(f"The meter for '{event_name}' is inactive.",
+                         "archived_meter", "event_name")
+        raise _later(f"No active meter with event_name '{event_name}'.",
+                     "no_meter", "event_name")
 
 @dataclass(frozen=True)
 class _StreamEvent:
@@ -615,6 +670,11 @@ def _value(meter: Meter, raw: str | None) -> int:
     return int(raw)
 
 
+def _fingerprint(call: _Call) -> str:
+    return hashlib.sha256(
+        f"{call.method} {call.path} ".encode() + call.body).hexdigest()
+
+
 def _new_identifier() -> str:
     return f"gen_{secrets.token_hex(12)}"
 
@@ -677,26 +737,42 @@ async def _respond(state: StripeState, request: Request) -> _Reply:
     call = _Call(request.method, path, await request.body(),
                  dict(request.query_params),
                  request.headers.get("stripe-version"))
+    key = _idempotency_key(request)
     try:
         state._authorize(path, _bearer(request))
+        state._limit_rate(path)  # before the key: a 429 is never saved
+        replayed = state._replayed(call, key)
+        if replayed is not None:
+            return replayed
         fault = state._admit(path)
     except _ApiError as error:
         return error.reply()
-    key = (request.headers.get("idempotency-key")
-           if request.method == "POST" else None)
     if fault is None:
         return state._execute(call, key)
+    if fault.kind == "500":
+        reply = _server_error().reply()
+        if fault.saved:
+            state._save(call, key, reply)
+        return reply
     reply = (state._execute(call, key) if fault.record
              else _server_error().reply())
     await asyncio.to_thread(state._released.wait, fault.hold_s)
     return reply
 
 
+def _idempotency_key(request: Request) -> str | None:
+    if request.method != "POST":
+        return None
+    return request.headers.get("idempotency-key")
+
+
 def build_app(state: StripeState) -> Starlette:
     """The ASGI app serving both Stripe hosts (api, meter_events)."""
     async def endpoint(request: Request) -> Response:
         reply = await _respond(state, request)
-        state._log(request.method, request.url.path, reply.status)
+        state._log(RequestLog(request.method, request.url.path,
+                              reply.status, await request.body(), reply.body,
+                              _idempotency_key(request)))
         headers = {"Request-Id": f"req_{secrets.token_hex(7)}",
                    **reply.headers}
         return JSONResponse(reply.body, reply.status, headers)

@@ -124,7 +124,8 @@ def test_the_dry_run_writes_down_each_call_and_marks_nothing(
         + ["POST /v1/billing/meter_events"] * rows)
     params = dry.records[3]["params"]
     assert isinstance(params, dict)
-    assert dry.records[3]["idempotency_key"] == params["identifier"]
+    # the key names the row's first attempt; the identifier, the event
+    assert dry.records[3]["idempotency_key"] == f"{params['identifier']}:1"
     assert [json.loads(line) for line in log.read_text().splitlines()] == (
         dry.records)
     assert worker.run_once().recorded == rows  # still due: not delivered
@@ -282,3 +283,105 @@ def test_the_cli_delivers_on_the_v2_stream(
     assert "pass rolled_up=3 delivered=3" in capsys.readouterr().out
     assert streamed == [200]
     assert totals == expected_totals(ledger)
+
+
+def test_the_sdk_timeout_and_retries_come_from_the_environment() -> None:
+    assert StripeSettings.from_env({"STRIPE_API_KEY": KEY}) == (
+        StripeSettings(KEY, max_network_retries=2, timeout_s=10.0))
+    found = StripeSettings.from_env({
+        "STRIPE_API_KEY": KEY, "STRIPE_TIMEOUT_S": "2.5",
+        "STRIPE_MAX_RETRIES": "0"})
+    assert found is not None
+    sink = StripeSink(found, pace=lambda: None)
+    sink.close()
+    options = sink.client._requestor._options
+    assert (sink.http_client._timeout, options.max_network_retries) == (
+        2.5, 0)
+    for bad in ({"STRIPE_TIMEOUT_S": "0"}, {"STRIPE_MAX_RETRIES": "-1"}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            StripeSettings.from_env({"STRIPE_API_KEY": KEY, **bad})
+
+
+@sqlite_only
+def test_the_cli_flags_set_the_sdk_timeout_and_retries(
+        ledger: Ledger, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """The flags win over the environment, and reach the SDK: with no
+    retries of its own, one 500 leaves one row to the worker's retry;
+    with a timeout of 0.3 s, a request held 5 s is given up."""
+    now = datetime.now(UTC).timestamp()
+    ledger.ingest(some_usage(now, ("acme",), minutes=1),
+                  now_ms=int(now * 1000))
+    url = str(ledger.engine.url)
+    with running_stripe_server(StripeState(api_key=KEY)) as server:
+        for name in ("STRIPE_API_BASE", "STRIPE_METER_EVENTS_API_BASE"):
+            monkeypatch.setenv(name, server.url)
+        monkeypatch.setenv("STRIPE_API_KEY", KEY)
+        monkeypatch.setenv("STRIPE_MAX_RETRIES", "3")
+        monkeypatch.setenv("STRIPE_TIMEOUT_S", "30")
+        server.state.inject("500")
+        server.state.inject("timeout", hold_s=5)
+        started = datetime.now(UTC).timestamp()
+        code = main(["deliver", "--once", "--settle-s", "0",
+                     "--database-url", url, "--stripe-max-retries", "0",
+                     "--stripe-timeout-s", "0.3"])
+        took_s = datetime.now(UTC).timestamp() - started
+        streamed = calls(server.state, EVENTS_PATH)
+    assert code == 0
+    assert "pass rolled_up=3 delivered=1 duplicates=0 retried=2" in (
+        capsys.readouterr().out)
+    # no SDK retry after either (the held request is logged when its
+    # hold ends, after this): with STRIPE_MAX_RETRIES=3 both would pass
+    assert streamed == [500, 200]
+    assert took_s < 4  # the 5 s hold was not waited out
+
+
+def deliver_args(url: str, *flags: str) -> list[str]:
+    return ["deliver", "--settle-s", "0", "--database-url", url,
+            "--stripe-max-retries", "0", *flags]
+
+
+@sqlite_only
+def test_drain_waits_out_the_retries_then_exits_0(
+        ledger: Ledger, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    now = datetime.now(UTC).timestamp()
+    ledger.ingest(some_usage(now, ("acme",), minutes=1),
+                  now_ms=int(now * 1000))
+    url = str(ledger.engine.url)
+    with running_stripe_server(StripeState(api_key=KEY)) as server:
+        for name in ("STRIPE_API_BASE", "STRIPE_METER_EVENTS_API_BASE"):
+            monkeypatch.setenv(name, server.url)
+        monkeypatch.setenv("STRIPE_API_KEY", KEY)
+        server.state.inject("500")
+        once = main(deliver_args(url, "--once"))
+        left_by_once = undelivered(ledger.engine)
+        server.state.inject("500")
+        drained = main(deliver_args(url, "--drain", "--drain-timeout-s",
+                                    "30"))
+        totals = server.state.totals()
+    assert (once, left_by_once) == (0, 1)  # --once leaves it waiting
+    assert drained == 0
+    assert undelivered(ledger.engine) == 0
+    assert totals == expected_totals(ledger)
+    assert "rows undelivered" not in capsys.readouterr().err
+
+
+@sqlite_only
+def test_drain_exits_1_when_rows_are_left_at_its_timeout(
+        ledger: Ledger, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    now = datetime.now(UTC).timestamp()
+    ledger.ingest(some_usage(now, ("acme",), minutes=1),
+                  now_ms=int(now * 1000))
+    url = str(ledger.engine.url)
+    with running_stripe_server(StripeState(api_key=KEY)) as server:
+        for name in ("STRIPE_API_BASE", "STRIPE_METER_EVENTS_API_BASE"):
+            monkeypatch.setenv(name, server.url)
+        monkeypatch.setenv("STRIPE_API_KEY", KEY)
+        server.state.fail_for(3_600, "500")
+        code = main(deliver_args(url, "--drain", "--drain-timeout-s",
+                                 "1.5"))
+    assert code == 1
+    assert "drain ended with 3 rows undelivered" in capsys.readouterr().err
+    assert undelivered(ledger.engine) == 3

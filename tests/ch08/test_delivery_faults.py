@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -18,20 +19,28 @@ from pathlib import Path
 from random import Random
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import Engine, event, insert, select
 
 from ch08_metering.database import open_engine
-from ch08_metering.delivery import DeliveryPolicy, DeliveryWorker, PassCounts
+from ch08_metering.delivery import (
+    DeliveryPolicy,
+    DeliveryWorker,
+    PassCounts,
+    backoff_s,
+    remember_meters,
+)
 from ch08_metering.ledger import Ledger
 from ch08_metering.schema import (
     stripe_dead_letters,
     stripe_outbox,
+    usage_events,
 )
 from ch08_metering.stripe_sink import (
     MeterEvent,
     SendOutcome,
     StripeSettings,
     StripeSink,
+    StripeStreamSink,
     StripeUnavailableError,
 )
 from tests.ch08.delivery_harness import (
@@ -54,6 +63,8 @@ from tests.ch08.delivery_harness import (
 )
 from tests.ch08.stripe_server import (
     EVENTS_PATH,
+    SESSION_PATH,
+    STREAM_PATH,
     RunningStripeServer,
     StripeState,
     running_stripe_server,
@@ -179,8 +190,14 @@ def test_a_timeout_ends_in_exactly_one_recorded_event(
     clock.now += 2
     second = worker.run_once()
     worker.sink.close()
-    assert first.delivered + second.delivered == 3
+    # The worker's resend is another attempt, so another idempotency key:
+    # an event committed before its answer was lost comes back as a
+    # duplicate identifier, which counts as delivered.
+    resent_duplicate = 1 if recorded and sdk_retries == 0 else 0
+    assert first.delivered + second.delivered == 3 - resent_duplicate
+    assert second.duplicates == resent_duplicate
     assert first.retried == (1 if sdk_retries == 0 else 0)
+    assert undelivered(ledger.engine) == 0
     assert identifiers_once(server.state)
     assert server.state.totals() == expected_totals(ledger)
 
@@ -188,19 +205,48 @@ def test_a_timeout_ends_in_exactly_one_recorded_event(
 def test_a_refused_event_is_dead_lettered_and_the_rest_still_go(
         ledger: Ledger, clock: FakeClock,
         server: RunningStripeServer) -> None:
-    ledger.ingest(some_usage(NOON, ("acme", "ghost", "beta"), minutes=1),
+    """Our clock says acme's minute is 34 days and 23 h 56 min old;
+    Stripe's, 10 minutes ahead, says it is past the 35 days: a 400 that
+    will never change, so acme's rows go to the dead letters alone."""
+    edge = NOON - 35 * 86_400 + 240
+    ledger.ingest(some_usage(edge, ("acme",), minutes=1, tag="edge")
+                  + some_usage(NOON, ("beta",), minutes=1),
                   now_ms=int(NOON * 1000))
+    server.state.advance(600)
     worker = worker_for(ledger.engine, v1_sink(server.url), clock)
     counts = worker.run_once()
     worker.sink.close()
     with ledger.engine.connect() as connection:
         dead = connection.execute(select(stripe_dead_letters)).all()
-    assert (counts.dead_lettered, counts.delivered) == (3, 6)
-    assert {d.customer for d in dead} == {"ghost"}
-    assert all(d.reason == "400: No such customer: 'cus_ghost'"
-               for d in dead)
+    assert (counts.dead_lettered, counts.delivered) == (3, 3)
+    assert {d.customer for d in dead} == {"acme"}
+    assert all(d.reason == "400: The timestamp must be within the past 35"
+               " days." for d in dead)
     assert undelivered(ledger.engine) == 0
-    assert ("cus_acme", "speech_audio_ms") in server.state.totals()
+    assert set(server.state.totals()) == {
+        ("cus_beta", "speech_audio_ms"),
+        ("cus_beta", "speech_audio_ms_diarization"),
+        ("cus_beta", "speech_characters")}
+
+
+def test_an_unknown_stripe_customer_is_accepted_and_reported_later(
+        ledger: Ledger, clock: FakeClock,
+        server: RunningStripeServer) -> None:
+    """Stripe does not know cus_ghost, and says so only later, in its
+    meter error reports: the rows are delivered, the report names them,
+    and nothing of ghost's is counted."""
+    ledger.ingest(some_usage(NOON, ("acme", "ghost"), minutes=1),
+                  now_ms=int(NOON * 1000))
+    worker = worker_for(ledger.engine, v1_sink(server.url), clock)
+    counts = worker.run_once()
+    worker.sink.close()
+    reports = server.state.error_reports
+    assert (counts.delivered, counts.dead_lettered) == (6, 0)
+    assert calls(server.state, EVENTS_PATH) == [200] * 6
+    assert {r.code for r in reports} == {"meter_event_customer_not_found"}
+    assert len(reports) == 3
+    assert all(r.identifier.startswith("ghost:") for r in reports)
+    assert {c for c, _ in server.state.totals()} == {"cus_acme"}
 
 
 def test_a_row_that_keeps_failing_is_dead_lettered_at_the_cap(
@@ -416,3 +462,197 @@ def test_kill_9_at_random_points_delivers_every_value_once(
     assert identifiers_once(state)
     assert len(state.events) == outbox_size(ledger.engine)
     assert state.totals() == expected_totals(ledger, ACCOUNTS)
+
+
+def outbox_rows(engine: Engine) -> list[tuple[int, int]]:
+    """(attempts, next_attempt_ms) of each undelivered row."""
+    o = stripe_outbox.c
+    with engine.connect() as connection:
+        return [(r.attempts, r.next_attempt_ms)
+                for r in connection.execute(
+                    select(o.attempts, o.next_attempt_ms)
+                    .where(o.delivered_at_ms.is_(None)))]
+
+
+def test_a_500_saved_under_its_key_does_not_stall_the_row(
+        ledger: Ledger, clock: FakeClock,
+        server: RunningStripeServer) -> None:
+    """Stripe saves a key's first answer for 24 h, a 500 included: the
+    SDK's retry with that key gets the 500 again, but the worker's next
+    attempt has a key of its own and gets through."""
+    ledger.ingest(some_usage(NOON, ("acme",), minutes=1),
+                  now_ms=int(NOON * 1000))
+    server.state.inject("500", saved=True)
+    policy = DeliveryPolicy(settle_s=0, max_attempts=3)
+    worker = worker_for(ledger.engine, v1_sink(server.url, retries=1),
+                        clock, policy)
+    first = worker.run_once()
+    clock.now += 2  # past the first backoff (at most 1 s)
+    second = worker.run_once()
+    worker.sink.close()
+    failed = [r for r in server.state.requests
+              if r.path == EVENTS_PATH and r.status == 500]
+    assert (first.retried, first.delivered) == (1, 2)
+    assert (second.delivered, second.dead_lettered) == (1, 0)
+    assert calls(server.state, EVENTS_PATH) == [500, 500, 200, 200, 200]
+    assert len({r.idempotency_key for r in failed}) == 1  # a replay
+    assert server.state.totals() == expected_totals(ledger)
+
+
+def closed_port_url() -> str:
+    """A local URL nothing listens on: every connection is refused."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def test_a_call_that_never_reached_stripe_costs_no_attempt(
+        ledger: Ledger, clock: FakeClock,
+        server: RunningStripeServer) -> None:
+    ledger.ingest(some_usage(NOON, ("acme",), minutes=1),
+                  now_ms=int(NOON * 1000))
+    meters = StripeSink(settings(server.url), pace=lambda: None)
+    remember_meters(ledger.engine, meters.ensure_meters(
+        ["speech_audio_ms", "speech_audio_ms_diarization",
+         "speech_characters"]), 0)
+    meters.close()
+    worker = worker_for(ledger.engine, v1_sink(closed_port_url(),
+                                               retries=0), clock)
+    refused = worker.run_once()
+    worker.sink.close()
+    assert outbox_rows(ledger.engine) == [(0, 0)] * 3  # untouched
+    assert (refused.not_sent, refused.retried) == (1, 0)  # one call
+    assert worker.run_once().not_sent == 0  # paused: no call at all
+    assert 0 < worker.paused_until_ms - clock.now * 1000 <= 1_000
+
+
+def stream_worker(engine: Engine, url: str, clock: FakeClock
+                  ) -> DeliveryWorker:
+    return worker_for(engine, lambda pace: StripeStreamSink(
+        settings(url, retries=0), pace, clock), clock)
+
+
+def test_a_failed_v2_session_costs_no_attempt_and_keeps_the_batch(
+        ledger: Ledger, clock: FakeClock,
+        server: RunningStripeServer) -> None:
+    ledger.ingest(some_usage(NOON, ("acme", "beta"), minutes=2),
+                  now_ms=int(NOON * 1000))
+    server.state.inject("500", paths={SESSION_PATH})
+    worker = stream_worker(ledger.engine, server.url, clock)
+    failed = worker.run_once()
+    assert outbox_rows(ledger.engine) == [(0, 0)] * 12
+    assert (failed.not_sent, failed.retried) == (12, 0)
+    clock.now = worker.paused_until_ms / 1000
+    assert worker.run_once().delivered == 12
+    worker.sink.close()
+    assert calls(server.state, SESSION_PATH) == [500, 200]
+    assert calls(server.state, STREAM_PATH) == [200]  # still one call
+    assert server.state.totals() == expected_totals(ledger)
+
+
+def test_a_failed_v2_call_costs_one_attempt_and_its_rows_stay_together(
+        ledger: Ledger, clock: FakeClock,
+        server: RunningStripeServer) -> None:
+    ledger.ingest(some_usage(NOON, ("acme", "beta"), minutes=2),
+                  now_ms=int(NOON * 1000))
+    server.state.inject("500", paths={STREAM_PATH})
+    worker = stream_worker(ledger.engine, server.url, clock)
+    assert worker.run_once().retried == 12
+    [(attempts, due_ms)] = set(outbox_rows(ledger.engine))
+    assert attempts == 1
+    clock.now = due_ms / 1000
+    assert worker.run_once().delivered == 12
+    worker.sink.close()
+    assert calls(server.state, STREAM_PATH) == [500, 200]
+    assert server.state.totals() == expected_totals(ledger)
+
+
+class Ceiling(Random):
+    """Jitter at its edge: every draw is the top of its range."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return b
+
+
+def test_the_backoff_ceiling_doubles_with_each_attempt() -> None:
+    policy = DeliveryPolicy(base_backoff_s=1.0, max_backoff_s=3_600.0)
+    assert [backoff_s(n, policy, Ceiling()) for n in range(1, 8)] == [
+        1, 2, 4, 8, 16, 32, 64]
+    assert backoff_s(13, policy, Ceiling()) == 3_600  # capped
+    assert backoff_s(500, policy, Ceiling()) == 3_600
+
+
+def test_each_retry_waits_a_seeded_draw_under_a_doubling_ceiling(
+        ledger: Ledger, clock: FakeClock,
+        server: RunningStripeServer) -> None:
+    ledger.ingest(some_usage(NOON, ("acme",), minutes=1),
+                  now_ms=int(NOON * 1000))
+    server.state.fail_for(3_600, "500")
+    policy = DeliveryPolicy(settle_s=0, max_attempts=99)
+    # pacing sleeps nothing here, so "now" is one instant per pass
+    worker = worker_for(ledger.engine, v1_sink(server.url, retries=0),
+                        clock, policy, sleep=lambda _: None, seed=11)
+    waits_ms = []
+    for _ in range(6):
+        now_ms = int(clock.now * 1000)
+        assert worker.run_once().retried == 3
+        due_ms = {due for _, due in outbox_rows(ledger.engine)}
+        waits_ms.append(sorted(due - now_ms for due in due_ms))
+        clock.now = max(due_ms) / 1000
+    worker.sink.close()
+    mirror = Random(11)  # the worker's draws, one per row and attempt
+    assert waits_ms == [
+        sorted(int(mirror.uniform(0, 2 ** n) * 1000) for _ in range(3))
+        for n in range(6)]
+    assert max(waits_ms[5]) > 4_000  # past what 1, 2 or 4 s allow
+
+
+def insert_stored_event(engine: Engine, event_id: str, at: float,
+                        value: int, *, customer: str = "acme",
+                        meter: str = "audio_ms") -> None:
+    """A row as an older version may have written it: no ingest checks."""
+    with engine.begin() as connection:
+        connection.execute(insert(usage_events).values(
+            source="legacy", id=event_id, customer=customer, meter=meter,
+            value=value, features="", stream_id=None,
+            event_time_ms=int(at * 1000), accepted_at_ms=int(at * 1000),
+            body="{}", rollup_id=None))
+
+
+def test_poison_rows_are_dead_lettered_and_every_other_minute_delivered(
+        ledger: Ledger, clock: FakeClock,
+        server: RunningStripeServer) -> None:
+    """Three rows an older version wrote: a sum over 64 bits, a meter
+    Stripe is not sent, and an outbox value over Stripe's 15 digits
+    (which the v2 stream would take and report only later). Each goes
+    to the dead letters; everyone else's minutes reach Stripe."""
+    engine = ledger.engine
+    ledger.ingest(some_usage(NOON, ("acme", "beta"), minutes=2),
+                  now_ms=int(NOON * 1000))
+    expected = expected_totals(ledger)
+    minute = NOON - 60
+    insert_stored_event(engine, "huge", minute + 5, 2**63 - 1)
+    insert_stored_event(engine, "video", minute + 6, 9, customer="beta",
+                        meter="video_ms")
+    with engine.begin() as connection:
+        connection.execute(insert(stripe_outbox).values(
+            identifier="legacy-row", rollup_id=0, customer="beta",
+            stripe_customer_id="cus_beta", event_name="speech_audio_ms",
+            timestamp_s=int(minute), value=10**15, attempts=0,
+            next_attempt_ms=0))
+    worker = stream_worker(engine, server.url, clock)
+    counts = worker.run_once()
+    worker.sink.close()
+    with engine.connect() as connection:
+        reasons = sorted(connection.scalars(
+            select(stripe_dead_letters.c.reason)))
+    assert counts.dead_lettered == 3
+    assert [r.split(" ")[0:2] for r in reasons] == [
+        ["meter", "'video_ms'"], ["sum", str(2**63 - 1 + 1_250)],
+        ["value", str(10**15)]]
+    assert server.state.error_reports == []  # nothing lost silently
+    acme_audio = ("cus_acme", "speech_audio_ms")
+    assert server.state.totals() == expected | {
+        acme_audio: expected[acme_audio] - 1_250}  # its 11:59 is dead
+    assert undelivered(engine) == 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 
 from ch08_metering.accounts import parse_accounts
 from ch08_metering.events import Feature, Meter, usage_event
@@ -21,6 +21,7 @@ from ch08_metering.schema import (
     rollups,
     stripe_dead_letters,
     stripe_outbox,
+    usage_events,
 )
 from tests.ch08.delivery_harness import NOON, uncounted
 
@@ -202,3 +203,60 @@ def test_a_busy_minute_is_one_call_per_customer_and_meter(
     assert (counts.events, counts.outbox_rows) == (1200, 2)
     assert [(c, minute, value) for c, _, minute, value, _ in
             outbox(ledger)] == [("acme", 0, 60_000), ("beta", 0, 60_000)]
+
+
+def insert_stored_event(ledger: Ledger, event_id: str, at: float,
+                        value: int, *, customer: str = "acme",
+                        meter: str = "audio_ms", features: str = "") -> None:
+    """A row as an older version may have written it: no ingest checks."""
+    with ledger.engine.begin() as connection:
+        connection.execute(insert(usage_events).values(
+            source="legacy", id=event_id, customer=customer, meter=meter,
+            value=value, features=features, stream_id=None,
+            event_time_ms=int(at * 1000), accepted_at_ms=int(at * 1000),
+            body="{}", rollup_id=None))
+
+
+def test_a_poison_row_is_dead_lettered_and_every_other_minute_rolled_up(
+        ledger: Ledger) -> None:
+    ingest(ledger, "a", 1, NOON + 1, 1_000)  # acme 12:00, overflowed next
+    ingest(ledger, "b", 1, NOON + 2, 500, customer="beta")  # beta 12:00
+    ingest(ledger, "a", 2, NOON + 61, 2_000)  # acme 12:01
+    ingest(ledger, "b", 2, NOON + 62, 700, customer="beta")  # collides
+    insert_stored_event(ledger, "huge", NOON + 3, 2**63 - 1)
+    insert_stored_event(ledger, "video", NOON + 4, 9, customer="beta",
+                        meter="video_ms")
+    insert_stored_event(ledger, "karaoke", NOON + 63, 5,
+                        features="karaoke")
+    # an outbox row with the identifier beta's 12:01 will get, as if an
+    # older roll-up had written it: that row's insert raises
+    taken = meter_event_identifier("beta", "speech_audio_ms",
+                                   NOON_MS + 60_000, [("test", "b-2")])
+    with ledger.engine.begin() as connection:
+        connection.execute(insert(stripe_outbox).values(
+            identifier=taken, rollup_id=0, customer="beta",
+            stripe_customer_id="cus_beta", event_name="speech_audio_ms",
+            timestamp_s=int(NOON) + 60, value=1, attempts=0,
+            next_attempt_ms=0))
+    counts = roll_up(ledger.engine, ACCOUNTS, NOON_MS + 200_000,
+                     settle_s=0)
+    with ledger.engine.connect() as connection:
+        dead = sorted((d.customer, d.event_name, d.timestamp_s - int(NOON),
+                       d.value, d.reason) for d in connection.execute(
+            select(stripe_dead_letters)))
+    assert (counts.events, counts.outbox_rows, counts.dead_letters) == (
+        7, 2, 4)
+    assert outbox(ledger) == [
+        ("acme", "speech_audio_ms", 60, 2_000, "cus_acme"),
+        ("beta", "speech_audio_ms", 0, 500, "cus_beta"),
+        ("beta", "speech_audio_ms", 60, 1, "cus_beta")]  # the older row
+    assert [d[:4] for d in dead] == [
+        ("acme", "audio_ms", 60, 5), ("acme", "speech_audio_ms", 0, 0),
+        ("beta", "speech_audio_ms", 60, 700), ("beta", "video_ms", 0, 9)]
+    assert [d[4].split(":")[0] for d in dead] == [
+        "feature 'karaoke' is not sent to Stripe",
+        f"sum {2**63 - 1 + 1_000} of 2 events does not fit a 64-bit "
+        "integer (stored as 0)",
+        "the ledger refused the row",
+        "meter 'video_ms' is not sent to Stripe"]
+    assert uncounted(ledger.engine) == 0

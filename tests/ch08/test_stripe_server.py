@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
 
 import httpx
+import jsonschema
 import pytest
 import stripe
 from stripe.params.billing import MeterEventCreateParams
@@ -21,6 +26,7 @@ from tests.ch08.stripe_server import (
     EVENTS_PATH,
     MAX_PAST_S,
     MAX_STREAM_EVENTS,
+    STREAM_PATH,
     RecordedEvent,
     RunningStripeServer,
     StripeState,
@@ -216,12 +222,18 @@ def test_value_must_be_a_whole_number(
     ("cus_unknown", "audio_ms", "meter_event_customer_not_found"),
     ("cus_alpha", "video_ms", "no_meter"),
 ])
-def test_customer_and_meter_must_exist(
-        client: stripe.StripeClient, customer: str, event_name: str,
-        code: str) -> None:
-    with pytest.raises(stripe.InvalidRequestError) as refused:
-        send(client, "evt-1", customer=customer, event_name=event_name)
-    assert refused.value.code == code
+def test_an_unknown_customer_or_meter_is_accepted_then_reported(
+        server: RunningStripeServer, client: stripe.StripeClient,
+        customer: str, event_name: str, code: str) -> None:
+    """As on Stripe: v1 answers 200 and the problem comes later, as a
+    meter error report; the event counts towards nothing."""
+    event = send(client, "evt-1", customer=customer, event_name=event_name)
+    assert (event.identifier, event.event_name) == ("evt-1", event_name)
+    assert calls(server.state, EVENTS_PATH) == [200]
+    assert [(r.code, r.identifier, r.event_name)
+            for r in server.state.error_reports] == [
+        (code, "evt-1", event_name)]
+    assert server.state.events == []
 
 
 def test_identifier_is_at_most_100_characters(
@@ -470,3 +482,118 @@ async def test_the_command_line_serves_until_terminated() -> None:
                 headers={"Authorization": "Bearer sk_test_any"})
         assert listed.json()["object"] == "list"
     assert service.process.returncode == 0  # SIGTERM: a clean stop
+
+
+def test_a_500_is_saved_under_its_key_for_24_hours(
+        server: RunningStripeServer, client: stripe.StripeClient) -> None:
+    """A 500 raised inside the endpoint is the key's first answer: the
+    same key gets it again, whatever happens meanwhile, for 24 hours."""
+    server.state.inject("500", saved=True)
+    params: MeterEventCreateParams = {
+        "event_name": "audio_ms", "identifier": "evt-1",
+        "timestamp": int(NOW),
+        "payload": {"stripe_customer_id": "cus_alpha", "value": "5"}}
+    key: stripe.RequestOptions = {"idempotency_key": "key-1"}
+    with pytest.raises(stripe.APIError):
+        client.v1.billing.meter_events.create(params, key)
+    with pytest.raises(stripe.APIError) as replayed:
+        client.v1.billing.meter_events.create(params, key)
+    assert (replayed.value.headers or {}).get(
+        "idempotent-replayed") == "true"
+    server.state.advance(24 * 3600 - 1)
+    with pytest.raises(stripe.APIError):
+        client.v1.billing.meter_events.create(params, key)
+    server.state.advance(1)  # the key is forgotten: the request runs
+    client.v1.billing.meter_events.create(params, key)
+    assert calls(server.state, EVENTS_PATH) == [500, 500, 500, 200]
+    assert [e.identifier for e in server.state.events] == ["evt-1"]
+
+
+SPEC = json.loads((Path(__file__).parent
+                   / "stripe_openapi_meter_events.json").read_text())
+FORMATS = jsonschema.FormatChecker()
+
+
+def rfc3339_time(value: object) -> bool:
+    if not isinstance(value, str):
+        return True  # the type check speaks for other types
+    return datetime.fromisoformat(value).tzinfo is not None
+
+
+def unix_time(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+FORMATS.checks("date-time", raises=ValueError)(rfc3339_time)
+FORMATS.checks("unix-time")(unix_time)
+
+
+def schema_of(path: str, part: str) -> dict[str, Any]:
+    """The request schema (part "request") or the 200 answer's."""
+    operation = SPEC["paths"][path]["post"]
+    if part == "request":
+        [content] = operation["requestBody"]["content"].values()
+    else:
+        [content] = operation["responses"]["200"]["content"].values()
+    schema: dict[str, Any] = content["schema"]
+    if "$ref" in schema:
+        schema = SPEC["components"]["schemas"][schema["$ref"].rsplit(
+            "/", 1)[1]]
+    return schema
+
+
+def problems(document: object, schema: dict[str, Any]) -> list[str]:
+    validator = jsonschema.Draft4Validator(schema, format_checker=FORMATS)
+    return [f"{list(e.absolute_path)}: {e.message}"
+            for e in validator.iter_errors(document)]
+
+
+def form_document(body: bytes, schema: dict[str, Any]) -> dict[str, Any]:
+    """A form body as the JSON its schema describes: `payload[k]=v`
+    nested (deepObject), integers where the schema says integer."""
+    document: dict[str, Any] = {}
+    for key, value in parse_qsl(body.decode(), keep_blank_values=True):
+        name, _, inner = key.partition("[")
+        if inner:
+            document.setdefault(name, {})[inner.rstrip("]")] = value
+        elif schema["properties"].get(name, {}).get("type") == "integer":
+            document[name] = int(value)
+        else:
+            document[name] = value
+    return document
+
+
+def test_requests_and_answers_follow_stripes_openapi_description(
+        server: RunningStripeServer, client: stripe.StripeClient) -> None:
+    """Each meter-event request the SDK made, and each 200 the server
+    gave it, is valid under Stripe's published schemas."""
+    send(client, "evt-1")
+    send(client, "evt-2", customer="cus_unknown")  # accepted: reported
+    with stream(server, client) as streamer:
+        streamer.v2.billing.meter_event_stream.create(
+            {"events": stream_events(3)})
+    checked = [r for r in server.state.requests if r.path in SPEC["paths"]]
+    for request in checked:
+        if "requestBody" in SPEC["paths"][request.path]["post"]:
+            schema = schema_of(request.path, "request")
+            sent = (json.loads(request.body) if request.path == STREAM_PATH
+                    else form_document(request.body, schema))
+            assert problems(sent, schema) == [], request.path
+        assert request.status == 200
+        assert problems(request.answer,
+                        schema_of(request.path, "answer")) == []
+    assert sorted({r.path for r in checked}) == sorted(SPEC["paths"])
+    assert SPEC["x-source"]["commit"] in SPEC["x-source"]["url"]
+
+
+def test_the_openapi_check_catches_what_stripe_would_not_send() -> None:
+    """The check itself: answers Stripe would never give fail it."""
+    event = schema_of(EVENTS_PATH, "answer")
+    session = schema_of("/v2/billing/meter_event_session", "answer")
+    assert problems({"object": "billing.meter_event"}, event) != []
+    assert problems({"id": "x", "object": "v2.billing.meter_event_session",
+                     "authentication_token": "t", "livemode": False,
+                     "created": "yesterday", "expires_at": rfc3339(NOW)},
+                    session) == ["['created']: 'yesterday' is not a "
+                                 "'date-time'"]
+    assert problems({"extra": 1}, schema_of(STREAM_PATH, "answer")) != []
