@@ -7,11 +7,12 @@ its first attempt counted) or rejected with the reason. The body is
 parsed once, here, into typed events; a batch is all-or-nothing only
 against the database: if the ledger is busy, nothing is written and the
 answer is 503 with Retry-After, so the sender retries the whole batch.
-A customer's key may report only that customer's usage; a service key
-(`METERING_SERVICE_KEYS`) may report anyone's, as metering services do.
-The body must be JSON (`application/json` or CloudEvents' own types),
-and is read no further than its limit: a sender cannot make the server
-hold more than 1 MiB of it.
+A customer's key may report only that customer's usage, and not under
+the service's own sources; a service key (`METERING_SERVICE_KEYS`) may
+report anyone's, as metering services do. The body must be JSON
+(`application/json` or CloudEvents' own types), and is read no further
+than its limit: a sender cannot make the server hold more than 1 MiB
+of it.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from ch08_metering.ledger import (
     LedgerBusyError,
     Outcome,
 )
+from ch08_metering.metering import SERVICE_SOURCES
 
 MAX_BATCH = 100
 MAX_BODY_BYTES = 1024 * 1024
@@ -111,13 +113,19 @@ def parse_body(body: bytes) -> list[object] | str:
     return batch
 
 
-def own_usage(event: UsageEvent | Rejected,
-              customer: str | None) -> UsageEvent | Rejected:
-    """A customer's key cannot bill another customer."""
-    if (isinstance(event, UsageEvent) and customer is not None
-            and event.subject != customer):
+def reportable(event: UsageEvent | Rejected,
+               customer: str | None) -> UsageEvent | Rejected:
+    """A customer's key cannot bill another customer, nor report under
+    the service's own sources; a service key (no customer) can."""
+    if not isinstance(event, UsageEvent) or customer is None:
+        return event
+    if event.subject != customer:
         return Rejected(event.id, f"a key of {customer!r} cannot report"
                         " another customer's usage")
+    if event.source.startswith(SERVICE_SOURCES):
+        return Rejected(event.id, f"source {event.source!r} is the"
+                        " service's own: only a service key may report"
+                        " under it")
     return event
 
 
@@ -158,9 +166,9 @@ def create_ingest_app(ledger: Ledger, accounts: Accounts, keys: ApiKeys,
         if isinstance(batch, str):
             return error(400, batch)
         now = clock()
-        parsed = [own_usage(parse_event(raw, accounts.customers,
-                                        datetime.fromtimestamp(now, UTC)),
-                            only)
+        parsed = [reportable(parse_event(raw, accounts.customers,
+                                         datetime.fromtimestamp(now, UTC)),
+                             only)
                   for raw in batch]
         valid = [e for e in parsed if isinstance(e, UsageEvent)]
         try:

@@ -16,6 +16,7 @@ import asyncio
 import logging
 import os
 import socket
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -38,7 +39,7 @@ from ch08_metering.accounts import add_accounts_argument, load_accounts
 from ch08_metering.database import add_database_argument, open_engine
 from ch08_metering.hooks import MeteringHooks
 from ch08_metering.ingest_api import create_ingest_app
-from ch08_metering.ledger import Ledger
+from ch08_metering.ledger import Ledger, LedgerSchemaError
 from ch08_metering.limits import Limiter, build_limiter
 from ch08_metering.metering import LedgerWriter
 
@@ -162,5 +163,9 @@ async def serve(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
-        return runner.run(serve(args))
+    try:
+        with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+            return runner.run(serve(args))
+    except LedgerSchemaError as error:  # found before anything started
+        print(f"error: {error}", file=sys.stderr)
+        return 2

@@ -14,13 +14,16 @@ import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from websockets.asyncio.client import connect
 
 from ch04_streaming.client import DeepgramClient, load_audio, stream
+from ch08_metering.__main__ import main
 from ch08_metering.database import open_engine
 from ch08_metering.ledger import Ledger
 from examples.service import running_service, wait_until_ready
 from tests.ch04.harness import MANIFEST, audio_of, reference
+from tests.ch08.ingest_harness import create_earlier_ledger
 
 
 def post_event(port: int) -> dict[str, object]:
@@ -72,3 +75,13 @@ async def test_sigterm_drains_streams_and_writes_their_usage(
     expected = round(MANIFEST.get("quick_brown_fox").duration_s * 1000)
     assert totals == {("acme", "audio_ms", ()): expected + 1000,
                       ("acme", "characters", ()): 1200}
+
+
+def test_a_ledger_of_an_earlier_layout_stops_serve_at_start(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"sqlite:///{tmp_path}/ledger.sqlite3"
+    create_earlier_ledger(url)
+    code = main(["serve", "--database-url", url, "--port", "0",
+                 "--stream-port", "0"])
+    assert code == 2
+    assert "start a new ledger" in capsys.readouterr().err
