@@ -8,22 +8,28 @@ the same event again and the ledger can recognise it. Values are whole
 numbers (milliseconds, characters, tokens): Stripe meters accept no
 fractions, and sums of integers never drift. Each value is bounded by
 its meter (`MAX_VALUE`), so no sum of a customer's events can overflow
-the ledger's 64-bit integers and stop the roll-up for everyone.
+the ledger's 64-bit integers and stop the roll-up for everyone. Names
+(id, source, customer, stream) are printable text: a control character
+or a lone surrogate rejects its event here, before any database can
+store it, refuse it or fail on it.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
     StrictInt,
+    TypeAdapter,
     ValidationError,
     model_validator,
 )
@@ -31,7 +37,25 @@ from pydantic import (
 EVENT_TYPE = "com.speechapi.usage.v1"
 Meter = Literal["audio_ms", "characters", "tokens"]
 Feature = Literal["pii_redaction", "diarization", "summarization"]
-Name = Annotated[str, Field(min_length=1, max_length=200)]
+# C0 and C1 control characters: PostgreSQL refuses NUL in text and
+# SQLite keeps it, and the others forge lines in logs and audit trails.
+# (Lone surrogates, which UTF-8 cannot encode, pydantic refuses itself.)
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(name: str) -> str:
+    """The name, if it is text any database stores and any log shows."""
+    if found := CONTROL.search(name):
+        raise ValueError(f"U+{ord(found.group()):04X} at {found.start()}"
+                         " is a control character; names must be"
+                         " printable text")
+    return name
+
+
+Name = Annotated[str, Field(min_length=1, max_length=200),
+                 AfterValidator(printable)]
+VALID_ID = TypeAdapter(Name)
+EventKey = tuple[str, str, str]  # (customer, source, id)
 
 # The most one event may report: a day of audio, a billion characters
 # or tokens. Sums of 10^11 such events still fit a signed 64-bit integer.
@@ -73,9 +97,11 @@ class UsageEvent(BaseModel):
     data: UsageData
 
     @property
-    def key(self) -> tuple[str, str]:
-        """CloudEvents identity: `id` is unique within its `source`."""
-        return (self.source, self.id)
+    def key(self) -> EventKey:
+        """The ledger's identity of the event: CloudEvents makes `id`
+        unique within its `source`, and the pair is scoped by customer,
+        so no customer can claim, or learn of, another's ids."""
+        return (self.subject, self.source, self.id)
 
     @property
     def time_ms(self) -> int:
@@ -93,18 +119,26 @@ class Rejected:
 def parse_event(raw: object, customers: Mapping[str, object],
                 now: datetime) -> UsageEvent | Rejected:
     """Validate one untrusted event: shape, customer and time window."""
-    raw_id = raw.get("id") if isinstance(raw, dict) else None
-    event_id = raw_id if isinstance(raw_id, str) else None
     try:
         event = UsageEvent.model_validate(raw)
     except ValidationError as error:
-        return Rejected(event_id, describe(error))
+        return Rejected(given_id(raw), describe(error))
     if event.subject not in customers:
         return Rejected(event.id, f"unknown customer {event.subject!r}")
     if problem := window_problem(event.time, now):
         return Rejected(event.id, f"event time is {problem}, outside"
                         " the window Stripe bills")
     return event
+
+
+def given_id(raw: object) -> str | None:
+    """The id as sent, to answer with, if it is a valid one: the answer
+    is UTF-8 JSON, which cannot hold every string a sender can send."""
+    try:
+        return VALID_ID.validate_python(
+            raw.get("id") if isinstance(raw, dict) else None)
+    except ValidationError:
+        return None
 
 
 def window_problem(at: datetime, now: datetime) -> str | None:

@@ -7,17 +7,20 @@ its first attempt counted) or rejected with the reason. The body is
 parsed once, here, into typed events; a batch is all-or-nothing only
 against the database: if the ledger is busy, nothing is written and the
 answer is 503 with Retry-After, so the sender retries the whole batch.
-A customer's key may report only that customer's usage; a service key
-(`METERING_SERVICE_KEYS`) may report anyone's, as metering services do.
-The body must be JSON (`application/json` or CloudEvents' own types),
-and is read no further than its limit: a sender cannot make the server
-hold more than 1 MiB of it.
+A customer's key may report only that customer's usage, and not under
+the service's own sources; a service key (`METERING_SERVICE_KEYS`) may
+report anyone's, as metering services do. The body must be JSON
+(`application/json` or CloudEvents' own types), and is read no further
+than its limit and no longer than its timeout: a sender cannot make the
+server hold more than 1 MiB of it, nor hold the connection by sending
+it slowly.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -42,9 +45,13 @@ from ch08_metering.ledger import (
     LedgerBusyError,
     Outcome,
 )
+from ch08_metering.metering import SERVICE_SOURCES
+
+log = logging.getLogger("ch08_metering")
 
 MAX_BATCH = 100
 MAX_BODY_BYTES = 1024 * 1024
+BODY_TIMEOUT_S = 30.0  # a whole 1 MiB body needs only 35 KB/s
 JSON_TYPES = ("application/json", "application/cloudevents+json",
               "application/cloudevents-batch+json")
 
@@ -81,18 +88,51 @@ def is_json(content_type: str) -> bool:
     return content_type.split(";")[0].strip().lower() in JSON_TYPES
 
 
-async def read_body(request: Request, limit: int) -> bytes | None:
-    """The body, read no further than `limit` bytes; None past it."""
+def peer(request: Request) -> str:
+    client = request.client
+    return f"{client.host}:{client.port}" if client else "unknown"
+
+
+async def read_body(request: Request, limit: int,
+                    timeout_s: float) -> bytes | None:
+    """The body, read no further than `limit` bytes; None past it.
+
+    TimeoutError if it is not all there within `timeout_s`: a deadline
+    for the whole body, which a byte a second cannot put off.
+    """
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         return None
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
+    async with asyncio.timeout(timeout_s):
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                return None
+            chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def receive_batch(request: Request,
+                        timeout_s: float) -> list[object] | Response:
+    """The raw events of a request, or the answer that refuses it."""
+    if not is_json(request.headers.get("content-type", "")):
+        return error(415, "send the events as application/json or"
+                     " application/cloudevents(-batch)+json")
+    try:
+        body = await read_body(request, MAX_BODY_BYTES, timeout_s)
+    except ClientDisconnect:  # the sender left: nobody to answer
+        log.info("event=client_left part=body client=%s", peer(request))
+        return Response(status_code=400)
+    except TimeoutError:  # a slow client, not a fault of the server
+        log.info("event=request_timeout part=body client=%s",
+                 peer(request))
+        return error(408, f"body not received within {timeout_s:g} s",
+                     {"Connection": "close"})  # the rest may still come
+    if body is None:
+        return error(413, f"body over {MAX_BODY_BYTES} bytes")
+    batch = parse_body(body)
+    return error(400, batch) if isinstance(batch, str) else batch
 
 
 def parse_body(body: bytes) -> list[object] | str:
@@ -111,19 +151,26 @@ def parse_body(body: bytes) -> list[object] | str:
     return batch
 
 
-def own_usage(event: UsageEvent | Rejected,
-              customer: str | None) -> UsageEvent | Rejected:
-    """A customer's key cannot bill another customer."""
-    if (isinstance(event, UsageEvent) and customer is not None
-            and event.subject != customer):
+def reportable(event: UsageEvent | Rejected,
+               customer: str | None) -> UsageEvent | Rejected:
+    """A customer's key cannot bill another customer, nor report under
+    the service's own sources; a service key (no customer) can."""
+    if not isinstance(event, UsageEvent) or customer is None:
+        return event
+    if event.subject != customer:
         return Rejected(event.id, f"a key of {customer!r} cannot report"
                         " another customer's usage")
+    if event.source.startswith(SERVICE_SOURCES):
+        return Rejected(event.id, f"source {event.source!r} is the"
+                        " service's own: only a service key may report"
+                        " under it")
     return event
 
 
 def create_ingest_app(ledger: Ledger, accounts: Accounts, keys: ApiKeys,
                       clock: Callable[[], float],
-                      service_keys: ApiKeys | None = None) -> FastAPI:
+                      service_keys: ApiKeys | None = None,
+                      body_timeout_s: float = BODY_TIMEOUT_S) -> FastAPI:
     app = FastAPI(title="Usage ingest", docs_url=None, redoc_url=None)
     metrics = IngestMetrics.create()
     services = service_keys or ApiKeys(())
@@ -145,22 +192,13 @@ def create_ingest_app(ledger: Ledger, accounts: Accounts, keys: ApiKeys,
             request.headers.get("authorization", "")))
         if isinstance(only, Response):
             return only
-        if not is_json(request.headers.get("content-type", "")):
-            return error(415, "send the events as application/json or"
-                         " application/cloudevents(-batch)+json")
-        try:
-            body = await read_body(request, MAX_BODY_BYTES)
-        except ClientDisconnect:  # the sender left: nobody to answer
-            return Response(status_code=400)
-        if body is None:
-            return error(413, f"body over {MAX_BODY_BYTES} bytes")
-        batch = parse_body(body)
-        if isinstance(batch, str):
-            return error(400, batch)
+        batch = await receive_batch(request, body_timeout_s)
+        if isinstance(batch, Response):
+            return batch
         now = clock()
-        parsed = [own_usage(parse_event(raw, accounts.customers,
-                                        datetime.fromtimestamp(now, UTC)),
-                            only)
+        parsed = [reportable(parse_event(raw, accounts.customers,
+                                         datetime.fromtimestamp(now, UTC)),
+                             only)
                   for raw in batch]
         valid = [e for e in parsed if isinstance(e, UsageEvent)]
         try:

@@ -6,7 +6,9 @@ database do both: `INSERT ... ON CONFLICT DO NOTHING RETURNING` inserts
 the new events and names them, and the rest are duplicates, answered
 with their original acceptance. Nothing claims a key before the write
 succeeds, so a failed write leaves nothing behind that would make the
-retry look like a duplicate (the bug of openmeter#5118).
+retry look like a duplicate (the bug of openmeter#5118). An event's
+identity is (customer, source, id): a customer's ids are its own, so
+no one else's event can take one, or reveal that it is taken.
 """
 
 from __future__ import annotations
@@ -14,13 +16,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, Select, func, select
+from sqlalchemy import Engine, Select, func, inspect, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 
-from ch08_metering.events import Rejected, UsageEvent
-from ch08_metering.schema import metadata, usage_events
+from ch08_metering.events import EventKey, Rejected, UsageEvent
+from ch08_metering.schema import IDENTITY, metadata, usage_events
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,10 @@ Outcome = Accepted | Duplicate | Rejected
 
 class LedgerBusyError(Exception):
     """The database could not take the write now; nothing was written."""
+
+
+class LedgerSchemaError(Exception):
+    """The database holds a ledger of another layout than this code's."""
 
 
 @dataclass(frozen=True)
@@ -88,11 +94,12 @@ class Ledger:
 
     def create(self) -> None:
         metadata.create_all(self.engine)
+        require_identity(self.engine)
 
     def ingest(self, events: Sequence[UsageEvent],
                now_ms: int) -> list[Outcome]:
         """Record new events; answer each, in order."""
-        first: dict[tuple[str, str], int] = {}  # key -> first position
+        first: dict[EventKey, int] = {}  # key -> first position
         for position, event in enumerate(events):
             first.setdefault(event.key, position)
         rows = [ledger_row(events[i], now_ms) for i in first.values()]
@@ -160,8 +167,9 @@ class Ledger:
 
 # --8<-- [start:idempotent_insert]
 def insert_new(connection: Connection,
-               rows: list[dict[str, object]]) -> set[tuple[str, str]]:
-    """Insert the rows whose (source, id) is new; return their keys.
+               rows: list[dict[str, object]]) -> set[EventKey]:
+    """Insert the rows whose (customer, source, id) is new; return
+    their keys.
 
     The primary key decides, inside the same transaction as the write:
     a duplicate is skipped by the database, never by a check made
@@ -170,29 +178,45 @@ def insert_new(connection: Connection,
     if not rows:
         return set()
     dialect = postgresql if connection.dialect.name != "sqlite" else sqlite
+    t = usage_events.c
     statement = (
         dialect.insert(usage_events)
-        .on_conflict_do_nothing(index_elements=["source", "id"])
-        .returning(usage_events.c.source, usage_events.c.id)
+        .on_conflict_do_nothing(index_elements=IDENTITY)
+        .returning(t.customer, t.source, t.id)
     )
-    return {(r.source, r.id) for r in connection.execute(statement, rows)}
+    return {(r.customer, r.source, r.id)
+            for r in connection.execute(statement, rows)}
 # --8<-- [end:idempotent_insert]
 
 
-def accepted_before(connection: Connection, keys: list[tuple[str, str]]
-                    ) -> dict[tuple[str, str], tuple[str, int]]:
+def accepted_before(connection: Connection, keys: list[EventKey]
+                    ) -> dict[EventKey, tuple[str, int]]:
     """Body and acceptance time of events that were already there."""
-    by_source: dict[str, list[str]] = {}
-    for source, event_id in keys:
-        by_source.setdefault(source, []).append(event_id)
+    ids_of: dict[tuple[str, str], list[str]] = {}  # (customer, source)
+    for customer, source, event_id in keys:
+        ids_of.setdefault((customer, source), []).append(event_id)
     t = usage_events.c
-    found: dict[tuple[str, str], tuple[str, int]] = {}
-    for source, ids in by_source.items():  # (source, id IN ...): indexed
+    found: dict[EventKey, tuple[str, int]] = {}
+    for (customer, source), ids in ids_of.items():  # the primary key
         rows = connection.execute(
             select(t.id, t.body, t.accepted_at_ms)
-            .where(t.source == source, t.id.in_(ids)))
-        found |= {(source, r.id): (r.body, r.accepted_at_ms) for r in rows}
+            .where(t.customer == customer, t.source == source,
+                   t.id.in_(ids)))
+        found |= {(customer, source, r.id): (r.body, r.accepted_at_ms)
+                  for r in rows}
     return found
+
+
+def require_identity(engine: Engine) -> None:
+    """Refuse a ledger whose events are keyed otherwise than by
+    `IDENTITY`: every idempotent insert into it would fail."""
+    key = inspect(engine).get_pk_constraint(usage_events.name)
+    if key["constrained_columns"] != IDENTITY:
+        columns = ", ".join(key["constrained_columns"])
+        raise LedgerSchemaError(
+            f"the ledger keys usage events by ({columns}), an earlier"
+            f" layout; this code keys them by ({', '.join(IDENTITY)}):"
+            " start a new ledger, or move the events into one")
 
 
 def same_or_conflict(event: UsageEvent, original_body: str,

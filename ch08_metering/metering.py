@@ -23,7 +23,11 @@ from ch08_metering.ledger import LedgerBusyError, Outcome
 
 log = logging.getLogger("ch08_metering")
 
-SOURCE = "urn:speechapi:streaming"
+# The service's own sources: only a service key may report under them
+# (ingest_api.py), so no customer can take the id of an event that the
+# service will send for it, such as its stream's next interval.
+SERVICE_SOURCES = "urn:speechapi:"
+SOURCE = f"{SERVICE_SOURCES}streaming"
 
 
 @dataclass

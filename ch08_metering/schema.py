@@ -3,11 +3,12 @@
 Chapter 8, "Metering architecture" and "Audit trail for usage disputes".
 `usage_events` is append-only: each accepted event is kept with its
 original body, so any invoice line can be rebuilt from it. Its primary
-key is the CloudEvents identity (source, id), which is what makes ingest
-idempotent. Delivery to Stripe works from `stripe_outbox`, filled by
-roll-ups of settled minutes; each event records the roll-up that counted
-it, so nothing is sent twice and nothing is skipped. Times are integer
-Unix milliseconds in UTC: no time zones, no float drift.
+key is the CloudEvents identity (source, id) within its customer: that
+makes ingest idempotent, and keeps each customer's ids its own.
+Delivery to Stripe works from `stripe_outbox`, filled by roll-ups of
+settled minutes; each event records the roll-up that counted it, so
+nothing is sent twice and nothing is skipped. Times are integer Unix
+milliseconds in UTC: no time zones, no float drift.
 """
 
 from __future__ import annotations
@@ -20,18 +21,20 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
 )
 
 metadata = MetaData()
+IDENTITY = ["customer", "source", "id"]  # of a usage event, in the ledger
 
 usage_events = Table(
     "usage_events", metadata,
-    Column("source", String(200), primary_key=True),
-    Column("id", String(200), primary_key=True),
     Column("customer", String(200), nullable=False),
+    Column("source", String(200), nullable=False),
+    Column("id", String(200), nullable=False),
     Column("meter", String(32), nullable=False),
     Column("value", BigInteger, nullable=False),
     Column("features", String(200), nullable=False),  # sorted, commas
@@ -40,6 +43,7 @@ usage_events = Table(
     Column("accepted_at_ms", BigInteger, nullable=False),
     Column("body", Text, nullable=False),  # the event as accepted
     Column("rollup_id", BigInteger),  # set once counted for Stripe
+    PrimaryKeyConstraint(*IDENTITY),
     Index("usage_by_customer_time", "customer", "event_time_ms"),
     Index("usage_by_rollup", "rollup_id", "event_time_ms"),
 )

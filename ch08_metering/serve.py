@@ -6,7 +6,9 @@ tier limits, usage events), and the usage ingest API beside it, both
 writing to one ledger. The ingest API listens on port 8008; the
 streaming endpoints (Deepgram `/v1/listen`, AssemblyAI `/v3/ws`) on
 8108. SIGTERM drains the streams, which cuts their last usage events,
-and writes every queued event before the process exits.
+and writes every queued event before the process exits. A request to
+the ingest API must arrive in time: its head within 10 s, its body
+within 30 s (`--header-timeout-s`, `--body-timeout-s`).
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import os
 import socket
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -37,14 +41,25 @@ from ch04_streaming.settings import parse_settings
 from ch08_metering.accounts import add_accounts_argument, load_accounts
 from ch08_metering.database import add_database_argument, open_engine
 from ch08_metering.hooks import MeteringHooks
-from ch08_metering.ingest_api import create_ingest_app
-from ch08_metering.ledger import Ledger
+from ch08_metering.ingest_api import BODY_TIMEOUT_S, create_ingest_app
+from ch08_metering.ledger import Ledger, LedgerSchemaError
 from ch08_metering.limits import Limiter, build_limiter
 from ch08_metering.metering import LedgerWriter
+from ch08_metering.request_timeouts import HEADER_TIMEOUT_S, server_config
 
 log = logging.getLogger("ch08_metering")
 # Keys of services that report usage for any customer (comma-separated).
 SERVICE_KEYS = "METERING_SERVICE_KEYS"
+HEADER_TIMEOUT = "METERING_HEADER_TIMEOUT_S"
+BODY_TIMEOUT = "METERING_BODY_TIMEOUT_S"
+
+
+def positive_seconds(text: str) -> float:
+    seconds = float(text)
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a positive number of seconds")
+    return seconds
 
 
 def add_parser(commands: Any, name: str) -> None:
@@ -70,6 +85,19 @@ def add_parser(commands: Any, name: str) -> None:
     parser.add_argument("--spill", type=Path,
                         default=Path("build/unwritten-usage.jsonl"),
                         help="where events go if the ledger is down at exit")
+    # A string default is parsed by `type` too: a bad variable is an
+    # error message, not a traceback.
+    parser.add_argument("--header-timeout-s", type=positive_seconds,
+                        default=env.get(HEADER_TIMEOUT,
+                                        str(HEADER_TIMEOUT_S)),
+                        help="ingest API: a request's head must arrive "
+                        f"within this (env {HEADER_TIMEOUT}; default "
+                        f"{HEADER_TIMEOUT_S:g})")
+    parser.add_argument("--body-timeout-s", type=positive_seconds,
+                        default=env.get(BODY_TIMEOUT, str(BODY_TIMEOUT_S)),
+                        help="ingest API: a request's body must arrive "
+                        f"within this (env {BODY_TIMEOUT}; default "
+                        f"{BODY_TIMEOUT_S:g})")
 
 
 class EmbeddedServer(uvicorn.Server):
@@ -136,8 +164,9 @@ def build_service(args: argparse.Namespace,
     built = build_server(parse_settings([], env), keys, hooks)
     listener = socket.create_server((args.host, args.port))
     services = ApiKeys.of(*split_keys(env.get(SERVICE_KEYS, "")))
-    app = create_ingest_app(ledger, accounts, keys, time.time, services)
-    config = uvicorn.Config(app, log_level="warning", lifespan="off")
+    app = create_ingest_app(ledger, accounts, keys, time.time, services,
+                            body_timeout_s=args.body_timeout_s)
+    config = server_config(app, args.header_timeout_s)
     return MeteringService(built.server, built.recognizer,
                            EmbeddedServer(config), writer, limiter, ledger,
                            dev_key, accounts.dev_customer, listener)
@@ -162,5 +191,9 @@ async def serve(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
-        return runner.run(serve(args))
+    try:
+        with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+            return runner.run(serve(args))
+    except LedgerSchemaError as error:  # found before anything started
+        print(f"error: {error}", file=sys.stderr)
+        return 2

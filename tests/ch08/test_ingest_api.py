@@ -14,30 +14,9 @@ from ch04_streaming.auth import ApiKeys
 from ch08_metering.accounts import load_accounts
 from ch08_metering.ingest_api import create_ingest_app
 from ch08_metering.ledger import Ledger
-from tests.ch08.delivery_harness import NOON_UTC, Ledgers, write_lock
-
-NOW = NOON_UTC  # the ingest API's clock
-KEY = "service-key"  # a metering service's: any customer's usage
-AUTH = {"Authorization": f"Bearer {KEY}"}
-JSON = {"Content-Type": "application/json"}
-
-
-def raw_event(n: int, **changes: object) -> dict[str, object]:
-    event: dict[str, object] = {
-        "specversion": "1.0", "id": f"stream-{n}", "source": "test",
-        "type": "com.speechapi.usage.v1", "subject": "acme",
-        "time": NOW.isoformat(),
-        "data": {"meter": "audio_ms", "value": 1500,
-                 "features": ["diarization"], "stream_id": "stream"},
-    }
-    data = dict(event["data"])  # type: ignore[call-overload]
-    for name, value in changes.items():
-        if name in data:
-            data[name] = value
-        else:
-            event[name] = value
-    event["data"] = data
-    return event
+from ch08_metering.metering import SOURCE
+from tests.ch08.delivery_harness import Ledgers, write_lock
+from tests.ch08.ingest_harness import AUTH, JSON, KEY, NOW, raw_event
 
 
 @pytest.fixture
@@ -244,3 +223,68 @@ async def test_an_oversized_body_is_refused_before_it_is_all_read(
     assert response.status_code == 413
     assert sent <= 1024 * 1024 // 65_536 + 1
     assert ledger.totals() == {}
+
+
+async def test_a_customers_ids_cannot_claim_or_probe_anothers(
+        client: httpx.AsyncClient, ledger: Ledger) -> None:
+    """acme's key uses the (source, id) of demo's events: demo's usage
+    is still billed, and acme learns nothing of demo's ids."""
+    acme = {"Authorization": "Bearer acme-key"}
+    claim = raw_event(1, source="urn:tts", value=0)
+    await client.post("/v1/usage/events", json=claim, headers=acme)
+    demos = [raw_event(1, source="urn:tts", subject="demo"),
+             raw_event(2, source="urn:tts", subject="demo")]
+    [real, _] = (await post(client, demos)).json()["results"]
+    probe = raw_event(2, source="urn:tts", value=7)
+    [answer] = (await client.post("/v1/usage/events", json=probe,
+                                  headers=acme)).json()["results"]
+    assert (real["status"], answer["status"]) == ("accepted", "accepted")
+    assert ledger.totals() == {
+        ("acme", "audio_ms", ("diarization",)): 7,
+        ("demo", "audio_ms", ("diarization",)): 3000}
+
+
+async def test_only_service_keys_report_under_the_services_own_sources(
+        client: httpx.AsyncClient, ledger: Ledger) -> None:
+    """A customer could otherwise send `{stream}-1` first, with a value
+    of 0, and its real stream would never be billed."""
+    streamed = raw_event(1, source=SOURCE)
+    response = await client.post(
+        "/v1/usage/events", json=[streamed, raw_event(2)],
+        headers={"Authorization": "Bearer acme-key"})
+    reserved, own = response.json()["results"]
+    assert (reserved["status"], own["status"]) == ("rejected", "accepted")
+    assert reserved["reason"] == (
+        f"source {SOURCE!r} is the service's own: only a service key"
+        " may report under it")
+    [served] = (await post(client, streamed)).json()["results"]
+    assert served["status"] == "accepted"
+    assert sum(ledger.totals().values()) == 3000
+
+
+@pytest.mark.parametrize(("changes", "reason"), [
+    ({"id": "stream-\x00"}, "id: Value error, U+0000 at 7 is a control"),
+    ({"id": "line\nbreak"}, "id: Value error, U+000A at 4 is a control"),
+    ({"source": "te\x1bst"}, "source: Value error, U+001B at 2 is a"),
+    ({"subject": "acme\x7f"}, "subject: Value error, U+007F at 4 is a"),
+    ({"stream_id": "s\x85"}, "data.stream_id: Value error, U+0085 at 1"),
+    ({"id": "half-\ud800"}, "id: Input should be a valid string"),
+])
+async def test_control_characters_reject_their_event_alone(
+        client: httpx.AsyncClient, ledger: Ledger,
+        changes: dict[str, str], reason: str) -> None:
+    """PostgreSQL refuses NUL in text and SQLite keeps it; a lone
+    surrogate has no UTF-8 at all: the event is refused at the edge,
+    on both, without its id, and the rest of its batch is kept."""
+    bad = raw_event(2, **changes)
+    body = json.dumps([raw_event(1), bad, raw_event(3)])  # \u escapes
+    response = await client.post("/v1/usage/events", content=body,
+                                 headers={**AUTH, **JSON})
+    assert response.status_code == 202
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == [
+        "accepted", "rejected", "accepted"]
+    assert results[1]["id"] == (None if "id" in changes else "stream-2")
+    assert results[1]["reason"].startswith(reason)
+    assert ledger.totals() == {("acme", "audio_ms", ("diarization",)):
+                               3000}

@@ -15,10 +15,12 @@ from ch08_metering.ledger import (
     Duplicate,
     Ledger,
     LedgerBusyError,
+    LedgerSchemaError,
     insert_new,
     ledger_row,
 )
 from tests.ch08.delivery_harness import NOON, Ledgers, write_lock
+from tests.ch08.ingest_harness import create_earlier_ledger
 
 
 def event(stream: str, sequence: int, value: int = 1000,
@@ -137,3 +139,27 @@ def test_postgres_urls_use_psycopg() -> None:
 def test_an_empty_batch_writes_nothing(ledger: Ledger) -> None:
     assert ledger.ingest([], now_ms=1) == []
     assert ledger.event_count() == 0
+
+
+def test_ids_are_scoped_by_customer(ledger: Ledger) -> None:
+    """The same (source, id) of two customers is two events; each is
+    retried, and reused, within its own customer only."""
+    acme, demo = event("s", 1, value=5), event("s", 1, customer="demo")
+    assert ledger.ingest([acme, demo], now_ms=1) == [
+        Accepted("s-1", 1), Accepted("s-1", 1)]
+    changed = event("s", 1, value=6)
+    again = ledger.ingest([demo, acme, changed], now_ms=2)
+    assert again[:2] == [Duplicate("s-1", 1), Duplicate("s-1", 1)]
+    assert not isinstance(again[2], Accepted | Duplicate)
+    assert ledger.totals() == {
+        ("acme", "audio_ms", ("diarization",)): 5,
+        ("demo", "audio_ms", ("diarization",)): 1000}
+
+
+def test_a_ledger_keyed_by_source_and_id_alone_is_refused(
+        database_url: str, ledgers: Ledgers) -> None:
+    """An earlier layout: every write to it would fail, so opening it
+    fails instead, saying what to do."""
+    create_earlier_ledger(database_url)
+    with pytest.raises(LedgerSchemaError, match="start a new ledger"):
+        ledgers.at(database_url)

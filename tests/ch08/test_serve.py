@@ -14,13 +14,16 @@ import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from websockets.asyncio.client import connect
 
 from ch04_streaming.client import DeepgramClient, load_audio, stream
+from ch08_metering.__main__ import main
 from ch08_metering.database import open_engine
 from ch08_metering.ledger import Ledger
 from examples.service import running_service, wait_until_ready
 from tests.ch04.harness import MANIFEST, audio_of, reference
+from tests.ch08.ingest_harness import create_earlier_ledger
 
 
 def post_event(port: int) -> dict[str, object]:
@@ -72,3 +75,57 @@ async def test_sigterm_drains_streams_and_writes_their_usage(
     expected = round(MANIFEST.get("quick_brown_fox").duration_s * 1000)
     assert totals == {("acme", "audio_ms", ()): expected + 1000,
                       ("acme", "characters", ()): 1200}
+
+
+async def answer_to(port: int, request: bytes) -> bytes:
+    """What the server sends, until it closes, to a request cut short."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request)
+    try:
+        async with asyncio.timeout(10):
+            return await reader.read()
+    finally:
+        writer.close()
+
+
+async def test_the_ingest_apis_read_deadlines_come_from_the_environment(
+        tmp_path: Path) -> None:
+    """Half a head, and a head with half a body: each is answered 408
+    once its deadline has passed."""
+    head = (b"POST /v1/usage/events HTTP/1.1\r\nHost: ingest\r\n"
+            b"Authorization: Bearer acme-key\r\n")
+    whole_head = head + (b"Content-Type: application/json\r\n"
+                         b"Content-Length: 100\r\n\r\n")
+    async with running_service(
+            ("-m", "ch08_metering", "serve", "--port", "0",
+             "--stream-port", "0"),
+            {"SPEECH_API_KEYS": "acme-key",
+             "DATABASE_URL": f"sqlite:///{tmp_path}/ledger.sqlite3",
+             "CH04_LOAD_S": "0", "CH04_WARMUP_S": "0",
+             "METERING_HEADER_TIMEOUT_S": "0.5",
+             "METERING_BODY_TIMEOUT_S": "0.5"}) as service:
+        half_head = await answer_to(service.port, head)
+        half_body = await answer_to(service.port, whole_head + b"[{")
+    assert half_head.startswith(b"HTTP/1.1 408 ")
+    assert b"request head not received within 0.5 s" in half_head
+    assert half_body.startswith(b"HTTP/1.1 408 ")
+    assert b"body not received within 0.5 s" in half_body
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "soon"])
+def test_a_deadline_must_be_a_positive_number_of_seconds(
+        value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["serve", "--body-timeout-s", value])
+    assert exited.value.code == 2
+    assert "argument --body-timeout-s: " in capsys.readouterr().err
+
+
+def test_a_ledger_of_an_earlier_layout_stops_serve_at_start(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"sqlite:///{tmp_path}/ledger.sqlite3"
+    create_earlier_ledger(url)
+    code = main(["serve", "--database-url", url, "--port", "0",
+                 "--stream-port", "0"])
+    assert code == 2
+    assert "start a new ledger" in capsys.readouterr().err
