@@ -8,9 +8,13 @@ PostgreSQL (`TEST_DATABASE_URL`, default the local server).
 Metering: the load generator's workload (streams of 100 ms chunks at
 the pace of speech, from several customers) against `python -m
 ch08_metering serve`, once with real-time metering (one usage event per
-chunk) and once with an event per 60 s. The per-chunk events are then
-rolled up as the delivery worker does (per customer, meter and minute):
-Stripe calls with pre-aggregation against one call per usage event.
+chunk) and once with an event per 60 s. The per-chunk events then go
+to a dry-run Stripe sink twice, and its calls are counted: once as a
+per-event integration would send them (one meter event per usage event
+and Stripe meter), once through the delivery worker, which rolls them up
+per customer, meter and minute. For the roll-up the run is moved to
+start on a minute: it lasts under one, so each customer and meter is
+one call, wherever the clock stood when it ran.
 """
 
 from __future__ import annotations
@@ -25,18 +29,23 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from random import Random
 
 import psycopg
+from sqlalchemy import Engine, func, select, update
 
 from bench.ch04_streaming import workload
 from bench.loadgen import run_load
 from ch04_streaming.app import event_loop_factory
-from ch08_metering.accounts import key_digest, load_accounts
+from ch08_metering.accounts import Accounts, key_digest, load_accounts
 from ch08_metering.database import open_engine
+from ch08_metering.delivery import DeliveryPolicy, DeliveryWorker, Throttle
 from ch08_metering.events import UsageEvent, parse_event
-from ch08_metering.ledger import Ledger
-from ch08_metering.rollup import roll_up
-from examples.service import running_service
+from ch08_metering.ledger import Ledger, split
+from ch08_metering.rollup import MINUTE_MS, stripe_event_names
+from ch08_metering.schema import usage_events
+from ch08_metering.stripe_sink import DryRunSink, MeterEvent
+from examples.service import running_service, wait_until_ready
 
 BATCH = 100
 BATCHES = 400
@@ -44,7 +53,8 @@ POSTGRES = os.environ.get("TEST_DATABASE_URL",
                           "postgresql://postgres@127.0.0.1:5432/test")
 CUSTOMERS = 10
 STREAMS_PER_CUSTOMER = 10
-MEASURE_S = 30.0
+MEASURE_S = 30.0  # under a minute: see start_on_a_minute
+METER_EVENT_CALL = "POST /v1/billing/meter_events"
 
 
 def raw_batches(now: datetime) -> list[list[object]]:
@@ -118,6 +128,7 @@ async def metered_run(folder: Path, interval_s: float) -> tuple[int, float]:
            "CH04_PROFILE": "zero", "CH04_LOAD_S": "0", "CH04_WARMUP_S": "0"}
     load = workload()
     async with running_service(command, env) as service:
+        await wait_until_ready(service.streaming_port)  # 503 until then
         url = (f"{service.streaming_url}/v1/listen"
                "?encoding=linear16&sample_rate=16000")
         started = time.monotonic()
@@ -135,25 +146,77 @@ async def metered_run(folder: Path, interval_s: float) -> tuple[int, float]:
     return events, elapsed
 
 
+def meter_event_calls(sink: DryRunSink) -> int:
+    """Meter events the sink was called with (meter creation aside)."""
+    return sum(1 for r in sink.records if r["call"] == METER_EVENT_CALL)
+
+
+def realtime_calls(engine: Engine, accounts: Accounts) -> int:
+    """Calls made sending each usage event as it comes: one meter event
+    per event and Stripe meter (a feature is a meter of its own)."""
+    t = usage_events.c
+    with engine.connect() as connection:
+        events = connection.execute(
+            select(t.source, t.id, t.customer, t.meter, t.features,
+                   t.value, t.event_time_ms)
+            .order_by(t.event_time_ms)).all()
+    sink = DryRunSink()
+    for e in events:
+        customer = accounts.customers[e.customer].stripe_customer_id
+        for name in stripe_event_names(e.meter, split(e.features)):
+            sink.send([MeterEvent(f"{e.source}:{e.id}:{name}", name,
+                                  customer, e.value,
+                                  e.event_time_ms // 1000)])
+    return meter_event_calls(sink)
+
+
+def start_on_a_minute(engine: Engine) -> int:
+    """Move every event so the first falls on a minute's start, as if
+    the run had begun there; return when the last one's minute ends
+    (ms), the earliest time all of them are settled."""
+    t = usage_events.c
+    with engine.begin() as connection:
+        first: int = connection.scalar(select(func.min(t.event_time_ms)))
+        connection.execute(update(usage_events).values(
+            event_time_ms=t.event_time_ms - first % MINUTE_MS))
+        last: int = connection.scalar(select(func.max(t.event_time_ms)))
+    return last - last % MINUTE_MS + MINUTE_MS
+
+
+def preaggregated_calls(engine: Engine, accounts: Accounts,
+                        now_s: float) -> int:
+    """Calls the delivery worker makes for the ledger, at `now_s`."""
+    sink = DryRunSink()
+    worker = DeliveryWorker(
+        engine, accounts, sink, clock=lambda: now_s,
+        # A dry run calls no one, so the throttle never makes it wait.
+        throttle=Throttle(1.0, time.monotonic, time.sleep),
+        random=Random(0), policy=DeliveryPolicy(settle_s=0.0))
+    worker.run_once()
+    return meter_event_calls(sink)
+
+
 async def metering_figures(folder: Path) -> dict[str, float]:
     per_chunk, seconds = await metered_run(folder, interval_s=0.0)
     per_minute, _ = await metered_run(folder, interval_s=60.0)
     database = folder / "ledger-0.sqlite3"
     engine = open_engine(f"sqlite:///{database}")
     accounts = load_accounts(folder / "accounts.toml")
-    counts = roll_up(engine, accounts, now_ms=2**62, settle_s=0.0)
+    realtime = realtime_calls(engine, accounts)
+    settled_ms = start_on_a_minute(engine)
+    calls = preaggregated_calls(engine, accounts, settled_ms / 1000)
     engine.dispose()
-    calls = counts.outbox_rows
     return {
         "workload_streams": CUSTOMERS * STREAMS_PER_CUSTOMER,
         "workload_customers": CUSTOMERS,
         "workload_seconds": round(seconds, 1),
         "realtime_events_per_s": round(per_chunk / seconds, 1),
-        "realtime_stripe_calls_per_s": round(per_chunk / seconds, 1),
+        "realtime_stripe_calls": realtime,
+        "realtime_stripe_calls_per_s": round(realtime / seconds, 1),
         "interval_60s_events": per_minute,
         "preaggregated_stripe_calls": calls,
         "preaggregated_stripe_calls_per_s": round(calls / seconds, 3),
-        "stripe_call_reduction_factor": round(per_chunk / calls, 1),
+        "stripe_call_reduction_factor": round(realtime / calls, 1),
     }
 
 

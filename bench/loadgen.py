@@ -7,6 +7,10 @@ it to the first message that covers it: for the speech service, the
 first `Results` whose `start + duration` reaches the chunk's end; for
 the echo baseline, the chunk's own echo. Chunks of silence are sent but
 not timed: no result need ever cover a pause the VAD kept from the model.
+A timed chunk that nothing covers by the end of its stream, DRAIN_S
+after the last send, is unanswered: counted, and timed as the wait it
+was given (DRAIN_S at least, even on a stream that failed sooner), so
+a lost result raises the percentiles instead of dropping out of them.
 """
 
 from __future__ import annotations
@@ -23,11 +27,14 @@ from websockets.exceptions import ConnectionClosed
 
 CHUNK_S = 0.1
 BYTES_PER_SECOND = 32_000  # 16 kHz, 16-bit mono
+DRAIN_S = 1.0  # after the last send, for the last results to arrive
 
 
 @dataclass
 class StreamLog:
+    # One per timed chunk: until covered, or waited for if unanswered.
     latencies_s: list[float] = field(default_factory=list)
+    unanswered: int = 0  # timed chunks no message covered
     failed: str | None = None
 
 
@@ -89,12 +96,17 @@ async def drive(socket: ClientConnection, chunks: Sequence[bytes],
             sent.append(Sent(round(end_s, 6), now, timed))
             await socket.send(chunks[position])
             due += CHUNK_S
-        await asyncio.sleep(1.0)  # let the last results arrive
+        await asyncio.sleep(DRAIN_S)  # let the last results arrive
     except ConnectionClosed as closed:
         log.failed = f"closed {closed.rcvd.code if closed.rcvd else '?'}"
     finally:
         receiver.cancel()
         await asyncio.gather(receiver, return_exceptions=True)
+        given_up = time.monotonic()
+        for chunk in sent:  # never covered: a failure, not a gap
+            if chunk.timed:
+                log.unanswered += 1
+                log.latencies_s.append(max(given_up - chunk.at, DRAIN_S))
 
 
 async def open_streams(url: str, headers: dict[str, str],

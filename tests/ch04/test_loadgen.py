@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 from websockets.asyncio.client import connect
-from websockets.asyncio.server import serve
+from websockets.asyncio.server import ServerConnection, serve
 
-from bench.ch04_streaming import LISTEN, Workload, percentile, workload
+from bench.ch04_streaming import (
+    LISTEN,
+    Measured,
+    Workload,
+    largest_n,
+    percentile,
+    workload,
+)
 from bench.echo_server import echo, echo_after_vad
-from bench.loadgen import run_load
+from bench.loadgen import DRAIN_S, run_load
 from bench.stage_costs import stage_costs
 from tests.ch04.harness import KEY, Start
 
@@ -31,10 +38,51 @@ async def test_echo_latency_is_measured_per_timed_chunk() -> None:
         logs = await run_load(f"ws://127.0.0.1:{port}", {}, load.chunks,
                               load.speech, streams=3, echo=True,
                               warmup_s=0.2, measure_s=0.5)
-    assert all(log.failed is None for log in logs)
+    assert [(log.failed, log.unanswered) for log in logs] == [(None, 0)] * 3
     counts = [len(log.latencies_s) for log in logs]
     assert all(4 <= n <= 6 for n in counts)  # 0.5 s of 100 ms chunks
     assert max(t for log in logs for t in log.latencies_s) < 0.1
+
+
+async def echo_four(connection: ServerConnection) -> None:
+    """Echoes the first four chunks, then nothing: results lost."""
+    answered = 0
+    async for message in connection:
+        if answered < 4:
+            answered += 1
+            await connection.send(message)
+
+
+async def test_chunks_never_answered_count_against_the_percentile() -> None:
+    load = Workload([b"\0" * 3200] * 20, [True] * 20)
+    async with serve(echo_four, "127.0.0.1", 0) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        (log,) = await run_load(f"ws://127.0.0.1:{port}", {}, load.chunks,
+                                load.speech, streams=1, echo=True,
+                                warmup_s=0.2, measure_s=0.5)
+    # About seven chunks go in the window's 0.7 s, the first two of them
+    # warm-up: two timed chunks at most are echoed, three or more never.
+    # (Which chunk is the first timed one may shift by one with timers.)
+    answered = [t for t in log.latencies_s if t < 0.1]
+    assert log.failed is None
+    assert 1 <= len(answered) <= 2 and 3 <= log.unanswered <= 5
+    assert len(log.latencies_s) == len(answered) + log.unanswered
+    # Each unanswered chunk counts as the wait it was given.
+    assert percentile(log.latencies_s, 0.99) >= DRAIN_S
+    assert percentile(log.latencies_s, 0.5) >= DRAIN_S
+
+
+def measured(streams: int) -> Measured:
+    return Measured(streams, 1.0, 2.0, 0, 0, 0.1, 50.0, 0.2)
+
+
+def test_the_largest_n_is_the_largest_actually_run() -> None:
+    # The grid stops after a failure: nothing beyond 1000 was run.
+    speech = {n: measured(n) for n in (50, 200, 500, 1000, 750)}
+    echo = {n: measured(n) for n in (50, 200, 500)}
+    assert largest_n(speech, echo) == 1000
+    assert largest_n(echo) == 500
+    assert largest_n() == 0
 
 
 async def test_speech_results_cover_the_chunks_they_reach(
@@ -48,6 +96,7 @@ async def test_speech_results_cover_the_chunks_they_reach(
                               echo=False, warmup_s=0.2, measure_s=1.5)
     timed = [t for log in logs for t in log.latencies_s]
     assert timed, "speech chunks in the window were covered by results"
+    assert [log.unanswered for log in logs] == [0, 0]
     assert max(timed) < 0.1
 
 

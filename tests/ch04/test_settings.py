@@ -22,6 +22,12 @@ def test_flags_then_environment_then_defaults() -> None:
 @pytest.mark.parametrize("flags", [["--profile", "gpu"],
                                    ["--recognizer", "whisper"],
                                    ["--port", "eighty"]])
-def test_bad_flags_are_refused(flags: list[str]) -> None:
-    with pytest.raises(SystemExit):
+def test_bad_flags_are_refused(
+    flags: list[str], capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as refused:
         parse_settings(flags, env={})
+    assert refused.value.code == 2  # a usage error, as argparse exits
+    (error,) = [line for line in capsys.readouterr().err.splitlines()
+                if "error:" in line]
+    assert flags[0] in error  # the message names the flag

@@ -90,10 +90,14 @@ def test_stream_file_prints_interims_in_place_and_finals_on_lines(
                    "\r\033[Kthe quick brown fox  [320 ms]\n")
 
 
-def test_stream_file_refuses_chunks_out_of_range() -> None:
-    with pytest.raises(SystemExit):
+def test_stream_file_refuses_chunks_out_of_range(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as refused:
         stream_file.main([str(audio_of("silence")), "--chunk-ms", "300",
                           "--key", KEY])
+    assert refused.value.code == 2  # a usage error, as argparse exits
+    assert "--chunk-ms must be from 20 to 250" in capsys.readouterr().err
 
 
 async def test_stream_file_against_the_real_service(tmp_path: Path) -> None:

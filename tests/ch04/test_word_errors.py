@@ -17,11 +17,13 @@ def test_no_rates_no_errors() -> None:
 
 
 def test_same_seed_same_mistakes_other_seed_other_mistakes() -> None:
-    a = WordErrorInjector(seed=7, substitution=0.1, deletion=0.05,
+    a, again, b = (
+        WordErrorInjector(seed=seed, substitution=0.1, deletion=0.05,
                           insertion=0.05)
-    assert a.apply(WORDS) == a.apply(WORDS)
-    b = WordErrorInjector(seed=8, substitution=0.1, deletion=0.05,
-                          insertion=0.05)
+        for seed in (7, 7, 8)
+    )
+    assert again is not a  # a rerun builds its own injector
+    assert a.apply(WORDS) == again.apply(WORDS) != WORDS
     assert a.apply(WORDS) != b.apply(WORDS)
 
 

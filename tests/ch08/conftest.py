@@ -5,12 +5,15 @@ PostgreSQL in a schema of its own, dropped afterwards. PostgreSQL comes
 from `TEST_DATABASE_URL`, Redis from `REDIS_URL` (defaults: the local
 servers CI provides); where they are not running, their tests are
 skipped, and fail in CI. Each Redis test keys its state under a prefix
-of its own and deletes it afterwards.
+of its own and deletes it afterwards, and must finish within
+REDIS_TEST_S.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import inspect
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -38,6 +41,37 @@ from tests.environment import unavailable
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 POSTGRES = os.environ.get("TEST_DATABASE_URL",
                           "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_TEST_S = 10.0  # a Redis test takes under a second
+# The longest a test's body may run, set by a fixture it uses.
+TEST_BOUND_S = pytest.StashKey[float]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """Run a coroutine test within the bound its fixtures set.
+
+    A fixture cannot bound the test itself with `asyncio.timeout` around
+    its `yield`: the test runs in another task, which that timeout never
+    cancels. So the bound wraps the test's own coroutine.
+    """
+    seconds = item.stash.get(TEST_BOUND_S, None)
+    test = getattr(item, "obj", None)
+    if seconds is None or not inspect.iscoroutinefunction(test):
+        return (yield)
+
+    @functools.wraps(test)
+    async def bounded(*args: Any, **kwargs: Any) -> None:
+        try:
+            async with asyncio.timeout(seconds) as bound:
+                await test(*args, **kwargs)
+        except TimeoutError:
+            if bound.expired():  # not a timeout of the test's own
+                pytest.fail(f"the test ran past its {seconds} s bound")
+            raise
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(item, "obj", bounded)
+        return (yield)
 
 
 @pytest.fixture
@@ -104,23 +138,32 @@ class SharedRedis:
 
 
 @pytest.fixture
-async def shared() -> AsyncIterator[SharedRedis]:
+async def shared(
+    request: pytest.FixtureRequest,
+) -> AsyncIterator[SharedRedis]:
     admin = Redis.from_url(REDIS_URL, socket_connect_timeout=2)
     try:
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(REDIS_TEST_S):
             await admin.ping()
     except (RedisConnectionError, OSError, TimeoutError) as error:
         await admin.aclose()
         unavailable(f"Redis not reachable at {REDIS_URL}: {error}")
     prefix = f"speechlimits-test-{uuid.uuid4().hex[:12]}"
+    request.node.stash[TEST_BOUND_S] = REDIS_TEST_S
+    made = AsyncExitStack()
     try:
-        async with asyncio.timeout(10), AsyncExitStack() as made:
-            yield SharedRedis(admin, prefix, made)
+        yield SharedRedis(admin, prefix, made)
     finally:
-        keys = [k async for k in admin.scan_iter(match=f"{prefix}:*")]
-        if keys:
-            await admin.delete(*keys)
-        await admin.aclose()
+        # Teardown runs in a task of its own, bounded here.
+        async with asyncio.timeout(REDIS_TEST_S):
+            try:
+                await made.aclose()
+            finally:
+                keys = [k async for k in
+                        admin.scan_iter(match=f"{prefix}:*")]
+                if keys:
+                    await admin.delete(*keys)
+                await admin.aclose()
 
 
 @pytest.fixture

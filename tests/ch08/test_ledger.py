@@ -63,7 +63,8 @@ def test_the_same_id_from_another_source_is_another_event(
         ledger: Ledger) -> None:
     other = event("s", 1).model_copy(update={"source": "other"})
     outcomes = ledger.ingest([event("s", 1), other], now_ms=5)
-    assert all(isinstance(o, Accepted) for o in outcomes)
+    assert outcomes == [Accepted("s-1", 5), Accepted("s-1", 5)]
+    assert sum(ledger.totals().values()) == 2000  # both were stored
 
 
 def test_usage_is_summed_per_stream_within_the_period(

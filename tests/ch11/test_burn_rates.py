@@ -26,35 +26,73 @@ def factors(period_days: int) -> list[Fraction]:
     return [rate.factor for rate in table.rates]
 
 
+def detections(period_days: int) -> list[Fraction]:
+    table = burn_rate_table(SLO, period_days * DAY)
+    return [rate.detection for rate in table.rates]
+
+
+# Every expected value below is worked out by hand from the SRE
+# workbook's definitions, not with the module's code: burn rate =
+# budget share * period / long window; the error ratio an alert needs
+# is burn rate * (1 - SLO); at 99.9% the budget is 0.001.
+
+
 def test_factors_follow_from_budget_share_period_and_window() -> None:
-    assert factors(30) == [Fraction("14.4"), 6, 1]  # the SRE workbook
+    # The workbook's table for 99.9% over 30 days (720 h): 2% in 1 h is
+    # 0.02 * 720 / 1 = 14.4x, 5% in 6 h is 0.05 * 720 / 6 = 6x, 10% in
+    # 3 d is 0.1 * 30 / 3 = 1x.
+    assert factors(30) == [Fraction("14.4"), 6, 1]
+    # 28 days (672 h): 0.02 * 672 = 13.44, 0.05 * 672 / 6 = 5.6 and
+    # 0.1 * 28 / 3 = 2.8 / 3 = 14/15.
     assert factors(28) == [Fraction("13.44"), Fraction("5.6"),
                            Fraction(14, 15)]
+    # 7 days (168 h): 0.02 * 168 = 3.36, 0.05 * 168 / 6 = 1.4 and
+    # 0.1 * 7 / 3 = 7/30.
     assert factors(7) == [Fraction("3.36"), Fraction("1.4"),
                           Fraction(7, 30)]
+    # The workbook's other ticket tier, 10% in 1 d: 0.1 * 30 / 1 = 3x.
+    one_day = AlertTier("ticket", Fraction(1, 10), DAY)
+    assert burn_rate(one_day, SLO, 30 * DAY).factor == 3
 
 
 def test_thresholds_are_exact_where_floats_are_not() -> None:
     assert (1 - 0.999) * 14.4 != 0.0144  # 0.01440000000000001
     fast = burn_rate(DEFAULT_TIERS[0], SLO, 30 * DAY)
-    assert decimal_text(fast.threshold) == "0.0144"
+    assert decimal_text(fast.threshold) == "0.0144"  # 0.001 * 14.4
     ticket = burn_rate(DEFAULT_TIERS[2], SLO, 28 * DAY)
+    # 0.001 * 14/15 = 0.000933..., rounded to 15 significant digits.
     assert decimal_text(ticket.threshold) == "0.000933333333333333"
 
 
 def test_detection_at_total_outage_matches_the_workbook() -> None:
-    # (1 - SLO) / error_ratio * window * burn rate, at error_ratio = 1.
-    page_fast, page_slow, ticket = burn_rate_table(SLO, 30 * DAY).rates
-    assert page_fast.detection == Fraction("51.84")  # seconds: ~52 s
-    assert page_slow.detection == Fraction("129.6")  # 2.16 min
-    assert ticket.detection == (1 - SLO) / 1 * 3 * DAY * 1
+    # At 100% errors the alert fires after (1 - SLO) / error_ratio *
+    # window * burn rate: 0.001 * 3600 s * 14.4 = 51.84 s (the
+    # workbook's ~52 s), 0.001 * 21600 s * 6 = 129.6 s (2.16 min) and
+    # 0.001 * 259200 s * 1 = 259.2 s (4.32 min).
+    assert detections(30) == [Fraction("51.84"), Fraction("129.6"),
+                              Fraction("259.2")]
+    # Over 28 days: 0.001 * 3600 s * 13.44 = 48.384 s, 0.001 * 21600 s
+    # * 5.6 = 120.96 s and 0.001 * 259200 s * 14/15 = 241.92 s.
+    assert detections(28) == [Fraction("48.384"), Fraction("120.96"),
+                              Fraction("241.92")]
 
 
 def test_alert_resets_with_its_short_window_not_its_long_one() -> None:
-    fast = burn_rate(DEFAULT_TIERS[0], SLO, 30 * DAY)
-    assert fast.reset == (1 - Fraction("0.0144")) * 300  # 4.93 min
-    assert fast.long_reset == (1 - Fraction("0.0144")) * 3_600
+    # A window full of errors falls below the threshold after (1 -
+    # threshold) of it once the errors stop. 1h/5m at 30 days: (1 -
+    # 0.0144) * 300 s = 295.68 s (4.93 min) for the short window, and
+    # 0.9856 * 3600 s = 3548.16 s for the long one.
+    fast, slow, ticket = burn_rate_table(SLO, 30 * DAY).rates
+    assert fast.reset == Fraction("295.68")
+    assert fast.long_reset == Fraction("3548.16")
     assert fast.reset < fast.long_reset / 10
+    # 6h/30m: (1 - 0.006) * 1800 s = 1789.2 s; 3d/6h: (1 - 0.001) *
+    # 21600 s = 21578.4 s (5.994 h).
+    assert (slow.reset, ticket.reset) == (Fraction("1789.2"),
+                                          Fraction("21578.4"))
+    # 1h/5m at 28 days, threshold 0.01344: 0.98656 * 300 s = 295.968 s.
+    assert burn_rate(DEFAULT_TIERS[0], SLO, 28 * DAY).reset == Fraction(
+        "295.968")
 
 
 def test_a_factor_below_one_is_a_warning() -> None:

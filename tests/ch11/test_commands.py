@@ -20,8 +20,9 @@ def test_delegated_commands_print_their_own_help(
 def test_top_level_help_lists_every_command(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as done:
         main(["--help"])
+    assert done.value.code == 0
     out = capsys.readouterr().out
     for command in ("burn-rates", "rules", "report", "scenario"):
         assert command in out

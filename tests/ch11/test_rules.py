@@ -64,8 +64,9 @@ def test_ratios_are_recorded_for_every_window_a_tier_reads() -> None:
 def test_without_a_minimum_rate_any_traffic_is_judged() -> None:
     (group,) = groups_of(TEST_SPEC.replace("    min_request_rate: 0.5\n",
                                            ""))
-    assert all(r["expr"].endswith(") > 0)\n")
-               for r in group["rules"] if "record" in r)
+    records = [r for r in group["rules"] if "record" in r]
+    assert len(records) == 5  # 5m, 30m, 1h, 6h and 3d
+    assert all(r["expr"].endswith(") > 0)\n") for r in records)
 
 
 def test_page_alert_ors_its_tiers_with_exact_thresholds() -> None:
@@ -96,7 +97,9 @@ def test_page_alert_ors_its_tiers_with_exact_thresholds() -> None:
 def test_alerts_without_annotations_have_none() -> None:
     (group,) = groups_of(TEST_SPEC.replace(
         '        annotations: {summary: "Requests are failing."}\n', ""))
-    assert all("annotations" not in r for r in group["rules"])
+    (page,) = [r for r in group["rules"] if "alert" in r]
+    assert "annotations" not in page
+    assert len(group["rules"]) == 6  # five recordings and the page
     assert all("for" not in r for r in group["rules"])
 
 
@@ -104,7 +107,10 @@ def test_slos_with_every_alert_disabled_get_only_recordings() -> None:
     text = TEST_SPEC.replace("page_alert:\n", "page_alert:\n"
                              "        disable: true\n")
     (group,) = groups_of(text)
-    assert all("record" in r for r in group["rules"])
+    # Only the alerts go: every ratio is still recorded.
+    assert [r.get("record") for r in group["rules"]] == [
+        f"slo:sli_error:ratio_rate{w}" for w in ("5m", "30m", "1h", "6h",
+                                                  "3d")]
 
 
 def test_the_rules_file_names_its_source_and_reads_back() -> None:
