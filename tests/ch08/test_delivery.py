@@ -272,9 +272,7 @@ def test_the_cli_delivers_on_the_v2_stream(
     ledger.ingest(some_usage(now, ("acme",), minutes=1),
                   now_ms=int(now * 1000))
     with running_stripe_server(StripeState(api_key=KEY)) as server:
-        for name in ("STRIPE_API_BASE", "STRIPE_METER_EVENTS_API_BASE"):
-            monkeypatch.setenv(name, server.url)
-        monkeypatch.setenv("STRIPE_API_KEY", KEY)
+        point_at(server.url, monkeypatch)
         code = main(["deliver", "--once", "--v2", "--settle-s", "0",
                      "--database-url", str(ledger.engine.url)])
         totals = server.state.totals()
@@ -309,14 +307,9 @@ def test_the_cli_flags_set_the_sdk_timeout_and_retries(
     """The flags win over the environment, and reach the SDK: with no
     retries of its own, one 500 leaves one row to the worker's retry;
     with a timeout of 0.3 s, a request held 5 s is given up."""
-    now = datetime.now(UTC).timestamp()
-    ledger.ingest(some_usage(now, ("acme",), minutes=1),
-                  now_ms=int(now * 1000))
-    url = str(ledger.engine.url)
+    url = one_minute_of_usage(ledger)
     with running_stripe_server(StripeState(api_key=KEY)) as server:
-        for name in ("STRIPE_API_BASE", "STRIPE_METER_EVENTS_API_BASE"):
-            monkeypatch.setenv(name, server.url)
-        monkeypatch.setenv("STRIPE_API_KEY", KEY)
+        point_at(server.url, monkeypatch)
         monkeypatch.setenv("STRIPE_MAX_RETRIES", "3")
         monkeypatch.setenv("STRIPE_TIMEOUT_S", "30")
         server.state.inject("500")
@@ -336,6 +329,21 @@ def test_the_cli_flags_set_the_sdk_timeout_and_retries(
     assert took_s < 4  # the 5 s hold was not waited out
 
 
+def point_at(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI's Stripe: the test server, with the key it expects."""
+    for name in ("STRIPE_API_BASE", "STRIPE_METER_EVENTS_API_BASE"):
+        monkeypatch.setenv(name, url)
+    monkeypatch.setenv("STRIPE_API_KEY", KEY)
+
+
+def one_minute_of_usage(ledger: Ledger) -> str:
+    """A minute of acme's usage, just now; the ledger's URL."""
+    now = datetime.now(UTC).timestamp()
+    ledger.ingest(some_usage(now, ("acme",), minutes=1),
+                  now_ms=int(now * 1000))
+    return str(ledger.engine.url)
+
+
 def deliver_args(url: str, *flags: str) -> list[str]:
     return ["deliver", "--settle-s", "0", "--database-url", url,
             "--stripe-max-retries", "0", *flags]
@@ -345,14 +353,9 @@ def deliver_args(url: str, *flags: str) -> list[str]:
 def test_drain_waits_out_the_retries_then_exits_0(
         ledger: Ledger, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
-    now = datetime.now(UTC).timestamp()
-    ledger.ingest(some_usage(now, ("acme",), minutes=1),
-                  now_ms=int(now * 1000))
-    url = str(ledger.engine.url)
+    url = one_minute_of_usage(ledger)
     with running_stripe_server(StripeState(api_key=KEY)) as server:
-        for name in ("STRIPE_API_BASE", "STRIPE_METER_EVENTS_API_BASE"):
-            monkeypatch.setenv(name, server.url)
-        monkeypatch.setenv("STRIPE_API_KEY", KEY)
+        point_at(server.url, monkeypatch)
         server.state.inject("500")
         once = main(deliver_args(url, "--once"))
         left_by_once = undelivered(ledger.engine)
@@ -371,14 +374,9 @@ def test_drain_waits_out_the_retries_then_exits_0(
 def test_drain_exits_1_when_rows_are_left_at_its_timeout(
         ledger: Ledger, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
-    now = datetime.now(UTC).timestamp()
-    ledger.ingest(some_usage(now, ("acme",), minutes=1),
-                  now_ms=int(now * 1000))
-    url = str(ledger.engine.url)
+    url = one_minute_of_usage(ledger)
     with running_stripe_server(StripeState(api_key=KEY)) as server:
-        for name in ("STRIPE_API_BASE", "STRIPE_METER_EVENTS_API_BASE"):
-            monkeypatch.setenv(name, server.url)
-        monkeypatch.setenv("STRIPE_API_KEY", KEY)
+        point_at(server.url, monkeypatch)
         server.state.fail_for(3_600, "500")
         code = main(deliver_args(url, "--drain", "--drain-timeout-s",
                                  "1.5"))
