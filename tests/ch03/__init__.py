@@ -1,0 +1,1 @@
+"""Tests of chapter 3: GPU optimization and cold starts."""
