@@ -1,1 +1,1 @@
-"""Chapter 3: the device model, batching, memory and cold starts."""
+"""Tests of chapter 3: GPU optimization and cold starts."""
