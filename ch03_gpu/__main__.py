@@ -12,11 +12,13 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from ch03_gpu import size_lab
 from ch03_gpu.memory_lab import main_memory
 
 Command = Callable[[Sequence[str]], int]
 COMMANDS: dict[str, tuple[Command, str]] = {
     "memory": (main_memory, "paged versus contiguous KV cache memory"),
+    "size": (size_lab.main, "accelerators that serve a load, and cost"),
 }
 
 

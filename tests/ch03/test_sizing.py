@@ -1,0 +1,134 @@
+"""Right-sizing: streams per device from the cost model, accelerators
+scaled from the measured one, and a plain answer when nothing fits."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from ch03_gpu.device import CostModel
+from ch03_gpu.profiles import PROFILE
+from ch03_gpu.size_lab import main
+from ch03_gpu.sizing import (
+    CATALOGUE_FILE,
+    CatalogueError,
+    Load,
+    batch_window_s,
+    load_catalogue,
+    size,
+    streams_per_device,
+)
+
+CATALOGUE = load_catalogue()
+
+
+def slowest_answer_s(cost: CostModel, streams: float,
+                     max_busy: float) -> float:
+    """Wait one window, then run the batch of what came in it."""
+    window = batch_window_s(cost, streams, max_busy)
+    batch = cost.latency_s(streams * window)
+    assert batch <= max_busy * window + 1e-12  # the device keeps up
+    return window + batch
+
+
+@pytest.mark.parametrize("profile", ["eager", "tuned"])
+def test_the_most_streams_just_meet_the_budget(profile: str) -> None:
+    cost = PROFILE.cost(profile)
+    most = streams_per_device(cost, 0.3, 0.8)
+    # eager: ((0.3 - 0.02) 0.8 - 0.02) / (0.3 x 0.00005) = 13,600;
+    # tuned: ((0.3 - 0.002) 0.8 - 0.002) / (0.3 x 0.00005) = 15,760.
+    assert most == pytest.approx({"eager": 13_600, "tuned": 15_760}[profile])
+    assert slowest_answer_s(cost, most, 0.8) == pytest.approx(0.3)
+    assert slowest_answer_s(cost, most * 1.01, 0.8) > 0.3
+    assert slowest_answer_s(cost, most * 0.5, 0.8) < 0.3
+
+
+def test_launches_longer_than_the_budget_leave_no_streams() -> None:
+    assert streams_per_device(CostModel(20.0, 0.05), 0.02, 0.8) == 0
+    assert streams_per_device(CostModel(0.0, 0.0), 0.3) == math.inf
+
+
+def test_other_accelerators_scale_compute_not_launches() -> None:
+    load = Load(streams=1_000, budget_s=0.3)
+    by_name = {f.offer.name: f for f in size(PROFILE, "tuned", CATALOGUE,
+                                             "bf16", load)}
+    t4 = by_name["T4"].cost
+    assert t4.fixed_ms == 2.0
+    assert t4.per_audio_s_ms == pytest.approx(0.05 * 989 / 65)
+    assert by_name["H200"].cost == PROFILE.cost("tuned")
+
+
+def test_a_large_load_is_spread_over_devices_cheapest_first() -> None:
+    load = Load(streams=50_000, budget_s=0.3)
+    fits = size(PROFILE, "eager", CATALOGUE, "bf16", load)
+    prices = [f.on_demand_per_hour for f in fits]
+    assert prices == sorted(prices)
+    for f in fits:
+        assert f.devices * f.per_device >= 50_000
+        assert f.per_device <= streams_per_device(f.cost, 0.3, 0.8)
+        assert f.spot_per_hour < f.on_demand_per_hour
+
+
+def test_fp8_is_a_cost_lever_where_the_hardware_has_it() -> None:
+    load = Load(streams=50_000, budget_s=0.3)
+    bf16 = size(PROFILE, "eager", CATALOGUE, "bf16", load)
+    fp8 = size(PROFILE, "eager", CATALOGUE, "fp8", load)
+    assert {f.offer.name for f in fp8} == {"L4", "L40S", "H100", "H200"}
+    assert fp8[0].on_demand_per_hour < bf16[0].on_demand_per_hour / 1.5
+
+
+def test_memory_bounds_streams_when_state_is_large() -> None:
+    heavy = PROFILE.model_copy(update={"model": PROFILE.model.model_copy(
+        update={"state_bytes_per_stream": 1024**3})})  # 1 GiB a stream
+    fits = size(heavy, "tuned", CATALOGUE, "bf16",
+                Load(streams=1_000, budget_s=0.3))
+    t4 = next(f for f in fits if f.offer.name == "T4")
+    assert t4.per_device == 15  # 16 GiB less 0.2 GB of weights
+
+
+def test_an_impossible_budget_gets_a_plain_answer(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["--streams", "10", "--p95-ms", "15", "--profile",
+                 "eager"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "no accelerator meets it" in out
+    assert "launch alone takes 20 ms" in out
+
+
+def test_the_table_and_the_levers_are_printed(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--streams", "20000"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[1].split()[:3] == [
+        "accelerator", "instance", "streams/GPU"]
+    assert "fp8   L40S x2: $3.72/h" in out
+    assert "fp4   none of these accelerators computes in it" in out
+
+
+@pytest.mark.parametrize("flags", [["--streams", "0"],
+                                   ["--streams", "5", "--p95-ms", "-1"],
+                                   ["--streams", "5", "--precision", "fp2"]])
+def test_bad_flags_exit_2(flags: list[str]) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main(flags)
+    assert stopped.value.code == 2
+
+
+@pytest.mark.parametrize(("edit", "problem"), [
+    (("on_demand_per_hour = 0.526", "on_demand_per_hour = -1"),
+     "greater than 0"),
+    (('reference = "H200"', 'reference = "B200"'),
+     "no accelerator named 'B200'"),
+    (("spot_discount = 0.6", "spot_discount = 1.5"), "less than 1"),
+])
+def test_a_bad_catalogue_is_refused(tmp_path: Path, edit: tuple[str, str],
+                                    problem: str) -> None:
+    text = CATALOGUE_FILE.read_text()
+    assert edit[0] in text
+    bad = tmp_path / "catalogue.toml"
+    bad.write_text(text.replace(edit[0], edit[1], 1))
+    with pytest.raises(CatalogueError, match=problem):
+        load_catalogue(bad)
