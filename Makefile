@@ -53,6 +53,7 @@ check: $(STAMP)
 	$(PY) -m mypy .
 	$(PY) -m tools.layers
 	$(PY) -m tools.snippets check
+	$(PY) -m tools.readme_figures --check
 
 snippets: $(STAMP)
 	$(PY) -m tools.snippets extract

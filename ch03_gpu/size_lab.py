@@ -78,17 +78,17 @@ def cheapest_by_precision(profile: DeviceProfile, cost_profile: str,
         computes = any(precision in offer.tflops
                        for offer in catalogue.accelerators)
         if not computes:
-            lines.append(f"  {precision:<5} none of these accelerators"
+            lines.append(f"  {precision:<6} none of these accelerators"
                          " computes in it")
         elif fits:
             best = fits[0]
             lines.append(
-                f"  {precision:<5} {best.offer.name} x{best.devices}:"
+                f"  {precision:<6} {best.offer.name} x{best.devices}:"
                 f" ${best.on_demand_per_hour:,.2f}/h,"
                 f" ${best.on_demand_per_hour / load.streams:.5f}"
                 " per audio hour")
         else:
-            lines.append(f"  {precision:<5} none meets the budget")
+            lines.append(f"  {precision:<6} none meets the budget")
     return lines
 
 

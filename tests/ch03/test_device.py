@@ -174,7 +174,7 @@ def test_precision_shrinks_weights_and_compute_not_launches() -> None:
     assert fp8.per_audio_s_ms == bf16.per_audio_s_ms / 2
     assert PROFILE.weights_bytes("fp8") == PROFILE.weights_bytes() / 2
     # NVFP4 keeps one fp8 scale per 16 values: 4.5 bits, not 4.
-    assert PROFILE.weights_bytes("fp4") == pytest.approx(
+    assert PROFILE.weights_bytes("nvfp4") == pytest.approx(
         PROFILE.model.parameters * 4.5 / 8)
 
 

@@ -104,8 +104,8 @@ def test_the_table_and_the_levers_are_printed(
     out = capsys.readouterr().out
     assert out.splitlines()[1].split()[:3] == [
         "accelerator", "instance", "streams/GPU"]
-    assert "fp8   L40S x2: $3.72/h" in out
-    assert "fp4   none of these accelerators computes in it" in out
+    assert "fp8    L40S x2: $3.72/h" in out
+    assert "nvfp4  none of these accelerators computes in it" in out
 
 
 @pytest.mark.parametrize("flags", [["--streams", "0"],
