@@ -1,11 +1,18 @@
-"""Benchmark of chapter 3: the paged state allocator.
+"""Benchmark of chapter 3: batching policies and the paged allocator.
 
-Memory: one ShareGPT-like trace replayed through contiguous max-length
-preallocation, exact-size contiguous allocation and paged blocks, in
-the memory an H200 leaves for Llama-3.1-8B's KV cache; waste in % and
-sequences running at once, in bf16, fp8 and NVFP4 (with its scales).
-Speed: single-token appends per second, the allocator's hot path, in
-pure Python. Each section is a function; `run()` merges their figures.
+Batching: the batching lab's full run in virtual time (2,000 requests a
+run, Poisson and bursty arrivals): continuous against static batching on
+an LLM's decode, and dynamic batching against a batch of one on the
+streaming encoder, each as the ratio of the highest throughput the two
+sustain with p95 within the bound (300 ms encoder, 10 s decode) and as
+the ratio of capacities; then each policy's sustained throughput and its
+p95 there. Memory: one ShareGPT-like trace replayed through contiguous
+max-length preallocation, exact-size contiguous allocation and paged
+blocks, in the memory an H200 leaves for Llama-3.1-8B's KV cache; waste
+in % and sequences running at once, in bf16, fp8 and NVFP4 (with its
+scales). Speed: single-token appends per second, the allocator's hot
+path, in pure Python. Each section is a function; `run()` merges their
+figures.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import math
 import time
 from collections.abc import Callable
 
+from ch03_gpu.batching_lab import FULL, batching_figures
 from ch03_gpu.memory_lab import DEFAULT_SETUP, LabSetup, gain, run_precision
 from ch03_gpu.paged_allocator import PagedAllocator
 from ch03_gpu.state_footprint import BF16, FP8, NVFP4, reduction_pct
@@ -71,7 +79,12 @@ def allocator_figures(appends: int = 2_000_000) -> Figures:
     return {"allocator_appends_per_s": round(best)}
 
 
+def batching_section() -> Figures:
+    return batching_figures(FULL)
+
+
 SECTIONS: tuple[Callable[[], Figures], ...] = (
+    batching_section,
     allocator_figures,
     memory_figures,
 )

@@ -1,9 +1,10 @@
 """`python -m ch03_gpu COMMAND`: the chapter's labs.
 
 Chapter 3. Each command is a lab of its own, with its own flags:
-`memory` compares paged and contiguous KV cache allocation on one
-request trace, per state precision. Bad flags stop with exit status 2
-and a message naming the flag.
+`batching` compares batching policies under load, `memory` paged and
+contiguous KV cache allocation on one request trace, `size` the
+accelerators that serve a load within a latency budget. Bad flags stop
+with exit status 2 and a message naming the flag.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from ch03_gpu import size_lab
+from ch03_gpu import batching_cli, size_lab
 from ch03_gpu.memory_lab import main_memory
 
 Command = Callable[[Sequence[str]], int]
 COMMANDS: dict[str, tuple[Command, str]] = {
+    "batching": (batching_cli.main, "static, dynamic and continuous"
+                 " batching under load"),
     "memory": (main_memory, "paged versus contiguous KV cache memory"),
     "size": (size_lab.main, "accelerators that serve a load, and cost"),
 }

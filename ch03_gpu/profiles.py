@@ -2,10 +2,11 @@
 
 Chapter 3, "Measuring GPU utilization". Every number the device model
 uses (what a batch costs, how much memory the device has and the model
-takes, what each number format saves) lives in `profiles.toml`, with
-its source, so a reader with a GPU can measure their own model and drop
-the figures in. A file with a missing or negative figure is refused
-with the field's name, never half-loaded.
+takes, what each number format saves, what an LLM's decode step costs)
+lives in `profiles.toml`, with its source, so a reader with a GPU can
+measure their own model and drop the figures in. A file with a
+missing or negative figure is refused with the field's name, never
+half-loaded.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ch03_gpu.device import Accelerator, CostModel
+from ch03_gpu.llm_decode import DecodeCostModel
 from ch03_gpu.memory import MIB, DeviceMemory
 
 PROFILE_FILE = Path(__file__).with_name("profiles.toml")
@@ -51,6 +53,13 @@ class CostSpec(Strict):
     per_audio_s_ms: NonNegative
 
 
+class DecodeCostSpec(Strict):
+    description: str = ""
+    step_fixed_ms: NonNegative
+    per_sequence_ms: NonNegative
+    source: str
+
+
 class PrecisionSpec(Strict):
     bytes_per_value: Positive
     speedup: Positive
@@ -64,6 +73,7 @@ class DeviceProfile(Strict):
     model: ModelSpec
     profiles: dict[str, CostSpec] = Field(min_length=1)
     precisions: dict[str, PrecisionSpec] = Field(min_length=1)
+    decode_profiles: dict[str, DecodeCostSpec] = Field(default_factory=dict)
 
     def cost(self, profile: str, precision: str = "bf16") -> CostModel:
         """A profile's cost model in a number format: only the compute
@@ -71,6 +81,11 @@ class DeviceProfile(Strict):
         spec = self.profiles[profile]
         speedup = self.precisions[precision].speedup
         return CostModel(spec.fixed_ms, spec.per_audio_s_ms / speedup)
+
+    def decode_cost(self, profile: str) -> DecodeCostModel:
+        """What one step of an LLM's decode costs on this device."""
+        spec = self.decode_profiles[profile]
+        return DecodeCostModel(spec.step_fixed_ms, spec.per_sequence_ms)
 
     def weights_bytes(self, precision: str = "bf16") -> float:
         per_value = self.precisions[precision].bytes_per_value
