@@ -164,6 +164,8 @@ def test_cli_refuses_bad_flags(capsys: pytest.CaptureFixture[str]) -> None:
 def test_dispatcher_names_its_labs(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    assert ch03_main([]) == 2
-    assert ch03_main(["nonesuch"]) == 2
-    assert "batching" in capsys.readouterr().err
+    for words in ([], ["nonesuch"]):
+        with pytest.raises(SystemExit) as stopped:
+            ch03_main(words)
+        assert stopped.value.code == 2
+        assert "{batching,memory,size}" in capsys.readouterr().err
