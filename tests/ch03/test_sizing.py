@@ -3,12 +3,15 @@ scaled from the measured one, and a plain answer when nothing fits."""
 
 from __future__ import annotations
 
+import asyncio
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from ch03_gpu.device import CostModel
+from ch03_gpu.device import Accelerator, CostModel
+from ch03_gpu.dynamic_batcher import DynamicBatcher
 from ch03_gpu.profiles import PROFILE
 from ch03_gpu.size_lab import main
 from ch03_gpu.sizing import (
@@ -20,8 +23,11 @@ from ch03_gpu.sizing import (
     size,
     streams_per_device,
 )
+from ch03_gpu.virtual_time import run_in_virtual_time
 
 CATALOGUE = load_catalogue()
+CHUNK_S = 0.32  # the calibration's shortest chunk
+CHUNKS = 30  # per stream: 9.6 s of audio
 
 
 def slowest_answer_s(cost: CostModel, streams: float,
@@ -132,3 +138,56 @@ def test_a_bad_catalogue_is_refused(tmp_path: Path, edit: tuple[str, str],
     bad.write_text(text.replace(edit[0], edit[1], 1))
     with pytest.raises(CatalogueError, match=problem):
         load_catalogue(bad)
+
+
+
+def slowest_simulated_answer_s(cost: CostModel, streams: int,
+                               window_s: float) -> tuple[float, int]:
+    """`streams` streams, each sending a chunk of audio every chunk's
+    length at its own phase, through chapter 3's dynamic batcher onto
+    the device, for 10 s of virtual time: the slowest answer, and how
+    many answers came."""
+    latencies: list[float] = []
+
+    async def serve() -> None:
+        loop = asyncio.get_running_loop()
+        device = Accelerator(cost, clock=loop.time)
+
+        async def run_batch(chunks: list[float]) -> list[float]:
+            await device.run(sum(chunks))
+            return chunks
+
+        def answered(sent: float) -> Callable[[object], None]:
+            return lambda _: latencies.append(loop.time() - sent)
+
+        async def stream(phase_s: float,
+                         batcher: DynamicBatcher[float, float]) -> None:
+            await asyncio.sleep(phase_s)
+            for _ in range(CHUNKS):
+                answer = batcher.submit(CHUNK_S)
+                answer.add_done_callback(answered(loop.time()))
+                await asyncio.sleep(CHUNK_S)
+
+        async with DynamicBatcher(run_batch, max_batch_size=100_000,
+                                  max_wait_s=window_s,
+                                  max_queue=100_000) as batcher:
+            await asyncio.gather(*(stream(CHUNK_S * i / streams, batcher)
+                                   for i in range(streams)))
+    run_in_virtual_time(serve())
+    return max(latencies), len(latencies)
+
+
+def test_the_dynamic_batcher_meets_the_budget_at_the_sized_load(
+) -> None:
+    """The sizing's closed form, checked on the batcher and device of
+    this chapter: at the streams it allows, with its window, no answer
+    takes longer than the budget, and the slowest comes close to it;
+    30% more streams break it."""
+    cost = CostModel(fixed_ms=20.0, per_audio_s_ms=2.0)
+    streams = math.floor(streams_per_device(cost, 0.3, 0.8))  # 340
+    window = batch_window_s(cost, streams, 0.8)
+    slowest, answers = slowest_simulated_answer_s(cost, streams, window)
+    assert answers == streams * CHUNKS
+    assert 0.28 < slowest <= 0.3 + 1e-9
+    over, _ = slowest_simulated_answer_s(cost, streams * 13 // 10, window)
+    assert over > 0.3
