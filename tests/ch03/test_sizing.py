@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -153,7 +153,7 @@ def slowest_simulated_answer_s(cost: CostModel, streams: int,
         loop = asyncio.get_running_loop()
         device = Accelerator(cost, clock=loop.time)
 
-        async def run_batch(chunks: list[float]) -> list[float]:
+        async def run_batch(chunks: Sequence[float]) -> Sequence[float]:
             await device.run(sum(chunks))
             return chunks
 
@@ -168,9 +168,10 @@ def slowest_simulated_answer_s(cost: CostModel, streams: int,
                 answer.add_done_callback(answered(loop.time()))
                 await asyncio.sleep(CHUNK_S)
 
-        async with DynamicBatcher(run_batch, max_batch_size=100_000,
-                                  max_wait_s=window_s,
-                                  max_queue=100_000) as batcher:
+        batcher: DynamicBatcher[float, float] = DynamicBatcher(
+            run_batch, max_batch_size=100_000, max_wait_s=window_s,
+            max_queue=100_000)
+        async with batcher:
             await asyncio.gather(*(stream(CHUNK_S * i / streams, batcher)
                                    for i in range(streams)))
     run_in_virtual_time(serve())
