@@ -25,15 +25,18 @@ from ch03_gpu.placements import (
 )
 from ch03_gpu.request_trace import SHAREGPT_LIKE, LengthModel, generate_trace
 from ch03_gpu.state_footprint import (
+    BF16,
     FP8,
     GB,
     H200_LLAMA_3_1_8B,
     LLAMA_3_1_8B,
+    LLAMA_3_1_8B_QUERY_HEADS,
     NVFP4,
     PRECISIONS,
     MemoryBudget,
     ModelShape,
     StatePrecision,
+    attention_variants,
     bytes_per_token,
     reduction_pct,
 )
@@ -192,4 +195,18 @@ def main_memory(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(format_table(runs, setup))
+    print()
+    print(attention_table(setup.budget))
     return 0
+
+
+def attention_table(budget: MemoryBudget) -> str:
+    """State per token, and tokens that fit, for MHA, GQA and MQA."""
+    lines = [f"Attention heads and state ({LLAMA_3_1_8B.name}'s shape,"
+             " bf16):", "  variant  KV heads  KiB/token  tokens that fit"]
+    variants = attention_variants(LLAMA_3_1_8B, LLAMA_3_1_8B_QUERY_HEADS)
+    for name, shape in variants.items():
+        per_token = bytes_per_token(shape, BF16) / 1024
+        lines.append(f"  {name:<7}  {shape.kv_heads:>8}  {per_token:>9.0f}"
+                     f"  {budget.tokens(shape, BF16):>15,}")
+    return "\n".join(lines)

@@ -10,7 +10,7 @@ one FP8 scale per 16 of them, so it costs 4.5 bits per value, not 4.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 GB = 10**9
 
@@ -31,6 +31,18 @@ class ModelShape:
         return 2 * self.layers * self.kv_heads * self.head_dim
 
 
+def attention_variants(shape: ModelShape, query_heads: int
+                       ) -> dict[str, ModelShape]:
+    """The same model with one KV head per query head (multi-head), its
+    own grouping (grouped-query) and one KV head shared by all
+    (multi-query): the state per token scales with the KV heads."""
+    return {
+        "MHA": replace(shape, kv_heads=query_heads),
+        "GQA": shape,
+        "MQA": replace(shape, kv_heads=1),
+    }
+
+
 # meta-llama/Llama-3.1-8B config.json on Hugging Face:
 # num_hidden_layers 32, num_key_value_heads 8, hidden_size 4096 over
 # num_attention_heads 32 (head dim 128); 8.03B parameters (model card).
@@ -38,6 +50,7 @@ LLAMA_3_1_8B = ModelShape(
     name="Llama-3.1-8B", layers=32, kv_heads=8, head_dim=128,
     parameters=8.03e9,
 )
+LLAMA_3_1_8B_QUERY_HEADS = 32
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,12 @@ import pytest
 
 from bench.ch03_gpu import allocator_figures, memory_figures
 from ch03_gpu.__main__ import main
-from ch03_gpu.memory_lab import LabSetup, gain, run_precision
+from ch03_gpu.memory_lab import (
+    LabSetup,
+    attention_table,
+    gain,
+    run_precision,
+)
 from ch03_gpu.memory_replay import ReplayResult
 from ch03_gpu.request_trace import LengthModel
 from ch03_gpu.state_footprint import (
@@ -19,6 +24,7 @@ from ch03_gpu.state_footprint import (
     H200_LLAMA_3_1_8B,
     LLAMA_3_1_8B,
     NVFP4,
+    attention_variants,
     bytes_per_token,
     reduction_pct,
 )
@@ -113,3 +119,20 @@ def test_benchmark_sections_return_named_figures() -> None:
     )
     assert figures["nvfp4_vs_fp8_memory_reduction_pct"] == 43.75
     assert figures["paged_vs_contiguous_max_sequences"] > 1
+
+
+def test_kv_heads_set_the_state_per_token() -> None:
+    """Llama-3.1-8B: 32 layers, head dim 128, 32 query heads. A key and
+    a value per layer and KV head in bf16: 2 x 32 x 128 x 2 bytes =
+    16 KiB per KV head, so 512 KiB for MHA, 128 for its 8-head GQA,
+    16 for MQA."""
+    variants = attention_variants(LLAMA_3_1_8B, 32)
+    kib = {name: bytes_per_token(shape, BF16) / 1024
+           for name, shape in variants.items()}
+    assert kib == {"MHA": 512, "GQA": 128, "MQA": 16}
+    table = attention_table(H200_LLAMA_3_1_8B).splitlines()
+    assert table[2].split()[:3] == ["MHA", "32", "512"]
+    assert table[3].split()[:3] == ["GQA", "8", "128"]
+    tokens = [int(line.split()[-1].replace(",", "")) for line in table[2:]]
+    assert tokens[1] == H200_LLAMA_3_1_8B.tokens(LLAMA_3_1_8B, BF16)
+    assert tokens[0] * 4 <= tokens[1] <= tokens[0] * 4 + 3
