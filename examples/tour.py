@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from examples.catalogue import catalogue_table
 from examples.fixtures import load_manifest
+from examples.tour_ch03 import accelerator_lab
 from examples.tour_ch04 import streaming_service
 from examples.tour_ch08 import metering_and_billing
 from examples.tour_ch11 import slo_report
@@ -32,6 +33,8 @@ def sample_audio() -> None:
 
 STOPS: list[Stop] = [
     ("The sample audio every chapter streams", sample_audio),
+    ("Chapter 3: batching and right-sizing on a simulated accelerator",
+     accelerator_lab),
     ("Chapter 4: streaming speech recognition over WebSocket",
      streaming_service),
     ("Chapter 8: usage metering, invoices and Stripe delivery",
