@@ -52,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
           f" (medians of {runs}):\n")
     print(mitigation_table(study))
     print("\nThe same steps on a GPU server, as published:\n")
-    print(gpu_table(study.shipped))
+    print(gpu_table(study))
     path = draw_timeline(study, args.timeline)
     print(f"\ntimeline: {path}")
     return 0

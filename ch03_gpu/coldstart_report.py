@@ -10,6 +10,7 @@ taking over, on one time axis.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -110,19 +111,27 @@ def mitigation_table(study: Study) -> str:
         " of the time a cold start takes.")
 
 
-def gpu_table(runs: Sequence[Run]) -> str:
+def gpu_table(study: Study) -> str:
     """Each published step, our phases that do its job, and ours."""
-    by_name = {p.name: phase_median_s(runs, p) for p in ANATOMY}
+    ours_s = {p.name: phase_median_s(study.shipped, p) for p in ANATOMY}
+    ours_s["warm-pool takeover"] = median_s(
+        study.failovers, lambda r: r.total_s("lost"))
     blocks = []
     for step in GPU_STEPS:
-        ours = ", ".join(step.ours) or "-"
-        if step.ours:
-            ours += f": {ms(sum(by_name[n] for n in step.ours))} ms"
-        note = f" ({step.note})" if step.note else ""
-        blocks.append(f"{step.step}\n  here: {ours}{note}\n"
-                      f"  on a GPU: {step.figure}\n"
-                      f"  source: {step.source}")
+        here = (f"{', '.join(step.ours)}:"
+                f" {ms(sum(ours_s[n] for n in step.ours))} ms")
+        if step.note:
+            here += f" ({step.note})"
+        blocks += [step.step,
+                   *_indented(f"here: {here}"),
+                   *_indented(f"on a GPU: {step.figure}"),
+                   *_indented(f"source: {step.source}")]
     return "\n".join(blocks)
+
+
+def _indented(text: str) -> list[str]:
+    return textwrap.wrap(text, width=79, initial_indent="  ",
+                         subsequent_indent="    ")
 
 
 def draw_timeline(study: Study, path: Path) -> Path:
@@ -139,7 +148,7 @@ def draw_timeline(study: Study, path: Path) -> Path:
              ANATOMY),
             ("warm pool\nspare takes over", study.failovers, FAILOVER)]
     colours = plt.get_cmap("tab20")
-    fig, ax = plt.subplots(figsize=(11, 3.6))
+    fig, ax = plt.subplots(figsize=(11, 3.2))
     legend: dict[str, Rectangle] = {}
     for y, (label, runs, phases) in enumerate(reversed(rows)):
         start = 0.0

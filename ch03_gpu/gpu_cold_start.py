@@ -48,17 +48,17 @@ GPU_STEPS = (
             ("lexicon load", "device load"),
             "168 s for the weights of a 17.7 GB image",
             "AWS SageMaker, 2026-06",
-            "the device load is simulated (--load-s)"),
+            "the device load is a sleep of --load-s"),
     GpuStep("warm-up (kernel selection, graph capture)",
             ("device warm-up", "warm-up inference"),
             "inside the engine start above; not published apart",
             "Cloud Run GPU; BentoML, 2025-04",
-            "the device warm-up is simulated (--warmup-s)"),
+            "the device warm-up is a sleep of --warmup-s"),
     GpuStep("restore from a snapshot instead of starting",
-            (),
+            ("warm-pool takeover",),
             "GPU memory snapshots (CUDA checkpoint API): 3-12x faster"
             " starts, vLLM in 5 s; FlashBoot (Whisper): min 563 ms,"
             " P95 < 2.3 s, max 42 s",
             "Modal, 2025-07; RunPod FlashBoot",
-            "ours: a warm pool's forked spare takes over"),
+            "a forked spare takes over a lost worker's socket"),
 )

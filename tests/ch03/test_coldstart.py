@@ -95,7 +95,10 @@ def test_tables_and_timeline_are_made(tmp_path: Path) -> None:
     assert "spawn -> first result" in anatomy
     mitigations = mitigation_table(study)
     assert "2.7% of the time a cold start takes" in mitigations
-    assert "Modal, 2025-07" in gpu_table(study.shipped)
+    gpu = gpu_table(study)
+    assert "Modal, 2025-07" in gpu
+    assert "warm-pool takeover: 30 ms" in gpu
+    assert max(len(line) for line in gpu.splitlines()) <= 79
     drawn = draw_timeline(study, tmp_path / "timeline.png")
     assert drawn.read_bytes().startswith(b"\x89PNG")
 
