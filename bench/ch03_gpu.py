@@ -1,4 +1,4 @@
-"""Benchmark of chapter 3: batching policies and the paged allocator.
+"""Benchmark of chapter 3: batching, cold starts, the paged allocator.
 
 Batching: the batching lab's full run in virtual time (2,000 requests a
 run, Poisson and bursty arrivals): continuous against static batching on
@@ -6,13 +6,14 @@ an LLM's decode, and dynamic batching against a batch of one on the
 streaming encoder, each as the ratio of the highest throughput the two
 sustain with p95 within the bound (300 ms encoder, 10 s decode) and as
 the ratio of capacities; then each policy's sustained throughput and its
-p95 there. Memory: one ShareGPT-like trace replayed through contiguous
-max-length preallocation, exact-size contiguous allocation and paged
-blocks, in the memory an H200 leaves for Llama-3.1-8B's KV cache; waste
-in % and sequences running at once, in bf16, fp8 and NVFP4 (with its
-scales). Speed: single-token appends per second, the allocator's hot
-path, in pure Python. Each section is a function; `run()` merges their
-figures.
+p95 there. Cold starts: chapter 4's service started again and again,
+phase by phase, and what each mitigation saves. Memory: one ShareGPT-
+like trace replayed through contiguous max-length preallocation, exact-
+size contiguous allocation and paged blocks, in the memory an H200
+leaves for Llama-3.1-8B's KV cache; waste in % and sequences running at
+once, in bf16, fp8 and NVFP4 (with its scales). Speed: single-token
+appends per second, the allocator's hot path, in pure Python. Each
+section is a function; `run()` merges their figures.
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ import time
 from collections.abc import Callable
 
 from ch03_gpu.batching_lab import FULL, batching_figures
+from ch03_gpu.coldstart_study import figures, measure
 from ch03_gpu.memory_lab import DEFAULT_SETUP, LabSetup, gain, run_precision
 from ch03_gpu.paged_allocator import PagedAllocator
 from ch03_gpu.state_footprint import BF16, FP8, NVFP4, reduction_pct
 
 Figures = dict[str, float]
+COLD_START_RUNS = 5
 
 
 def memory_figures(setup: LabSetup = DEFAULT_SETUP) -> Figures:
@@ -83,8 +86,16 @@ def batching_section() -> Figures:
     return batching_figures(FULL)
 
 
+def cold_start_section() -> Figures:
+    """Chapter 4's service started again and again: spawn to first
+    result, each phase, and what each mitigation saves; the target is
+    a warm-pool spare's first result within a tenth of a cold one."""
+    return figures(measure(COLD_START_RUNS))
+
+
 SECTIONS: tuple[Callable[[], Figures], ...] = (
     batching_section,
+    cold_start_section,
     allocator_figures,
     memory_figures,
 )

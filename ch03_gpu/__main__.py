@@ -1,11 +1,11 @@
 """`python -m ch03_gpu COMMAND`: the chapter's labs.
 
 Chapter 3. Each command is a lab of its own, with its own flags:
-`batching` compares batching policies under load, `memory` paged and
-contiguous KV cache allocation on one request trace, `size` the
-accelerators that serve a load within a latency budget, `speculate`
-what speculative decoding buys. Bad flags stop
-with exit status 2 and a message naming the flag.
+`batching` compares batching policies under load, `coldstart` times a
+service's start phase by phase, `memory` paged and contiguous KV cache
+allocation on one request trace, `size` the accelerators that serve a
+load within a latency budget, `speculate` what speculative decoding
+buys. Bad flags stop with exit status 2 and a message naming the flag.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from ch03_gpu import batching_cli, size_lab, speculative_lab
+from ch03_gpu import batching_cli, coldstart, size_lab, speculative_lab
 from ch03_gpu.memory_lab import main_memory
 
 Command = Callable[[Sequence[str]], int]
@@ -22,6 +22,8 @@ COMMANDS: dict[str, tuple[Command, str]] = {
     "batching": (batching_cli.main, "static, dynamic and continuous"
                  " batching under load"),
     "memory": (main_memory, "paged versus contiguous KV cache memory"),
+    "coldstart": (coldstart.main, "cold-start anatomy of chapter 4's"
+                  " service, and its mitigations"),
     "size": (size_lab.main, "accelerators that serve a load, and cost"),
     "speculate": (speculative_lab.main, "speculative decoding, measured"),
 }

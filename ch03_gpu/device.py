@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from ch03_gpu.memory import DeviceMemory
+from ch03_gpu.phases import mark
 
 
 # --8<-- [start:cost_model]
@@ -104,10 +105,14 @@ class Accelerator:
 
     async def start(self) -> None:
         """Cold start: load weights, then warm up, then serve."""
+        if self.ready:
+            return  # restored warm: a warm pool's parent loaded it
         self.state = DeviceState.LOADING
         await self.sleep(self.load_s)
+        mark("device_loaded")
         self.state = DeviceState.WARMING
         await self.sleep(self.warmup_s)
+        mark("device_warm")
         self.state = DeviceState.READY
 
     @property

@@ -16,12 +16,17 @@ import asyncio
 import gc
 import logging
 import signal
+import socket
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
+from pathlib import Path
 
 from ch03_gpu.dcgm import DcgmMetrics
 from ch03_gpu.device import Accelerator
+from ch03_gpu.phases import mark
 from ch03_gpu.profiles import PROFILE
+from ch03_gpu.warm_pool import Handoff, WarmPool
 from ch04_streaming.audio import AudioDecoder
 from ch04_streaming.auth import ApiKeys, load_api_keys
 from ch04_streaming.backpressure import PendingAudioCap
@@ -100,13 +105,18 @@ def build_device(settings: Settings) -> Accelerator:
                                warmup_s=settings.warmup_s)
 
 
+def lexicon_cache(settings: Settings) -> Path | None:
+    return Path(settings.lexicon_cache) if settings.lexicon_cache else None
+
+
 def build_recognizer(settings: Settings, device: Accelerator
                      ) -> Recognizer:
     if settings.recognizer == "null":
         return NullRecognizer(device)
-    matching: Matching = MatcherProcess(settings.manifest)
+    cache = lexicon_cache(settings)
+    matching: Matching = MatcherProcess(settings.manifest, cache_dir=cache)
     if settings.matcher_runs_on == "loop":
-        matching = LocalMatching(load_lexicon(settings.manifest))
+        matching = LocalMatching(load_lexicon(settings.manifest, cache))
     return MockRecognizer(
         matching=matching,
         device=device,
@@ -116,20 +126,23 @@ def build_recognizer(settings: Settings, device: Accelerator
             deletion=settings.deletion_rate,
             insertion=settings.insertion_rate,
         ),
+        warmup_decodes=settings.warmup_decodes,
     )
 
 
 def build_server(settings: Settings, keys: ApiKeys | None = None,
                  hooks: StreamHooks | None = None,
-                 scheduler: DecodeScheduler | None = None) -> Built:
+                 scheduler: DecodeScheduler | None = None,
+                 device: Accelerator | None = None) -> Built:
     """The chapter 4 server. Later chapters pass `hooks` to follow
     every stream (metering, quotas) and may pass their own `scheduler`
-    (a cross-stream batcher) without this chapter knowing them.
+    (a cross-stream batcher) without this chapter knowing them; chapter
+    3's warm pool passes a `device` its parent has loaded.
     """
     dev_key = None
     if keys is None:
         keys, dev_key = load_api_keys(settings.env)
-    device = build_device(settings)
+    device = device or build_device(settings)
     recognizer = build_recognizer(settings, device)
     defaults = StreamDefaults(
         vad=VadConfig(
@@ -156,7 +169,83 @@ def build_server(settings: Settings, keys: ApiKeys | None = None,
     server = SpeechServer(dialects(settings), recognizer, new_session, keys,
                           defaults, limits, hooks or NoHooks())
     server.metrics.registry.register(DcgmMetrics(device))
+    mark("built")
     return Built(server, recognizer, dev_key)
+
+
+async def serve(settings: Settings, built: Built | None = None,
+                listener: socket.socket | None = None) -> int:
+    """Listen (on `listener` if given), print where, serve until
+    signalled: `python -m ch04_streaming`, and each warm-pool worker."""
+    built = built or build_server(settings)
+    server = built.server
+    await server.start(settings.host, settings.port, sock=listener)
+    mark("listening")
+    url = f"http://{settings.host}:{server.port}"
+    log.info("event=listening url=%s profile=%s", url, settings.profile)
+    if built.dev_key:
+        print(f"SPEECH_API_KEYS is not set; development key: "
+              f"{built.dev_key} (browser: {url}/?key={built.dev_key})",
+              flush=True)
+    print(f"listening on {url} (Deepgram /v1/listen, AssemblyAI /v3/ws,"
+          f" browser client /)", flush=True)
+    await run_until_signalled(built.recognizer, server, server.shutdown)
+    log.info("event=stopped")
+    return 0
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What a warm pool's parent prepares once for all its workers."""
+
+    device: Accelerator
+    keys: ApiKeys
+    dev_key: str | None
+
+
+def prepare_workers(settings: Settings) -> Prepared:
+    """The slow part of a start, done before any fork: the modules are
+    imported already; the device loads its weights, and the lexicon's
+    cache entry is written once for every worker's matcher to map."""
+    cache = lexicon_cache(settings)
+    if settings.recognizer == "mock" and cache is not None:
+        load_lexicon(settings.manifest, cache)
+    keys, dev_key = load_api_keys(settings.env)  # one key for all
+    device = build_device(settings)
+    asyncio.run(device.start())  # the loop is closed before any fork
+    return Prepared(device, keys, dev_key)
+
+
+def run_worker(settings: Settings, prepared: Prepared,
+               handoff: Handoff) -> int:
+    """A forked worker: its own event loop (one cannot cross a fork),
+    its own matcher process, warm before it parks."""
+    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+        return runner.run(serve_when_handed_over(settings, prepared,
+                                                 handoff))
+
+
+async def serve_when_handed_over(settings: Settings, prepared: Prepared,
+                                 handoff: Handoff) -> int:
+    built = build_server(settings, keys=prepared.keys,
+                         device=prepared.device)
+    await built.recognizer.start()  # the matcher, then a warm-up decode
+    if not await handoff.park():
+        await built.recognizer.stop()
+        return 0
+    return await serve(settings, replace(built, dev_key=prepared.dev_key),
+                       listener=handoff.listener)
+
+
+def serve_warm_pool(settings: Settings) -> int:
+    """`python -m ch04_streaming --warm-pool N`: one serving worker and
+    N warm spares, forked from one prepared parent (chapter 3)."""
+    pool = WarmPool(
+        prepare=partial(prepare_workers, settings),
+        work=partial(run_worker, settings),
+        spares=settings.warm_pool, host=settings.host, port=settings.port,
+        stop_timeout_s=settings.shutdown_grace_s + 5.0)
+    return pool.run()
 
 
 async def run_until_signalled(recognizer: Recognizer, server: SpeechServer,

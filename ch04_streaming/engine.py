@@ -21,9 +21,11 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-import soundfile as sf
 
 from ch03_gpu.device import Accelerator
+from ch03_gpu.load_cache import CacheEntry, LoadCache
+from ch03_gpu.phases import mark
+from ch04_streaming import mock_matcher
 from ch04_streaming.mock_matcher import (
     SAMPLE_RATE,
     Lexicon,
@@ -31,11 +33,13 @@ from ch04_streaming.mock_matcher import (
     RecognizedWord,
     TemplateWord,
 )
-from ch04_streaming.settings import fixture_file
 from ch04_streaming.transcript import Hypothesis, Word
 from ch04_streaming.word_errors import WordErrorInjector
 
 TEMPLATE_KINDS = ("utterance", "conversation")
+# The layout of the lexicon's cache entry (`Lexicon.parts`): a change
+# to it must change this number, so old entries are not read as new.
+LEXICON_FORMAT = 1
 
 
 @dataclass
@@ -128,14 +132,27 @@ class MockRecognizer:
     matching: Matching
     device: Accelerator
     errors: WordErrorInjector = field(default_factory=WordErrorInjector)
+    warmup_decodes: int = 0  # run before `ready`; the service runs one
+    _warm: bool = field(default=False, init=False)
 
     @property
     def ready(self) -> bool:
-        return self.device.ready
+        return self._warm and self.device.ready
 
     async def start(self) -> None:
+        if self._warm:
+            return  # started ahead, as a warm pool's spare is
         await self.matching.start()
         await self.device.start()
+        # The first decode pays for what happens once: the worker's
+        # first FFTs and pickles, the first touch of the lexicon's
+        # mapped pages. Ready only after it, so no client pays for it.
+        for _ in range(self.warmup_decodes):
+            decoder = self.new_utterance(0.0)
+            await self.decode(
+                [DecodeRequest(decoder, warm_up_audio(), final=True)])
+        self._warm = True
+        mark("ready")
 
     async def stop(self) -> None:
         await self.matching.stop()
@@ -183,6 +200,7 @@ class NullRecognizer:
 
     async def start(self) -> None:
         await self.device.start()
+        mark("ready")
 
     async def stop(self) -> None:
         return None
@@ -198,8 +216,46 @@ class NullRecognizer:
         return [Hypothesis((), r.final) for r in batch]
 
 
-def load_lexicon(manifest_path: Path) -> Lexicon:
+def warm_up_audio(seconds: float = 1.0) -> np.ndarray:
+    """Four bursts a second of seeded noise: sound loud enough to be
+    matched, so a warm-up decode runs the whole matching path."""
+    rng = np.random.default_rng(0)
+    t = np.arange(int(SAMPLE_RATE * seconds)) / SAMPLE_RATE
+    envelope = 0.5 * (1.0 - np.cos(2 * np.pi * 4.0 * t))
+    return (0.1 * envelope * rng.standard_normal(t.size)).astype(np.float32)
+
+
+def load_lexicon(manifest_path: Path, cache_dir: Path | None = None
+                 ) -> Lexicon:
+    """The templates of the manifest's recordings: from `cache_dir`,
+    memory-mapped, when an entry there is fresh; built otherwise."""
+    if cache_dir is None:
+        return build_lexicon(manifest_path)
+    cache = LoadCache(cache_dir, "lexicon", LEXICON_FORMAT)
+
+    def build() -> CacheEntry:
+        arrays, templates = build_lexicon(manifest_path).parts()
+        return CacheEntry(arrays, {"templates": templates})
+
+    # The manifest holds each recording's SHA-256, so a changed
+    # recording changes it; the matcher's code decides what the
+    # templates are, so a change to it must miss too.
+    sources = [manifest_path.read_bytes(),
+               Path(mock_matcher.__file__).read_bytes()]
+    entry, outcome = cache.load_or_build(sources, build)
+    mark(f"lexicon_{outcome}")
+    return Lexicon.from_parts(entry.arrays, entry.meta["templates"])
+
+
+def build_lexicon(manifest_path: Path) -> Lexicon:
     """Templates from the sample-audio manifest's 16 kHz recordings."""
+    # Imported here, not at the top: reading recordings needs
+    # libsndfile, and finding them the settings (which load pydantic):
+    # ~0.1 s that a matcher mapping its cached templates never spends.
+    import soundfile as sf
+
+    from ch04_streaming.settings import fixture_file
+
     manifest = json.loads(manifest_path.read_text())
     recordings = []
     for fixture in manifest["fixtures"]:

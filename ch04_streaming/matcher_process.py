@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ch03_gpu.phases import mark
 from ch04_streaming.engine import (
     DecodeRequest,
     UtteranceDecoder,
@@ -67,12 +68,15 @@ class WorkerState:
 _state: WorkerState | None = None  # set in the worker process only
 
 
-def _load(manifest: str, idle_s: float) -> None:
+def _load(manifest: str, idle_s: float, cache_dir: str | None) -> None:
     global _state
+    mark("matcher_up")
     # Ctrl-C reaches the whole process group; the service decides when
     # its worker stops, after the drain that still needs it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _state = WorkerState(load_lexicon(Path(manifest)), idle_s)
+    cache = Path(cache_dir) if cache_dir else None
+    _state = WorkerState(load_lexicon(Path(manifest), cache), idle_s)
+    mark("lexicon_loaded")
 
 
 def _advance(jobs: Sequence[Job]) -> list[list[RecognizedWord]]:
@@ -88,6 +92,7 @@ class MatcherProcess:
 
     manifest: Path
     idle_s: float = 60.0
+    cache_dir: Path | None = None  # the lexicon's load cache, if any
     _pool: ProcessPoolExecutor | None = field(default=None, init=False)
     _keys: itertools.count[int] = field(
         default_factory=lambda: itertools.count(1), init=False)
@@ -143,7 +148,9 @@ class MatcherProcess:
         # spawn: a fresh interpreter, not a fork of a running event loop.
         self._pool = ProcessPoolExecutor(
             1, mp_context=multiprocessing.get_context("spawn"),
-            initializer=_load, initargs=(str(self.manifest), self.idle_s))
+            initializer=_load,
+            initargs=(str(self.manifest), self.idle_s,
+                      str(self.cache_dir) if self.cache_dir else None))
         return self._pool
 
     async def stop(self) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import bisect
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -216,14 +216,21 @@ class Lexicon:
         # Columns [-g, 1] (barriers [0, _BARRIER]): a segment frame's
         # probe [f, 1] times them is its distance to every frame.
         columns = np.vstack((-vectors.T, np.where(inside, 1.0, _BARRIER)))
-        self.columns = columns.astype(np.float32)
-        self.silence_distances = columns[_SILENT] + columns[-1]
-        self.frame_numbers = np.arange(len(vectors), dtype=np.float64)
-        self.lead_ins = self._lead_ins()
+        self._adopt(columns.astype(np.float32),
+                    columns[_SILENT] + columns[-1], None, templates)
+
+    def _adopt(self, columns: Floats32, silence_distances: Floats,
+               lead_ins: Floats | None, templates: Sequence[Template]
+               ) -> None:
+        self.columns = columns
+        self.silence_distances = silence_distances
+        self.frame_numbers = np.arange(columns.shape[1], dtype=np.float64)
+        self.lead_ins = self._lead_ins() if lead_ins is None else lead_ins
         self.templates = tuple(templates)
         self._firsts = [t.first_frame for t in self.templates]
-        shared = [self.columns, self.silence_distances, self.frame_numbers,
-                  self.lead_ins]
+        shared: list[npt.NDArray[Any]] = [
+            self.columns, self.silence_distances, self.frame_numbers,
+            self.lead_ins]
         for array in shared + [a for t in templates for a in (t.starts,
                                                                t.ends)]:
             array.setflags(write=False)
@@ -250,6 +257,44 @@ class Lexicon:
         if not parts:
             raise ValueError("a lexicon needs at least one recording")
         return cls(np.concatenate(parts), templates)
+
+    def parts(self) -> tuple[dict[str, npt.NDArray[Any]],
+                             list[dict[str, Any]]]:
+        """The arrays a matcher reads, and the templates as JSON: what
+        `from_parts` needs to serve without the recordings (chapter 3's
+        load cache stores them and maps them back)."""
+        arrays: dict[str, npt.NDArray[Any]] = {
+            "columns": self.columns,
+            "silence_distances": self.silence_distances,
+            "lead_ins": self.lead_ins,
+        }
+        templates: list[dict[str, Any]] = [
+            {"name": t.name, "first_frame": t.first_frame,
+             "n_frames": t.n_frames,
+             "words": [[w.text, w.start, w.end] for w in t.words]}
+            for t in self.templates
+        ]
+        return arrays, templates
+
+    @classmethod
+    def from_parts(cls, arrays: Mapping[str, npt.NDArray[Any]],
+                   templates: Sequence[Mapping[str, Any]]) -> Lexicon:
+        """A lexicon on arrays from `parts`, used as they are: memory
+        maps stay maps, shared with every process that maps them."""
+        rebuilt = []
+        for t in templates:
+            words = tuple(TemplateWord(str(text), float(start), float(end))
+                          for text, start, end in t["words"])
+            rebuilt.append(Template(
+                str(t["name"]), int(t["first_frame"]), int(t["n_frames"]),
+                words, np.array([w.start for w in words], dtype=np.float64),
+                np.array([w.end for w in words], dtype=np.float64)))
+        if not rebuilt:
+            raise ValueError("a lexicon needs at least one recording")
+        lexicon = cls.__new__(cls)
+        lexicon._adopt(arrays["columns"], arrays["silence_distances"],
+                       arrays["lead_ins"], rebuilt)
+        return lexicon
 
     @property
     def n_frames(self) -> int:

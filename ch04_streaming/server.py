@@ -15,6 +15,7 @@ import asyncio
 import http
 import logging
 import math
+import socket
 import time
 import uuid
 from collections import Counter
@@ -335,9 +336,13 @@ class SpeechServer:
                 self._no_streams.set()
             await self.release(connection)
 
-    async def start(self, host: str, port: int) -> Server:
+    async def start(self, host: str, port: int,
+                    sock: socket.socket | None = None) -> Server:
+        """Listen on `host`:`port`, or on `sock`, a socket listening
+        already (chapter 3's warm pool binds one for all its workers)."""
         self._server = await serve(
-            self.handle, host, port,
+            self.handle, None if sock else host, None if sock else port,
+            sock=sock,
             process_request=self.admit,
             process_response=self.after_handshake,
             select_subprotocol=select_token_subprotocol,

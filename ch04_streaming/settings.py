@@ -80,6 +80,16 @@ class Settings:
         "bf16", f"number format: {', '.join(PROFILE.precisions)}")
     load_s: float = option(1.0, "simulated model load time")
     warmup_s: float = option(0.5, "simulated warm-up time")
+    warmup_decodes: int = option(
+        1, "decodes of sample sound run before /readyz says ready (0:"
+        " ready before any)")
+    lexicon_cache: str = option(
+        "build/cache", "directory where the mock's templates are kept"
+        " once computed, and memory-mapped at start (empty: computed at"
+        " every start)")
+    warm_pool: int = option(
+        0, "chapter 3's warm pool: prepare once, keep this many forked"
+        " workers warm beside the serving one (0: one process, no pool)")
     error_seed: int = option(0, "seed of injected word errors")
     substitution_rate: float = option(
         0.0, "injected substitutions, 0 to 1")
@@ -123,4 +133,6 @@ def parse_settings(
         parser.error("--recognizer must be mock or null")
     if args.matcher_runs_on not in ("process", "loop"):
         parser.error("--matcher-runs-on must be process or loop")
+    if args.warmup_decodes < 0 or args.warm_pool < 0:
+        parser.error("--warmup-decodes and --warm-pool must be 0 or more")
     return Settings(**vars(args), env=env)
