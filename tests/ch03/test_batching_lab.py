@@ -168,4 +168,6 @@ def test_dispatcher_names_its_labs(
         with pytest.raises(SystemExit) as stopped:
             ch03_main(words)
         assert stopped.value.code == 2
-        assert "{batching,memory,size}" in capsys.readouterr().err
+        usage = capsys.readouterr().err
+        for lab in ("batching", "coldstart", "memory", "size", "speculate"):
+            assert lab in usage

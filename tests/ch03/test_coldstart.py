@@ -105,10 +105,13 @@ def test_tables_and_timeline_are_made(tmp_path: Path) -> None:
 
 def test_the_dispatcher_names_its_labs(
         capsys: pytest.CaptureFixture[str]) -> None:
-    assert labs.main(["nonsense"]) == 2
+    with pytest.raises(SystemExit) as unknown:
+        labs.main(["nonsense"])
+    assert unknown.value.code == 2
     assert "coldstart" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as no_runs:
         labs.main(["coldstart", "--runs", "0"])
+    assert no_runs.value.code == 2
 
 
 def test_one_run_of_the_lab_prints_every_table(tmp_path: Path) -> None:
