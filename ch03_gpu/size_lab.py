@@ -113,6 +113,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("\nQuantization as a cost lever, cheapest in each format:")
     print("\n".join(cheapest_by_precision(PROFILE, args.profile,
                                           catalogue, load)))
-    print(f"\nPrices and sources: {args.catalogue}; spot prices are"
-          " estimated discounts, check your region's Spot history.")
+    estimated = [f.offer.name for f in fits
+                 if f.offer.spot_source == "estimate"]
+    print(f"\nPrices and sources: {args.catalogue}.")
+    if estimated:
+        print(f"Spot prices estimated for {', '.join(estimated)}: check"
+              " your region's Spot price history.")
     return 0

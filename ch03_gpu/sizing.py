@@ -44,6 +44,7 @@ class Offer(BaseModel):
     instance: str
     on_demand_per_hour: Annotated[float, Field(gt=0)]
     spot_discount: Annotated[float, Field(ge=0, lt=1)]
+    spot_source: str = "estimate"
     prices_read: str
     source: str
 
