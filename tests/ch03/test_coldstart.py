@@ -37,7 +37,9 @@ async def test_a_cold_start_marks_its_phases_in_order(
     times = [run.at[phase] for phase in ORDER]
     assert times == sorted(times)
     assert run.transcript == load_manifest().get("quick_brown_fox").text
-    assert run.seconds(ANATOMY[5]) >= 0.05  # the simulated device load
+    # The simulated device load: asyncio may run a timer up to one
+    # clock tick (1 ms here) early, so 50 ms can read as 49.99.
+    assert run.seconds(ANATOMY[5]) >= 0.05 - 0.001
 
 
 def test_the_matcher_process_imports_no_server_and_no_audio_io() -> None:
