@@ -17,7 +17,7 @@ import gc
 import logging
 import signal
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -29,7 +29,7 @@ from ch03_gpu.profiles import PROFILE
 from ch03_gpu.warm_pool import Handoff, WarmPool
 from ch04_streaming.audio import AudioDecoder
 from ch04_streaming.auth import ApiKeys, load_api_keys
-from ch04_streaming.backpressure import PendingAudioCap
+from ch04_streaming.backpressure import pending_audio_cap
 from ch04_streaming.dialects.assemblyai import AssemblyAI
 from ch04_streaming.dialects.deepgram import Deepgram
 from ch04_streaming.dialects.dialect import (
@@ -80,8 +80,9 @@ def dialects(settings: Settings | None = None) -> dict[str, Dialect]:
 # --8<-- [start:session_factory]
 def session_factory(scheduler: DecodeScheduler,
                     limits: ConnectionLimits) -> SessionFactory:
-    """Each stream gets its own decoder, VAD gate and cap; the
-    scheduler, and the engine behind it, are shared."""
+    """Each stream gets its own decoder, VAD gate and cap (with the
+    policy it asked for); the scheduler, and the engine behind it, are
+    shared."""
 
     def new_session(request: StreamRequest, emit: Emit) -> StreamSession:
         return StreamSession(
@@ -90,7 +91,8 @@ def session_factory(scheduler: DecodeScheduler,
             audio=AudioDecoder(request.encoding, request.sample_rate),
             vad=build_vad_gate(request.vad),
             emit=emit,
-            cap=PendingAudioCap(limits.max_pending_audio_s),
+            cap=pending_audio_cap(request.backpressure,
+                                  limits.max_pending_audio_s),
         )
 
     return new_session
@@ -133,11 +135,14 @@ def build_recognizer(settings: Settings, device: Accelerator
 def build_server(settings: Settings, keys: ApiKeys | None = None,
                  hooks: StreamHooks | None = None,
                  scheduler: DecodeScheduler | None = None,
-                 device: Accelerator | None = None) -> Built:
+                 device: Accelerator | None = None,
+                 more_dialects: Mapping[str, Dialect] | None = None,
+                 ) -> Built:
     """The chapter 4 server. Later chapters pass `hooks` to follow
     every stream (metering, quotas) and may pass their own `scheduler`
     (a cross-stream batcher) without this chapter knowing them; chapter
-    3's warm pool passes a `device` its parent has loaded.
+    3's warm pool passes a `device` its parent has loaded; chapter 5
+    serves its own dialects beside these (`more_dialects`, by path).
     """
     dev_key = None
     if keys is None:
@@ -166,7 +171,8 @@ def build_server(settings: Settings, keys: ApiKeys | None = None,
     )
     new_session = session_factory(
         scheduler or DirectScheduler(recognizer), connection)
-    server = SpeechServer(dialects(settings), recognizer, new_session, keys,
+    by_path = {**dialects(settings), **(more_dialects or {})}
+    server = SpeechServer(by_path, recognizer, new_session, keys,
                           defaults, limits, hooks or NoHooks())
     server.metrics.registry.register(DcgmMetrics(device))
     mark("built")

@@ -7,13 +7,17 @@ outbox; a client that stops reading fills it and is cut with a reason
 cost every other stream. Coming in, undecoded audio is capped in
 seconds and each frame is measured before it is accepted: a frame longer
 than the cap is refused, and while the cap is full the reader waits,
-which stops reading the socket and pushes back on the client.
+which stops reading the socket and pushes back on the client. Chapter 5,
+"WebSocket for audio", adds a second policy behind the same cap, opt-in
+per stream: drop the oldest undecoded audio instead, so a stream that
+fell behind (after a stalled link) is live again at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Protocol
 
 from ch04_streaming.wire import WireMessage
@@ -25,6 +29,21 @@ class SlowConsumerError(Exception):
 
 class FrameTooLongError(ValueError):
     """One frame holds more audio than a stream may have undecoded."""
+
+
+class Backpressure(StrEnum):
+    """What a stream does when its undecoded audio reaches the cap."""
+
+    BUFFER = "buffer"  # wait: the reader stops, TCP pushes back
+    DROP = "drop"  # drop the oldest undecoded audio, stay live
+
+
+class UndecodedAudio(Protocol):
+    """The session's undecoded audio, as a dropping policy sees it."""
+
+    def drop_oldest(self, seconds: float) -> float:
+        """Drop up to `seconds` of the oldest audio; return how much."""
+        ...
 
 
 class TextSink(Protocol):
@@ -82,11 +101,57 @@ class PendingAudioCap:
     async def make_room(self, frame_s: float) -> None:
         """Wait until a frame fits under the cap; refuse one that never
         could, whatever the decoder does."""
-        if frame_s > self.max_s:
-            raise FrameTooLongError(
-                f"a frame of {frame_s:.2f} s of audio; at most"
-                f" {self.max_s:g} s may wait for decoding")
+        self.refuse_longer_than_cap(frame_s)
         while self.pending_s and self.pending_s + frame_s > self.max_s:
             self._changed.clear()
             await self._changed.wait()  # the reader stops reading
 # --8<-- [end:pending_audio_cap]
+
+    def refuse_longer_than_cap(self, frame_s: float) -> None:
+        if frame_s > self.max_s:
+            raise FrameTooLongError(
+                f"a frame of {frame_s:.2f} s of audio; at most"
+                f" {self.max_s:g} s may wait for decoding")
+
+    def attach(self, audio: UndecodedAudio) -> None:
+        """The session whose audio this cap bounds: waiting needs
+        nothing of it, dropping does."""
+
+    @property
+    def dropped_s(self) -> float:
+        return 0.0  # a cap that waits never drops
+
+
+# --8<-- [start:drop_stale_audio]
+@dataclass
+class DropStaleAudio(PendingAudioCap):
+    """The same cap, the other policy: a frame that does not fit makes
+    room by dropping the oldest undecoded audio, never by waiting."""
+
+    _audio: UndecodedAudio | None = field(default=None, init=False)
+    _dropped_s: float = field(default=0.0, init=False)
+
+    def attach(self, audio: UndecodedAudio) -> None:
+        self._audio = audio
+
+    @property
+    def dropped_s(self) -> float:
+        return self._dropped_s
+
+    async def make_room(self, frame_s: float) -> None:
+        self.refuse_longer_than_cap(frame_s)
+        excess = self.pending_s + frame_s - self.max_s
+        if excess > 0 and self._audio is not None:
+            # Audio this late is worth less than the live stream: every
+            # second kept is a second the listener waits for all later
+            # words, while a second dropped costs only its own words.
+            self._dropped_s += self._audio.drop_oldest(excess)
+# --8<-- [end:drop_stale_audio]
+
+
+def pending_audio_cap(policy: Backpressure, max_s: float
+                      ) -> PendingAudioCap:
+    """The cap of one stream, with the policy its client asked for."""
+    if policy is Backpressure.DROP:
+        return DropStaleAudio(max_s)
+    return PendingAudioCap(max_s)

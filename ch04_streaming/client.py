@@ -267,12 +267,15 @@ async def stream(
     on_result: Callable[[Result], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    frame_audio: Callable[[bytes], bytes | str] = bytes,
 ) -> Report:
     """Send `audio` in `chunk_ms` chunks; collect results until close.
 
     With `realtime`, chunks leave at the pace of speech and results are
     timed from when their audio was spoken; without, as fast as the
-    server takes them, timed from when their audio was sent.
+    server takes them, timed from when their audio was sent. Each chunk
+    goes as a binary frame unless `frame_audio` wraps it otherwise (a
+    base64 text frame, chapter 5).
     """
     report = Report(audio_clock=AudioClock(paced=realtime))
     audio_clock = report.audio_clock
@@ -299,7 +302,7 @@ async def stream(
                 if realtime:  # a microphone has a chunk once it is over
                     await sleep(
                         max(0.0, audio_clock.origin + end_s - clock()))
-                await send(audio.payload[offset:end])
+                await send(frame_audio(audio.payload[offset:end]))
                 audio_clock.record(end_s, clock())
                 report.chunks_sent += 1
             await send(dialect.close_message)

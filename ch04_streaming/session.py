@@ -8,7 +8,10 @@ events that a dialect adapter turns into wire messages. The session
 asks a `DecodeScheduler` for inference, never the engine itself. When
 inference lags, interim work is coalesced (the skipped interim updates
 are counted), while every final is decoded; how much audio may wait
-undecoded is the pending-audio cap's to say (`backpressure.py`).
+undecoded is the pending-audio cap's to say (`backpressure.py`). When a
+stream's policy drops stale audio (chapter 5), the session drops the
+oldest undecoded speech and cuts its utterance at the gap, so that the
+words after it keep their true times.
 """
 
 from __future__ import annotations
@@ -76,6 +79,7 @@ class PendingWork:
     chunks: list[np.ndarray] = field(default_factory=list)
     final: bool = False
     reason: str = ""
+    offset: int = 0  # samples of its utterance routed before its chunks
 
     @property
     def samples(self) -> int:
@@ -110,6 +114,7 @@ class SessionStats:
     decode_calls: int = 0
     interims_skipped: int = 0  # coalesced while inference lagged
     finals: int = 0
+    dropped_s: float = 0.0  # stale audio dropped (a dropping policy)
 
 
 @dataclass
@@ -126,6 +131,7 @@ class StreamSession:
     arrivals: ArrivalLog = field(default_factory=ArrivalLog)
     _queue: deque[PendingWork] = field(default_factory=deque, init=False)
     _current: UtteranceDecoder | None = field(default=None, init=False)
+    _routed: int = field(default=0, init=False)  # samples of _current
     _work: asyncio.Event = field(default_factory=asyncio.Event, init=False)
     _idle: asyncio.Event = field(default_factory=asyncio.Event, init=False)
     _last_word_end: float | None = field(default=None, init=False)
@@ -135,6 +141,7 @@ class StreamSession:
 
     def __post_init__(self) -> None:
         self._idle.set()
+        self.cap.attach(self)
 
     # --8<-- [start:session_accept]
     def accept_audio(self, payload: bytes) -> float:
@@ -154,11 +161,13 @@ class StreamSession:
         for event in events:
             if isinstance(event, SpeechStarted):
                 self._current = self.scheduler.new_utterance(event.at_s)
+                self._routed = 0
                 self._onsets.append(event.onset_s)
                 if self.options.vad_events:
                     self.emit(SpeechStartedEvent(event.onset_s))
             elif isinstance(event, SpeechAudio) and self._current is not None:
                 self._pending_for(self._current).chunks.append(event.samples)
+                self._routed += event.samples.size
             elif isinstance(event, SpeechEnded) and self._current is not None:
                 work = self._pending_for(self._current)
                 work.final, work.reason = True, event.reason
@@ -175,9 +184,51 @@ class StreamSession:
     def _pending_for(self, decoder: UtteranceDecoder) -> PendingWork:
         last = self._queue[-1] if self._queue else None
         if last is None or last.decoder is not decoder or last.final:
-            last = PendingWork(decoder)
+            last = PendingWork(decoder, offset=self._routed)
             self._queue.append(last)
         return last
+
+    def drop_oldest(self, seconds: float) -> float:
+        """Drop up to `seconds` of the oldest undecoded speech (the
+        drop-stale policy); return the seconds dropped."""
+        wanted = round(seconds * MODEL_RATE)
+        dropped = 0
+        for work in list(self._queue):  # oldest first
+            if dropped >= wanted:
+                break
+            if not work.chunks:
+                continue
+            audio = np.concatenate(work.chunks)
+            cut = min(audio.size, wanted - dropped)
+            work.chunks = [audio[cut:]] if cut < audio.size else []
+            dropped += cut
+            self._cut_at_gap(work, cut)
+        self.stats.dropped_s += dropped / MODEL_RATE
+        self._update_flow()
+        return dropped / MODEL_RATE
+
+    def _cut_at_gap(self, work: PendingWork, cut: int) -> None:
+        """`work` lost its first `cut` samples. What its utterance heard
+        before the gap is finalized; what follows goes on as a new
+        utterance that starts after the gap, so its words keep their
+        times (a decoder dates words by the audio it was fed)."""
+        old = work.decoder
+        if work.final and not work.chunks:
+            return  # nothing after the gap: the final closes `old`
+        if work.offset == 0:  # `old` has heard nothing yet: start later
+            old.start_s += cut / MODEL_RATE
+            if self._current is old:
+                self._routed -= cut
+            return
+        index = self._queue.index(work)  # `old` heard what came before
+        self._queue.insert(index, PendingWork(old, final=True,
+                                              reason="gap"))
+        resumed_s = old.start_s + (work.offset + cut) / MODEL_RATE
+        work.decoder = self.scheduler.new_utterance(resumed_s)
+        work.offset = 0
+        if self._current is old:
+            self._current = work.decoder
+            self._routed = work.samples
 
     def _update_flow(self) -> None:
         self.cap.update(sum(w.samples for w in self._queue) / MODEL_RATE)

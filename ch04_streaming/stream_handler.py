@@ -1,7 +1,8 @@
 """One WebSocket connection: read audio, send results, close clearly.
 
 Chapter 4, "Buffering strategies". Three tasks serve a connection: the
-reader feeds the session and handles control messages, the session's
+reader has the dialect read each frame (audio, a control message, or a
+frame it refuses), feeds the session and handles controls; the session's
 decode loop produces events, and the sender drains the bounded outbox
 to the socket. The handler decides how a stream ends: each way a client
 can go wrong gets its dialect's close code and a reason, and an orderly
@@ -32,11 +33,9 @@ from ch04_streaming.backpressure import (
 from ch04_streaming.dialects.dialect import (
     Closing,
     Control,
-    ControlError,
     Dialect,
     DialectStream,
     StreamRequest,
-    parse_control,
 )
 from ch04_streaming.metrics import ServiceMetrics
 from ch04_streaming.pacing import IdleTimer, Pace, PacingError
@@ -215,12 +214,15 @@ class StreamHandler:
             self.idle.waiting()  # from here on, it is the client's turn
             frame = await self.connection.recv()
             self.idle.busy()
-            if isinstance(frame, str):
-                closing = self._control(frame)
-            elif not frame and self.connection.input_ended:
-                closing = self.dialect.codes.done  # results, then close
+            if frame == b"" and self.connection.input_ended:
+                return self.dialect.codes.done  # results, then close
+            inbound = self.dialect.read_frame(frame)
+            if isinstance(inbound, Closing):
+                return inbound  # a frame this dialect does not take
+            if isinstance(inbound, Control):
+                closing = self._control(inbound)
             else:
-                closing = await self._audio(frame, pace)
+                closing = await self._audio(inbound, pace)
             if closing is not None:
                 return closing
 
@@ -242,11 +244,7 @@ class StreamHandler:
         return None
     # --8<-- [end:read_loop]
 
-    def _control(self, text: str) -> Closing | None:
-        try:
-            control = parse_control(text, self.dialect.controls)
-        except ControlError as error:
-            return self.dialect.codes.bad_control.because(str(error))
+    def _control(self, control: Control) -> Closing | None:
         if control is Control.FINALIZE:
             self.session.finalize()
         return self.dialect.codes.done if control is Control.CLOSE else None

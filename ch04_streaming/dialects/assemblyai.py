@@ -23,12 +23,14 @@ from ch04_streaming.dialects.dialect import (
     CloseCodes,
     Closing,
     Control,
+    Inbound,
     RequestError,
     StreamDefaults,
     StreamRequest,
     parse_bool,
     parse_int,
     parse_rate,
+    read_binary_frame,
 )
 from ch04_streaming.pacing import PacingRules
 from ch04_streaming.session import (
@@ -189,6 +191,9 @@ class AssemblyAI:
             idle_timeout_s=float(idle or defaults.idle_timeout_s),
             format_turns=parse_bool(query, "format_turns", False),
         )
+
+    def read_frame(self, frame: str | bytes) -> Inbound:
+        return read_binary_frame(frame, self.controls, self.codes)
 
     def open_stream(self, request: StreamRequest) -> AssemblyAIStream:
         return AssemblyAIStream(request, request.format_turns)

@@ -25,12 +25,14 @@ from ch04_streaming.dialects.dialect import (
     CloseCodes,
     Closing,
     Control,
+    Inbound,
     RequestError,
     StreamDefaults,
     StreamRequest,
     parse_bool,
     parse_int,
     parse_rate,
+    read_binary_frame,
 )
 from ch04_streaming.pacing import PacingRules
 from ch04_streaming.session import (
@@ -237,6 +239,9 @@ class Deepgram:
             vad=vad,
             idle_timeout_s=defaults.idle_timeout_s,
         )
+
+    def read_frame(self, frame: str | bytes) -> Inbound:
+        return read_binary_frame(frame, self.controls, self.codes)
 
     def open_stream(self, request: StreamRequest) -> DeepgramStream:
         return DeepgramStream(request)

@@ -5,8 +5,11 @@ and AssemblyAI stream the same audio and return the same kind of
 results, but name, shape and close their messages differently. A
 `Dialect` parses the upgrade request into a typed `StreamRequest`, and
 opens one `DialectStream` per connection, which turns session events into
-that provider's typed messages; one parser reads every dialect's
-control messages into `Control`s, each dialect naming its own.
+that provider's typed messages. A dialect reads each frame into audio,
+a `Control` or the reason it refuses it: binary frames are audio and
+text frames controls in both providers' dialects, and one parser reads
+every dialect's control messages into `Control`s, each dialect naming
+its own; chapter 5's base64 dialect carries audio in text frames.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Protocol
 from pydantic import BaseModel, ValidationError
 
 from ch04_streaming.audio import SUPPORTED_RATES, Encoding
+from ch04_streaming.backpressure import Backpressure
 from ch04_streaming.pacing import PacingRules
 from ch04_streaming.session import SessionEvent, SessionStats, StreamOptions
 from ch04_streaming.vad import VadConfig
@@ -68,6 +72,8 @@ class StreamRequest:
     vad: VadConfig
     idle_timeout_s: float
     format_turns: bool = False
+    # What to do when undecoded audio reaches its cap (chapter 5).
+    backpressure: Backpressure = Backpressure.BUFFER
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,10 @@ class CloseCodes:
     # A usage limit of the customer's tier (chapter 8): 4029, from the
     # private range, because neither provider documents a code for it.
     over_limit: Closing = Closing(4029, "usage limit")
+
+
+# What a frame is to a dialect: audio, a control, or why it is refused.
+Inbound = bytes | Control | Closing
 
 
 class DialectStream(Protocol):
@@ -113,6 +123,9 @@ class Dialect(Protocol):
     def parse(self, query: Mapping[str, str],
               defaults: StreamDefaults) -> StreamRequest: ...
 
+    def read_frame(self, frame: str | bytes) -> Inbound:
+        """One WebSocket frame: audio, a control, or a refusal."""
+
     def open_stream(self, request: StreamRequest) -> DialectStream: ...
 
 
@@ -131,6 +144,17 @@ def parse_control(text: str, controls: Mapping[str, Control]) -> Control:
         raise ControlError(
             f"expected a JSON control message with type {names}")
     return controls[kind]
+
+
+def read_binary_frame(frame: str | bytes, controls: Mapping[str, Control],
+                      codes: CloseCodes) -> Inbound:
+    """Binary frames are audio as sent; text frames are controls."""
+    if isinstance(frame, bytes):
+        return frame
+    try:
+        return parse_control(frame, controls)
+    except ControlError as error:
+        return codes.bad_control.because(str(error))
 
 
 def parse_bool(query: Mapping[str, str], name: str, default: bool) -> bool:
