@@ -1,0 +1,46 @@
+"""`python -m ch05_protocols COMMAND`: the chapter's servers and labs.
+
+Chapter 5. Each command has its own flags: `ws` serves binary and
+base64 WebSocket audio side by side on chapter 4's service, `stall`
+compares buffering with dropping stale audio after a stalled link, and
+`choose` recommends a protocol for a client's constraints. Bad flags
+stop with exit status 2 and a message naming the flag.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from ch05_protocols import choose, stall, ws_server
+
+Command = Callable[[Sequence[str]], int]
+COMMANDS: dict[str, tuple[Command, str]] = {
+    "ws": (ws_server.main, "binary and base64 WebSocket audio, side by"
+           " side on one server"),
+    "stall": (stall.main, "a stalled link: buffering against dropping"
+              " stale audio"),
+    "choose": (choose.main, "the protocol for a client's constraints"),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words and words[0] in COMMANDS:
+        # A command parses its own flags, --help included.
+        run, _ = COMMANDS[words[0]]
+        return run(words[1:])
+    parser = argparse.ArgumentParser(
+        prog="python -m ch05_protocols",
+        description="Chapter 5: protocol selection for audio.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, (_, help_text) in COMMANDS.items():
+        commands.add_parser(name, help=help_text)
+    parser.parse_args(words)  # exits: help, or an unknown command
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
