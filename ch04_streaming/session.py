@@ -220,7 +220,9 @@ class StreamSession:
             if self._current is old:
                 self._routed -= cut
             return
-        index = self._queue.index(work)  # `old` heard what came before
+        # `old` heard what came before: it ends there. (By identity:
+        # equal-looking work would compare its audio arrays.)
+        index = next(i for i, w in enumerate(self._queue) if w is work)
         self._queue.insert(index, PendingWork(old, final=True,
                                               reason="gap"))
         resumed_s = old.start_s + (work.offset + cut) / MODEL_RATE
