@@ -36,7 +36,11 @@ from ch05_protocols.google_status import (
     missing_credential,
     not_ready,
 )
-from ch05_protocols.google_stream import GoogleLimits, RecognizeStream
+from ch05_protocols.google_stream import (
+    GoogleLimits,
+    ReadRequest,
+    RecognizeStream,
+)
 
 log = logging.getLogger("ch05_protocols")
 
@@ -66,6 +70,19 @@ def check_credentials(metadata: Iterable[tuple[str, str | bytes]],
         raise invalid_credential()
 
 
+def request_reader(context: Context) -> ReadRequest:
+    """The call's requests, one `context.read` at a time. Not the
+    handler's `requests` iterator: a read that a timeout cancels would
+    leave that generator half-run, for the garbage collector to trip on.
+    """
+
+    async def read() -> StreamingRecognizeRequest | None:
+        request = await context.read()
+        return None if request is grpc.aio.EOF else request
+
+    return read
+
+
 @dataclass
 class GoogleSpeech:
     """The `Speech` service's streaming method, over shared parts."""
@@ -75,6 +92,7 @@ class GoogleSpeech:
     keys: ApiKeys
     limits: GoogleLimits = field(default_factory=GoogleLimits)
     defaults: StreamDefaults = field(default_factory=StreamDefaults)
+    # Calls in flight, for whoever serves this (draining, metrics).
     active: set[RecognizeStream] = field(default_factory=set)
 
     async def streaming_recognize(
@@ -82,14 +100,7 @@ class GoogleSpeech:
         context: Context,
     ) -> AsyncIterator[StreamingRecognizeResponse]:
         request_id = secrets.randbits(63)  # an int64, as Google's
-        async def read_request() -> StreamingRecognizeRequest | None:
-            request = await context.read()
-            return None if request is grpc.aio.EOF else request
-
-        # Requests are read with `context.read`, not by iterating
-        # `requests`: a read that a timeout cancels leaves no half-run
-        # generator behind.
-        stream = RecognizeStream(read_request, self.new_session,
+        stream = RecognizeStream(request_reader(context), self.new_session,
                                  self.defaults, self.limits, request_id)
         try:
             check_credentials(context.invocation_metadata() or (),
