@@ -28,11 +28,10 @@ from google.cloud.speech_v1.types import (
 )
 from google.oauth2.credentials import Credentials
 
-from ch04_streaming.engine import DecodeRequest, load_lexicon
+from ch04_streaming.engine import DecodeRequest
 from ch04_streaming.mock_matcher import Lexicon
 from ch04_streaming.transcript import Hypothesis
 from ch05_protocols.google_stream import GoogleLimits
-from examples.fixtures import MANIFEST_PATH
 from tests.ch04.harness import KEY, MANIFEST, reference
 from tests.ch05.google_harness import (
     BEARER,
@@ -51,11 +50,6 @@ from tests.ch05.google_harness import (
 SpeechEventType = StreamingRecognizeResponse.SpeechEventType
 END_OF_UTTERANCE = SpeechEventType.END_OF_SINGLE_UTTERANCE
 Metadata = Sequence[tuple[str, str]]
-
-
-@pytest.fixture(scope="module")
-def lexicon() -> Lexicon:
-    return load_lexicon(MANIFEST_PATH)
 
 
 async def transcribe(

@@ -17,12 +17,12 @@ from ch03_gpu.device import Accelerator
 from ch03_gpu.profiles import PROFILES
 from ch04_streaming.app import session_factory
 from ch04_streaming.dialects.dialect import StreamDefaults
-from ch04_streaming.engine import LocalMatching, MockRecognizer, load_lexicon
+from ch04_streaming.engine import LocalMatching, MockRecognizer
+from ch04_streaming.mock_matcher import Lexicon
 from ch04_streaming.scheduler import DirectScheduler
 from ch04_streaming.stream_handler import ConnectionLimits
 from ch05_protocols.google_status import StreamError
 from ch05_protocols.google_stream import GoogleLimits, RecognizeStream
-from examples.fixtures import MANIFEST_PATH
 from tests.ch05.google_harness import (
     audio_chunks,
     requests_for,
@@ -30,10 +30,12 @@ from tests.ch05.google_harness import (
 )
 
 
-async def test_responses_beyond_the_queue_end_the_call() -> None:
+async def test_responses_beyond_the_queue_end_the_call(
+    lexicon: Lexicon,
+) -> None:
     """A single utterance's end is two responses at once (the event and
     the final); a queue of one cannot take both."""
-    recognizer = MockRecognizer(LocalMatching(load_lexicon(MANIFEST_PATH)),
+    recognizer = MockRecognizer(LocalMatching(lexicon),
                                 Accelerator(PROFILES["zero"]))
     await recognizer.start()
     requests = requests_for(streaming_config(single_utterance=True),
