@@ -7,7 +7,7 @@ chapter 4 parses the HTTP header and checked against the same keys.
 The check is an interceptor, so every recognition service mounted on
 the server is covered, and it runs before any request is read. Health
 and reflection stay open: load balancers and `grpcurl` hold no key.
-`ScopedInterceptor` applies any interceptor to chosen services only.
+`ScopedInterceptor` keeps another interceptor off the open services.
 """
 
 from __future__ import annotations
@@ -79,16 +79,16 @@ class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
 
 
 class ScopedInterceptor(grpc.aio.ServerInterceptor):
-    """Another interceptor, applied to the methods of `services` only."""
+    """Another interceptor, for every call but the open services'."""
 
     def __init__(self, inner: grpc.aio.ServerInterceptor,
-                 services: Collection[str]) -> None:
+                 open_services: Collection[str] = OPEN_SERVICES) -> None:
         self.inner = inner
-        self.services = services
+        self.open_services = open_services
 
     async def intercept_service(self, continuation: Continuation,
                                 handler_call_details: Any) -> Any:
-        if service_of(handler_call_details.method) in self.services:
-            return await self.inner.intercept_service(
-                continuation, handler_call_details)
-        return await continuation(handler_call_details)
+        if service_of(handler_call_details.method) in self.open_services:
+            return await continuation(handler_call_details)
+        return await self.inner.intercept_service(
+            continuation, handler_call_details)
