@@ -11,7 +11,8 @@ PYTEST_ARGS ?=
 # Debian's prometheus package unpacked here, no root needed.
 PROMTOOL_DIR := build/promtool
 
-.PHONY: demo test check snippets bench audio lock clean help promtool
+.PHONY: demo test check snippets bench audio lock clean help promtool \
+  protos
 
 help:
 	@echo "make demo      the guided tour of every chapter's service"
@@ -21,6 +22,7 @@ help:
 	@echo "make bench     run the benchmarks, write bench/results/"
 	@echo "make audio     regenerate examples/audio/ (espeak-ng, sox, opus-tools)"
 	@echo "make lock      re-resolve dependencies into constraints.txt"
+	@echo "make protos    regenerate the Python stubs of protos/"
 	@echo "make promtool  unpack promtool into build/ if it is not installed"
 
 $(STAMP): pyproject.toml constraints.txt
@@ -54,12 +56,16 @@ check: $(STAMP)
 	$(PY) -m tools.layers
 	$(PY) -m tools.snippets check
 	$(PY) -m tools.readme_figures --check
+	$(PY) -m tools.protos --check
 
 snippets: $(STAMP)
 	$(PY) -m tools.snippets extract
 
 bench: $(STAMP)
 	$(PY) -m bench
+
+protos: $(STAMP)
+	$(PY) -m tools.protos
 
 audio: $(STAMP)
 	$(PY) -m examples.make_audio

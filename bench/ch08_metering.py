@@ -121,7 +121,7 @@ async def metered_run(folder: Path, interval_s: float) -> tuple[int, float]:
     database = folder / f"ledger-{interval_s:g}.sqlite3"
     keys = ",".join(f"bench-key-{n}" for n in range(CUSTOMERS))
     command = ("-m", "ch08_metering", "serve", "--port", "0",
-               "--stream-port", "0",
+               "--stream-port", "0", "--grpc-port", "0",
                "--accounts", str(accounts_file(folder)),
                "--interval-s", str(interval_s))
     env = {"SPEECH_API_KEYS": keys, "DATABASE_URL": f"sqlite:///{database}",

@@ -1,6 +1,7 @@
 """`python -m ch05_protocols COMMAND`: the chapter's servers and labs.
 
-Chapter 5. Each command has its own flags: `ws` serves binary and
+Chapter 5. Each command has its own flags: `grpc` serves streaming
+recognition over gRPC, `ws` serves binary and
 base64 WebSocket audio side by side on chapter 4's service, `stall`
 compares buffering with dropping stale audio after a stalled link, and
 `choose` recommends a protocol for a client's constraints. Bad flags
@@ -13,10 +14,12 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from ch05_protocols import choose, stall, ws_server
+from ch05_protocols import choose, grpc_command, stall, ws_server
 
 Command = Callable[[Sequence[str]], int]
 COMMANDS: dict[str, tuple[Command, str]] = {
+    "grpc": (grpc_command.main, "streaming recognition over gRPC"
+             " (speech.v1.Speech)"),
     "ws": (ws_server.main, "binary and base64 WebSocket audio, side by"
            " side on one server"),
     "stall": (stall.main, "a stalled link: buffering against dropping"

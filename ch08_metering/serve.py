@@ -5,10 +5,12 @@ streaming server, built with this chapter's hooks (customer lookup,
 tier limits, usage events), and the usage ingest API beside it, both
 writing to one ledger. The ingest API listens on port 8008; the
 streaming endpoints (Deepgram `/v1/listen`, AssemblyAI `/v3/ws`) on
-8108. SIGTERM drains the streams, which cuts their last usage events,
-and writes every queued event before the process exits. A request to
-the ingest API must arrive in time: its head within 10 s, its body
-within 30 s (`--header-timeout-s`, `--body-timeout-s`).
+8108; chapter 5's gRPC service (`speech.v1.Speech`) on 8208, behind
+the tier-limit interceptor and metered alike. SIGTERM drains the
+streams, which cuts their last usage events, and writes every queued
+event before the process exits. A request to the ingest API must
+arrive in time: its head within 10 s, its body within 30 s
+(`--header-timeout-s`, `--body-timeout-s`).
 """
 
 from __future__ import annotations
@@ -38,8 +40,14 @@ from ch04_streaming.auth import ApiKeys, load_api_keys, split_keys
 from ch04_streaming.engine import Recognizer
 from ch04_streaming.server import SpeechServer
 from ch04_streaming.settings import parse_settings
+from ch05_protocols.app import build_grpc_server
+from ch05_protocols.grpc_server import GrpcSpeechServer
+from ch05_protocols.interceptors import ScopedInterceptor
+from ch05_protocols.settings import GrpcSettings
 from ch08_metering.accounts import add_accounts_argument, load_accounts
 from ch08_metering.database import add_database_argument, open_engine
+from ch08_metering.grpc_limits import LimitInterceptor
+from ch08_metering.grpc_metering import GrpcMeteringHooks
 from ch08_metering.hooks import MeteringHooks
 from ch08_metering.ingest_api import BODY_TIMEOUT_S, create_ingest_app
 from ch08_metering.ledger import Ledger, LedgerSchemaError
@@ -74,6 +82,8 @@ def add_parser(commands: Any, name: str) -> None:
                         help="usage API port (default %(default)s)")
     parser.add_argument("--stream-port", type=int, default=8108,
                         help="streaming port (default %(default)s)")
+    parser.add_argument("--grpc-port", type=int, default=8208,
+                        help="gRPC streaming port (default %(default)s)")
     add_database_argument(parser)
     parser.add_argument("--redis-url", default=env.get("REDIS_URL"),
                         help="shared tier limits (env REDIS_URL; default "
@@ -112,6 +122,7 @@ class EmbeddedServer(uvicorn.Server):
 @dataclass
 class MeteringService:
     speech: SpeechServer
+    grpc: GrpcSpeechServer
     recognizer: Recognizer
     ingest: EmbeddedServer
     writer: LedgerWriter
@@ -122,9 +133,11 @@ class MeteringService:
     listener: socket.socket
     _api: asyncio.Task[None] | None = field(default=None, init=False)
 
-    async def start(self, host: str, stream_port: int) -> None:
+    async def start(self, host: str, stream_port: int,
+                    grpc_port: int) -> None:
         self.writer.start()
         await self.speech.start(host, stream_port)
+        await self.grpc.start(host, grpc_port)
         self._api = asyncio.create_task(
             self.ingest.serve(sockets=[self.listener]))
         async with asyncio.timeout(10):
@@ -139,7 +152,8 @@ class MeteringService:
         return port
 
     async def stop(self, grace_s: float) -> None:
-        await self.speech.shutdown()  # streams end: last events cut
+        # Streams end on both servers at once: their last events cut.
+        await asyncio.gather(self.speech.shutdown(), self.grpc.shutdown())
         await self.writer.close(grace_s)
         await self.limiter.aclose()
         self.ingest.should_exit = True
@@ -161,20 +175,29 @@ def build_service(args: argparse.Namespace,
                           spill=args.spill)
     limiter = build_limiter(args.redis_url)
     hooks = MeteringHooks(accounts, limiter, writer.put, args.interval_s)
-    built = build_server(parse_settings([], env), keys, hooks)
+    settings = parse_settings([], env)
+    built = build_server(settings, keys, hooks)
+    # One engine serves both: gRPC streams share the WebSocket's model.
+    grpc_built = build_grpc_server(
+        GrpcSettings(speech=settings, env=env), keys,
+        GrpcMeteringHooks(limiter, writer.put, args.interval_s),
+        interceptors=[ScopedInterceptor(LimitInterceptor(accounts,
+                                                         limiter))],
+        recognizer=built.recognizer)
     listener = socket.create_server((args.host, args.port))
     services = ApiKeys.of(*split_keys(env.get(SERVICE_KEYS, "")))
     app = create_ingest_app(ledger, accounts, keys, time.time, services,
                             body_timeout_s=args.body_timeout_s)
     config = server_config(app, args.header_timeout_s)
-    return MeteringService(built.server, built.recognizer,
+    return MeteringService(built.server, grpc_built.server,
+                           built.recognizer,
                            EmbeddedServer(config), writer, limiter, ledger,
                            dev_key, accounts.dev_customer, listener)
 
 
 async def serve(args: argparse.Namespace) -> int:
     service = build_service(args, os.environ)
-    await service.start(args.host, args.stream_port)
+    await service.start(args.host, args.stream_port, args.grpc_port)
     api = f"http://{args.host}:{service.port}"
     streams = f"ws://{args.host}:{service.speech.port}"
     if service.dev_key:
@@ -183,6 +206,8 @@ async def serve(args: argparse.Namespace) -> int:
               flush=True)
     print(f"streaming on {streams} (/v1/listen, /v3/ws), metered",
           flush=True)
+    print(f"gRPC streaming on grpc://{args.host}:{service.grpc.port}"
+          " (speech.v1.Speech), metered", flush=True)
     print(f"listening on {api} (POST /v1/usage/events)", flush=True)
     await run_until_signalled(service.recognizer, service.speech,
                               lambda: service.stop(grace_s=10.0))

@@ -77,7 +77,7 @@ def report_usage(api: str, key: str) -> None:
 async def metered_streams() -> None:
     async with running_service(
             ("-m", "ch08_metering", "serve", "--port", "0",
-             "--stream-port", "0"),
+             "--stream-port", "0", "--grpc-port", "0"),
             {"SPEECH_API_KEYS": "", "DATABASE_URL": f"sqlite:///{LEDGER}",
              "CH04_LOAD_S": "0", "CH04_WARMUP_S": "0"}) as service:
         key = DEV_KEY.search("".join(service.banner))

@@ -50,7 +50,7 @@ async def test_sigterm_drains_streams_and_writes_their_usage(
     audio = load_audio(audio_of("quick_brown_fox"))
     async with running_service(
             ("-m", "ch08_metering", "serve", "--port", "0",
-             "--stream-port", "0"),
+             "--stream-port", "0", "--grpc-port", "0"),
             {"SPEECH_API_KEYS": "acme-key", "DATABASE_URL": database,
              "CH04_LOAD_S": "0", "CH04_WARMUP_S": "0"}) as service:
         url = service.streaming_url
@@ -98,7 +98,7 @@ async def test_the_ingest_apis_read_deadlines_come_from_the_environment(
                          b"Content-Length: 100\r\n\r\n")
     async with running_service(
             ("-m", "ch08_metering", "serve", "--port", "0",
-             "--stream-port", "0"),
+             "--stream-port", "0", "--grpc-port", "0"),
             {"SPEECH_API_KEYS": "acme-key",
              "DATABASE_URL": f"sqlite:///{tmp_path}/ledger.sqlite3",
              "CH04_LOAD_S": "0", "CH04_WARMUP_S": "0",

@@ -1,0 +1,1 @@
+"""Generated stubs of the speech.v1 protos (chapter 5)."""

@@ -1,0 +1,191 @@
+"""The `speech.v1.Speech` service: admission, then one call per stream.
+
+Chapter 5, "gRPC bidirectional streaming". A call is admitted before
+any request is read: a deadline already passed, a server that is
+loading or draining, or one at its stream cap each end it with their
+status and a retry hint. Then its config is read and parsed, chapter
+4's hooks admit it (chapter 8 meters and limits here), and a
+`RecognitionCall` serves it on chapter 4's session core. Requests come
+as bytes and are parsed in `requests.py`, so a malformed message is
+INVALID_ARGUMENT with a reason rather than gRPC's UNKNOWN.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+
+from ch04_streaming.app import session_factory
+from ch04_streaming.dialects.dialect import StreamDefaults
+from ch04_streaming.engine import Recognizer
+from ch04_streaming.scheduler import DecodeScheduler
+from ch04_streaming.stream_handler import ConnectionLimits
+from ch04_streaming.stream_hooks import (
+    NoHooks,
+    Refusal,
+    StreamHooks,
+    StreamStart,
+)
+from ch05_protocols.deadline import DeadlineScheduler
+from ch05_protocols.interceptors import call_key
+from ch05_protocols.recognition_call import CallLimits, RecognitionCall
+from ch05_protocols.recognition_config import (
+    ConfigError,
+    describe,
+    parse_streaming_config,
+)
+from ch05_protocols.requests import CallEndedError, RequestReader, read_config
+from ch05_protocols.speech.v1 import speech_pb2
+from ch05_protocols.speech.v1.speech_pb2 import StreamingRecognizeResponse
+
+log = logging.getLogger("ch05_protocols")
+
+SERVICE_NAME = speech_pb2.DESCRIPTOR.services_by_name["Speech"].full_name
+Context = grpc.aio.ServicerContext[bytes, StreamingRecognizeResponse]
+
+# chapter 4's refusals by HTTP status, as gRPC status codes
+REFUSAL_CODES: Mapping[int, grpc.StatusCode] = {
+    401: grpc.StatusCode.UNAUTHENTICATED,
+    403: grpc.StatusCode.PERMISSION_DENIED,
+    429: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    503: grpc.StatusCode.UNAVAILABLE,
+}
+
+
+@dataclass(frozen=True)
+class ServiceLimits:
+    max_streams: int = 100
+    max_stream_s: float = 300.0
+    audio_timeout_s: float = 10.0
+    call: CallLimits = field(default_factory=CallLimits)
+    connection: ConnectionLimits = field(default_factory=ConnectionLimits)
+
+
+@dataclass(eq=False)
+class SpeechService:
+    recognizer: Recognizer  # asked only whether it is ready
+    scheduler: DecodeScheduler  # shared by every stream
+    defaults: StreamDefaults
+    limits: ServiceLimits
+    hooks: StreamHooks = field(default_factory=NoHooks)
+    draining: bool = False
+    streams: int = 0  # admitted calls, config read or not
+    calls: set[RecognitionCall] = field(default_factory=set)
+    no_streams: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.no_streams.set()
+
+    def refusal(self, context: Context) -> CallEndedError | None:
+        """Why a new call cannot start now; None if it can."""
+        remaining = context.time_remaining()
+        if remaining is not None and remaining <= 0:
+            return CallEndedError(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                  "deadline passed before the stream"
+                                  " started: nothing was decoded")
+        if self.draining or not self.recognizer.ready:
+            why = "server is draining" if self.draining else "model loading"
+            return CallEndedError(grpc.StatusCode.UNAVAILABLE,
+                                  f"{why}: retry in 1 s")
+        if self.streams >= self.limits.max_streams:
+            return CallEndedError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"at capacity: {self.limits.max_streams} streams;"
+                " retry in 1 s")
+        return None
+
+    async def StreamingRecognize(  # noqa: N802 - the proto's name
+        self, requests: AsyncIterable[bytes], context: Context,
+    ) -> AsyncIterator[StreamingRecognizeResponse]:
+        if (refused := self.refusal(context)) is not None:
+            await context.abort(refused.code, refused.details)
+        ending: CallEndedError | None = None
+        self.streams += 1
+        self.no_streams.clear()
+        try:
+            call = await self._open(requests, context)
+            async for response in self._serve(call):
+                yield response
+            ending = call.queue.ending
+        except CallEndedError as error:
+            ending = error
+        finally:
+            self.streams -= 1
+            if not self.streams:
+                self.no_streams.set()
+        if ending is not None:
+            await context.abort(ending.code, ending.details)
+
+    async def _serve(self, call: RecognitionCall
+                     ) -> AsyncIterator[StreamingRecognizeResponse]:
+        self.calls.add(call)
+        try:
+            async for response in call.responses():
+                yield response
+        finally:
+            self.calls.discard(call)
+            await call.tracker.ended()  # however the call ended
+            queue = call.queue
+            code = (("OK" if queue.ending is None else queue.ending.code.name)
+                    if queue.ended else "CANCELLED")
+            log.info("event=stream_ended stream=%s code=%s", call.stream_id,
+                     code)
+
+    async def _open(self, raw: AsyncIterable[bytes],
+                    context: Context) -> RecognitionCall:
+        """Read and parse the config; let the hooks admit the stream."""
+        requests = RequestReader(raw, self.limits.audio_timeout_s,
+                                 self.limits.max_stream_s)
+        config = await read_config(requests)
+        try:
+            request = parse_streaming_config(config, self.defaults)
+        except ConfigError as error:
+            raise CallEndedError(grpc.StatusCode.INVALID_ARGUMENT,
+                                 str(error)) from None
+        stream_id = uuid.uuid4().hex
+        key = call_key(context.invocation_metadata()) or ""
+        tracker = await self.hooks.admit(
+            StreamStart(stream_id, key, describe(request)))
+        if isinstance(tracker, Refusal):
+            code = REFUSAL_CODES.get(tracker.status,
+                                     grpc.StatusCode.FAILED_PRECONDITION)
+            raise CallEndedError(code, tracker.reason)
+        # Each call decodes under its own deadline; the engine is shared.
+        scheduler = DeadlineScheduler(self.scheduler,
+                                      context.time_remaining)
+        log.info("event=stream_started stream=%s encoding=%s rate=%d",
+                 stream_id, request.encoding, request.sample_rate)
+        return RecognitionCall(
+            requests, request,
+            session_factory(scheduler, self.limits.connection),
+            self.limits.call, tracker, stream_id)
+
+    async def drain(self, grace_s: float) -> None:
+        """Refuse new calls; let open ones finish their utterances."""
+        self.draining = True
+        for call in list(self.calls):
+            call.shutdown()
+        try:
+            async with asyncio.timeout(grace_s):
+                await self.no_streams.wait()
+        except TimeoutError:
+            log.warning("event=shutdown_grace_over streams=%d",
+                        self.streams)
+
+
+def add_speech_service(service: SpeechService, server: Any) -> None:
+    """Mount the service on a grpc.aio server; requests stay bytes, so
+    that the service, not gRPC, says what is wrong with a bad one."""
+    handler = grpc.method_handlers_generic_handler(SERVICE_NAME, {
+        "StreamingRecognize": grpc.stream_stream_rpc_method_handler(
+            service.StreamingRecognize,
+            response_serializer=StreamingRecognizeResponse.SerializeToString,
+        ),
+    })
+    server.add_generic_rpc_handlers((handler,))
