@@ -22,7 +22,11 @@ from functools import partial
 
 import grpc
 
-from ch04_streaming.app import build_device, build_recognizer
+from ch04_streaming.app import (
+    build_device,
+    build_recognizer,
+    session_factory,
+)
 from ch04_streaming.auth import ApiKeys, load_api_keys
 from ch04_streaming.dialects.dialect import StreamDefaults
 from ch04_streaming.engine import Recognizer
@@ -30,6 +34,8 @@ from ch04_streaming.scheduler import DecodeScheduler, DirectScheduler
 from ch04_streaming.stream_handler import ConnectionLimits
 from ch04_streaming.stream_hooks import NoHooks, StreamHooks
 from ch04_streaming.vad import VadConfig
+from ch05_protocols.google_speech import SERVICE as GOOGLE_SERVICE
+from ch05_protocols.google_speech import add_google_speech
 from ch05_protocols.grpc_server import GrpcSpeechServer, Mounted
 from ch05_protocols.interceptors import ApiKeyInterceptor
 from ch05_protocols.recognition_call import CallLimits
@@ -51,14 +57,21 @@ class BuiltGrpc:
     dev_key: str | None  # set when SPEECH_API_KEYS was empty
 
 
-def recognition_services(speech: SpeechService) -> list[Mounted]:
-    """Every recognition service on the server, on one session core.
+def recognition_services(speech: SpeechService, keys: ApiKeys
+                         ) -> list[Mounted]:
+    """Every recognition service on the server, on one session core:
+    ours, and Google's `google.cloud.speech.v1.Speech` beside it, built
+    from the same engine, scheduler and stream defaults, and behind the
+    same key check."""
+    new_session = session_factory(speech.scheduler,
+                                  speech.limits.connection)
 
-    Google's `google.cloud.speech.v1.Speech` (google_speech.py) is
-    mounted here beside ours, built from the same `speech` service's
-    engine and limits, and covered by the same key check.
-    """
-    return [Mounted(SERVICE_NAME, partial(add_speech_service, speech))]
+    def add_google(server: grpc.aio.Server) -> None:
+        add_google_speech(server, new_session, speech.recognizer, keys,
+                          defaults=speech.defaults)
+
+    return [Mounted(SERVICE_NAME, partial(add_speech_service, speech)),
+            Mounted(GOOGLE_SERVICE, add_google)]
 
 
 def service_limits(settings: GrpcSettings) -> ServiceLimits:
@@ -113,7 +126,8 @@ def build_grpc_server(
         # (RESOURCE_EXHAUSTED) before it is buffered whole.
         options=[("grpc.max_receive_message_length",
                   4 * settings.max_audio_bytes)])
-    grpc_server = GrpcSpeechServer(speech, recognition_services(speech),
+    grpc_server = GrpcSpeechServer(speech,
+                                   recognition_services(speech, keys),
                                    server, settings.shutdown_grace_s)
     return BuiltGrpc(grpc_server, recognizer, dev_key)
 

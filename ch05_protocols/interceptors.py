@@ -34,10 +34,16 @@ def service_of(method: str) -> str:
 
 def call_key(metadata: Iterable[tuple[str, str | bytes]] | None
              ) -> str | None:
-    """The key of the call's `authorization` entry, if it has one."""
+    """The key of the call's `authorization` entry, or of the
+    `x-goog-api-key` entry Google's client libraries send for an API
+    key, if it has one."""
     for name, value in metadata or ():
-        if name == "authorization" and isinstance(value, str):
+        if not isinstance(value, str):
+            continue
+        if name == "authorization":
             return authorization_key(value)
+        if name == "x-goog-api-key":
+            return value.strip()
     return None
 
 

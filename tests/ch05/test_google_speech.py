@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import AsyncIterator, Sequence
+from datetime import timedelta
 from functools import partial
 
 import grpc
@@ -96,6 +97,13 @@ async def refused(
     return error
 
 
+def seconds(duration: object) -> float:
+    """proto-plus hands a Duration back as a `timedelta`; the protobuf
+    stubs type it as the message."""
+    assert isinstance(duration, timedelta)
+    return duration.total_seconds()
+
+
 def audio_of(fixture_id: str = "quick_brown_fox",
              **options: bool) -> list[StreamingRecognizeRequest]:
     return requests_for(streaming_config(**options),
@@ -116,12 +124,12 @@ async def test_official_client_transcribes_a_fixture(
     words = [w for r in finals for w in r.alternatives[0].words]
     truth = MANIFEST.get(fixture_id).words
     assert [w.word for w in words] == [t.word for t in truth]
-    assert all(abs(w.start_time.total_seconds() - t.start) <= 0.05
+    assert all(abs(seconds(w.start_time) - t.start) <= 0.05
                for w, t in zip(words, truth, strict=True))
     assert all(0 < r.alternatives[0].confidence <= 1 for r in finals)
-    assert finals[-1].result_end_time.total_seconds() >= truth[-1].end
+    assert seconds(finals[-1].result_end_time) >= truth[-1].end
     # Billed once, on the last response: whole seconds, rounded up.
-    billed = [r.total_billed_time.total_seconds() for r in responses
+    billed = [seconds(r.total_billed_time) for r in responses
               if "total_billed_time" in r]
     duration = MANIFEST.get(fixture_id).duration_s
     assert billed == [math.ceil(duration)]
@@ -287,7 +295,7 @@ async def test_voice_activity_events_frame_the_speech(
         for r in responses if r.results or r.speech_event_type]
     assert kinds == ["SPEECH_ACTIVITY_BEGIN", "SPEECH_ACTIVITY_END",
                      "final"]
-    begin = responses[0].speech_event_time.total_seconds()
+    begin = seconds(responses[0].speech_event_time)
     first_word = MANIFEST.get("quick_brown_fox").words[0].start
     assert abs(begin - first_word) < 0.3
 
