@@ -55,8 +55,8 @@ async def test_the_official_client_is_served_beside_our_proto(
             port, (("authorization", f"Bearer {KEY}"),))
         by_api_key = await google_transcript(
             port, (("x-goog-api-key", KEY),))
-        stub: Any = reflection_pb2_grpc.ServerReflectionStub(
-            running.channel)
+        channel: Any = running.channel  # the stubs type sync channels
+        stub: Any = reflection_pb2_grpc.ServerReflectionStub(channel)
         request = reflection_pb2.ServerReflectionRequest(list_services="")
         async for reply in stub.ServerReflectionInfo(iter([request])):
             names = {s.name for s in reply.list_services_response.service}
