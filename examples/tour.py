@@ -14,6 +14,7 @@ from examples.catalogue import catalogue_table
 from examples.fixtures import load_manifest
 from examples.tour_ch03 import accelerator_lab
 from examples.tour_ch04 import streaming_service
+from examples.tour_ch05 import grpc_stream
 from examples.tour_ch08 import metering_and_billing
 from examples.tour_ch11 import slo_report
 
@@ -37,6 +38,8 @@ STOPS: list[Stop] = [
      accelerator_lab),
     ("Chapter 4: streaming speech recognition over WebSocket",
      streaming_service),
+    ("Chapter 5: the same audio over gRPC bidirectional streaming",
+     grpc_stream),
     ("Chapter 8: usage metering, invoices and Stripe delivery",
      metering_and_billing),
     ("Chapter 11: SLOs, error budgets and burn-rate alerts", slo_report),

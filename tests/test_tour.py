@@ -40,6 +40,10 @@ def test_tour_runs_as_a_program() -> None:
         assert f"[{dialect:<10}] you are welcome have a nice day" in (
             done.stdout)
     assert "service stopped on SIGTERM (exit 0)" in done.stdout
+    # Chapter 5: a fixture over gRPC, its final and its billed time.
+    assert "[grpc] call me back at five five five zero one nine nine" in (
+        done.stdout)
+    assert "gRPC service stopped on SIGTERM" in done.stdout
     assert "word error rate (corpus)  0.0% of 146 words" in done.stdout
     # Chapter 8: a retried usage event is a duplicate; the streams'
     # audio and add-ons are priced; delivery is a dry run of real calls.
