@@ -15,13 +15,17 @@ from pathlib import Path
 from ch03_gpu.device import Accelerator
 from ch03_gpu.profiles import PROFILES
 from ch04_streaming.app import dialects, session_factory
+from ch04_streaming.audio import AudioDecoder, Encoding
 from ch04_streaming.auth import ApiKeys
+from ch04_streaming.backpressure import PendingAudioCap
 from ch04_streaming.dialects.dialect import Dialect, StreamDefaults
-from ch04_streaming.engine import LocalMatching, MockRecognizer
+from ch04_streaming.engine import LocalMatching, MockRecognizer, NullRecognizer
 from ch04_streaming.mock_matcher import Lexicon
 from ch04_streaming.scheduler import DirectScheduler
 from ch04_streaming.server import ServerLimits, SpeechServer
+from ch04_streaming.session import SessionEvent, StreamOptions, StreamSession
 from ch04_streaming.stream_hooks import NoHooks, StreamHooks
+from ch04_streaming.vad import VadConfig, build_vad_gate
 from examples.fixtures import MANIFEST_PATH, load_manifest
 
 KEY = "test-key"
@@ -86,3 +90,18 @@ def audio_of(fixture_id: str) -> Path:
 
 def reference(fixture_id: str) -> str:
     return MANIFEST.get(fixture_id).text
+
+
+def new_session(events: list[SessionEvent],
+                cap: PendingAudioCap | None = None) -> StreamSession:
+    """A session on a model that decodes nothing, its events collected:
+    for tests of the session core itself."""
+    return StreamSession(
+        options=StreamOptions(interim_results=True),
+        scheduler=DirectScheduler(
+            NullRecognizer(Accelerator(PROFILES["zero"]))),
+        audio=AudioDecoder(Encoding.LINEAR16, 16_000),
+        vad=build_vad_gate(VadConfig()),
+        emit=events.append,
+        cap=cap or PendingAudioCap(max_s=10.0),
+    )

@@ -4,33 +4,15 @@ from __future__ import annotations
 
 import asyncio
 
-from ch03_gpu.device import Accelerator
-from ch03_gpu.profiles import PROFILES
-from ch04_streaming.audio import AudioDecoder, Encoding
 from ch04_streaming.client import load_audio
-from ch04_streaming.engine import NullRecognizer
-from ch04_streaming.scheduler import DirectScheduler
 from ch04_streaming.session import (
     SessionEvent,
-    StreamOptions,
-    StreamSession,
     TranscriptEvent,
 )
-from ch04_streaming.vad import VadConfig, build_vad_gate
-from tests.ch04.harness import audio_of
+from tests.ch04.harness import audio_of, new_session
 
 CHUNK_BYTES = 3200  # 100 ms of 16 kHz linear16
 
-
-def new_session(events: list[SessionEvent]) -> StreamSession:
-    return StreamSession(
-        options=StreamOptions(interim_results=True),
-        scheduler=DirectScheduler(
-            NullRecognizer(Accelerator(PROFILES["zero"]))),
-        audio=AudioDecoder(Encoding.LINEAR16, 16_000),
-        vad=build_vad_gate(VadConfig()),
-        emit=events.append,
-    )
 
 
 async def test_inference_that_keeps_up_skips_no_interim() -> None:

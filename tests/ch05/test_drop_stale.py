@@ -10,8 +10,6 @@ import pytest
 from websockets.asyncio.client import connect
 
 from ch03_gpu.device import Accelerator, CostModel
-from ch03_gpu.profiles import PROFILES
-from ch04_streaming.audio import AudioDecoder, Encoding
 from ch04_streaming.backpressure import (
     Backpressure,
     DropStaleAudio,
@@ -20,18 +18,14 @@ from ch04_streaming.backpressure import (
     pending_audio_cap,
 )
 from ch04_streaming.client import load_audio
-from ch04_streaming.engine import NullRecognizer
-from ch04_streaming.scheduler import DirectScheduler
 from ch04_streaming.server import ServerLimits
 from ch04_streaming.session import (
     SessionEvent,
-    StreamOptions,
     StreamSession,
     TranscriptEvent,
 )
 from ch04_streaming.stream_handler import ConnectionLimits
-from ch04_streaming.vad import VadConfig, build_vad_gate
-from tests.ch04.harness import KEY, Start, audio_of
+from tests.ch04.harness import KEY, Start, audio_of, new_session
 
 CHUNK_BYTES = 3200  # 100 ms of 16 kHz linear16
 
@@ -88,16 +82,9 @@ def test_each_stream_gets_the_policy_it_asked_for() -> None:
     assert isinstance(dropping, DropStaleAudio) and dropping.max_s == 10.0
 
 
-def new_session(events: list[SessionEvent]) -> StreamSession:
-    return StreamSession(
-        options=StreamOptions(interim_results=True),
-        scheduler=DirectScheduler(
-            NullRecognizer(Accelerator(PROFILES["zero"]))),
-        audio=AudioDecoder(Encoding.LINEAR16, 16_000),
-        vad=build_vad_gate(VadConfig()),
-        emit=events.append,
-        cap=DropStaleAudio(max_s=10.0),
-    )
+def stale_dropping(events: list[SessionEvent]) -> StreamSession:
+    return new_session(events, cap=DropStaleAudio(max_s=10.0))
+
 
 
 def feed(session: StreamSession, audio: bytes) -> None:
@@ -126,7 +113,7 @@ async def test_dropping_before_any_decode_starts_the_utterance_later(
     audio = load_audio(audio_of("support_call")).payload[: 32_000 * 2]
     kept: list[SessionEvent] = []
     dropped: list[SessionEvent] = []
-    whole, cut = new_session(kept), new_session(dropped)
+    whole, cut = stale_dropping(kept), stale_dropping(dropped)
     feed(whole, audio)
     feed(cut, audio)
     pending_s = cut.cap.pending_s
@@ -147,7 +134,7 @@ async def test_dropping_after_a_decode_cuts_the_utterance_at_the_gap(
     a new utterance that starts after the gap."""
     audio = load_audio(audio_of("support_call")).payload[: 32_000 * 3]
     events: list[SessionEvent] = []
-    session = new_session(events)
+    session = stale_dropping(events)
     feed(session, audio[: 32_000 * 3 // 2])
     await decode_all(session)
     heard_to = results(events)[-1].end_s
@@ -166,7 +153,7 @@ async def test_dropping_a_whole_utterance_keeps_its_final() -> None:
     final still comes, empty, so the client sees the utterance end."""
     audio = load_audio(audio_of("support_call")).payload[: 32_000 * 4]
     events: list[SessionEvent] = []
-    session = new_session(events)
+    session = stale_dropping(events)
     feed(session, audio)  # the first utterance ends at 3.6 s
     session.drop_oldest(10.0)
     assert session.cap.pending_s == 0.0
