@@ -397,6 +397,18 @@ async def test_a_stream_longer_than_the_limit_is_ended(
         "Exceeded maximum allowed stream duration of 1.5 seconds.")
 
 
+async def read_all(server: GoogleServer,
+                   requests: AsyncIterator[StreamingRecognizeRequest]
+                   ) -> None:
+    """Stream with Google's client, no retries, and read every
+    response: the status it ends with is what the test looks at."""
+    async with asyncio.timeout(30):
+        stream = await server.client().streaming_recognize(
+            requests=requests, metadata=BEARER, retry=None)
+        async for _ in stream:
+            pass
+
+
 async def test_a_stream_before_the_model_is_ready_is_unavailable(
     lexicon: Lexicon,
 ) -> None:
@@ -404,12 +416,7 @@ async def test_a_stream_before_the_model_is_ready_is_unavailable(
     default (for up to 5000 s); `retry=None` shows the first answer."""
     async with google_server(lexicon, ready=False) as server:
         with pytest.raises(exceptions.ServiceUnavailable) as caught:
-            async with asyncio.timeout(30):
-                stream = await server.client().streaming_recognize(
-                    requests=then_stall(audio_of()[:1]), metadata=BEARER,
-                    retry=None)
-                async for _ in stream:
-                    pass
+            await read_all(server, then_stall(audio_of()[:1]))
     assert caught.value.message == "The service is currently unavailable."
 
 
@@ -421,12 +428,7 @@ async def test_last_finals_that_are_not_ready_in_time(
     limits = GoogleLimits(drain_timeout_s=0)
     async with google_server(lexicon, limits) as server:
         with pytest.raises(exceptions.DeadlineExceeded) as caught:
-            async with asyncio.timeout(30):
-                stream = await server.client().streaming_recognize(
-                    requests=sent(audio_of()[:20]), metadata=BEARER,
-                    retry=None)
-                async for _ in stream:
-                    pass
+            await read_all(server, sent(audio_of()[:20]))
     assert caught.value.message.startswith(
         "The last results were not ready within 0 s")
 
@@ -449,11 +451,6 @@ async def test_an_engine_failure_is_an_internal_error(
 
         monkeypatch.setattr(server.recognizer, "decode", lost_on_final)
         with pytest.raises(exceptions.InternalServerError) as caught:
-            async with asyncio.timeout(30):
-                stream = await server.client().streaming_recognize(
-                    requests=sent(audio_of()[:20]), metadata=BEARER,
-                    retry=None)
-                async for _ in stream:
-                    pass
+            await read_all(server, sent(audio_of()[:20]))
     assert caught.value.message == "Internal error encountered."
     assert "event=stream_failed" in caplog.text
