@@ -188,6 +188,14 @@ async def sent_then_held(
     await asyncio.Event().wait()
 
 
+async def nothing_yet() -> AsyncIterator[StreamingRecognizeRequest]:
+    """A client that opens the call and has not written yet: a client
+    still writing when the server ends the call may hear INTERNAL
+    instead of the server's status (a grpc-python client matter)."""
+    await asyncio.Event().wait()
+    yield StreamingRecognizeRequest()
+
+
 async def responses_until_failed(call: Any
                                  ) -> list[StreamingRecognizeResponse]:
     """What a call sent before it failed: a call's status comes only
