@@ -48,7 +48,12 @@ from ch04_streaming.engine import (
 from ch04_streaming.matcher_process import MatcherProcess
 from ch04_streaming.scheduler import DecodeScheduler, DirectScheduler
 from ch04_streaming.server import ServerLimits, SpeechServer
-from ch04_streaming.session import Emit, StreamSession
+from ch04_streaming.session import (
+    Emit,
+    EveryChunk,
+    InterimCadence,
+    StreamSession,
+)
 from ch04_streaming.settings import Settings
 from ch04_streaming.stream_handler import ConnectionLimits, SessionFactory
 from ch04_streaming.stream_hooks import NoHooks, StreamHooks
@@ -78,11 +83,13 @@ def dialects(settings: Settings | None = None) -> dict[str, Dialect]:
 
 
 # --8<-- [start:session_factory]
-def session_factory(scheduler: DecodeScheduler,
-                    limits: ConnectionLimits) -> SessionFactory:
+def session_factory(scheduler: DecodeScheduler, limits: ConnectionLimits,
+                    cadence: InterimCadence | None = None
+                    ) -> SessionFactory:
     """Each stream gets its own decoder, VAD gate and cap (with the
     policy it asked for); the scheduler, and the engine behind it, are
-    shared."""
+    shared, as is the cadence of interims (chapter 6 lowers it)."""
+    cadence = cadence or EveryChunk()
 
     def new_session(request: StreamRequest, emit: Emit) -> StreamSession:
         return StreamSession(
@@ -93,6 +100,7 @@ def session_factory(scheduler: DecodeScheduler,
             emit=emit,
             cap=pending_audio_cap(request.backpressure,
                                   limits.max_pending_audio_s),
+            cadence=cadence,
         )
 
     return new_session
@@ -137,18 +145,22 @@ def build_server(settings: Settings, keys: ApiKeys | None = None,
                  scheduler: DecodeScheduler | None = None,
                  device: Accelerator | None = None,
                  more_dialects: Mapping[str, Dialect] | None = None,
+                 recognizer: Recognizer | None = None,
+                 cadence: InterimCadence | None = None,
                  ) -> Built:
     """The chapter 4 server. Later chapters pass `hooks` to follow
     every stream (metering, quotas) and may pass their own `scheduler`
     (a cross-stream batcher) without this chapter knowing them; chapter
     3's warm pool passes a `device` its parent has loaded; chapter 5
-    serves its own dialects beside these (`more_dialects`, by path).
+    serves its own dialects beside these (`more_dialects`, by path);
+    chapter 6 passes the `recognizer` its scheduler batches for, and
+    the `cadence` of interims its degradation policy sets.
     """
     dev_key = None
     if keys is None:
         keys, dev_key = load_api_keys(settings.env)
     device = device or build_device(settings)
-    recognizer = build_recognizer(settings, device)
+    recognizer = recognizer or build_recognizer(settings, device)
     defaults = StreamDefaults(
         vad=VadConfig(
             aggressiveness=settings.vad_aggressiveness,
@@ -170,7 +182,7 @@ def build_server(settings: Settings, keys: ApiKeys | None = None,
         shutdown_grace_s=settings.shutdown_grace_s,
     )
     new_session = session_factory(
-        scheduler or DirectScheduler(recognizer), connection)
+        scheduler or DirectScheduler(recognizer), connection, cadence)
     by_path = {**dialects(settings), **(more_dialects or {})}
     server = SpeechServer(by_path, recognizer, new_session, keys,
                           defaults, limits, hooks or NoHooks())

@@ -50,6 +50,9 @@ class UtteranceDecoder:
     matcher: Matcher | None = None  # None: the engine keeps the state
     key: int = 0  # the engine's name for the utterance, if it keeps it
     fed_samples: int = 0
+    # What a scheduler keeps with the utterance (chapter 6: the model
+    # that decodes it, its trace span); chapter 4 keeps nothing.
+    tag: object = None
 
     @property
     def end_s(self) -> float:
@@ -133,6 +136,9 @@ class MockRecognizer:
     device: Accelerator
     errors: WordErrorInjector = field(default_factory=WordErrorInjector)
     warmup_decodes: int = 0  # run before `ready`; the service runs one
+    # The model's device time per audio second, relative to the
+    # profile's: a smaller model (chapter 6's cheaper fallback) is < 1.
+    compute_scale: float = 1.0
     _warm: bool = field(default=False, init=False)
 
     @property
@@ -163,11 +169,13 @@ class MockRecognizer:
     async def decode(
         self, batch: Sequence[DecodeRequest]
     ) -> list[Hypothesis]:
+        # The device first: a batch it refuses (out of memory) has
+        # changed no decoder, so a scheduler may split it and retry.
+        audio_s = sum(r.audio.size for r in batch) / SAMPLE_RATE
+        await self.device.run(audio_s * self.compute_scale)
         heard = await self.matching.match(batch)
         for request in batch:
             request.decoder.fed_samples += request.audio.size
-        audio_s = sum(r.audio.size for r in batch) / SAMPLE_RATE
-        await self.device.run(audio_s)
         return [self._hypothesis(request, words)
                 for request, words in zip(batch, heard, strict=True)]
 

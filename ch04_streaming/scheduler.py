@@ -18,6 +18,12 @@ from ch04_streaming.engine import DecodeRequest, Recognizer, UtteranceDecoder
 from ch04_streaming.transcript import Hypothesis
 
 
+class DecodeUnavailableError(Exception):
+    """A scheduler cannot decode this stream's audio (it is overloaded,
+    its model is not ready, or this stream's own work failed): the
+    stream ends with this reason, and the others go on."""
+
+
 # --8<-- [start:decode_scheduler]
 class DecodeScheduler(Protocol):
     """How a session gets its audio decoded."""

@@ -87,6 +87,7 @@ class SpeechConnection(ServerConnection):
     handled: bool = False  # a handler ran for it
     key: str = ""
     input_ended: bool = False  # the client shut its sending side
+    reply_headers: Mapping[str, str] = {}  # the hooks' additions
 
     # asyncio keeps a transport open when this returns True; websockets
     # declares None because it never does.
@@ -140,6 +141,11 @@ def folded(headers: Headers) -> Headers:
     names = dict.fromkeys(name.lower() for name in headers)
     return Headers((name, ", ".join(headers.get_all(name)))
                    for name in names)
+
+
+def lower_case(headers: Headers) -> dict[str, str]:
+    """One value per header, under its lower-case name."""
+    return {name.lower(): value for name, value in folded(headers).items()}
 
 
 def json_response(status: int, body: WireMessage,
@@ -211,12 +217,14 @@ class SpeechServer:
         except RequestError as error:
             return self.refuse(400, str(error),
                                dialect.error_headers(str(error)))
-        start = StreamStart(uuid.uuid4().hex, key, query)
+        start = StreamStart(uuid.uuid4().hex, key, query,
+                            lower_case(request.headers))
         tracker = await self.hooks.admit(start)  # quotas, metering
         if isinstance(tracker, Refusal):
             return self.refuse_by_hooks(dialect, tracker)
         connection.stream_request, connection.dialect = parsed, dialect
         connection.tracker = tracker
+        connection.reply_headers = start.reply_headers
         if connection not in self.admitted:  # the client left meanwhile
             await tracker.ended()
         return None
@@ -275,10 +283,13 @@ class SpeechServer:
 
     async def after_handshake(self, connection: ServerConnection,
                               request: Request, response: Response) -> None:
-        if response.status_code != 101:
-            assert isinstance(connection, SpeechConnection)
-            # Admitted by the hooks, refused later: release what they hold.
-            await self.release(connection)
+        assert isinstance(connection, SpeechConnection)
+        if response.status_code == 101:
+            for name, value in connection.reply_headers.items():
+                response.headers[name] = value
+            return
+        # Admitted by the hooks, refused later: release what they hold.
+        await self.release(connection)
 
     async def release(self, connection: SpeechConnection) -> None:
         """Free an admitted connection's stream slot and end its hooks'

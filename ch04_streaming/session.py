@@ -22,6 +22,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -69,6 +70,25 @@ class UtteranceEndEvent:
 
 SessionEvent = SpeechStartedEvent | TranscriptEvent | UtteranceEndEvent
 Emit = Callable[[SessionEvent], None]
+
+
+class InterimCadence(Protocol):
+    """How often a stream's interim results are decoded and shown: a
+    server under load (chapter 6) asks for fewer, or none."""
+
+    @property
+    def min_interim_s(self) -> float:
+        """Undecoded speech an interim decode waits for (0: any)."""
+
+    @property
+    def show_interims(self) -> bool: ...
+
+
+class EveryChunk:
+    """Chapter 4's cadence: an interim for whatever audio came."""
+
+    min_interim_s = 0.0
+    show_interims = True
 
 
 @dataclass
@@ -127,6 +147,7 @@ class StreamSession:
     cap: PendingAudioCap = field(
         default_factory=lambda: PendingAudioCap(max_s=10.0))
     clock: Callable[[], float] = time.monotonic
+    cadence: InterimCadence = field(default_factory=EveryChunk)
     stats: SessionStats = field(default_factory=SessionStats)
     arrivals: ArrivalLog = field(default_factory=ArrivalLog)
     _queue: deque[PendingWork] = field(default_factory=deque, init=False)
@@ -242,9 +263,12 @@ class StreamSession:
         if not self._queue:
             return None
         head = self._queue[0]
+        if head.final:
+            return head
         # Decode as audio comes even without interims: the decoder state
         # must advance, or undecoded audio would pile up until the final.
-        return head if head.final or head.chunks else None
+        enough = max(1, round(self.cadence.min_interim_s * MODEL_RATE))
+        return head if head.chunks and head.samples >= enough else None
 
     async def drained(self) -> None:
         """Wait until every final so far has been decoded and emitted."""
@@ -287,7 +311,8 @@ class StreamSession:
             self.stats.finals += 1
             if hypothesis.words:
                 self._last_word_end = hypothesis.words[-1].end
-        if not (work.final or self.options.interim_results):
+        shown = self.options.interim_results and self.cadence.show_interims
+        if not (work.final or shown):
             return
         self.emit(TranscriptEvent(
             hypothesis=hypothesis,

@@ -40,6 +40,7 @@ from ch04_streaming.dialects.dialect import (
 from ch04_streaming.metrics import ServiceMetrics
 from ch04_streaming.pacing import IdleTimer, Pace, PacingError
 from ch04_streaming.result_latency import ResultLatency
+from ch04_streaming.scheduler import DecodeUnavailableError
 from ch04_streaming.session import (
     Emit,
     SessionEvent,
@@ -181,6 +182,10 @@ class StreamHandler:
             return None  # the client left: nothing to say to it
         if isinstance(error, SlowConsumerError):
             return codes.slow_consumer.because(str(error))
+        if isinstance(error, DecodeUnavailableError):
+            # 1013, "try again later": the server's state, not the
+            # client's fault (a close reason holds at most 123 bytes).
+            return Closing(1013, str(error)[:123])
         log.error("stream failed", exc_info=error)
         return Closing(1011, "internal error")
 

@@ -11,7 +11,7 @@ stream), and when the stream has ended (`ended`). Chapter 4 ships
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 
@@ -22,6 +22,12 @@ class StreamStart:
     stream_id: str  # unique, also the prefix of its usage-event ids
     api_key: str
     query: Mapping[str, str]  # as the client sent it
+    # Request headers (gRPC: metadata), names in lower case: chapter 6
+    # reads a W3C `traceparent` here.
+    headers: Mapping[str, str] = field(default_factory=dict)
+    # Headers the hooks want on the reply that admits the stream (the
+    # 101 response; gRPC: initial metadata), such as a service level.
+    reply_headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

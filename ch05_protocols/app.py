@@ -31,6 +31,7 @@ from ch04_streaming.auth import ApiKeys, load_api_keys
 from ch04_streaming.dialects.dialect import StreamDefaults
 from ch04_streaming.engine import Recognizer
 from ch04_streaming.scheduler import DecodeScheduler, DirectScheduler
+from ch04_streaming.session import EveryChunk, InterimCadence
 from ch04_streaming.stream_handler import ConnectionLimits
 from ch04_streaming.stream_hooks import NoHooks, StreamHooks
 from ch04_streaming.vad import VadConfig
@@ -64,7 +65,7 @@ def recognition_services(speech: SpeechService, keys: ApiKeys
     from the same engine, scheduler and stream defaults, and behind the
     same key check."""
     new_session = session_factory(speech.scheduler,
-                                  speech.limits.connection)
+                                  speech.limits.connection, speech.cadence)
 
     def add_google(server: grpc.aio.Server) -> None:
         add_google_speech(server, new_session, speech.recognizer, keys,
@@ -105,11 +106,13 @@ def build_grpc_server(
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     recognizer: Recognizer | None = None,
     scheduler: DecodeScheduler | None = None,
+    cadence: InterimCadence | None = None,
 ) -> BuiltGrpc:
     """The chapter 5 gRPC server. Later chapters pass `hooks` to follow
     every stream, `interceptors` that run after the key check, the
     `recognizer` they already serve with, so one model serves both,
-    and may pass their own `scheduler` (a cross-stream batcher)."""
+    and may pass their own `scheduler` (a cross-stream batcher) and
+    `cadence` of interims (chapter 6)."""
     dev_key = None
     if keys is None:
         keys, dev_key = load_api_keys(settings.env)
@@ -119,7 +122,8 @@ def build_grpc_server(
     speech = SpeechService(recognizer,
                            scheduler or DirectScheduler(recognizer),
                            stream_defaults(settings),
-                           service_limits(settings), hooks or NoHooks())
+                           service_limits(settings), hooks or NoHooks(),
+                           cadence or EveryChunk())
     server = grpc.aio.server(
         interceptors=[ApiKeyInterceptor(keys), *interceptors],
         # A message far over the audio limit is refused by gRPC itself

@@ -22,6 +22,7 @@ import grpc
 from ch04_streaming.audio import AudioFormatError, strip_declared_header
 from ch04_streaming.backpressure import FrameTooLongError
 from ch04_streaming.dialects.dialect import StreamRequest
+from ch04_streaming.scheduler import DecodeUnavailableError
 from ch04_streaming.session import SessionEvent, StreamSession
 from ch04_streaming.stream_handler import SessionFactory
 from ch04_streaming.stream_hooks import StreamTracker
@@ -149,6 +150,8 @@ class RecognitionCall:
         if isinstance(error, SlowConsumerError):
             return CallEndedError(grpc.StatusCode.RESOURCE_EXHAUSTED,
                                   str(error))
+        if isinstance(error, DecodeUnavailableError):
+            return CallEndedError(grpc.StatusCode.UNAVAILABLE, str(error))
         log.error("event=stream_failed stream=%s", self.stream_id,
                   exc_info=error)
         return CallEndedError(grpc.StatusCode.INTERNAL, "internal error")

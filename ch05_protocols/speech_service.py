@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +25,7 @@ from ch04_streaming.app import session_factory
 from ch04_streaming.dialects.dialect import StreamDefaults
 from ch04_streaming.engine import Recognizer
 from ch04_streaming.scheduler import DecodeScheduler
+from ch04_streaming.session import EveryChunk, InterimCadence
 from ch04_streaming.stream_handler import ConnectionLimits
 from ch04_streaming.stream_hooks import (
     NoHooks,
@@ -50,6 +51,13 @@ SERVICE_NAME = speech_pb2.DESCRIPTOR.services_by_name["Speech"].full_name
 Context = grpc.aio.ServicerContext[bytes, StreamingRecognizeResponse]
 
 # chapter 4's refusals by HTTP status, as gRPC status codes
+def text_metadata(metadata: Iterable[tuple[str, str | bytes]]
+                  ) -> dict[str, str]:
+    """A call's text metadata by (lower-case) name; binary is left out."""
+    return {name.lower(): value for name, value in metadata
+            if isinstance(value, str)}
+
+
 REFUSAL_CODES: Mapping[int, grpc.StatusCode] = {
     401: grpc.StatusCode.UNAUTHENTICATED,
     403: grpc.StatusCode.PERMISSION_DENIED,
@@ -74,6 +82,7 @@ class SpeechService:
     defaults: StreamDefaults
     limits: ServiceLimits
     hooks: StreamHooks = field(default_factory=NoHooks)
+    cadence: InterimCadence = field(default_factory=EveryChunk)
     draining: bool = False
     streams: int = 0  # admitted calls, config read or not
     calls: set[RecognitionCall] = field(default_factory=set)
@@ -149,13 +158,18 @@ class SpeechService:
             raise CallEndedError(grpc.StatusCode.INVALID_ARGUMENT,
                                  str(error)) from None
         stream_id = uuid.uuid4().hex
-        key = call_key(context.invocation_metadata()) or ""
-        tracker = await self.hooks.admit(
-            StreamStart(stream_id, key, describe(request)))
+        metadata = context.invocation_metadata() or ()
+        key = call_key(metadata) or ""
+        start = StreamStart(stream_id, key, describe(request),
+                            text_metadata(metadata))
+        tracker = await self.hooks.admit(start)
         if isinstance(tracker, Refusal):
             code = REFUSAL_CODES.get(tracker.status,
                                      grpc.StatusCode.FAILED_PRECONDITION)
             raise CallEndedError(code, tracker.reason)
+        if start.reply_headers:
+            await context.send_initial_metadata(
+                tuple(start.reply_headers.items()))
         # Each call decodes under its own deadline; the engine is shared.
         scheduler = DeadlineScheduler(self.scheduler,
                                       context.time_remaining)
@@ -163,7 +177,8 @@ class SpeechService:
                  stream_id, request.encoding, request.sample_rate)
         return RecognitionCall(
             requests, request,
-            session_factory(scheduler, self.limits.connection),
+            session_factory(scheduler, self.limits.connection,
+                            self.cadence),
             self.limits.call, tracker, stream_id)
 
     async def drain(self, grace_s: float) -> None:
