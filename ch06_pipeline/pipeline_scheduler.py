@@ -108,7 +108,11 @@ class PipelineScheduler:
 
     async def decode(self, request: DecodeRequest) -> Hypothesis:
         future = await self._submit(request)
-        outcome = await future
+        try:
+            outcome = await future
+        except BatcherClosedError:
+            raise DecodeUnavailableError(
+                "server shutting down: no more decoding") from None
         if isinstance(outcome, BaseException):
             raise DecodeUnavailableError(str(outcome)) from outcome
         tag = request.decoder.tag

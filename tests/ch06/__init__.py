@@ -1,0 +1,1 @@
+"""Chapter 6 tests: many streams, one accelerator."""
