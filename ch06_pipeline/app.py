@@ -41,6 +41,7 @@ from ch04_streaming.word_errors import WordErrorInjector
 from ch05_protocols.app import build_grpc_server
 from ch05_protocols.grpc_server import GrpcSpeechServer
 from ch05_protocols.settings import GrpcSettings
+from ch05_protocols.ws_dialects import chapter5_dialects
 from ch06_pipeline.degradation import (
     DegradationPolicy,
     Level,
@@ -168,7 +169,8 @@ def build_pipeline(settings: PipelineSettings,
     hooks = [PipelineHooks(pipeline_level, tracer, "websocket", 503),
              PipelineHooks(pipeline_level, tracer, "grpc", 429)]
     built = build_server(settings.speech, keys, hooks[0], scheduler,
-                         device, recognizer=models[FULL], cadence=cadence)
+                         device, more_dialects=chapter5_dialects(),
+                         recognizer=models[FULL], cadence=cadence)
     grpc_built = build_grpc_server(
         GrpcSettings(host=settings.host, port=settings.grpc_port,
                      max_streams=settings.max_grpc_streams,
@@ -199,10 +201,11 @@ async def serve(settings: PipelineSettings) -> int:
     if pipeline.dev_key:
         print(f"SPEECH_API_KEYS is not set; development key: "
               f"{pipeline.dev_key}", flush=True)
-    print(f"listening on {url} (Deepgram /v1/listen, AssemblyAI /v3/ws,"
-          " /readyz, /metrics)", flush=True)
+    # The port line last: tools read what a service prints up to it.
     print(f"gRPC streaming on grpc://{settings.host}:{pipeline.grpc.port}"
           " (speech.v1.Speech)", flush=True)
+    print(f"listening on {url} (Deepgram /v1/listen, AssemblyAI /v3/ws,"
+          " /ws/binary, /ws/base64, /readyz, /metrics)", flush=True)
     batching = settings.batching()
     log.info("event=listening profile=%s max_batch=%d max_wait_ms=%g"
              " matcher=%s", settings.profile, batching.max_batch_size,

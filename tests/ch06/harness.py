@@ -54,9 +54,11 @@ def pipeline_settings(*flags: str, **changes: Any) -> PipelineSettings:
 async def running_pipeline(
     lexicon: Lexicon, *flags: str, tracer: Tracer | None = None,
     models: dict[str, Recognizer] | None = None, ready: bool = True,
+    **speech: Any,
 ) -> AsyncIterator[Pipeline]:
-    """The pipeline on free ports; stopped on the way out."""
-    settings = pipeline_settings(*flags)
+    """The pipeline on free ports, with chapter 4's settings changed by
+    `speech`; stopped on the way out."""
+    settings = pipeline_settings(*flags, **speech)
     pipeline = build_pipeline(settings, ApiKeys.of(KEY), tracer,
                               models or mock_models(lexicon))
     await pipeline.start("127.0.0.1", 0, 0)

@@ -19,8 +19,10 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 
+from ch03_gpu.device import Accelerator, CostModel
 from ch04_streaming.client import DeepgramClient, load_audio, stream
 from ch04_streaming.mock_matcher import Lexicon
+from ch04_streaming.stream_handler import StreamHandler
 from ch05_protocols.speech.v1.speech_pb2_grpc import SpeechStub
 from ch06_pipeline.app import Pipeline
 from ch06_pipeline.degradation import Level
@@ -28,7 +30,12 @@ from ch06_pipeline.service_level import LEVEL_HEADER
 from examples.stream_grpc import Pace, config_request, recognize
 from tests.ch04.harness import audio_of, reference
 from tests.ch05.grpc_harness import finals, metadata, sent_then_held
-from tests.ch06.harness import KEY, TIMEOUT_S, running_pipeline
+from tests.ch06.harness import (
+    KEY,
+    TIMEOUT_S,
+    mock_models,
+    running_pipeline,
+)
 
 FOX, WEATHER = "quick_brown_fox", "weather_forecast"
 
@@ -176,3 +183,29 @@ async def test_a_client_that_vanishes_mid_stream_costs_others_nothing(
             while pipeline.speech.handlers:
                 await asyncio.sleep(0.01)
     assert report.transcript == reference(FOX)
+
+
+async def test_a_stream_faster_than_real_time_is_throttled(
+        lexicon: Lexicon) -> None:
+    """With a slow device and a half-second cap on undecoded audio, a
+    client sending as fast as it can is read no faster than its audio
+    is decoded (the buffer policy), and nothing it said is lost."""
+    device = Accelerator(CostModel(fixed_ms=100.0, per_audio_s_ms=0.0))
+    async with running_pipeline(
+            lexicon, models=mock_models(lexicon, device),
+            max_pending_audio_s=0.5) as pipeline:
+        seen: list[StreamHandler] = []
+
+        async def watch() -> None:
+            while not seen:
+                seen.extend(pipeline.speech.handlers)
+                await asyncio.sleep(0.005)
+
+        async with asyncio.timeout(TIMEOUT_S):
+            watcher = asyncio.create_task(watch())
+            report = await stream(ws_url(pipeline), DeepgramClient(), KEY,
+                                  load_audio(audio_of(FOX)))
+            await watcher
+    assert report.transcript == reference(FOX)
+    [handler] = seen
+    assert 0.3 < handler.session.cap.peak_s <= 0.5 + 0.1  # held at cap
