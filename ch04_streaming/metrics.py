@@ -65,6 +65,10 @@ class ServiceMetrics:
             "speech_interims_skipped",
             "Interim updates skipped while inference lagged", ["dialect"],
             registry=self.registry)
+        self.dropped_audio = Counter(
+            "speech_dropped_audio_seconds",
+            "Stale audio dropped by streams that asked to drop it",
+            ["dialect"], registry=self.registry)
         self.loop_lag = Histogram(
             "speech_event_loop_lag_seconds",
             "How late the event loop ran a timer: work that blocks it",
@@ -72,13 +76,15 @@ class ServiceMetrics:
 
     def stream_closed(self, dialect: str, code: int | None,
                       audio_s: float, inference_s: float,
-                      interims_skipped: int) -> None:
+                      interims_skipped: int, dropped_s: float = 0.0
+                      ) -> None:
         self.active.dec()
         if code is not None and code not in ORDERLY_CLOSES:
             self.stream_errors.labels(dialect, str(code)).inc()
         self.audio.labels(dialect).inc(audio_s)
         self.inference_audio.labels(dialect).inc(inference_s)
         self.interims_skipped.labels(dialect).inc(interims_skipped)
+        self.dropped_audio.labels(dialect).inc(dropped_s)
 
     def stream_opened(self, dialect: str) -> None:
         self.streams.labels(dialect).inc()

@@ -341,7 +341,8 @@ class SpeechServer:
             failed = closing is not None and not handler.ended_by_policy
             self.metrics.stream_closed(
                 dialect.name, closing.code if closing and failed else None,
-                stats.received_s, stats.decoded_s, stats.interims_skipped)
+                stats.received_s, stats.decoded_s, stats.interims_skipped,
+                stats.dropped_s)
             del self.handlers[handler]
             if not self.handlers:
                 self._no_streams.set()

@@ -12,6 +12,7 @@ vanishes mid-stream costs the others nothing.
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import grpc
@@ -209,3 +210,31 @@ async def test_a_stream_faster_than_real_time_is_throttled(
     assert report.transcript == reference(FOX)
     [handler] = seen
     assert 0.3 < handler.session.cap.peak_s <= 0.5 + 0.1  # held at cap
+
+
+async def test_a_stream_faster_than_real_time_drops_stale_audio_if_asked(
+        lexicon: Lexicon) -> None:
+    """The drop policy (chapter 5's `/ws/binary?backpressure=drop`):
+    audio past the cap is dropped, oldest first, counted on /metrics."""
+    device = Accelerator(CostModel(fixed_ms=100.0, per_audio_s_ms=0.0))
+    async with running_pipeline(
+            lexicon, models=mock_models(lexicon, device),
+            max_pending_audio_s=0.5) as pipeline:
+        url = (f"{ws_url(pipeline)}/ws/binary?encoding=linear16"
+               "&sample_rate=16000&backpressure=drop")
+        audio = load_audio(audio_of(FOX)).payload
+        async with asyncio.timeout(TIMEOUT_S):
+            async with connect(url, additional_headers={
+                    "Authorization": f"Token {KEY}"}) as socket:
+                for offset in range(0, len(audio), 3200):
+                    await socket.send(audio[offset:offset + 3200])
+                await socket.send(json.dumps({"type": "close"}))
+                messages = [json.loads(m) async for m in socket]
+            while pipeline.speech.handlers:
+                await asyncio.sleep(0.01)
+        counted = pipeline.speech.metrics.registry.get_sample_value(
+            "speech_dropped_audio_seconds_total", {"dialect": "ws-binary"})
+    closed = messages[-1]
+    assert closed["type"] == "closed"
+    assert closed["dropped_audio_s"] > 1.0
+    assert counted == pytest.approx(closed["dropped_audio_s"], abs=0.01)
