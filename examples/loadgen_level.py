@@ -103,7 +103,7 @@ class LevelResult:
     ramp_s: float
     admitted: int
     rejected: int
-    failed: int  # admitted, then broke
+    failed: int  # broke once admitted, or never connected
     drain_timeouts: int  # finished sending, finals still owed at close
     utterances: int
     finals: int
@@ -202,7 +202,7 @@ async def ramp(target: Target, laps: Sequence[Lap], streams: int,
         finally:
             tally.active -= 1
         status = run.ending.status
-        tally.admitted += status != "rejected"
+        tally.admitted += run.ending.admitted
         tally.rejected += status == "rejected"
         tally.failed += status == "failed"
         return run
@@ -242,7 +242,7 @@ def scored(target: Target, runs: Sequence[StreamRun], duration_s: float,
     statuses = Counter(run.ending.status for run in runs)
     hints = [r.ending.retry_after_s for r in runs
              if r.ending.retry_after_s is not None]
-    admitted = [r for r in runs if r.ending.status != "rejected"]
+    admitted = [r for r in runs if r.ending.admitted]
     return LevelResult(
         transport=target.transport, streams=len(runs),
         duration_s=duration_s, ramp_s=ramp_s,

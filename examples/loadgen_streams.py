@@ -69,6 +69,7 @@ class Ending:
     reason: str = ""
     retry_after_s: float | None = None
     drain_timed_out: bool = False  # closed by us: finals still owed
+    admitted: bool = True  # false if refused, or never connected
 
 
 @dataclass
@@ -158,10 +159,12 @@ async def websocket_stream(
             "rejected" if status in REFUSED_STATUSES else "failed",
             REFUSED_CLOSE if status in REFUSED_STATUSES
             else UNEXPECTED_CLOSE, f"HTTP {status}",
-            retry_hint(refused.response.headers.get("Retry-After")))
+            retry_hint(refused.response.headers.get("Retry-After")),
+            admitted=False)
     except (OSError, TimeoutError) as error:
         run.ending = Ending("failed", NO_CLOSE_FRAME,
-                            f"connect: {type(error).__name__}")
+                            f"connect: {type(error).__name__}",
+                            admitted=False)
     else:
         await converse(socket, dialect, run, pacing, on_result)
     run.ended_at = time.time()
@@ -298,10 +301,13 @@ async def grpc_ending(call: GrpcCall, run: StreamRun) -> None:
             and not details.startswith("failed to connect")):
         run.ending = Ending("rejected", REFUSED_CLOSE,
                             f"{code.name}: {details}",
-                            None if hint is None else float(hint.group(1)))
+                            None if hint is None else float(hint.group(1)),
+                            admitted=False)
         return
-    run.ending = Ending("failed", GRPC_CLOSES.get(code, UNEXPECTED_CLOSE),
-                        f"{code.name}: {details}")
+    run.ending = Ending(
+        "failed", GRPC_CLOSES.get(code, UNEXPECTED_CLOSE),
+        f"{code.name}: {details}",
+        admitted=not details.startswith("failed to connect"))
 
 
 class NoDialect:
