@@ -60,6 +60,10 @@ class Target:
     dialect: str = "deepgram"
     api_key: str = DEV_KEY
 
+    def __post_init__(self) -> None:
+        if self.dialect not in DIALECTS:
+            raise ValueError(f"dialect must be one of {sorted(DIALECTS)}")
+
     @property
     def transport(self) -> str:
         return "grpc" if self.grpc is not None else self.dialect
@@ -70,8 +74,9 @@ class Tally:
     """Live counts of a running level, for a progress display."""
 
     streams: int = 0
-    active: int = 0
-    admitted: int = 0
+    active: int = 0  # started, not yet ended
+    completed: int = 0  # ended as asked, after their last chunk
+    admitted: int = 0  # of those ended
     rejected: int = 0
     failed: int = 0
     finals: int = 0
@@ -184,7 +189,7 @@ async def ramp(target: Target, laps: Sequence[Lap], streams: int,
         target.grpc, options=[("grpc.use_local_subchannel_pool", 1)])
         for _ in range(math.ceil(streams / STREAMS_PER_CHANNEL))
     ] if target.grpc else []
-    dialect = DIALECTS.get(target.dialect, DIALECTS["deepgram"])
+    dialect = DIALECTS[target.dialect]
 
     async def one(i: int, plan: Plan) -> StreamRun:
         await asyncio.sleep(max(0.0, start + ramp_s * i / streams
@@ -203,6 +208,7 @@ async def ramp(target: Target, laps: Sequence[Lap], streams: int,
             tally.active -= 1
         status = run.ending.status
         tally.admitted += run.ending.admitted
+        tally.completed += status == "completed"
         tally.rejected += status == "rejected"
         tally.failed += status == "failed"
         return run

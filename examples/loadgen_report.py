@@ -35,10 +35,10 @@ def ms(value: float | None) -> str:
 
 def progress_table(tally: Tally) -> Table:
     table = Table(title=f"{tally.streams} streams", show_edge=False)
-    for name in ("active", "admitted", "rejected", "failed", "finals",
+    for name in ("active", "completed", "rejected", "failed", "finals",
                  "p95 final ms (rolling)"):
         table.add_column(name, justify="right")
-    table.add_row(str(tally.active), str(tally.admitted),
+    table.add_row(str(tally.active), str(tally.completed),
                   str(tally.rejected), str(tally.failed), str(tally.finals),
                   ms(tally.rolling_p95_ms))
     return table

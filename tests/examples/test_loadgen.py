@@ -9,6 +9,7 @@ slot, so the order in which streams reach the server does not matter.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ from ch11_slo.records import (
 from examples.fixtures import MANIFEST_PATH, load_manifest
 from examples.loadgen import (
     LevelResult,
+    Tally,
     Target,
     capacity,
     main,
@@ -42,6 +44,7 @@ from examples.loadgen import (
     run_level,
     summary_table,
 )
+from examples.loadgen_report import live_progress
 from examples.loadgen_workload import Plan, cut
 from examples.service import running_service, wait_until_ready
 from tests.ch04.harness import KEY, running_server
@@ -249,10 +252,17 @@ async def test_the_command_at_capacity_writes_records_summary_and_plot(
 async def test_summary_table_and_plot_show_every_level(
     lexicon: Lexicon, tmp_path: Path,
 ) -> None:
+    drawn, hidden = io.StringIO(), io.StringIO()
     async with running_server(lexicon) as running:
         target = Target(url=running.url, api_key=KEY)
-        results = [await fast_level(target, n, duration_s=5.0)
-                   for n in (1, 2)]
+        async with live_progress(Tally(), Console(
+                file=drawn, force_terminal=True, width=100)):
+            first = await fast_level(target, 1, duration_s=5.0)
+        async with live_progress(Tally(), Console(file=hidden)):
+            second = await fast_level(target, 2, duration_s=5.0)
+        results = [first, second]
+    assert "completed" in drawn.getvalue()
+    assert hidden.getvalue() == ""  # not a terminal: nothing drawn
     console = Console(record=True, width=140)
     console.print(summary_table(results))
     text = console.export_text()
