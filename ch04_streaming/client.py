@@ -261,6 +261,58 @@ def chunk_bounds(total: int, chunk: int, shortest: int
     return bounds
 
 
+@dataclass
+class ResultTimer:
+    """Dates each message a stream receives by its audio clock, into
+    `report`: what `stream` does with every message, kept apart for a
+    caller that sends its audio its own way (chapter 6's load generator
+    loops a fixture; a gRPC client hears the same results as `Heard`).
+    """
+
+    dialect: ClientDialect
+    report: Report
+    on_result: Callable[[Result], None] | None = None
+    # segment -> client clock time of its first result with words
+    first_results: dict[float, float] = field(default_factory=dict)
+
+    def message(self, raw: str | bytes, now: float) -> None:
+        """One WebSocket message, received at `now`."""
+        report = self.report
+        size = len(raw.encode() if isinstance(raw, str) else raw)
+        report.bytes_received += size
+        report.framing_received += frame_header_bytes(size, masked=False)
+        message = json.loads(raw)
+        report.messages_received += 1
+        heard = self.dialect.heard(message)
+        if heard is None:
+            if message.get("type") in ("Metadata", "Termination"):
+                report.closing_message = message
+            return
+        self.heard(heard, now)
+
+    def heard(self, heard: Heard, now: float) -> None:
+        """One result, in any wire's terms, received at `now`."""
+        report, audio_clock = self.report, self.report.audio_clock
+        first, last = heard.first_word_s, heard.last_word_s
+        latency = (now - audio_clock.time_of(last)
+                   if last is not None else 0.0)
+        result = Result(heard.text, heard.is_final, latency)
+        if first is not None and heard.segment not in self.first_results:
+            self.first_results[heard.segment] = now
+            if report.first_result_s is None:
+                report.first_result_s = now - audio_clock.time_of(first)
+        if heard.is_final and first is not None and last is not None:
+            first_at = self.first_results.pop(heard.segment, None)
+            spoken = audio_clock.time_of(first)
+            report.utterances.append(HeardUtterance(
+                heard.text, first, last, first_at, now,
+                None if first_at is None else first_at - spoken,
+                latency, now - spoken))
+        report.results.append(result)
+        if self.on_result is not None:
+            self.on_result(result)
+
+
 async def stream(
     url: str, dialect: ClientDialect, key: str, audio: ClientAudio,
     chunk_ms: int = 100, realtime: bool = False,
@@ -279,7 +331,7 @@ async def stream(
     """
     report = Report(audio_clock=AudioClock(paced=realtime))
     audio_clock = report.audio_clock
-    first_results: dict[float, float] = {}  # segment -> clock time
+    timer = ResultTimer(dialect, report, on_result)
     chunk = audio.bytes_per_second * chunk_ms // 1000
     chunk -= chunk % (2 if audio.encoding == "linear16" else 1)
     target = f"{url}{dialect.path}?{urlencode(dialect.query(audio))}"
@@ -310,37 +362,7 @@ async def stream(
         sender = asyncio.create_task(capture_and_send())
         try:
             async for raw in socket:
-                now = clock()
-                size = len(raw.encode() if isinstance(raw, str) else raw)
-                report.bytes_received += size
-                report.framing_received += frame_header_bytes(
-                    size, masked=False)
-                message = json.loads(raw)
-                report.messages_received += 1
-                heard = dialect.heard(message)
-                if heard is None:
-                    if message.get("type") in ("Metadata", "Termination"):
-                        report.closing_message = message
-                    continue
-                first, last = heard.first_word_s, heard.last_word_s
-                latency = (now - audio_clock.time_of(last)
-                           if last is not None else 0.0)
-                result = Result(heard.text, heard.is_final, latency)
-                if first is not None and heard.segment not in first_results:
-                    first_results[heard.segment] = now
-                    if report.first_result_s is None:
-                        report.first_result_s = (
-                            now - audio_clock.time_of(first))
-                if heard.is_final and first is not None and last is not None:
-                    first_at = first_results.pop(heard.segment, None)
-                    spoken = audio_clock.time_of(first)
-                    report.utterances.append(HeardUtterance(
-                        heard.text, first, last, first_at, now,
-                        None if first_at is None else first_at - spoken,
-                        latency, now - spoken))
-                report.results.append(result)
-                if on_result is not None:
-                    on_result(result)
+                timer.message(raw, clock())
         except ConnectionClosed:
             pass
         finally:

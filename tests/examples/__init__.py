@@ -1,0 +1,1 @@
+"""Tests of the examples: clients and tools run against real services."""
