@@ -28,7 +28,7 @@ from tests.ch05.google_harness import (
     sent,
     streaming_config,
 )
-from tests.ch05.grpc_harness import TIMEOUT_S, nothing_yet, serving
+from tests.ch05.grpc_harness import TIMEOUT_S, serving
 
 
 async def google_transcript(port: int, metadata: tuple[tuple[str, str], ...]
@@ -63,6 +63,14 @@ async def test_the_official_client_is_served_beside_our_proto(
             break
     assert by_bearer == by_api_key == reference("quick_brown_fox")
     assert {"speech.v1.Speech", "google.cloud.speech.v1.Speech"} <= names
+
+
+async def nothing_yet() -> AsyncIterator[StreamingRecognizeRequest]:
+    """A client that opens the call and has not written yet: a client
+    still writing when the server ends the call may hear INTERNAL
+    instead of the server's status (a grpc-python client matter)."""
+    await asyncio.Event().wait()
+    yield StreamingRecognizeRequest()
 
 
 async def test_a_google_call_without_a_key_is_refused(
