@@ -15,6 +15,7 @@ from examples.fixtures import load_manifest
 from examples.tour_ch03 import accelerator_lab
 from examples.tour_ch04 import streaming_service
 from examples.tour_ch05 import grpc_stream
+from examples.tour_ch06 import many_streams
 from examples.tour_ch08 import metering_and_billing
 from examples.tour_ch11 import slo_report
 
@@ -40,6 +41,8 @@ STOPS: list[Stop] = [
      streaming_service),
     ("Chapter 5: the same audio over gRPC bidirectional streaming",
      grpc_stream),
+    ("Chapter 6: many streams, one accelerator, one batching pipeline",
+     many_streams),
     ("Chapter 8: usage metering, invoices and Stripe delivery",
      metering_and_billing),
     ("Chapter 11: SLOs, error budgets and burn-rate alerts", slo_report),
