@@ -20,7 +20,6 @@ import signal
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from opentelemetry.trace import Tracer
 
@@ -42,6 +41,7 @@ from ch05_protocols.app import build_grpc_server
 from ch05_protocols.grpc_server import GrpcSpeechServer
 from ch05_protocols.settings import GrpcSettings
 from ch05_protocols.ws_dialects import chapter5_dialects
+from ch06_pipeline.batched_matcher import bank_worker
 from ch06_pipeline.degradation import (
     DegradationPolicy,
     Level,
@@ -69,11 +69,10 @@ def build_matching(settings: PipelineSettings) -> Matching:
     cache = lexicon_cache(speech)
     if speech.matcher_runs_on == "loop":
         return LocalMatching(load_lexicon(speech.manifest, cache))
-    options: dict[str, Any] = {}
     if settings.matcher == "batched":
-        from ch06_pipeline.batched_matcher import bank_state
-        options["state"] = bank_state
-    return MatcherProcess(speech.manifest, cache_dir=cache, **options)
+        return MatcherProcess(speech.manifest, cache_dir=cache,
+                              state=bank_worker)
+    return MatcherProcess(speech.manifest, cache_dir=cache)
 
 
 def build_models(settings: PipelineSettings, device: Accelerator
