@@ -35,6 +35,8 @@ class PipelineSettings:
     max_queue: int = option(2048, "decode requests queued before refusal")
     max_streams: int = option(
         1000, "concurrent WebSocket streams before 503")
+    max_streams_per_key: int = option(
+        1000, "concurrent WebSocket streams one API key may hold")
     max_grpc_streams: int = option(
         1000, "concurrent gRPC streams before RESOURCE_EXHAUSTED")
     matcher: str = option(
@@ -108,7 +110,8 @@ def parse_pipeline_settings(argv: Sequence[str] | None = None,
     settings = PipelineSettings(
         **vars(args), env=env,
         speech=replace(speech, profile=args.profile, host=args.host,
-                       port=args.port, max_streams=args.max_streams))
+                       port=args.port, max_streams=args.max_streams,
+                       max_streams_per_key=args.max_streams_per_key))
     try:
         settings.thresholds()
     except ValueError as error:
