@@ -82,8 +82,9 @@ def rss_mb(pid: int) -> float:
 
 @asynccontextmanager
 async def service(*flags: str) -> AsyncIterator[Service]:
+    # One key for every stream of the load: its own cap out of the way.
     args = ("-m", "ch06_pipeline", "--port", "0", "--grpc-port", "0",
-            *flags)
+            "--max-streams-per-key", str(MOST_STREAMS), *flags)
     async with running_service(args, ENV) as running:
         await wait_until_ready(running.port)
         yield running
