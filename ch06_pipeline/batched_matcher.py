@@ -1,0 +1,669 @@
+"""The mock's matcher batched across streams: one step for all of them.
+
+Chapter 6, "Handling multiple concurrent streams". Chapter 4's matcher
+advances one utterance at a time, a dozen small numpy calls per 10 ms
+frame, so with hundreds of streams the interpreter's overhead, not the
+arithmetic, is what the worker spends. `MatcherBank` holds the matching
+state of every live utterance in struct-of-arrays form and advances a
+whole batch together: one FFT for all the batch's frames, then, frame
+step by frame step, one set of array operations for every stream that
+has a step to take (the unlocked ones against the whole lexicon, the
+locked ones in their beams), as a real model server batches the model's
+own work across its sequences. It hears exactly what chapter 4's
+`Matcher` hears: the same words, times and confidences.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ch04_streaming.engine import DecodeRequest, UtteranceDecoder
+from ch04_streaming.mock_matcher import (
+    _EDGE_BINS,
+    _POWER_SCALE,
+    _SILENT,
+    _TINY,
+    _WINDOW,
+    BEAM_BEHIND,
+    BEAM_WIDTH,
+    DECISION_FRAMES,
+    EDGE_SILENCE_FRAMES,
+    FINAL_WORD_SHARE,
+    FRAME,
+    HOP,
+    HOP_S,
+    INTERIM_WORD_SHARE,
+    LOCK_MARGIN,
+    LOCK_MAX_FRAMES,
+    LOCK_MIN_FRAMES,
+    MATCH_THRESHOLD,
+    N_BANDS,
+    SAMPLE_RATE,
+    SILENCE_DB,
+    STEP_PENALTY,
+    Bursts,
+    Lexicon,
+    RecognizedWord,
+    _as_samples,
+    _confidence,
+    _frame_centre_s,
+    _log_bands,
+    frame_count,
+)
+
+Job = tuple[int, np.ndarray, bool]  # utterance key, audio, final
+Floats = npt.NDArray[np.float64]
+Floats32 = npt.NDArray[np.float32]
+Ints = npt.NDArray[np.int64]
+Bools = npt.NDArray[np.bool_]
+
+_NONE, _SILENCE, _SPEECH = -1, 0, 1  # what a stream does at a step
+_BEAM_CELLS = np.arange(BEAM_WIDTH)
+
+
+@dataclass
+class _Frames:
+    """The fingerprints of every frame of a batch, jobs one after another.
+
+    The same arithmetic as `mock_matcher.fingerprints`, row by row (one
+    FFT per row, whatever the number of rows), so each frame's probe is
+    bit for bit the one chapter 4's matcher computes.
+    """
+
+    probes: Floats32  # (n_frames, N_BANDS + 2)
+    levels: Floats  # dB
+    bands: Ints  # the strongest band of each frame
+    job: Ints  # which job each frame belongs to
+    index: Ints  # the frame's number within its job
+
+
+def _fingerprint_frames(frames: Floats, job: Ints, index: Ints) -> _Frames:
+    power = np.abs(np.fft.rfft(frames * _WINDOW, axis=1)) ** 2
+    first, last = _EDGE_BINS[0], _EDGE_BINS[-1]
+    bands: Floats = np.add.reduceat(
+        power[:, first:last], _EDGE_BINS[:-1] - first, axis=1)
+    powers = bands * _POWER_SCALE
+    levels = 10.0 * np.log10(powers.sum(axis=1) + _TINY)
+    features = _log_bands(powers)
+    norms = np.linalg.norm(features, axis=1, keepdims=True)
+    vectors = np.zeros((len(features), N_BANDS + 1))
+    vectors[:, :N_BANDS] = features / np.maximum(norms, _TINY)
+    silent = levels < SILENCE_DB
+    vectors[silent] = 0.0
+    vectors[silent, _SILENT] = 1.0
+    probes = np.ones((len(vectors), N_BANDS + 2), dtype=np.float32)
+    probes[:, :-1] = vectors
+    strongest = vectors[:, :N_BANDS].argmax(axis=1).astype(np.int64)
+    return _Frames(probes, levels, strongest, job, index)
+
+
+def _dtw_rows(cost: Floats, carried: Floats, distance: npt.NDArray[Any]
+              ) -> None:
+    """`mock_matcher._dtw_step` on every row of (rows, cells + 2) arrays:
+    the same operations in the same order, so the same float64 sums."""
+    repeat_wins = cost[:, 2:] <= cost[:, :-2]
+    warped = np.minimum(cost[:, 2:], cost[:, :-2])
+    warped += STEP_PENALTY
+    warped_carried = np.where(repeat_wins, carried[:, 2:], carried[:, :-2])
+    diagonal_wins = cost[:, 1:-1] <= warped
+    carried[:, 2:] = np.where(diagonal_wins, carried[:, 1:-1],
+                              warped_carried)
+    np.minimum(warped, cost[:, 1:-1], out=warped)
+    warped += distance
+    cost[:, 2:] = warped
+
+
+@dataclass
+class _Steps:
+    """Each job's alignment steps, in order: (jobs, steps) tables.
+
+    Silence joins the alignment only when speech follows it, so a job's
+    frames become steps as chapter 4's `Matcher._take_frame` makes them:
+    a speech frame is one speech step, preceded by the pause before it
+    as silence steps, except the first speech of an utterance, which
+    starts from the lexicon's lead-in row for its leading silence.
+    """
+
+    kind: npt.NDArray[np.int8]  # _NONE, _SILENCE or _SPEECH
+    frame: Ints  # the batch frame of a speech step
+    segment: Ints  # and its number in the utterance
+    lead_in: Ints  # per job: the lead-in row of a start, -1 for none
+
+
+class MatcherBank:
+    """The matching state of many utterances, advanced a batch at a time.
+
+    Utterances are keyed by an int; state is created at an utterance's
+    first job, forgotten after its final one, and evicted after `idle_s`
+    without a job (its stream is gone). Per utterance the bank keeps what
+    chapter 4's `Matcher` keeps (its paths: the whole lexicon's until the
+    beam locks, BEAM_WIDTH cells after) plus each frame's level and
+    strongest band until placeholders need them: bounded by the longest
+    utterance the VAD lets through.
+    """
+
+    def __init__(self, lexicon: Lexicon, idle_s: float = 60.0) -> None:
+        self.lexicon = lexicon
+        self.idle_s = idle_s
+        self._n_cells = lexicon.n_frames
+        self._slots: OrderedDict[int, int] = OrderedDict()  # key -> slot
+        self._free: list[int] = []
+        self._grow_slots(64)
+        # Unlocked paths span the lexicon: rows of a pool of their own.
+        self._full_cost = np.zeros((0, self._n_cells + 2))
+        self._full_carried = np.zeros((0, self._n_cells + 2))
+        self._free_rows: list[int] = []
+
+    # -- per-slot state, struct of arrays --------------------------------
+
+    def _grow_slots(self, capacity: int) -> None:
+        old = getattr(self, "_capacity", 0)
+        self._capacity = capacity
+
+        def grown(name: str, fill: float | int | bool, dtype: Any,
+                  width: int = 0) -> None:
+            shape = (capacity, width) if width else (capacity,)
+            array = np.full(shape, fill, dtype=dtype)
+            if old:
+                array[:old] = getattr(self, name)
+            setattr(self, name, array)
+
+        grown("_n_samples", 0, np.int64)
+        grown("_n_frames", 0, np.int64)
+        grown("_first_speech", -1, np.int64)
+        grown("_last_speech", -1, np.int64)
+        grown("_pending", 0, np.int64)
+        grown("_n_speech", 0, np.int64)
+        grown("_frame_sum", 0, np.int64)
+        grown("_locked", False, np.bool_)
+        grown("_lo", 0, np.int64)
+        grown("_width", 0, np.int64)
+        grown("_row", -1, np.int64)
+        grown("_used", 0.0, np.float64)
+        grown("_beam_cost", np.inf, np.float64, BEAM_WIDTH + 2)
+        grown("_beam_carried", 0.0, np.float64, BEAM_WIDTH + 2)
+        self._leftover: list[Floats32] = (
+            getattr(self, "_leftover", []) + [np.zeros(0, np.float32)]
+            * (capacity - old))
+        self._bursts: list[Bursts] = getattr(self, "_bursts", []) + [
+            Bursts() for _ in range(capacity - old)]
+        self._unheard: list[list[tuple[Floats, Ints]]] = (
+            getattr(self, "_unheard", []) + [[] for _ in
+                                             range(capacity - old)])
+        self._free.extend(range(capacity - 1, old - 1, -1))
+
+    def _new_slot(self) -> int:
+        if not self._free:
+            self._grow_slots(2 * self._capacity)
+        slot = self._free.pop()
+        for name, value in (("_n_samples", 0), ("_n_frames", 0),
+                            ("_first_speech", -1), ("_last_speech", -1),
+                            ("_pending", 0), ("_n_speech", 0),
+                            ("_frame_sum", 0), ("_locked", False),
+                            ("_lo", 0), ("_width", 0), ("_row", -1)):
+            getattr(self, name)[slot] = value
+        self._leftover[slot] = np.zeros(0, np.float32)
+        self._bursts[slot] = Bursts()
+        self._unheard[slot] = []
+        return slot
+
+    def _forget(self, slot: int) -> None:
+        row = int(self._row[slot])
+        if row >= 0:
+            self._free_rows.append(row)
+        self._row[slot] = -1
+        self._unheard[slot] = []
+        self._free.append(slot)
+
+    def _new_rows(self, n: int) -> Ints:
+        while len(self._free_rows) < n:
+            have = len(self._full_cost)
+            more = max(n - len(self._free_rows), have, 4)
+            self._full_cost = np.vstack(
+                (self._full_cost, np.zeros((more, self._n_cells + 2))))
+            self._full_carried = np.vstack(
+                (self._full_carried, np.zeros((more, self._n_cells + 2))))
+            self._free_rows.extend(range(have + more - 1, have - 1, -1))
+        return np.array([self._free_rows.pop() for _ in range(n)],
+                        dtype=np.int64)
+
+    @property
+    def keys(self) -> list[int]:
+        """The live utterances, least recently used first."""
+        return list(self._slots)
+
+    # -- the batch --------------------------------------------------------
+
+    def advance(self, jobs: Sequence[Job], now: float
+                ) -> list[list[RecognizedWord]]:
+        """Feed each job's audio to its utterance; the words heard, one
+        list per job. A key may appear once per call: its jobs are steps
+        of one utterance, and within a call they would have no order."""
+        chunks = self._checked(jobs)
+        slots = np.array([self._slot_of(key) for key, _, _ in jobs],
+                         dtype=np.int64)
+        finals = np.array([final for _, _, final in jobs], dtype=np.bool_)
+        frames = self._frame(slots, chunks)
+        steps = self._steps_of(slots, frames)
+        self._run(slots, frames, steps)
+        heard = self._words(slots, finals)
+        self._retire(jobs, slots, now)
+        return heard
+
+    def _checked(self, jobs: Sequence[Job]) -> list[Floats32]:
+        """Every job's audio, checked before any state changes, so a bad
+        job fails the call and leaves every utterance as it was."""
+        seen: set[int] = set()
+        for key, _, _ in jobs:
+            if key in seen:
+                raise ValueError(f"utterance {key} has two jobs in a batch")
+            seen.add(key)
+        return [_as_samples(audio) for _, audio, _ in jobs]
+
+    def _slot_of(self, key: int) -> int:
+        slot = self._slots.get(key)
+        if slot is None:
+            slot = self._slots[key] = self._new_slot()
+        return slot
+
+    def _retire(self, jobs: Sequence[Job], slots: Ints, now: float
+                ) -> None:
+        for (key, _, final), slot in zip(jobs, slots.tolist(),
+                                         strict=True):
+            if final:
+                del self._slots[key]
+                self._forget(slot)
+            else:
+                self._slots.move_to_end(key)  # most recent last
+                self._used[slot] = now
+        while self._slots:
+            key, slot = next(iter(self._slots.items()))
+            if now - self._used[slot] < self.idle_s:
+                break
+            del self._slots[key]
+            self._forget(slot)
+
+    def _frame(self, slots: Ints, chunks: list[Floats32]) -> _Frames:
+        """Cut each job's audio (after its utterance's leftover) into
+        frames, and fingerprint all of them at once."""
+        pieces: list[Floats32] = []
+        starts: list[Ints] = []
+        jobs: list[Ints] = []
+        offset = 0
+        for j, (slot, chunk) in enumerate(zip(slots.tolist(), chunks,
+                                              strict=True)):
+            self._n_samples[slot] += chunk.size
+            audio = np.concatenate((self._leftover[slot], chunk))
+            n = frame_count(audio.size)
+            self._leftover[slot] = audio[n * HOP:]
+            pieces.append(audio)
+            starts.append(offset + HOP * np.arange(n))
+            jobs.append(np.full(n, j, dtype=np.int64))
+            offset += audio.size
+        samples = np.concatenate(pieces).astype(np.float64)
+        start = np.concatenate(starts)
+        job = np.concatenate(jobs)
+        first = np.searchsorted(job, np.arange(len(slots)))
+        index = np.arange(len(job)) - first[job]
+        return _fingerprint_frames(
+            samples[start[:, None] + np.arange(FRAME)], job, index)
+
+    def _steps_of(self, slots: Ints, frames: _Frames) -> _Steps:
+        n_jobs = len(slots)
+        n_frames = np.bincount(frames.job, minlength=n_jobs)
+        for j, slot in enumerate(slots.tolist()):  # for placeholders
+            if n_frames[j]:
+                rows = frames.job == j
+                self._unheard[slot].append(
+                    (frames.levels[rows], frames.bands[rows]))
+        speech = np.flatnonzero(frames.levels >= SILENCE_DB)
+        job, index = frames.job[speech], frames.index[speech]
+        first_in_job = np.ones(len(speech), dtype=np.bool_)
+        first_in_job[1:] = job[1:] != job[:-1]
+        previous = np.concatenate(([0], index[:-1]))
+        pause = np.where(first_in_job, self._pending[slots][job] + index,
+                         index - previous - 1)
+        starts = first_in_job & (self._first_speech[slots][job] < 0)
+        silence_steps = np.where(starts, 0, pause)
+        n_steps = silence_steps + 1
+        per_job = np.bincount(job, weights=n_steps, minlength=n_jobs
+                              ).astype(np.int64)
+        before_job = np.concatenate(([0], np.cumsum(per_job)[:-1]))
+        position = np.cumsum(n_steps) - 1 - before_job[job]
+        width = int(per_job.max(initial=0))
+        kind = np.full((n_jobs, width), _NONE, dtype=np.int8)
+        kind[np.arange(width) < per_job[:, None]] = _SILENCE
+        kind[job, position] = _SPEECH
+        frame = np.zeros((n_jobs, width), dtype=np.int64)
+        frame[job, position] = speech
+        segment = np.zeros((n_jobs, width), dtype=np.int64)
+        segment[job, position] = self._n_frames[slots][job] + index
+        lead_in = np.full(n_jobs, -1, dtype=np.int64)
+        lead_in[job[starts]] = np.minimum(pause[starts],
+                                          EDGE_SILENCE_FRAMES)
+        self._account_frames(slots, n_frames, job, index, starts)
+        return _Steps(kind, frame, segment, lead_in)
+
+    def _account_frames(self, slots: Ints, n_frames: Ints, job: Ints,
+                        index: Ints, starts: Bools) -> None:
+        """Frame counts, first and last speech, pending silence."""
+        first = self._n_frames[slots]
+        started = slots[job[starts]]
+        self._first_speech[started] = first[job[starts]] + index[starts]
+        last_in_job = np.ones(len(job), dtype=np.bool_)
+        last_in_job[:-1] = job[1:] != job[:-1]
+        has_speech = np.zeros(len(slots), dtype=np.bool_)
+        has_speech[job] = True
+        last = np.zeros(len(slots), dtype=np.int64)
+        last[job[last_in_job]] = index[last_in_job]
+        self._last_speech[slots[has_speech]] = (first + last)[has_speech]
+        self._pending[slots] = np.where(
+            has_speech, n_frames - 1 - last, self._pending[slots] + n_frames)
+        self._n_frames[slots] += n_frames
+
+    # -- stepping ---------------------------------------------------------
+
+    def _run(self, slots: Ints, frames: _Frames, steps: _Steps) -> None:
+        starting = np.flatnonzero(steps.lead_in >= 0)
+        if len(starting):
+            rows = self._new_rows(len(starting))
+            self._row[slots[starting]] = rows
+            self._width[slots[starting]] = self._n_cells
+            self._full_cost[rows] = self.lexicon.lead_ins[
+                steps.lead_in[starting]]
+            self._full_carried[rows] = 0.0
+        for t in range(steps.kind.shape[1]):
+            kind = steps.kind[:, t]
+            active = np.flatnonzero(kind != _NONE)
+            locked = self._locked[slots[active]]
+            unlocked = active[~locked]
+            if len(unlocked):
+                self._step_full(slots[unlocked], kind[unlocked],
+                                steps.frame[unlocked, t],
+                                steps.segment[unlocked, t], frames)
+            beamed = active[locked]
+            if len(beamed):
+                self._step_beams(slots[beamed], kind[beamed],
+                                 steps.frame[beamed, t],
+                                 steps.segment[beamed, t], frames)
+
+    def _step_full(self, slots: Ints, kind: npt.NDArray[np.int8],
+                   frame: Ints, segment: Ints, frames: _Frames) -> None:
+        rows = self._row[slots]
+        cost = self._full_cost[rows]
+        carried = self._full_carried[rows]
+        speech = kind == _SPEECH
+        distance = np.empty((len(slots), self._n_cells))
+        columns = self.lexicon.columns
+        if speech.any():
+            probes = frames.probes[frame[speech]][:, None, :]
+            distance[speech] = (probes @ columns)[:, 0]
+        distance[~speech] = self.lexicon.silence_distances
+        _dtw_rows(cost, carried, distance)
+        carried[speech, 2:] += self.lexicon.frame_numbers
+        self._full_cost[rows] = cost
+        self._full_carried[rows] = carried
+        if not speech.any():
+            return
+        spoken = slots[speech]
+        self._count_speech(spoken, segment[speech])
+        deciding = self._n_speech[spoken] >= LOCK_MIN_FRAMES
+        if deciding.any():
+            self._try_lock(spoken[deciding], cost[speech][deciding])
+
+    def _count_speech(self, slots: Ints, segment_frame: Ints) -> None:
+        self._n_speech[slots] += 1
+        self._frame_sum[slots] += segment_frame
+
+    def _try_lock(self, slots: Ints, cost: Floats) -> None:
+        """Chapter 4's lock test on each row: lock on a clear lead over
+        every rival outside the beam, or after LOCK_MAX_FRAMES."""
+        costs = cost[:, 2:]
+        best = costs.argmin(axis=1)
+        lo = np.maximum(0, best - BEAM_BEHIND)
+        window = np.minimum(lo[:, None] + _BEAM_CELLS, self._n_cells - 1)
+        outside = costs.copy()
+        np.put_along_axis(outside, window, np.inf, axis=1)
+        rival = outside.min(axis=1)
+        leader = costs[np.arange(len(slots)), best]
+        lead = (rival - leader) / self._n_speech[slots]
+        lock = (lead >= LOCK_MARGIN) | (
+            self._n_speech[slots] >= LOCK_MAX_FRAMES)
+        if not lock.any():
+            return
+        slots, lo, rows = slots[lock], lo[lock], self._row[slots[lock]]
+        width = np.minimum(BEAM_WIDTH, self._n_cells - lo)
+        inside = width[:, None] > _BEAM_CELLS
+        cells = 2 + np.minimum(lo[:, None] + _BEAM_CELLS, self._n_cells - 1)
+        beam_cost = np.full((len(slots), BEAM_WIDTH + 2), np.inf)
+        beam_carried = np.zeros((len(slots), BEAM_WIDTH + 2))
+        beam_cost[:, 2:] = np.where(
+            inside, self._full_cost[rows[:, None], cells], np.inf)
+        beam_carried[:, 2:] = np.where(
+            inside, self._full_carried[rows[:, None], cells], 0.0)
+        self._beam_cost[slots] = beam_cost
+        self._beam_carried[slots] = beam_carried
+        self._lo[slots], self._width[slots] = lo, width
+        self._locked[slots] = True
+        self._free_rows.extend(rows.tolist())
+        self._row[slots] = -1
+
+    def _step_beams(self, slots: Ints, kind: npt.NDArray[np.int8],
+                    frame: Ints, segment: Ints, frames: _Frames) -> None:
+        speech = kind == _SPEECH
+        cost, carried = self._beam_cost[slots], self._beam_carried[slots]
+        lo, width = self._lo[slots], self._width[slots]
+        _step_beams(self.lexicon, cost, carried, lo, width,
+                    frames.probes[frame[speech]], speech)
+        self._beam_cost[slots], self._beam_carried[slots] = cost, carried
+        self._lo[slots], self._width[slots] = lo, width
+        self._count_speech(slots[speech], segment[speech])
+
+    # -- the words --------------------------------------------------------
+
+    def _words(self, slots: Ints, finals: Bools
+               ) -> list[list[RecognizedWord]]:
+        """Chapter 4's `Matcher.words` for each job: the best path (for a
+        final, as if the silence after the last word went on), then its
+        template's words, or placeholders if no template fits."""
+        speech = self._n_speech[slots]
+        wanted = (speech > 0) & (finals | (speech >= DECISION_FRAMES))
+        trailing = np.where(
+            finals, np.minimum(self._pending[slots], EDGE_SILENCE_FRAMES), 0)
+        asked = np.flatnonzero(wanted)
+        ends, costs, frame_sums = self._best(slots[asked], trailing[asked])
+        heard: list[list[RecognizedWord]] = [[] for _ in slots]
+        for j, end, cost, frame_sum in zip(
+                asked.tolist(), ends.tolist(), costs.tolist(),
+                frame_sums.tolist(), strict=True):
+            slot = int(slots[j])
+            n_speech = int(self._n_speech[slot])
+            lag = (frame_sum - int(self._frame_sum[slot])) / n_speech
+            distance = cost / n_speech
+            if distance <= MATCH_THRESHOLD:
+                heard[j] = self._template_words(slot, end, distance, lag,
+                                                bool(finals[j]))
+            else:
+                heard[j] = self._placeholders(slot, _confidence(distance))
+        return heard
+
+    def _best(self, slots: Ints, trailing: Ints
+              ) -> tuple[Ints, Floats, Floats]:
+        """Where each utterance's best path ends, its cost and its frame
+        sum, after `trailing` silence steps that are not kept."""
+        ends = np.zeros(len(slots), dtype=np.int64)
+        costs, frame_sums = np.zeros(len(slots)), np.zeros(len(slots))
+        locked = self._locked[slots]
+        for group, beams in ((np.flatnonzero(~locked), False),
+                             (np.flatnonzero(locked), True)):
+            if not len(group):
+                continue
+            chosen = slots[group]
+            if beams:
+                cost = self._beam_cost[chosen]
+                carried = self._beam_carried[chosen]
+                lo, width = self._lo[chosen], self._width[chosen]
+            else:
+                rows = self._row[chosen]
+                cost, carried = self._full_cost[rows], self._full_carried[rows]
+                lo = np.zeros(len(group), dtype=np.int64)
+                width = np.full(len(group), self._n_cells)
+            steps = trailing[group]
+            for t in range(int(steps.max(initial=0))):
+                going = np.flatnonzero(steps > t)
+                self._silence_step(cost, carried, lo, width, going, beams)
+            best = cost[:, 2:].argmin(axis=1)
+            at = np.arange(len(group))
+            ends[group] = lo + best
+            costs[group] = cost[at, 2 + best]
+            frame_sums[group] = carried[at, 2 + best]
+        return ends, costs, frame_sums
+
+    def _silence_step(self, cost: Floats, carried: Floats, lo: Ints,
+                      width: Ints, rows: Ints, beams: bool) -> None:
+        sub_cost, sub_carried = cost[rows], carried[rows]
+        if beams:
+            sub_lo, sub_width = lo[rows], width[rows]
+            _step_beams(self.lexicon, sub_cost, sub_carried, sub_lo,
+                        sub_width, np.zeros((0, N_BANDS + 2), np.float32),
+                        np.zeros(len(rows), dtype=np.bool_))
+            lo[rows], width[rows] = sub_lo, sub_width
+        else:
+            _dtw_rows(sub_cost, sub_carried, self.lexicon.silence_distances)
+        cost[rows], carried[rows] = sub_cost, sub_carried
+
+    def _template_words(self, slot: int, end_frame: int, distance: float,
+                        lag: float, final: bool) -> list[RecognizedWord]:
+        # `Matcher._template_words`, with the same float arithmetic.
+        template = self.lexicon.template_at(end_frame)
+        shift = (lag - template.first_frame) * HOP_S
+        starts, ends = template.starts - shift, template.ends - shift
+        heard_from = _frame_centre_s(int(self._first_speech[slot])) - HOP_S / 2
+        heard_to = _frame_centre_s(int(self._last_speech[slot])) + HOP_S / 2
+        heard = np.minimum(ends, heard_to) - np.maximum(starts, heard_from)
+        share = FINAL_WORD_SHARE if final else INTERIM_WORD_SHARE
+        chosen = np.flatnonzero(heard > (ends - starts) * share).tolist()
+        confidence = _confidence(distance)
+        return [
+            self._word(slot, template.words[k].text, float(starts[k]),
+                       float(ends[k]), confidence)
+            for k in chosen
+        ]
+
+    def _placeholders(self, slot: int, confidence: float
+                      ) -> list[RecognizedWord]:
+        """Bursts are counted only now, from the levels kept since the
+        last time: unknown speech is rare, and a burst needs no DTW."""
+        bursts = self._bursts[slot]
+        first = int(self._n_frames[slot]) - sum(
+            len(levels) for levels, _ in self._unheard[slot])
+        for levels, bands in self._unheard[slot]:
+            for level, band in zip(levels.tolist(), bands.tolist(),
+                                   strict=True):
+                bursts.add(first, level, band)
+                first += 1
+        self._unheard[slot] = []
+        return [
+            self._word(slot, burst.placeholder(),
+                       _frame_centre_s(burst.first) - HOP_S / 2,
+                       _frame_centre_s(burst.last) + HOP_S / 2, confidence)
+            for burst in bursts.word_like()
+        ]
+
+    def _word(self, slot: int, text: str, start: float, end: float,
+              confidence: float) -> RecognizedWord:
+        # A segment cut mid-word ends where its audio does.
+        audio_s = int(self._n_samples[slot]) / SAMPLE_RATE
+        start = min(max(start, 0.0), audio_s)
+        end = min(max(end, start), audio_s)
+        return RecognizedWord(text, start, end, confidence)
+
+
+def _step_beams(lexicon: Lexicon, cost: Floats, carried: Floats, lo: Ints,
+                width: Ints, probes: Floats32, speech: Bools) -> None:
+    """One frame for beams (rows of BEAM_WIDTH + 2 cells; `lo`, `width`
+    per row): speech rows take `probes` in order, the others silence. A
+    beam clipped by the lexicon's end is padded with unreachable cells.
+    """
+    n_cells = lexicon.n_frames
+    cells = np.minimum(lo[:, None] + _BEAM_CELLS, n_cells - 1)
+    distance = np.empty(cells.shape)
+    if len(probes):
+        windows = lexicon.columns[:, cells[speech]].transpose(1, 0, 2)
+        # One matrix-vector product per row, as chapter 4 computes it.
+        distance[speech] = (probes[:, None, :] @ windows)[:, 0]
+    distance[~speech] = lexicon.silence_distances[cells[~speech]]
+    distance[width[:, None] <= _BEAM_CELLS] = np.inf
+    _dtw_rows(cost, carried, distance)
+    carried[speech, 2:] += lexicon.frame_numbers[cells[speech]]
+    best = cost[:, 2:].argmin(axis=1)
+    # The beam follows its best path, BEAM_BEHIND cells behind it.
+    follow = np.flatnonzero(best > width - BEAM_BEHIND)
+    if len(follow):
+        new_lo = lo[follow] + best[follow] - BEAM_BEHIND
+        _move_beams(cost, carried, lo, width, follow, new_lo, n_cells)
+
+
+def _move_beams(cost: Floats, carried: Floats, lo: Ints, width: Ints,
+                rows: Ints, new_lo: Ints, n_cells: int) -> None:
+    """Start the beams of `rows` at `new_lo`, keeping the cells both
+    windows share (`Alignment._move`)."""
+    new_width = np.minimum(BEAM_WIDTH, n_cells - new_lo)
+    source = _BEAM_CELLS + (new_lo - lo[rows])[:, None]
+    kept = (source < width[rows, None]) & (
+        new_width[:, None] > _BEAM_CELLS)
+    source = np.minimum(source, BEAM_WIDTH - 1)
+    old_cost, old_carried = cost[rows, 2:], carried[rows, 2:]
+    cost[rows, 2:] = np.where(
+        kept, np.take_along_axis(old_cost, source, axis=1), np.inf)
+    carried[rows, 2:] = np.where(
+        kept, np.take_along_axis(old_carried, source, axis=1), 0.0)
+    lo[rows], width[rows] = new_lo, new_width
+
+
+@dataclass
+class BankMatching:
+    """`Matching` over one bank in this process: a batch of requests is
+    one call of the bank. Its CPU work runs on the event loop; the
+    service runs the bank in the matcher's worker process instead
+    (`bank_worker`)."""
+
+    lexicon: Lexicon
+    idle_s: float = 60.0
+    _bank: MatcherBank | None = field(default=None, init=False)
+    _next_key: int = field(default=0, init=False)
+
+    @property
+    def bank(self) -> MatcherBank:
+        if self._bank is None:
+            self._bank = MatcherBank(self.lexicon, self.idle_s)
+        return self._bank
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    def new_utterance(self, start_s: float) -> UtteranceDecoder:
+        self._next_key += 1
+        return UtteranceDecoder(start_s, key=self._next_key)
+
+    async def match(self, batch: Sequence[DecodeRequest]
+                    ) -> list[list[RecognizedWord]]:
+        import time
+
+        jobs = [(r.decoder.key, r.audio, r.final) for r in batch]
+        return self.bank.advance(jobs, time.monotonic())
+
+
+def bank_worker(lexicon: Lexicon, idle_s: float) -> MatcherBank:
+    """What `MatcherProcess(state=bank_worker)` holds in its worker: a
+    bank, in place of chapter 4's matcher per utterance."""
+    return MatcherBank(lexicon, idle_s)
