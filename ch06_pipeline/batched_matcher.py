@@ -65,6 +65,9 @@ Bools = npt.NDArray[np.bool_]
 
 _NONE, _SILENCE, _SPEECH = -1, 0, 1  # what a stream does at a step
 _BEAM_CELLS = np.arange(BEAM_WIDTH)
+_ROWS_PER_BLOCK = 8  # unlocked rows stepped together (~0.5 MB of paths)
+_SILENCE_PROBE = np.zeros(N_BANDS + 2, dtype=np.float32)
+_SILENCE_PROBE[[_SILENT, -1]] = 1.0
 
 
 @dataclass
@@ -152,13 +155,21 @@ class MatcherBank:
         self.lexicon = lexicon
         self.idle_s = idle_s
         self._n_cells = lexicon.n_frames
+        self._frame_numbers32 = lexicon.frame_numbers.astype(np.float32)
         self._slots: OrderedDict[int, int] = OrderedDict()  # key -> slot
         self._free: list[int] = []
         self._grow_slots(64)
-        # Unlocked paths span the lexicon: rows of a pool of their own.
+        # Unlocked paths span the lexicon: rows of a pool of their own,
+        # rearranged at each call so that the rows with a step to take
+        # are one block (`_arrange_pool`). Frame sums stay under 2**24
+        # while unlocked (at most LOCK_MAX_FRAMES speech frames, each
+        # adding a frame number under 2**13), so float32 holds them
+        # exactly, at half the memory traffic of float64.
         self._full_cost = np.zeros((0, self._n_cells + 2))
-        self._full_carried = np.zeros((0, self._n_cells + 2))
-        self._free_rows: list[int] = []
+        self._full_carried = np.zeros((0, self._n_cells + 2), np.float32)
+        self._owner = np.zeros(0, dtype=np.int64)  # slot, -1 if none
+        self._pool_job = np.zeros(0, dtype=np.int64)  # job in this call
+        self._pool_steps = np.zeros(0, dtype=np.int64)  # its step count
 
     # -- per-slot state, struct of arrays --------------------------------
 
@@ -216,22 +227,10 @@ class MatcherBank:
     def _forget(self, slot: int) -> None:
         row = int(self._row[slot])
         if row >= 0:
-            self._free_rows.append(row)
+            self._owner[row] = -1
         self._row[slot] = -1
         self._unheard[slot] = []
         self._free.append(slot)
-
-    def _new_rows(self, n: int) -> Ints:
-        while len(self._free_rows) < n:
-            have = len(self._full_cost)
-            more = max(n - len(self._free_rows), have, 4)
-            self._full_cost = np.vstack(
-                (self._full_cost, np.zeros((more, self._n_cells + 2))))
-            self._full_carried = np.vstack(
-                (self._full_carried, np.zeros((more, self._n_cells + 2))))
-            self._free_rows.extend(range(have + more - 1, have - 1, -1))
-        return np.array([self._free_rows.pop() for _ in range(n)],
-                        dtype=np.int64)
 
     @property
     def keys(self) -> list[int]:
@@ -369,57 +368,88 @@ class MatcherBank:
 
     # -- stepping ---------------------------------------------------------
 
+    def _arrange_pool(self, slots: Ints, steps: _Steps) -> None:
+        """Rebuild the pool of unlocked paths: this call's rows first, by
+        their number of steps, most first, so at step t the rows with a
+        step to take are the first ones: slices, not gathered copies."""
+        n_steps = (steps.kind != _NONE).sum(axis=1)
+        rows = self._row[slots]
+        starting = steps.lead_in >= 0
+        taking = np.flatnonzero((rows >= 0) | starting)
+        taking = taking[np.argsort(-n_steps[taking], kind="stable")]
+        n_old = len(self._owner)
+        new_rows = n_old + np.arange(len(slots))  # for the starting ones
+        source = np.where(starting, new_rows, rows)[taking]
+        rest = np.setdiff1d(np.flatnonzero(self._owner >= 0), source)
+        order = np.concatenate((source, rest))
+        old = order < n_old
+        cost = np.empty((len(order), self._n_cells + 2))
+        carried = np.zeros((len(order), self._n_cells + 2), np.float32)
+        cost[old] = self._full_cost[order[old]]
+        carried[old] = self._full_carried[order[old]]
+        cost[~old] = self.lexicon.lead_ins[
+            steps.lead_in[order[~old] - n_old]]
+        owner = np.concatenate((self._owner, slots))[order]
+        self._full_cost, self._full_carried, self._owner = (
+            cost, carried, owner)
+        self._row[owner] = np.arange(len(order))
+        self._width[slots[starting]] = self._n_cells
+        self._pool_job = np.full(len(order), -1, dtype=np.int64)
+        self._pool_job[: len(taking)] = taking
+        self._pool_steps = np.zeros(len(order), dtype=np.int64)
+        self._pool_steps[: len(taking)] = n_steps[taking]
+
     def _run(self, slots: Ints, frames: _Frames, steps: _Steps) -> None:
-        starting = np.flatnonzero(steps.lead_in >= 0)
-        if len(starting):
-            rows = self._new_rows(len(starting))
-            self._row[slots[starting]] = rows
-            self._width[slots[starting]] = self._n_cells
-            self._full_cost[rows] = self.lexicon.lead_ins[
-                steps.lead_in[starting]]
-            self._full_carried[rows] = 0.0
+        self._arrange_pool(slots, steps)
         for t in range(steps.kind.shape[1]):
             kind = steps.kind[:, t]
             active = np.flatnonzero(kind != _NONE)
-            locked = self._locked[slots[active]]
-            unlocked = active[~locked]
-            if len(unlocked):
-                self._step_full(slots[unlocked], kind[unlocked],
-                                steps.frame[unlocked, t],
-                                steps.segment[unlocked, t], frames)
-            beamed = active[locked]
+            # Locked before the step: who locks in it steps but once.
+            beamed = active[self._locked[slots[active]]]
+            self._step_pool(t, steps, frames)
             if len(beamed):
                 self._step_beams(slots[beamed], kind[beamed],
                                  steps.frame[beamed, t],
                                  steps.segment[beamed, t], frames)
 
-    def _step_full(self, slots: Ints, kind: npt.NDArray[np.int8],
-                   frame: Ints, segment: Ints, frames: _Frames) -> None:
-        rows = self._row[slots]
-        cost = self._full_cost[rows]
-        carried = self._full_carried[rows]
-        speech = kind == _SPEECH
-        distance = np.empty((len(slots), self._n_cells))
-        columns = self.lexicon.columns
-        if speech.any():
-            probes = frames.probes[frame[speech]][:, None, :]
-            distance[speech] = (probes @ columns)[:, 0]
-        distance[~speech] = self.lexicon.silence_distances
-        _dtw_rows(cost, carried, distance)
-        carried[speech, 2:] += self.lexicon.frame_numbers
-        self._full_cost[rows] = cost
-        self._full_carried[rows] = carried
-        if not speech.any():
-            return
-        spoken = slots[speech]
-        self._count_speech(spoken, segment[speech])
-        deciding = self._n_speech[spoken] >= LOCK_MIN_FRAMES
-        if deciding.any():
-            self._try_lock(spoken[deciding], cost[speech][deciding])
+    def _step_pool(self, t: int, steps: _Steps, frames: _Frames) -> None:
+        """Step t for the unlocked rows that have one, a block at a time:
+        a block's arrays stay in the cache through the step's passes."""
+        n_rows = int(np.count_nonzero(self._pool_steps > t))
+        alive = self._owner[:n_rows] >= 0
+        # Rows that locked earlier in this call are skipped, not stepped.
+        edges = np.flatnonzero(np.diff(alive, prepend=False, append=False))
+        for first, end in zip(edges[::2].tolist(), edges[1::2].tolist(),
+                              strict=True):
+            for a in range(first, end, _ROWS_PER_BLOCK):
+                b = min(a + _ROWS_PER_BLOCK, end)
+                self._step_full(a, b, t, steps, frames)
 
     def _count_speech(self, slots: Ints, segment_frame: Ints) -> None:
         self._n_speech[slots] += 1
         self._frame_sum[slots] += segment_frame
+
+    def _step_full(self, a: int, b: int, t: int, steps: _Steps,
+                   frames: _Frames) -> None:
+        job = self._pool_job[a:b]
+        speech = steps.kind[job, t] == _SPEECH
+        # A silent frame's probe gives exactly the lexicon's silence
+        # distances, so one product serves speech and silence rows.
+        probes = np.where(speech[:, None],
+                          frames.probes[steps.frame[job, t]], _SILENCE_PROBE)
+        distance = (probes[:, None, :] @ self.lexicon.columns)[:, 0]
+        cost, carried = self._full_cost[a:b], self._full_carried[a:b]
+        _dtw_rows(cost, carried, distance)
+        np.add(carried[:, 2:], self._frame_numbers32, out=carried[:, 2:],
+               where=speech[:, None])
+        if not speech.any():
+            return
+        spoken = self._owner[a:b][speech]
+        self._count_speech(spoken, steps.segment[job[speech], t])
+        deciding = np.flatnonzero(speech)[
+            self._n_speech[spoken] >= LOCK_MIN_FRAMES]
+        if len(deciding):
+            self._try_lock(self._owner[a:b][deciding], cost[deciding])
 
     def _try_lock(self, slots: Ints, cost: Floats) -> None:
         """Chapter 4's lock test on each row: lock on a clear lead over
@@ -438,6 +468,7 @@ class MatcherBank:
         if not lock.any():
             return
         slots, lo, rows = slots[lock], lo[lock], self._row[slots[lock]]
+        self._owner[rows] = -1
         width = np.minimum(BEAM_WIDTH, self._n_cells - lo)
         inside = width[:, None] > _BEAM_CELLS
         cells = 2 + np.minimum(lo[:, None] + _BEAM_CELLS, self._n_cells - 1)
@@ -451,7 +482,6 @@ class MatcherBank:
         self._beam_carried[slots] = beam_carried
         self._lo[slots], self._width[slots] = lo, width
         self._locked[slots] = True
-        self._free_rows.extend(rows.tolist())
         self._row[slots] = -1
 
     def _step_beams(self, slots: Ints, kind: npt.NDArray[np.int8],
