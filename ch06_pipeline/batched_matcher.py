@@ -173,6 +173,7 @@ class MatcherBank:
         self.idle_s = idle_s
         self._n_cells = lexicon.n_frames
         self._frame_numbers32 = lexicon.frame_numbers.astype(np.float32)
+        self._words_table = _TemplateWords(lexicon)
         self._slots: OrderedDict[int, int] = OrderedDict()  # key -> slot
         self._free: list[int] = []
         self._grow_slots(64)
@@ -526,20 +527,25 @@ class MatcherBank:
         trailing = np.where(
             finals, np.minimum(self._pending[slots], EDGE_SILENCE_FRAMES), 0)
         asked = np.flatnonzero(wanted)
-        ends, costs, frame_sums = self._best(slots[asked], trailing[asked])
+        chosen = slots[asked]
+        ends, costs, frame_sums = self._best(chosen, trailing[asked])
+        # The scalar matcher's float arithmetic, element by element.
+        n_speech = self._n_speech[chosen]
+        lags = (frame_sums - self._frame_sum[chosen]) / n_speech
+        distances = costs / n_speech
+        known = distances <= MATCH_THRESHOLD
         heard: list[list[RecognizedWord]] = [[] for _ in slots]
-        for j, end, cost, frame_sum in zip(
-                asked.tolist(), ends.tolist(), costs.tolist(),
-                frame_sums.tolist(), strict=True):
-            slot = int(slots[j])
-            n_speech = int(self._n_speech[slot])
-            lag = (frame_sum - int(self._frame_sum[slot])) / n_speech
-            distance = cost / n_speech
-            if distance <= MATCH_THRESHOLD:
-                heard[j] = self._template_words(slot, end, distance, lag,
-                                                bool(finals[j]))
-            else:
-                heard[j] = self._placeholders(slot, _confidence(distance))
+        words = self._words_table.heard(
+            ends[known], lags[known], distances[known],
+            self._first_speech[chosen[known]],
+            self._last_speech[chosen[known]],
+            self._n_samples[chosen[known]] / SAMPLE_RATE, finals[asked][known])
+        for j, found in zip(asked[known].tolist(), words, strict=True):
+            heard[j] = found
+        for j, distance in zip(asked[~known].tolist(),
+                               distances[~known].tolist(), strict=True):
+            heard[j] = self._placeholders(int(slots[j]),
+                                          _confidence(distance))
         return heard
 
     def _best(self, slots: Ints, trailing: Ints
@@ -587,24 +593,6 @@ class MatcherBank:
             _dtw_rows(sub_cost, sub_carried, self.lexicon.silence_distances)
         cost[rows], carried[rows] = sub_cost, sub_carried
 
-    def _template_words(self, slot: int, end_frame: int, distance: float,
-                        lag: float, final: bool) -> list[RecognizedWord]:
-        # `Matcher._template_words`, with the same float arithmetic.
-        template = self.lexicon.template_at(end_frame)
-        shift = (lag - template.first_frame) * HOP_S
-        starts, ends = template.starts - shift, template.ends - shift
-        heard_from = _frame_centre_s(int(self._first_speech[slot])) - HOP_S / 2
-        heard_to = _frame_centre_s(int(self._last_speech[slot])) + HOP_S / 2
-        heard = np.minimum(ends, heard_to) - np.maximum(starts, heard_from)
-        share = FINAL_WORD_SHARE if final else INTERIM_WORD_SHARE
-        chosen = np.flatnonzero(heard > (ends - starts) * share).tolist()
-        confidence = _confidence(distance)
-        return [
-            self._word(slot, template.words[k].text, float(starts[k]),
-                       float(ends[k]), confidence)
-            for k in chosen
-        ]
-
     def _placeholders(self, slot: int, confidence: float
                       ) -> list[RecognizedWord]:
         """Bursts are counted only now, from the levels kept since the
@@ -632,6 +620,62 @@ class MatcherBank:
         start = min(max(start, 0.0), audio_s)
         end = min(max(end, start), audio_s)
         return RecognizedWord(text, start, end, confidence)
+
+
+class _TemplateWords:
+    """The lexicon's words in flat arrays: the words of many matches are
+    chosen together, with `Matcher._template_words`'s float arithmetic.
+    """
+
+    def __init__(self, lexicon: Lexicon) -> None:
+        templates = lexicon.templates
+        self._firsts = np.array([t.first_frame for t in templates])
+        self._n_words = np.array([len(t.words) for t in templates])
+        self._first_word = np.cumsum(self._n_words) - self._n_words
+        self._starts = np.concatenate([t.starts for t in templates])
+        self._ends = np.concatenate([t.ends for t in templates])
+        self._texts = [w.text for t in templates for w in t.words]
+
+    def heard(self, end_frames: Ints, lags: Floats, distances: Floats,
+              first_speech: Ints, last_speech: Ints, audio_s: Floats,
+              finals: Bools) -> list[list[RecognizedWord]]:
+        template = np.searchsorted(self._firsts, end_frames, "right") - 1
+        # Template time minus segment time.
+        shift = (lags - self._firsts[template]) * HOP_S
+        counts = self._n_words[template]
+        match = np.repeat(np.arange(len(template)), counts)
+        word = (self._first_word[template][match] + np.arange(len(match))
+                - np.repeat(np.cumsum(counts) - counts, counts))
+        starts = self._starts[word] - shift[match]
+        ends = self._ends[word] - shift[match]
+        heard_from = _frame_centres(first_speech) - HOP_S / 2
+        heard_to = _frame_centres(last_speech) + HOP_S / 2
+        heard = (np.minimum(ends, heard_to[match])
+                 - np.maximum(starts, heard_from[match]))
+        share = np.where(finals, FINAL_WORD_SHARE, INTERIM_WORD_SHARE)
+        chosen = np.flatnonzero(heard > (ends - starts) * share[match])
+        # A segment cut mid-word ends where its audio does.
+        until = audio_s[match[chosen]]
+        starts = np.minimum(np.maximum(starts[chosen], 0.0), until)
+        ends = np.minimum(np.maximum(ends[chosen], starts), until)
+        confidence = [_confidence(d) for d in distances.tolist()]
+        texts = self._texts
+        words = [
+            RecognizedWord(texts[w], start, end, confidence[m])
+            for w, m, start, end in zip(
+                word[chosen].tolist(), match[chosen].tolist(),
+                starts.tolist(), ends.tolist(), strict=True)
+        ]
+        bounds = np.cumsum(np.bincount(match[chosen],
+                                       minlength=len(template))).tolist()
+        return [words[a:b] for a, b in zip([0, *bounds], bounds,
+                                           strict=False)]
+
+
+def _frame_centres(index: Ints) -> Floats:
+    """`mock_matcher._frame_centre_s` of many frames."""
+    centres: Floats = (index * HOP + FRAME / 2) / SAMPLE_RATE
+    return centres
 
 
 def _step_beams(lexicon: Lexicon, cost: Floats, carried: Floats, lo: Ints,
