@@ -176,6 +176,25 @@ class MatcherBank:
         self._words_table = _TemplateWords(lexicon)
         self._slots: OrderedDict[int, int] = OrderedDict()  # key -> slot
         self._free: list[int] = []
+        # Per utterance (a slot): scalars of `Matcher` and `Alignment`,
+        # one array each; the beam's paths once locked.
+        self._n_samples: Ints = np.zeros(0, dtype=np.int64)
+        self._n_frames: Ints = np.zeros(0, dtype=np.int64)
+        self._first_speech: Ints = np.zeros(0, dtype=np.int64)
+        self._last_speech: Ints = np.zeros(0, dtype=np.int64)
+        self._pending: Ints = np.zeros(0, dtype=np.int64)  # silent frames
+        self._n_speech: Ints = np.zeros(0, dtype=np.int64)
+        self._frame_sum: Ints = np.zeros(0, dtype=np.int64)  # speech's
+        self._locked: Bools = np.zeros(0, dtype=np.bool_)
+        self._lo: Ints = np.zeros(0, dtype=np.int64)  # the window's start
+        self._width: Ints = np.zeros(0, dtype=np.int64)  # and width
+        self._row: Ints = np.zeros(0, dtype=np.int64)  # in the pool
+        self._used: Floats = np.zeros(0)  # last job's `now`
+        self._beam_cost: Floats = np.zeros((0, BEAM_WIDTH + 2))
+        self._beam_carried: Floats = np.zeros((0, BEAM_WIDTH + 2))
+        self._leftover: list[Floats32] = []  # samples short of a frame
+        self._bursts: list[Bursts] = []
+        self._unheard: list[list[tuple[Floats, Ints]]] = []
         self._grow_slots(64)
         # Unlocked paths span the lexicon: rows of a pool of their own,
         # rearranged at each call so that the rows with a step to take
@@ -192,51 +211,46 @@ class MatcherBank:
     # -- per-slot state, struct of arrays --------------------------------
 
     def _grow_slots(self, capacity: int) -> None:
-        old = getattr(self, "_capacity", 0)
-        self._capacity = capacity
+        """Room for `capacity` utterances (a slot each), kept as before."""
+        old = len(self._used)
 
-        def grown(name: str, fill: float | int | bool, dtype: Any,
-                  width: int = 0) -> None:
-            shape = (capacity, width) if width else (capacity,)
-            array = np.full(shape, fill, dtype=dtype)
-            if old:
-                array[:old] = getattr(self, name)
-            setattr(self, name, array)
+        def grown(array: npt.NDArray[Any], fill: float) -> Any:
+            bigger = np.full((capacity, *array.shape[1:]), fill,
+                             dtype=array.dtype)
+            bigger[:old] = array
+            return bigger
 
-        grown("_n_samples", 0, np.int64)
-        grown("_n_frames", 0, np.int64)
-        grown("_first_speech", -1, np.int64)
-        grown("_last_speech", -1, np.int64)
-        grown("_pending", 0, np.int64)
-        grown("_n_speech", 0, np.int64)
-        grown("_frame_sum", 0, np.int64)
-        grown("_locked", False, np.bool_)
-        grown("_lo", 0, np.int64)
-        grown("_width", 0, np.int64)
-        grown("_row", -1, np.int64)
-        grown("_used", 0.0, np.float64)
-        grown("_beam_cost", np.inf, np.float64, BEAM_WIDTH + 2)
-        grown("_beam_carried", 0.0, np.float64, BEAM_WIDTH + 2)
-        self._leftover: list[Floats32] = (
-            getattr(self, "_leftover", []) + [np.zeros(0, np.float32)]
-            * (capacity - old))
-        self._bursts: list[Bursts] = getattr(self, "_bursts", []) + [
-            Bursts() for _ in range(capacity - old)]
-        self._unheard: list[list[tuple[Floats, Ints]]] = (
-            getattr(self, "_unheard", []) + [[] for _ in
-                                             range(capacity - old)])
-        self._free.extend(range(capacity - 1, old - 1, -1))
+        self._n_samples = grown(self._n_samples, 0)
+        self._n_frames = grown(self._n_frames, 0)
+        self._first_speech = grown(self._first_speech, -1)
+        self._last_speech = grown(self._last_speech, -1)
+        self._pending = grown(self._pending, 0)
+        self._n_speech = grown(self._n_speech, 0)
+        self._frame_sum = grown(self._frame_sum, 0)
+        self._locked = grown(self._locked, False)
+        self._lo = grown(self._lo, 0)
+        self._width = grown(self._width, 0)
+        self._row = grown(self._row, -1)
+        self._used = grown(self._used, 0.0)
+        self._beam_cost = grown(self._beam_cost, np.inf)
+        self._beam_carried = grown(self._beam_carried, 0.0)
+        added = range(old, capacity)
+        self._leftover += [np.zeros(0, np.float32) for _ in added]
+        self._bursts += [Bursts() for _ in added]
+        self._unheard += [[] for _ in added]
+        self._free.extend(reversed(added))
 
     def _new_slot(self) -> int:
         if not self._free:
-            self._grow_slots(2 * self._capacity)
+            self._grow_slots(2 * len(self._used))
         slot = self._free.pop()
-        for name, value in (("_n_samples", 0), ("_n_frames", 0),
-                            ("_first_speech", -1), ("_last_speech", -1),
-                            ("_pending", 0), ("_n_speech", 0),
-                            ("_frame_sum", 0), ("_locked", False),
-                            ("_lo", 0), ("_width", 0), ("_row", -1)):
-            getattr(self, name)[slot] = value
+        for ints in (self._n_samples, self._n_frames, self._pending,
+                     self._n_speech, self._frame_sum, self._lo,
+                     self._width):
+            ints[slot] = 0
+        self._first_speech[slot] = self._last_speech[slot] = -1
+        self._row[slot] = -1
+        self._locked[slot] = False
         self._leftover[slot] = np.zeros(0, np.float32)
         self._bursts[slot] = Bursts()
         self._unheard[slot] = []
@@ -255,6 +269,13 @@ class MatcherBank:
         """The live utterances, least recently used first."""
         return list(self._slots)
 
+    def window(self, key: int) -> tuple[bool, int, int]:
+        """Whether the utterance's beam is locked, and the lexicon frames
+        its paths span: first, and how many (for checks and metrics)."""
+        slot = self._slots[key]
+        return (bool(self._locked[slot]), int(self._lo[slot]),
+                int(self._width[slot]))
+
     # -- the batch --------------------------------------------------------
 
     def advance(self, jobs: Sequence[Job], now: float
@@ -263,6 +284,9 @@ class MatcherBank:
         list per job. A key may appear once per call: its jobs are steps
         of one utterance, and within a call they would have no order."""
         chunks = self._checked(jobs)
+        if not jobs:  # a call for eviction alone
+            self._retire(jobs, np.zeros(0, dtype=np.int64), now)
+            return []
         slots = np.array([self._slot_of(key) for key, _, _ in jobs],
                          dtype=np.int64)
         finals = np.array([final for _, _, final in jobs], dtype=np.bool_)
@@ -309,7 +333,8 @@ class MatcherBank:
     def _frame(self, slots: Ints, chunks: list[Floats32]) -> _Frames:
         """Cut each job's audio (after its utterance's leftover) into
         frames, and fingerprint all of them at once."""
-        self._n_samples[slots] += [chunk.size for chunk in chunks]
+        self._n_samples[slots] += np.array([c.size for c in chunks],
+                                           dtype=np.int64)
         pieces: list[Floats32] = []
         n_frames = []
         for slot, chunk in zip(slots.tolist(), chunks, strict=True):
@@ -560,6 +585,7 @@ class MatcherBank:
             if not len(group):
                 continue
             chosen = slots[group]
+            carried: npt.NDArray[Any]
             if beams:
                 cost = self._beam_cost[chosen]
                 carried = self._beam_carried[chosen]
@@ -580,8 +606,9 @@ class MatcherBank:
             frame_sums[group] = carried[at, 2 + best]
         return ends, costs, frame_sums
 
-    def _silence_step(self, cost: Floats, carried: Floats, lo: Ints,
-                      width: Ints, rows: Ints, beams: bool) -> None:
+    def _silence_step(self, cost: Floats, carried: npt.NDArray[Any],
+                      lo: Ints, width: Ints, rows: Ints, beams: bool
+                      ) -> None:
         sub_cost, sub_carried = cost[rows], carried[rows]
         if beams:
             sub_lo, sub_width = lo[rows], width[rows]
