@@ -67,6 +67,7 @@ Bools = npt.NDArray[np.bool_]
 _NONE, _SILENCE, _SPEECH = -1, 0, 1  # what a stream does at a step
 _BEAM_CELLS = np.arange(BEAM_WIDTH)
 _ROWS_PER_BLOCK = 16  # unlocked rows stepped together (~1.5 MB of paths)
+_FRAMES_PER_BLOCK = 256  # fingerprinted together (~1 MB of spectra)
 _ZEROS = np.zeros(FRAME, dtype=np.float32)
 _SILENCE_PROBE = np.zeros(N_BANDS + 2, dtype=np.float32)
 _SILENCE_PROBE[[_SILENT, -1]] = 1.0
@@ -90,13 +91,23 @@ class _Frames:
     count: Ints  # and its number of frames
 
 
-def _fingerprint_frames(frames: Floats, job: Ints, index: Ints,
-                        first: Ints, count: Ints) -> _Frames:
-    power = np.abs(np.fft.rfft(frames * _WINDOW, axis=1)) ** 2
+def _band_powers(hops: Floats, rows: Ints) -> Floats:
+    """`mock_matcher._band_powers` of the frames `hops[rows]`, a block of
+    frames at a time, so each block's spectra stay in the cache."""
+    powers = np.empty((len(rows), N_BANDS))
     low, high = _EDGE_BINS[0], _EDGE_BINS[-1]
-    bands: Floats = np.add.reduceat(
-        power[:, low:high], _EDGE_BINS[:-1] - low, axis=1)
-    powers = bands * _POWER_SCALE
+    for a in range(0, len(rows), _FRAMES_PER_BLOCK):
+        frames = hops[rows[a : a + _FRAMES_PER_BLOCK]]
+        frames *= _WINDOW
+        power = np.abs(np.fft.rfft(frames, axis=1)) ** 2
+        bands = np.add.reduceat(power[:, low:high], _EDGE_BINS[:-1] - low,
+                                axis=1)
+        powers[a : a + _FRAMES_PER_BLOCK] = bands * _POWER_SCALE
+    return powers
+
+
+def _fingerprint_frames(powers: Floats, job: Ints, index: Ints,
+                        first: Ints, count: Ints) -> _Frames:
     levels = 10.0 * np.log10(powers.sum(axis=1) + _TINY)
     features = _log_bands(powers)
     norms = np.linalg.norm(features, axis=1, keepdims=True)
@@ -174,6 +185,7 @@ class MatcherBank:
         self._n_cells = lexicon.n_frames
         self._frame_numbers32 = lexicon.frame_numbers.astype(np.float32)
         self._words_table = _TemplateWords(lexicon)
+        self._by_frame = np.ascontiguousarray(lexicon.columns.T)
         self._slots: OrderedDict[int, int] = OrderedDict()  # key -> slot
         self._free: list[int] = []
         # Per utterance (a slot): scalars of `Matcher` and `Alignment`,
@@ -355,8 +367,8 @@ class MatcherBank:
         first = np.cumsum(count) - count
         job = np.repeat(np.arange(len(slots)), count)
         index = np.arange(len(job)) - first[job]
-        return _fingerprint_frames(hops[first_hop[job] + index], job, index,
-                                   first, count)
+        powers = _band_powers(hops, first_hop[job] + index)
+        return _fingerprint_frames(powers, job, index, first, count)
 
     def _steps_of(self, slots: Ints, frames: _Frames) -> _Steps:
         n_jobs = len(slots)
@@ -479,7 +491,9 @@ class MatcherBank:
         job = self._pool_job[a:b]
         speech = steps.kind[job, t] == _SPEECH
         # A silent frame's probe gives exactly the lexicon's silence
-        # distances, so one product serves speech and silence rows.
+        # distances (every product and partial sum is a small whole
+        # number or a barrier, exact in float32), so one product serves
+        # speech and silence rows.
         probes = np.where(speech[:, None],
                           frames.probes[steps.frame[job, t]], _SILENCE_PROBE)
         distance = (probes[:, None, :] @ self.lexicon.columns)[:, 0]
@@ -534,8 +548,10 @@ class MatcherBank:
         speech = kind == _SPEECH
         cost, carried = self._beam_cost[slots], self._beam_carried[slots]
         lo, width = self._lo[slots], self._width[slots]
-        _step_beams(self.lexicon, cost, carried, lo, width,
-                    frames.probes[frame[speech]], speech)
+        probes = np.where(speech[:, None], frames.probes[frame],
+                          _SILENCE_PROBE)
+        _step_beams(self._by_frame, cost, carried, lo, width, probes,
+                    speech)
         self._beam_cost[slots], self._beam_carried[slots] = cost, carried
         self._lo[slots], self._width[slots] = lo, width
         self._count_speech(slots[speech], segment[speech])
@@ -612,8 +628,10 @@ class MatcherBank:
         sub_cost, sub_carried = cost[rows], carried[rows]
         if beams:
             sub_lo, sub_width = lo[rows], width[rows]
-            _step_beams(self.lexicon, sub_cost, sub_carried, sub_lo,
-                        sub_width, np.zeros((0, N_BANDS + 2), np.float32),
+            silence = np.broadcast_to(_SILENCE_PROBE, (len(rows),
+                                                      N_BANDS + 2))
+            _step_beams(self._by_frame, sub_cost, sub_carried, sub_lo,
+                        sub_width, silence,
                         np.zeros(len(rows), dtype=np.bool_))
             lo[rows], width[rows] = sub_lo, sub_width
         else:
@@ -705,23 +723,28 @@ def _frame_centres(index: Ints) -> Floats:
     return centres
 
 
-def _step_beams(lexicon: Lexicon, cost: Floats, carried: Floats, lo: Ints,
-                width: Ints, probes: Floats32, speech: Bools) -> None:
+def _step_beams(by_frame: Floats32, cost: Floats, carried: Floats,
+                lo: Ints, width: Ints, probes: Floats32, speech: Bools
+                ) -> None:
     """One frame for beams (rows of BEAM_WIDTH + 2 cells; `lo`, `width`
-    per row): speech rows take `probes` in order, the others silence. A
-    beam clipped by the lexicon's end is padded with unreachable cells.
+    per row), each row's probe against its window of the lexicon's
+    columns (`by_frame`: one row per lexicon frame). A beam clipped by
+    the lexicon's end is padded with unreachable cells.
     """
-    n_cells = lexicon.n_frames
-    cells = np.minimum(lo[:, None] + _BEAM_CELLS, n_cells - 1)
-    distance = np.empty(cells.shape)
-    if len(probes):
-        windows = lexicon.columns[:, cells[speech]].transpose(1, 0, 2)
-        # One matrix-vector product per row, as chapter 4 computes it.
-        distance[speech] = (probes[:, None, :] @ windows)[:, 0]
-    distance[~speech] = lexicon.silence_distances[cells[~speech]]
-    distance[width[:, None] <= _BEAM_CELLS] = np.inf
+    n_cells = len(by_frame)
+    cells = lo[:, None] + _BEAM_CELLS
+    clipped = width < BEAM_WIDTH
+    if clipped.any():
+        np.minimum(cells, n_cells - 1, out=cells)
+    # One matrix-vector product per row, laid out as chapter 4's (a
+    # contiguous copy of the windows takes another path, and rounds
+    # differently).
+    windows = by_frame[cells].transpose(0, 2, 1)
+    distance = (probes[:, None, :] @ windows)[:, 0]
+    if clipped.any():
+        distance[width[:, None] <= _BEAM_CELLS] = np.inf
     _dtw_rows(cost, carried, distance)
-    carried[speech, 2:] += lexicon.frame_numbers[cells[speech]]
+    np.add(carried[:, 2:], cells, out=carried[:, 2:], where=speech[:, None])
     best = cost[:, 2:].argmin(axis=1)
     # The beam follows its best path, BEAM_BEHIND cells behind it.
     follow = np.flatnonzero(best > width - BEAM_BEHIND)
