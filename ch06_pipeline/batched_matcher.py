@@ -15,6 +15,7 @@ own work across its sequences. It hears exactly what chapter 4's
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,10 @@ import numpy.typing as npt
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ch04_streaming.engine import DecodeRequest, UtteranceDecoder
+from ch04_streaming.matcher_process import Job
+
+# The scalar matcher's own constants and helpers, private ones included:
+# the bank must compute exactly what it computes, not a copy of it.
 from ch04_streaming.mock_matcher import (
     _EDGE_BINS,
     _POWER_SCALE,
@@ -58,7 +63,6 @@ from ch04_streaming.mock_matcher import (
     frame_count,
 )
 
-Job = tuple[int, np.ndarray, bool]  # utterance key, audio, final
 Floats = npt.NDArray[np.float64]
 Floats32 = npt.NDArray[np.float32]
 Ints = npt.NDArray[np.int64]
@@ -124,28 +128,29 @@ def _fingerprint_frames(powers: Floats, job: Ints, index: Ints,
 
 def _dtw_rows(cost: Floats, carried: npt.NDArray[Any],
               distance: npt.NDArray[Any]) -> None:
-    """`mock_matcher._dtw_step` on every row of (rows, cells + 2) arrays.
-
-    The costs take the same float64 operations in the same order, so
-    the same sums. The frame sums carried along are whole numbers, so
-    choosing one by arithmetic (a + wins * (b - a)) is exact, and much
-    cheaper than numpy's masked selection.
-    """
+    """`mock_matcher._dtw_step` on every row of (rows, cells + 2) arrays:
+    one stream's paths a row. The costs take the same float64 operations
+    in the same order as chapter 4's, so they are the same sums."""
     # --8<-- [start:batched_matching_step]
-    before, behind, here = cost[:, :-2], cost[:, 1:-1], cost[:, 2:]
-    repeat_wins = here <= before  # repeat a template frame, or skip one
-    warped = np.minimum(here, before)
+    # Each cell continues the cheapest path into it: from the cell one
+    # template frame back (diagonal), from itself (a template frame
+    # repeated) or from two back (one skipped); the last two pay extra.
+    same, one_back, two_back = cost[:, 2:], cost[:, 1:-1], cost[:, :-2]
+    repeat_wins = same <= two_back
+    warped = np.minimum(same, two_back)
     warped += STEP_PENALTY
-    diagonal_wins = behind <= warped  # one template frame on: no penalty
+    diagonal_wins = one_back <= warped
+    # The winner's frame sum comes along: whole numbers, so choosing by
+    # arithmetic (a + wins * (b - a)) is exact, and cheaper than a mask.
     chosen = carried[:, 2:] - carried[:, :-2]
     chosen *= repeat_wins
     chosen += carried[:, :-2]
     diagonal = carried[:, 1:-1] - chosen
     diagonal *= diagonal_wins
     chosen += diagonal
-    np.minimum(warped, behind, out=warped)
-    warped += distance  # each row's frame against every template frame
-    here[...] = warped
+    np.minimum(warped, one_back, out=warped)
+    warped += distance  # every row's frame against every cell
+    same[...] = warped
     carried[:, 2:] = chosen
     # --8<-- [end:batched_matching_step]
 
@@ -376,8 +381,8 @@ class MatcherBank:
         for slot, a, n in zip(slots.tolist(), frames.first.tolist(),
                               n_frames.tolist(), strict=True):
             if n:  # kept for placeholders
-                self._unheard[slot].append(
-                    (frames.levels[a : a + n], frames.bands[a : a + n]))
+                self._unheard[slot].append((frames.levels[a : a + n].copy(),
+                                            frames.bands[a : a + n].copy()))
         speech = np.flatnonzero(frames.levels >= SILENCE_DB)
         job, index = frames.job[speech], frames.index[speech]
         first_in_job = np.ones(len(speech), dtype=np.bool_)
@@ -550,8 +555,8 @@ class MatcherBank:
         lo, width = self._lo[slots], self._width[slots]
         probes = np.where(speech[:, None], frames.probes[frame],
                           _SILENCE_PROBE)
-        _step_beams(self._by_frame, cost, carried, lo, width, probes,
-                    speech)
+        _advance_beams(self._by_frame, cost, carried, lo, width, probes,
+                       speech)
         self._beam_cost[slots], self._beam_carried[slots] = cost, carried
         self._lo[slots], self._width[slots] = lo, width
         self._count_speech(slots[speech], segment[speech])
@@ -630,9 +635,9 @@ class MatcherBank:
             sub_lo, sub_width = lo[rows], width[rows]
             silence = np.broadcast_to(_SILENCE_PROBE, (len(rows),
                                                       N_BANDS + 2))
-            _step_beams(self._by_frame, sub_cost, sub_carried, sub_lo,
-                        sub_width, silence,
-                        np.zeros(len(rows), dtype=np.bool_))
+            _advance_beams(self._by_frame, sub_cost, sub_carried, sub_lo,
+                           sub_width, silence,
+                           np.zeros(len(rows), dtype=np.bool_))
             lo[rows], width[rows] = sub_lo, sub_width
         else:
             _dtw_rows(sub_cost, sub_carried, self.lexicon.silence_distances)
@@ -723,9 +728,9 @@ def _frame_centres(index: Ints) -> Floats:
     return centres
 
 
-def _step_beams(by_frame: Floats32, cost: Floats, carried: Floats,
-                lo: Ints, width: Ints, probes: Floats32, speech: Bools
-                ) -> None:
+def _advance_beams(by_frame: Floats32, cost: Floats, carried: Floats,
+                   lo: Ints, width: Ints, probes: Floats32, speech: Bools
+                   ) -> None:
     """One frame for beams (rows of BEAM_WIDTH + 2 cells; `lo`, `width`
     per row), each row's probe against its window of the lexicon's
     columns (`by_frame`: one row per lexicon frame). A beam clipped by
@@ -800,8 +805,6 @@ class BankMatching:
 
     async def match(self, batch: Sequence[DecodeRequest]
                     ) -> list[list[RecognizedWord]]:
-        import time
-
         jobs = [(r.decoder.key, r.audio, r.final) for r in batch]
         return self.bank.advance(jobs, time.monotonic())
 

@@ -160,6 +160,19 @@ def test_every_fixture_at_once_hears_what_the_matcher_hears(
     assert_same_as_scalar(lexicon, streams_of(list(SOURCES), size, seed))
 
 
+def test_a_hundred_streams_hear_what_the_matcher_hears(
+    lexicon: Lexicon,
+) -> None:
+    """Wide batches: products of a hundred rows at a step, in whichever
+    layout numpy picks for them, still round as chapter 4's do."""
+    utterances = [f.id for f in MANIFEST.fixtures if f.kind == "utterance"]
+    rng = np.random.default_rng(6)
+    streams = [Stream(key, name, chunks(SOURCES[name][: 2 * SAMPLE_RATE],
+                                        1600, rng), int(rng.integers(0, 4)))
+               for key, name in enumerate(utterances * 17, start=1)]
+    assert_same_as_scalar(lexicon, streams)
+
+
 def test_the_comparison_sees_placeholders_and_template_words(
     lexicon: Lexicon,
 ) -> None:
