@@ -190,7 +190,7 @@ class MatcherBank:
         self._n_cells = lexicon.n_frames
         self._frame_numbers32 = lexicon.frame_numbers.astype(np.float32)
         self._words_table = _TemplateWords(lexicon)
-        self._by_frame = np.ascontiguousarray(lexicon.columns.T)
+        self._windows = _Windows.of(lexicon.columns)
         self._slots: OrderedDict[int, int] = OrderedDict()  # key -> slot
         self._free: list[int] = []
         # Per utterance (a slot): scalars of `Matcher` and `Alignment`,
@@ -555,7 +555,7 @@ class MatcherBank:
         lo, width = self._lo[slots], self._width[slots]
         probes = np.where(speech[:, None], frames.probes[frame],
                           _SILENCE_PROBE)
-        _advance_beams(self._by_frame, cost, carried, lo, width, probes,
+        _advance_beams(self._windows, cost, carried, lo, width, probes,
                        speech)
         self._beam_cost[slots], self._beam_carried[slots] = cost, carried
         self._lo[slots], self._width[slots] = lo, width
@@ -635,7 +635,7 @@ class MatcherBank:
             sub_lo, sub_width = lo[rows], width[rows]
             silence = np.broadcast_to(_SILENCE_PROBE, (len(rows),
                                                       N_BANDS + 2))
-            _advance_beams(self._by_frame, sub_cost, sub_carried, sub_lo,
+            _advance_beams(self._windows, sub_cost, sub_carried, sub_lo,
                            sub_width, silence,
                            np.zeros(len(rows), dtype=np.bool_))
             lo[rows], width[rows] = sub_lo, sub_width
@@ -728,34 +728,60 @@ def _frame_centres(index: Ints) -> Floats:
     return centres
 
 
-def _advance_beams(by_frame: Floats32, cost: Floats, carried: Floats,
+@dataclass(frozen=True)
+class _Windows:
+    """The lexicon's columns as beams read them: `by_window[:, lo]` is
+    the window starting at lexicon frame `lo` (a view, no copy), and
+    `by_frame` serves the windows the lexicon's end cuts short."""
+
+    by_window: Floats32 | None  # (N_BANDS + 2, n - BEAM_WIDTH + 1, BEAM_WIDTH)
+    by_frame: Floats32  # (n, N_BANDS + 2)
+
+    @classmethod
+    def of(cls, columns: Floats32) -> _Windows:
+        wide_enough = columns.shape[1] >= BEAM_WIDTH
+        return cls(sliding_window_view(columns, BEAM_WIDTH, axis=1)
+                   if wide_enough else None,
+                   np.ascontiguousarray(columns.T))
+
+    def distances(self, probes: Floats32, lo: Ints, width: Ints
+                  ) -> Floats32:
+        """Each row's probe against its window, one matrix-vector product
+        per row, laid out as chapter 4's (a contiguous copy of the
+        windows takes another path in numpy, and rounds differently).
+        Cells past the lexicon's end are unreachable."""
+        n_cells = len(self.by_frame)
+        distance = np.empty((len(lo), BEAM_WIDTH), dtype=np.float32)
+        whole = width == BEAM_WIDTH
+        if self.by_window is not None and whole.any():
+            windows = self.by_window[:, lo[whole]].transpose(1, 0, 2)
+            distance[whole] = (probes[whole][:, None, :] @ windows)[:, 0]
+        cut = np.flatnonzero(~whole)
+        if len(cut):
+            cells = np.minimum(lo[cut, None] + _BEAM_CELLS, n_cells - 1)
+            windows = self.by_frame[cells].transpose(0, 2, 1)
+            ends = (probes[cut][:, None, :] @ windows)[:, 0]
+            distance[cut] = np.where(width[cut, None] > _BEAM_CELLS, ends,
+                                     np.inf)
+        return distance
+
+
+def _advance_beams(windows: _Windows, cost: Floats, carried: Floats,
                    lo: Ints, width: Ints, probes: Floats32, speech: Bools
                    ) -> None:
-    """One frame for beams (rows of BEAM_WIDTH + 2 cells; `lo`, `width`
-    per row), each row's probe against its window of the lexicon's
-    columns (`by_frame`: one row per lexicon frame). A beam clipped by
-    the lexicon's end is padded with unreachable cells.
-    """
-    n_cells = len(by_frame)
-    cells = lo[:, None] + _BEAM_CELLS
-    clipped = width < BEAM_WIDTH
-    if clipped.any():
-        np.minimum(cells, n_cells - 1, out=cells)
-    # One matrix-vector product per row, laid out as chapter 4's (a
-    # contiguous copy of the windows takes another path, and rounds
-    # differently).
-    windows = by_frame[cells].transpose(0, 2, 1)
-    distance = (probes[:, None, :] @ windows)[:, 0]
-    if clipped.any():
-        distance[width[:, None] <= _BEAM_CELLS] = np.inf
+    """One frame for beams: rows of BEAM_WIDTH + 2 cells, the window of
+    each starting at lexicon frame `lo`, `width` cells wide."""
+    distance = windows.distances(probes, lo, width)
     _dtw_rows(cost, carried, distance)
-    np.add(carried[:, 2:], cells, out=carried[:, 2:], where=speech[:, None])
+    np.add(carried[:, 2:], lo[:, None] + _BEAM_CELLS, out=carried[:, 2:],
+           where=speech[:, None])
     best = cost[:, 2:].argmin(axis=1)
     # The beam follows its best path, BEAM_BEHIND cells behind it.
     follow = np.flatnonzero(best > width - BEAM_BEHIND)
     if len(follow):
         new_lo = lo[follow] + best[follow] - BEAM_BEHIND
-        _move_beams(cost, carried, lo, width, follow, new_lo, n_cells)
+        _move_beams(cost, carried, lo, width, follow, new_lo,
+                    len(windows.by_frame))
 
 
 def _move_beams(cost: Floats, carried: Floats, lo: Ints, width: Ints,
