@@ -75,6 +75,11 @@ def sources() -> dict[str, Audio]:
     one, two = CONVERSATION.utterances[1:3]
     audio["segment_1_2"] = cut(call, one.start - PRE_ROLL_S,
                                two.end + PRE_ROLL_S)
+    # The call's end, its room noise, then speech: the pause walks the
+    # beam off the end of the lexicon's last template, where windows
+    # are cut short.
+    audio["lexicon_end"] = np.concatenate(
+        (call[-3 * SAMPLE_RATE :], audio["weather_forecast"][8000:24000]))
     return audio
 
 
@@ -227,6 +232,35 @@ def test_many_utterances_outgrow_the_first_slots(lexicon: Lexicon) -> None:
     streams = [Stream(k, n, [speech[:8000], speech[8000:]], 0)
                for k, n in enumerate(names, start=1)]
     assert_same_as_scalar(lexicon, streams)
+
+
+def tone(seconds: float, then_silence_s: float) -> Audio:
+    """A steady tone: no template fits it and no rival falls behind, so
+    the beam never locks before LOCK_MAX_FRAMES."""
+    t = np.arange(round(seconds * SAMPLE_RATE)) / SAMPLE_RATE
+    sound = 0.3 * np.sin(2 * np.pi * 440.0 * t)
+    room = np.zeros(round(then_silence_s * SAMPLE_RATE))
+    return np.concatenate((sound, room)).astype(np.float32)
+
+
+def test_unlocked_utterances_end_and_are_evicted_cleanly(
+    lexicon: Lexicon,
+) -> None:
+    """An utterance may end, or its stream vanish, before its beam
+    locks: its row of whole-lexicon paths goes, the others' stay."""
+    scalar = WorkerState(lexicon, idle_s=10.0)
+    bank = MatcherBank(lexicon, idle_s=10.0)
+    short, speech = tone(0.5, 0.3), SOURCES["card_number"]
+    calls: list[tuple[float, list[Job]]] = [
+        (0.0, [(1, short, False), (2, short, False), (3, speech[:9600],
+                                                      False)]),
+        (1.0, [(1, short[:1600], True), (3, speech[9600:16000], False)]),
+        (20.0, [(3, speech[16000:], True), (4, short, True)]),
+    ]
+    for now, jobs in calls:
+        assert bank.advance(jobs, now) == scalar.advance(jobs, now)
+        assert bank.keys == list(scalar.matchers)
+    assert bank.keys == []
 
 
 def test_a_key_twice_in_one_call_is_refused(lexicon: Lexicon) -> None:
