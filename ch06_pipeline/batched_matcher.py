@@ -126,8 +126,28 @@ def _fingerprint_frames(powers: Floats, job: Ints, index: Ints,
     return _Frames(probes, levels, strongest, job, index, first, count)
 
 
+class _Scratch:
+    """Buffers for a step's temporaries, kept from step to step: numpy
+    would allocate them afresh each time, and a fresh buffer of a
+    megabyte costs its page faults again (measured: a step of 16 rows
+    took 4 times as long)."""
+
+    def __init__(self) -> None:
+        self._buffers: dict[tuple[str, np.dtype[Any]], npt.NDArray[Any]] = {}
+
+    def get(self, name: str, like: npt.NDArray[Any],
+            dtype: npt.DTypeLike | None = None) -> Any:
+        """A buffer shaped as `like`, of its type unless `dtype` is given;
+        its contents undefined."""
+        kind = np.dtype(like.dtype if dtype is None else dtype)
+        buffer = self._buffers.get((name, kind))
+        if buffer is None or buffer.size < like.size:
+            buffer = self._buffers[name, kind] = np.empty(like.size, kind)
+        return buffer[: like.size].reshape(like.shape)
+
+
 def _dtw_rows(cost: Floats, carried: npt.NDArray[Any],
-              distance: npt.NDArray[Any]) -> None:
+              distance: npt.NDArray[Any], work: _Scratch) -> None:
     """`mock_matcher._dtw_step` on every row of (rows, cells + 2) arrays:
     one stream's paths a row. The costs take the same float64 operations
     in the same order as chapter 4's, so they are the same sums."""
@@ -136,22 +156,25 @@ def _dtw_rows(cost: Floats, carried: npt.NDArray[Any],
     # template frame back (diagonal), from itself (a template frame
     # repeated) or from two back (one skipped); the last two pay extra.
     same, one_back, two_back = cost[:, 2:], cost[:, 1:-1], cost[:, :-2]
-    repeat_wins = same <= two_back
-    warped = np.minimum(same, two_back)
+    wins = work.get("wins", same, np.bool_)
+    repeat_wins = np.less_equal(same, two_back, out=wins)
+    warped = np.minimum(same, two_back, out=work.get("warped", same))
     warped += STEP_PENALTY
-    diagonal_wins = one_back <= warped
     # The winner's frame sum comes along: whole numbers, so choosing by
     # arithmetic (a + wins * (b - a)) is exact, and cheaper than a mask.
-    chosen = carried[:, 2:] - carried[:, :-2]
+    sums = carried[:, 2:]
+    chosen = np.subtract(sums, carried[:, :-2], out=work.get("sum", sums))
     chosen *= repeat_wins
     chosen += carried[:, :-2]
-    diagonal = carried[:, 1:-1] - chosen
+    diagonal_wins = np.less_equal(one_back, warped, out=wins)
+    diagonal = np.subtract(carried[:, 1:-1], chosen,
+                           out=work.get("diagonal", sums))
     diagonal *= diagonal_wins
     chosen += diagonal
     np.minimum(warped, one_back, out=warped)
     warped += distance  # every row's frame against every cell
     same[...] = warped
-    carried[:, 2:] = chosen
+    sums[...] = chosen
     # --8<-- [end:batched_matching_step]
 
 
@@ -191,6 +214,7 @@ class MatcherBank:
         self._frame_numbers32 = lexicon.frame_numbers.astype(np.float32)
         self._words_table = _TemplateWords(lexicon)
         self._windows = _Windows.of(lexicon.columns)
+        self._work = _Scratch()
         self._slots: OrderedDict[int, int] = OrderedDict()  # key -> slot
         self._free: list[int] = []
         # Per utterance (a slot): scalars of `Matcher` and `Alignment`,
@@ -503,7 +527,7 @@ class MatcherBank:
                           frames.probes[steps.frame[job, t]], _SILENCE_PROBE)
         distance = (probes[:, None, :] @ self.lexicon.columns)[:, 0]
         cost, carried = self._full_cost[a:b], self._full_carried[a:b]
-        _dtw_rows(cost, carried, distance)
+        _dtw_rows(cost, carried, distance, self._work)
         np.add(carried[:, 2:], self._frame_numbers32, out=carried[:, 2:],
                where=speech[:, None])
         if not speech.any():
@@ -555,8 +579,8 @@ class MatcherBank:
         lo, width = self._lo[slots], self._width[slots]
         probes = np.where(speech[:, None], frames.probes[frame],
                           _SILENCE_PROBE)
-        _advance_beams(self._windows, cost, carried, lo, width, probes,
-                       speech)
+        _advance_beams(self._windows, self._work, cost, carried, lo, width,
+                       probes, speech)
         self._beam_cost[slots], self._beam_carried[slots] = cost, carried
         self._lo[slots], self._width[slots] = lo, width
         self._count_speech(slots[speech], segment[speech])
@@ -635,12 +659,13 @@ class MatcherBank:
             sub_lo, sub_width = lo[rows], width[rows]
             silence = np.broadcast_to(_SILENCE_PROBE, (len(rows),
                                                       N_BANDS + 2))
-            _advance_beams(self._windows, sub_cost, sub_carried, sub_lo,
-                           sub_width, silence,
+            _advance_beams(self._windows, self._work, sub_cost,
+                           sub_carried, sub_lo, sub_width, silence,
                            np.zeros(len(rows), dtype=np.bool_))
             lo[rows], width[rows] = sub_lo, sub_width
         else:
-            _dtw_rows(sub_cost, sub_carried, self.lexicon.silence_distances)
+            _dtw_rows(sub_cost, sub_carried, self.lexicon.silence_distances,
+                      self._work)
         cost[rows], carried[rows] = sub_cost, sub_carried
 
     def _placeholders(self, slot: int, confidence: float
@@ -766,13 +791,13 @@ class _Windows:
         return distance
 
 
-def _advance_beams(windows: _Windows, cost: Floats, carried: Floats,
-                   lo: Ints, width: Ints, probes: Floats32, speech: Bools
-                   ) -> None:
+def _advance_beams(windows: _Windows, work: _Scratch, cost: Floats,
+                   carried: Floats, lo: Ints, width: Ints,
+                   probes: Floats32, speech: Bools) -> None:
     """One frame for beams: rows of BEAM_WIDTH + 2 cells, the window of
     each starting at lexicon frame `lo`, `width` cells wide."""
     distance = windows.distances(probes, lo, width)
-    _dtw_rows(cost, carried, distance)
+    _dtw_rows(cost, carried, distance, work)
     np.add(carried[:, 2:], lo[:, None] + _BEAM_CELLS, out=carried[:, 2:],
            where=speech[:, None])
     best = cost[:, 2:].argmin(axis=1)
