@@ -343,6 +343,19 @@ def test_the_matcher_process_runs_the_bank(lexicon: Lexicon) -> None:
     worker = MatcherProcess(MANIFEST_PATH, state=bank_worker)
     got = decode(MockRecognizer(worker, device), NAMES)
     assert got == expected
+    # Only a bank refuses two jobs of one utterance in a trip: proof
+    # that the worker holds one.
+    decoder = worker.new_utterance(0.0)
+    twice = [DecodeRequest(decoder, SOURCES["call_back"][:1600], False)] * 2
+
+    async def trip() -> None:
+        try:
+            await worker.match(twice)
+        finally:
+            await worker.stop()
+
+    with pytest.raises(ValueError, match="has two jobs"):
+        asyncio.run(trip())
 
 
 def test_the_cost_measurement_runs_both_ways(
