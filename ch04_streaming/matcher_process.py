@@ -9,6 +9,8 @@ As in a model server's sequence batching, the worker keeps each
 utterance's state under a key the stream holds, forgets it at the final,
 and evicts utterances idle longer than `idle_s` (their streams are
 gone); a worker that dies is replaced, and only its in-flight calls fail.
+What the worker holds is a parameter, so a later chapter can put a
+batched matcher there without this one knowing it.
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ import multiprocessing
 import signal
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -36,6 +39,20 @@ from ch04_streaming.engine import (
 from ch04_streaming.mock_matcher import Lexicon, Matcher, RecognizedWord
 
 Job = tuple[int, np.ndarray, bool]  # utterance key, audio, final
+
+
+class WorkerLike(Protocol):
+    """What the worker process holds: utterances' state, by key."""
+
+    def advance(self, jobs: Sequence[Job], now: float
+                ) -> list[list[RecognizedWord]]:
+        """Feed each job's audio to its utterance; the words heard."""
+        ...
+
+
+# Makes a worker's state from the lexicon and `idle_s`; module-level,
+# so the spawned worker process can unpickle it.
+WorkerFactory = Callable[[Lexicon, float], WorkerLike]
 
 
 @dataclass
@@ -65,17 +82,18 @@ class WorkerState:
         return heard
 
 
-_state: WorkerState | None = None  # set in the worker process only
+_state: WorkerLike | None = None  # set in the worker process only
 
 
-def _load(manifest: str, idle_s: float, cache_dir: str | None) -> None:
+def _load(manifest: str, idle_s: float, cache_dir: str | None,
+          state: WorkerFactory = WorkerState) -> None:
     global _state
     mark("matcher_up")
     # Ctrl-C reaches the whole process group; the service decides when
     # its worker stops, after the drain that still needs it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     cache = Path(cache_dir) if cache_dir else None
-    _state = WorkerState(load_lexicon(Path(manifest), cache), idle_s)
+    _state = state(load_lexicon(Path(manifest), cache), idle_s)
     mark("lexicon_loaded")
 
 
@@ -93,6 +111,7 @@ class MatcherProcess:
     manifest: Path
     idle_s: float = 60.0
     cache_dir: Path | None = None  # the lexicon's load cache, if any
+    state: WorkerFactory = WorkerState  # what the worker holds
     _pool: ProcessPoolExecutor | None = field(default=None, init=False)
     _keys: itertools.count[int] = field(
         default_factory=lambda: itertools.count(1), init=False)
@@ -150,7 +169,8 @@ class MatcherProcess:
             1, mp_context=multiprocessing.get_context("spawn"),
             initializer=_load,
             initargs=(str(self.manifest), self.idle_s,
-                      str(self.cache_dir) if self.cache_dir else None))
+                      str(self.cache_dir) if self.cache_dir else None,
+                      self.state))
         return self._pool
 
     async def stop(self) -> None:
