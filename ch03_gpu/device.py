@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from ch03_gpu.memory import DeviceMemory
+from ch03_gpu.memory import DeviceMemory, DeviceOutOfMemoryError
 from ch03_gpu.phases import mark
 
 
@@ -135,6 +135,15 @@ class Accelerator:
             self.compute_s += compute
             self.recent.add(start, latency, compute)
             return latency
+
+    def check_fits(self, audio_s: float) -> None:
+        """Raise `DeviceOutOfMemoryError` now if a batch of `audio_s`
+        could not hold its activations: before any work for it starts."""
+        needed = self.activation_bytes_per_audio_s * audio_s
+        if needed > self.memory.free_bytes:
+            raise DeviceOutOfMemoryError(
+                "batch activations", needed, self.memory.free_bytes,
+                self.memory.capacity_bytes)
 
     def hold_state(self, stream_id: str) -> None:
         """Keep a stream's state on the device while it is open."""

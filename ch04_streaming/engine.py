@@ -14,6 +14,7 @@ model server would run its model.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -169,11 +170,15 @@ class MockRecognizer:
     async def decode(
         self, batch: Sequence[DecodeRequest]
     ) -> list[Hypothesis]:
-        # The device first: a batch it refuses (out of memory) has
-        # changed no decoder, so a scheduler may split it and retry.
+        # A batch the device cannot hold is refused before any decoder
+        # changes, so a scheduler may split it and retry.
         audio_s = sum(r.audio.size for r in batch) / SAMPLE_RATE
-        await self.device.run(audio_s * self.compute_scale)
-        heard = await self.matching.match(batch)
+        self.device.check_fits(audio_s)
+        # The matcher's CPU work runs while the device is busy, as a
+        # model's host-side work overlaps its kernels.
+        _, heard = await asyncio.gather(
+            self.device.run(audio_s * self.compute_scale),
+            self.matching.match(batch))
         for request in batch:
             request.decoder.fed_samples += request.audio.size
         return [self._hypothesis(request, words)
