@@ -400,6 +400,8 @@ class MatcherBank:
         return _fingerprint_frames(powers, job, index, first, count)
 
     def _steps_of(self, slots: Ints, frames: _Frames) -> _Steps:
+        """Turn each job's frames into its alignment steps, and account
+        for them in the utterance's frame counts."""
         n_jobs = len(slots)
         n_frames = frames.count
         for slot, a, n in zip(slots.tolist(), frames.first.tolist(),
@@ -486,6 +488,9 @@ class MatcherBank:
         self._pool_steps[: len(taking)] = n_steps[taking]
 
     def _run(self, slots: Ints, frames: _Frames, steps: _Steps) -> None:
+        """Step t of every job at once, for t = 0, 1, ...: each step is
+        one set of array operations for the unlocked streams that have
+        one (a block of pool rows at a time) and one for the locked."""
         self._arrange_pool(slots, steps)
         for t in range(steps.kind.shape[1]):
             kind = steps.kind[:, t]
@@ -517,6 +522,8 @@ class MatcherBank:
 
     def _step_full(self, a: int, b: int, t: int, steps: _Steps,
                    frames: _Frames) -> None:
+        """Step t for pool rows a..b: whole-lexicon paths, then the lock
+        test for rows with enough speech."""
         job = self._pool_job[a:b]
         speech = steps.kind[job, t] == _SPEECH
         # A silent frame's probe gives exactly the lexicon's silence
@@ -574,6 +581,8 @@ class MatcherBank:
 
     def _step_beams(self, slots: Ints, kind: npt.NDArray[np.int8],
                     frame: Ints, segment: Ints, frames: _Frames) -> None:
+        """A step for locked utterances: their beams, gathered, stepped
+        and put back (BEAM_WIDTH cells each, so copies are cheap)."""
         speech = kind == _SPEECH
         cost, carried = self._beam_cost[slots], self._beam_carried[slots]
         lo, width = self._lo[slots], self._width[slots]
@@ -654,6 +663,8 @@ class MatcherBank:
     def _silence_step(self, cost: Floats, carried: npt.NDArray[Any],
                       lo: Ints, width: Ints, rows: Ints, beams: bool
                       ) -> None:
+        """A silent frame for `rows` of copies of paths (the lookahead
+        of finals): beams follow their best path, whole rows do not."""
         sub_cost, sub_carried = cost[rows], carried[rows]
         if beams:
             sub_lo, sub_width = lo[rows], width[rows]
