@@ -60,7 +60,6 @@ from ch04_streaming.mock_matcher import (
     _confidence,
     _frame_centre_s,
     _log_bands,
-    frame_count,
 )
 
 Floats = npt.NDArray[np.float64]
@@ -374,29 +373,31 @@ class MatcherBank:
     def _frame(self, slots: Ints, chunks: list[Floats32]) -> _Frames:
         """Cut each job's audio (after its utterance's leftover) into
         frames, and fingerprint all of them at once."""
-        self._n_samples[slots] += np.array([c.size for c in chunks],
-                                           dtype=np.int64)
+        slot_list = slots.tolist()
+        lefts = [self._leftover[slot] for slot in slot_list]
+        sizes = np.array([c.size for c in chunks], dtype=np.int64)
+        self._n_samples[slots] += sizes
+        sizes += [left.size for left in lefts]
+        # Each job's audio starts on a hop, so one strided view of the
+        # batch's samples holds every job's frames.
+        padded = sizes + (-sizes % HOP)
         pieces: list[Floats32] = []
-        n_frames = []
-        for slot, chunk in zip(slots.tolist(), chunks, strict=True):
-            audio = np.concatenate((self._leftover[slot], chunk))
-            n = frame_count(audio.size)
-            self._leftover[slot] = audio[n * HOP:]
-            # Each job's audio starts on a hop, so one strided view of
-            # the batch's samples holds every job's frames.
-            pieces += [audio, _ZEROS[: -audio.size % HOP]]
-            n_frames.append(n)
+        for left, chunk, pad in zip(lefts, chunks, (padded - sizes).tolist(),
+                                    strict=True):
+            pieces += (left, chunk, _ZEROS[:pad])
         pieces.append(_ZEROS)
-        samples = np.concatenate(pieces).astype(np.float64)
-        hops = sliding_window_view(samples, FRAME)[::HOP]
-        n_hops = np.array([-(-piece.size // HOP) for piece in pieces[:-1:2]],
-                          dtype=np.int64)
-        first_hop = np.cumsum(n_hops) - n_hops
-        count = np.array(n_frames, dtype=np.int64)
+        audio = np.concatenate(pieces)
+        starts = np.cumsum(padded) - padded
+        count = np.where(sizes < FRAME, 0, 1 + (sizes - FRAME) // HOP)
+        kept_from = (starts + count * HOP).tolist()
+        for slot, a, b in zip(slot_list, kept_from, (starts + sizes).tolist(),
+                              strict=True):
+            self._leftover[slot] = audio[a:b].copy()  # not the batch's
+        hops = sliding_window_view(audio.astype(np.float64), FRAME)[::HOP]
         first = np.cumsum(count) - count
         job = np.repeat(np.arange(len(slots)), count)
         index = np.arange(len(job)) - first[job]
-        powers = _band_powers(hops, first_hop[job] + index)
+        powers = _band_powers(hops, starts[job] // HOP + index)
         return _fingerprint_frames(powers, job, index, first, count)
 
     def _steps_of(self, slots: Ints, frames: _Frames) -> _Steps:
