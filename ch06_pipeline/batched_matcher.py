@@ -508,6 +508,8 @@ class MatcherBank:
         """Step t for the unlocked rows that have one, a block at a time:
         a block's arrays stay in the cache through the step's passes."""
         n_rows = int(np.count_nonzero(self._pool_steps > t))
+        if not n_rows:  # most steps, once the beams have locked
+            return
         alive = self._owner[:n_rows] >= 0
         # Rows that locked earlier in this call are skipped, not stepped.
         edges = np.flatnonzero(np.diff(alive, prepend=False, append=False))
