@@ -60,7 +60,6 @@ from ch04_streaming.mock_matcher import (
     _confidence,
     _frame_centre_s,
     _log_bands,
-    frame_count,
 )
 
 Floats = npt.NDArray[np.float64]
@@ -374,32 +373,36 @@ class MatcherBank:
     def _frame(self, slots: Ints, chunks: list[Floats32]) -> _Frames:
         """Cut each job's audio (after its utterance's leftover) into
         frames, and fingerprint all of them at once."""
-        self._n_samples[slots] += np.array([c.size for c in chunks],
-                                           dtype=np.int64)
+        slot_list = slots.tolist()
+        lefts = [self._leftover[slot] for slot in slot_list]
+        sizes = np.array([c.size for c in chunks], dtype=np.int64)
+        self._n_samples[slots] += sizes
+        sizes += [left.size for left in lefts]
+        # Each job's audio starts on a hop, so one strided view of the
+        # batch's samples holds every job's frames.
+        padded = sizes + (-sizes % HOP)
         pieces: list[Floats32] = []
-        n_frames = []
-        for slot, chunk in zip(slots.tolist(), chunks, strict=True):
-            audio = np.concatenate((self._leftover[slot], chunk))
-            n = frame_count(audio.size)
-            self._leftover[slot] = audio[n * HOP:]
-            # Each job's audio starts on a hop, so one strided view of
-            # the batch's samples holds every job's frames.
-            pieces += [audio, _ZEROS[: -audio.size % HOP]]
-            n_frames.append(n)
+        for left, chunk, pad in zip(lefts, chunks, (padded - sizes).tolist(),
+                                    strict=True):
+            pieces += (left, chunk, _ZEROS[:pad])
         pieces.append(_ZEROS)
-        samples = np.concatenate(pieces).astype(np.float64)
-        hops = sliding_window_view(samples, FRAME)[::HOP]
-        n_hops = np.array([-(-piece.size // HOP) for piece in pieces[:-1:2]],
-                          dtype=np.int64)
-        first_hop = np.cumsum(n_hops) - n_hops
-        count = np.array(n_frames, dtype=np.int64)
+        audio = np.concatenate(pieces)
+        starts = np.cumsum(padded) - padded
+        count = np.where(sizes < FRAME, 0, 1 + (sizes - FRAME) // HOP)
+        kept_from = (starts + count * HOP).tolist()
+        for slot, a, b in zip(slot_list, kept_from, (starts + sizes).tolist(),
+                              strict=True):
+            self._leftover[slot] = audio[a:b].copy()  # not the batch's
+        hops = sliding_window_view(audio.astype(np.float64), FRAME)[::HOP]
         first = np.cumsum(count) - count
         job = np.repeat(np.arange(len(slots)), count)
         index = np.arange(len(job)) - first[job]
-        powers = _band_powers(hops, first_hop[job] + index)
+        powers = _band_powers(hops, starts[job] // HOP + index)
         return _fingerprint_frames(powers, job, index, first, count)
 
     def _steps_of(self, slots: Ints, frames: _Frames) -> _Steps:
+        """Turn each job's frames into its alignment steps, and account
+        for them in the utterance's frame counts."""
         n_jobs = len(slots)
         n_frames = frames.count
         for slot, a, n in zip(slots.tolist(), frames.first.tolist(),
@@ -486,6 +489,9 @@ class MatcherBank:
         self._pool_steps[: len(taking)] = n_steps[taking]
 
     def _run(self, slots: Ints, frames: _Frames, steps: _Steps) -> None:
+        """Step t of every job at once, for t = 0, 1, ...: each step is
+        one set of array operations for the unlocked streams that have
+        one (a block of pool rows at a time) and one for the locked."""
         self._arrange_pool(slots, steps)
         for t in range(steps.kind.shape[1]):
             kind = steps.kind[:, t]
@@ -502,6 +508,8 @@ class MatcherBank:
         """Step t for the unlocked rows that have one, a block at a time:
         a block's arrays stay in the cache through the step's passes."""
         n_rows = int(np.count_nonzero(self._pool_steps > t))
+        if not n_rows:  # most steps, once the beams have locked
+            return
         alive = self._owner[:n_rows] >= 0
         # Rows that locked earlier in this call are skipped, not stepped.
         edges = np.flatnonzero(np.diff(alive, prepend=False, append=False))
@@ -517,6 +525,8 @@ class MatcherBank:
 
     def _step_full(self, a: int, b: int, t: int, steps: _Steps,
                    frames: _Frames) -> None:
+        """Step t for pool rows a..b: whole-lexicon paths, then the lock
+        test for rows with enough speech."""
         job = self._pool_job[a:b]
         speech = steps.kind[job, t] == _SPEECH
         # A silent frame's probe gives exactly the lexicon's silence
@@ -574,6 +584,8 @@ class MatcherBank:
 
     def _step_beams(self, slots: Ints, kind: npt.NDArray[np.int8],
                     frame: Ints, segment: Ints, frames: _Frames) -> None:
+        """A step for locked utterances: their beams, gathered, stepped
+        and put back (BEAM_WIDTH cells each, so copies are cheap)."""
         speech = kind == _SPEECH
         cost, carried = self._beam_cost[slots], self._beam_carried[slots]
         lo, width = self._lo[slots], self._width[slots]
@@ -654,6 +666,8 @@ class MatcherBank:
     def _silence_step(self, cost: Floats, carried: npt.NDArray[Any],
                       lo: Ints, width: Ints, rows: Ints, beams: bool
                       ) -> None:
+        """A silent frame for `rows` of copies of paths (the lookahead
+        of finals): beams follow their best path, whole rows do not."""
         sub_cost, sub_carried = cost[rows], carried[rows]
         if beams:
             sub_lo, sub_width = lo[rows], width[rows]
