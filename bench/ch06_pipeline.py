@@ -14,7 +14,11 @@ twice that load is offered: the admitted streams' p95 and the refused
 share. Last, a five-minute soak at that capacity: the service's
 resident memory at the end against one minute in. The matcher section
 measures the mock's own CPU per stream-second, per stream and batched.
-The plot of latency against streams goes to build/ch06/latency.png.
+First, at 200 streams, the service's CPU per stream-second is split:
+the serving path alone (no model), the mock matched per stream, and
+batched, each for the whole service and for its event loop's process.
+A percentile never reached is written -1. The plot of latency against
+streams goes to build/ch06/latency.png.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import asyncio
 import math
 import os
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,12 +50,15 @@ SOAK_S = 300.0
 SOAK_FROM_S = 60.0  # resident memory is compared from here on
 MOST_STREAMS = 2400
 PAGE = os.sysconf("SC_PAGE_SIZE")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+SPLIT_AT = 200  # streams, where the CPU is split by part
 
 
 @dataclass(frozen=True)
 class Probe:
     result: LevelResult
-    server_cpu_s: float
+    server_cpu_s: float  # the service and its matcher worker
+    main_cpu_s: float  # the service's own process: the event loop
 
     @property
     def streams(self) -> int:
@@ -63,8 +70,29 @@ class Probe:
 
     @property
     def server_cpu_ms_per_stream_s(self) -> float:
+        return self._per_stream_s(self.server_cpu_s)
+
+    @property
+    def main_cpu_ms_per_stream_s(self) -> float:
+        return self._per_stream_s(self.main_cpu_s)
+
+    def _per_stream_s(self, cpu_s: float) -> float:
         stream_s = self.result.stream_s
-        return self.server_cpu_s * 1000 / stream_s if stream_s else 0.0
+        return cpu_s * 1000 / stream_s if stream_s else 0.0
+
+
+def finite_ms(value: float | None) -> float:
+    """A percentile as a figure: -1 when it was never reached (more
+    than that share of utterances got no final)."""
+    if value is None or math.isinf(value):
+        return -1.0
+    return round(value, 1)
+
+
+def own_cpu_s(pid: int) -> float:
+    """User and system time of `pid` alone, not of its children."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 def rss_mb(pid: int) -> float:
@@ -81,11 +109,12 @@ def rss_mb(pid: int) -> float:
 
 
 @asynccontextmanager
-async def service(*flags: str) -> AsyncIterator[Service]:
+async def service(*flags: str, env: Mapping[str, str] | None = None
+                  ) -> AsyncIterator[Service]:
     # One key for every stream of the load: its own cap out of the way.
     args = ("-m", "ch06_pipeline", "--port", "0", "--grpc-port", "0",
             "--max-streams-per-key", str(MOST_STREAMS), *flags)
-    async with running_service(args, ENV) as running:
+    async with running_service(args, {**ENV, **(env or {})}) as running:
         await wait_until_ready(running.port)
         yield running
 
@@ -93,9 +122,10 @@ async def service(*flags: str) -> AsyncIterator[Service]:
 async def probe(running: Service, streams: int,
                 duration_s: float = DURATION_S) -> Probe:
     target = Target(url=f"ws://127.0.0.1:{running.port}", api_key=KEY)
-    cpu = process_cpu_s(running.pid)
+    cpu, main = process_cpu_s(running.pid), own_cpu_s(running.pid)
     result = await run_level(target, streams, duration_s, RAMP_S)
-    probed = Probe(result, process_cpu_s(running.pid) - cpu)
+    probed = Probe(result, process_cpu_s(running.pid) - cpu,
+                   own_cpu_s(running.pid) - main)
     show(probed)
     await asyncio.sleep(2.0)  # the last streams' sockets close
     return probed
@@ -149,7 +179,7 @@ async def capacities() -> tuple[Figures, list[Probe]]:
                 tuned_probes = probes
                 at = [p for p in probes if p.streams == found]
                 figures["server_cpu_ms_per_stream_s"] = round(
-                    at[0].server_cpu_ms_per_stream_s if at else math.nan, 3)
+                    at[0].server_cpu_ms_per_stream_s if at else -1.0, 3)
     for profile in ("eager", "tuned"):
         gain = (figures[f"capacity_batching_{profile}"]
                 / max(1.0, figures[f"capacity_no_batching_{profile}"]))
@@ -164,7 +194,7 @@ async def overload(cap: int) -> Figures:
     async with service("--max-streams", str(cap)) as running:
         offered = await probe(running, 2 * cap)
     r = offered.result
-    return {"p95_final_ms_at_2x_offered": r.final_p95_ms or math.inf,
+    return {"p95_final_ms_at_2x_offered": finite_ms(r.final_p95_ms),
             "admitted_at_2x_offered": r.admitted,
             "refused_share_at_2x_offered": round(r.rejected / r.streams, 3),
             "failed_at_2x_offered": r.failed}
@@ -181,7 +211,7 @@ async def soak(streams: int) -> Figures:
     growth = (after_warm[-1] - after_warm[0]) / after_warm[0] * 100
     return {"rss_growth_pct_soak": round(growth, 2),
             "rss_mb_soak_end": round(after_warm[-1], 1),
-            "p95_final_ms_soak": soaked.result.final_p95_ms or math.inf}
+            "p95_final_ms_soak": finite_ms(soaked.result.final_p95_ms)}
 
 
 async def sample(pid: int, keep: Callable[[tuple[float, float]], None],
@@ -190,6 +220,34 @@ async def sample(pid: int, keep: Callable[[tuple[float, float]], None],
     while True:
         keep((time.monotonic() - start, rss_mb(pid)))
         await asyncio.sleep(every_s)
+
+
+async def cpu_split() -> Figures:
+    """Where a stream-second's CPU goes, at SPLIT_AT streams: the
+    serving path alone (no model), then the mock matched per stream
+    and batched, each split into the event loop's process and all."""
+    figures: Figures = {}
+    variants = (("null", ()),
+                ("per_stream", ("--matcher", "per-stream")),
+                ("batched", ("--matcher", "batched")))
+    for name, flags in variants:
+        print(f"  CPU split at {SPLIT_AT} streams: {name}", flush=True)
+        env = {"CH04_RECOGNIZER": "null"} if name == "null" else {}
+        async with service("--degradation", "off",
+                           *flags,
+                           env=env) as running:
+            probed = await probe(running, SPLIT_AT)
+        suffix = f"{name}_at_{SPLIT_AT}"
+        figures[f"server_cpu_ms_per_stream_s_{suffix}"] = round(
+            probed.server_cpu_ms_per_stream_s, 3)
+        figures[f"main_cpu_ms_per_stream_s_{suffix}"] = round(
+            probed.main_cpu_ms_per_stream_s, 3)
+        figures[f"loadgen_cpu_ms_per_stream_s_{suffix}"] = round(
+            probed.result.cpu_ms_per_stream_s or -1.0, 3)
+        if name != "null":
+            figures[f"p95_final_ms_{suffix}"] = finite_ms(
+                probed.result.final_p95_ms)
+    return figures
 
 
 def matcher_section(streams: int = 800) -> Figures:
@@ -204,7 +262,9 @@ def matcher_section(streams: int = 800) -> Figures:
 
 
 async def benchmark() -> Figures:
-    figures, tuned = await capacities()
+    figures = await cpu_split()
+    more, tuned = await capacities()
+    figures |= more
     plot([p.result for p in tuned], PLOT)
     cap = int(figures["capacity_full_mock_tuned"])
     figures |= await overload(cap)
