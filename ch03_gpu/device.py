@@ -69,12 +69,17 @@ class BusyWindow:
     def add(self, start: float, busy_s: float, compute_s: float) -> None:
         self._spans.append((start, start + busy_s, compute_s / busy_s
                             if busy_s > 0 else 0.0))
+        # Kept bounded whether or not anyone reads the fractions.
+        self._forget_before(start - self.period_s)
+
+    def _forget_before(self, since: float) -> None:
+        while self._spans and self._spans[0][1] <= since:
+            self._spans.popleft()
 
     def fractions(self, now: float) -> tuple[float, float]:
         """(busy, computing) shares of the last period, 0 to 1."""
         since = now - self.period_s
-        while self._spans and self._spans[0][1] <= since:
-            self._spans.popleft()
+        self._forget_before(since)
         busy = computing = 0.0
         for start, end, compute_share in self._spans:
             overlap = max(0.0, min(end, now) - max(start, since))

@@ -108,18 +108,24 @@ class PendingWork:
 
 class ArrivalLog:
     """When the audio up to each point of the stream arrived, so that a
-    result can be timed from the arrival of the words it holds."""
+    result can be timed from the arrival of the words it holds. Only
+    the last `horizon_s` of stream time is kept: a result's words are
+    never older than its utterance, which the VAD caps at half of it
+    (15 s), and a stream open for hours costs no more than a short one."""
 
-    def __init__(self, keep: int = 4096) -> None:
+    def __init__(self, horizon_s: float = 30.0) -> None:
         self._ends: list[float] = []  # stream time at the end of a frame
         self._times: list[float] = []  # and when that frame arrived
-        self._keep = keep
+        self._horizon_s = horizon_s
+        self._trim_at = 256  # entries, grown to twice what is kept
 
     def record(self, end_s: float, at: float) -> None:
         self._ends.append(end_s)
         self._times.append(at)
-        if len(self._ends) > 2 * self._keep:  # trim, amortised O(1)
-            del self._ends[: self._keep], self._times[: self._keep]
+        if len(self._ends) >= self._trim_at:  # amortised O(1)
+            old = bisect.bisect_left(self._ends, end_s - self._horizon_s)
+            del self._ends[:old], self._times[:old]
+            self._trim_at = max(256, 2 * len(self._ends))
 
     def time_of(self, stream_s: float) -> float | None:
         """Arrival of the frame that holds `stream_s`, if still known."""

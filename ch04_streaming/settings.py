@@ -100,29 +100,35 @@ class Settings:
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
 
+def add_flags(parser: argparse.ArgumentParser, settings_type: type,
+              prefix: str, env: Mapping[str, str]) -> None:
+    """One flag per setting that has help; `<PREFIX>_<NAME>` variables
+    set the defaults. Later chapters' settings use it too."""
+    defaults = settings_type()
+    for setting in fields(settings_type):
+        if "help" not in setting.metadata:
+            continue  # not a flag
+        name = setting.name
+        kind: Any = type(getattr(defaults, name))
+        variable = f"{prefix}_{name.upper()}"
+        parser.add_argument(
+            f"--{name.replace('_', '-')}", type=kind,
+            default=kind(env.get(variable, getattr(defaults, name))),
+            help=f"{setting.metadata['help']} (env {variable};"
+                 " default %(default)s)")
+
+
 def parse_settings(
     argv: Sequence[str] | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Settings:
     """Flags win over `CH04_<NAME>` variables, which win over defaults."""
     env = dict(os.environ if env is None else env)
-    defaults = Settings()
     parser = argparse.ArgumentParser(
         prog="python -m ch04_streaming",
         description="Streaming speech recognition over WebSocket.",
     )
-    for setting in fields(Settings):
-        if "help" not in setting.metadata:
-            continue  # not a flag
-        built_in: Any = setting.default
-        name, kind = setting.name, type(built_in)
-        variable = f"CH04_{name.upper()}"
-        default = kind(env.get(variable, getattr(defaults, name)))
-        parser.add_argument(
-            f"--{name.replace('_', '-')}", type=kind, default=default,
-            help=f"{setting.metadata['help']} (env {variable};"
-                 " default %(default)s)",
-        )
+    add_flags(parser, Settings, "CH04", env)
     args = parser.parse_args(argv)
     if args.profile not in PROFILES:
         parser.error(f"--profile must be one of {', '.join(PROFILES)}")

@@ -13,9 +13,9 @@ from __future__ import annotations
 import argparse
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any
 
 from ch04_streaming.settings import Settings, option, parse_settings
+from ch04_streaming.settings import add_flags as add_setting_flags
 
 
 @dataclass(frozen=True)
@@ -39,18 +39,7 @@ class GrpcSettings:
 def add_flags(parser: argparse.ArgumentParser,
               env: Mapping[str, str]) -> None:
     """One flag per setting; `CH05_<NAME>` variables set the defaults."""
-    defaults = GrpcSettings()
-    for setting in fields(GrpcSettings):
-        if "help" not in setting.metadata:
-            continue  # not a flag
-        name = setting.name
-        kind: Any = type(getattr(defaults, name))
-        variable = f"CH05_{name.upper()}"
-        parser.add_argument(
-            f"--{name.replace('_', '-')}", type=kind,
-            default=kind(env.get(variable, getattr(defaults, name))),
-            help=f"{setting.metadata['help']} (env {variable};"
-                 " default %(default)s)")
+    add_setting_flags(parser, GrpcSettings, "CH05", env)
 
 
 def from_args(args: argparse.Namespace,

@@ -56,7 +56,7 @@ from ch06_pipeline.pipeline_scheduler import (
 )
 from ch06_pipeline.service_level import LevelCadence, PipelineHooks
 from ch06_pipeline.settings import PipelineSettings
-from ch06_pipeline.tracing import build_tracer
+from ch06_pipeline.tracing import Tracing, build_tracing
 
 log = logging.getLogger("ch06_pipeline")
 
@@ -109,6 +109,7 @@ class Pipeline:
     policy: DegradationPolicy | None  # None: degradation off
     waits: QueueWaits
     dev_key: str | None
+    tracing: Tracing
     _ticker: asyncio.Task[None] | None = field(default=None, init=False)
 
     @property
@@ -142,6 +143,8 @@ class Pipeline:
         await self.scheduler.close()
         for model in self.models.values():
             await model.stop()
+        # Off the loop: the last export is a blocking HTTP request.
+        await asyncio.to_thread(self.tracing.shutdown)
 
 
 def build_pipeline(settings: PipelineSettings,
@@ -154,7 +157,8 @@ def build_pipeline(settings: PipelineSettings,
         keys, dev_key = load_api_keys(settings.env)
     device = device or build_device(settings.speech)
     models = models or build_models(settings, device)
-    tracer = tracer or build_tracer(settings.env)
+    tracing = Tracing(tracer) if tracer else build_tracing(settings.env)
+    tracer = tracing.tracer
     waits = QueueWaits(settings.thresholds().window_s)
     policy = None
     if settings.degradation == "on":
@@ -189,7 +193,7 @@ def build_pipeline(settings: PipelineSettings,
             metrics.level_changes.labels(new.label).inc()
         policy.on_change = changed
     return Pipeline(built.server, grpc_built.server, scheduler, models,
-                    policy, waits, dev_key)
+                    policy, waits, dev_key, tracing)
 
 
 async def serve(settings: PipelineSettings) -> int:

@@ -82,7 +82,9 @@ class CrossStreamBatcher(DynamicBatcher[DecodeRequest, Outcome]):
         finals, then interims, each oldest first."""
         now = asyncio.get_running_loop().time()
         live = [item for item in self._waiting if not item.abandoned]
-        self.abandoned += len(self._waiting) - len(live)
+        for gone in (i for i in self._waiting if i.abandoned):
+            self.abandoned += 1
+            self._forget(gone)
         order = sorted(live, key=lambda item: self._rank(item, now))
         model = model_of(order[0].payload.decoder) if order else ""
         taken = [item for item in order
@@ -91,10 +93,13 @@ class CrossStreamBatcher(DynamicBatcher[DecodeRequest, Outcome]):
         self._waiting.clear()
         self._waiting.extend(i for i in live if id(i) not in chosen)
         for item in taken:
-            if self._interims.get(id(item.payload.decoder)) is item:
-                del self._interims[id(item.payload.decoder)]
+            self._forget(item)
         self.taken_waits = [now - item.arrived_s for item in taken]
         return taken
+
+    def _forget(self, item: Item) -> None:
+        if self._interims.get(id(item.payload.decoder)) is item:
+            del self._interims[id(item.payload.decoder)]
 
     def _rank(self, item: Item, now: float) -> tuple[int, float]:
         aged = now - item.arrived_s >= self.max_interim_wait_s

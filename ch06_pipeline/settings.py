@@ -12,11 +12,15 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from dataclasses import dataclass, field, replace
 
 from ch03_gpu.profiles import PROFILES
-from ch04_streaming.settings import Settings, option, parse_settings
+from ch04_streaming.settings import (
+    Settings,
+    add_flags,
+    option,
+    parse_settings,
+)
 from ch06_pipeline.degradation import Thresholds
 from ch06_pipeline.pipeline_scheduler import BatchingConfig
 
@@ -81,18 +85,7 @@ def parse_pipeline_settings(argv: Sequence[str] | None = None,
         description="Many streams, one accelerator: chapter 4's"
         " dialects and chapter 5's gRPC service on one batching"
         " pipeline.")
-    defaults = PipelineSettings()
-    for setting in fields(PipelineSettings):
-        if "help" not in setting.metadata:
-            continue  # not a flag
-        name = setting.name
-        kind: Any = type(getattr(defaults, name))
-        variable = f"CH06_{name.upper()}"
-        parser.add_argument(
-            f"--{name.replace('_', '-')}", type=kind,
-            default=kind(env.get(variable, getattr(defaults, name))),
-            help=f"{setting.metadata['help']} (env {variable};"
-                 " default %(default)s)")
+    add_flags(parser, PipelineSettings, "CH06", env)
     args = parser.parse_args(argv)
     checks = [(args.profile in PROFILES,
                f"--profile must be one of {', '.join(PROFILES)}"),

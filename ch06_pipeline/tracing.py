@@ -31,11 +31,23 @@ OTLP_ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT"
 PROPAGATOR = TraceContextTextMapPropagator()
 
 
-def build_tracer(env: Mapping[str, str],
-                 service: str = "ch06_pipeline") -> Tracer:
+@dataclass(frozen=True)
+class Tracing:
+    tracer: Tracer
+    provider: TracerProvider | None = None  # None: nothing exported
+
+    def shutdown(self) -> None:
+        """Export what is buffered, then stop (at the service's end)."""
+        if self.provider is not None:
+            self.provider.shutdown()
+
+
+def build_tracing(env: Mapping[str, str],
+                  service: str = "ch06_pipeline") -> Tracing:
     """An exporting tracer when a collector is configured, else none."""
-    if not env.get(OTLP_ENDPOINT):
-        return trace.NoOpTracer()
+    endpoint = env.get(OTLP_ENDPOINT)
+    if not endpoint:
+        return Tracing(trace.NoOpTracer())
     # Imported only when used: the exporter pulls in an HTTP stack.
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
         OTLPSpanExporter,
@@ -43,9 +55,12 @@ def build_tracer(env: Mapping[str, str],
 
     provider = TracerProvider(
         resource=Resource.create({"service.name": service}))
-    # The exporter reads the endpoint and headers from the environment.
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-    return provider.get_tracer(service)
+    # The collector's base address, as the variable gives it; the
+    # exporter's own environment variables (headers, timeout) apply.
+    exporter = OTLPSpanExporter(
+        endpoint=f"{endpoint.rstrip('/')}/v1/traces")
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    return Tracing(provider.get_tracer(service), provider)
 
 
 @dataclass

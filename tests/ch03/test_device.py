@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from ch03_gpu.dcgm import DcgmMetrics
-from ch03_gpu.device import Accelerator, CostModel, DeviceState
+from ch03_gpu.device import Accelerator, BusyWindow, CostModel, DeviceState
 from ch03_gpu.memory import (
     MIB,
     DeviceMemory,
@@ -209,3 +209,12 @@ def test_a_profile_file_that_is_not_toml_is_refused(tmp_path: Path) -> None:
         load_profile(bad)
     with pytest.raises(ProfileError, match="No such file"):
         load_profile(tmp_path / "missing.toml")
+
+
+def test_the_busy_window_stays_bounded_when_nobody_reads_it() -> None:
+    window = BusyWindow(period_s=1.0)
+    for i in range(10_000):
+        window.add(start=0.01 * i, busy_s=0.005, compute_s=0.001)
+    assert len(window._spans) <= 102  # the last second's spans
+    busy, _ = window.fractions(now=100.0)
+    assert busy == pytest.approx(0.5, abs=0.01)

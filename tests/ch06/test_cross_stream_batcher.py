@@ -148,6 +148,7 @@ async def test_a_request_whose_stream_left_is_not_decoded() -> None:
             await kept
     assert run.batches[1] == [stays]
     assert queue.abandoned == 1
+    assert not queue._interims  # nothing kept for the stream that left
 
 
 async def test_a_full_queue_refuses_at_once() -> None:

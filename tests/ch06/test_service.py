@@ -54,6 +54,15 @@ def at_level(pipeline: Pipeline, level: Level) -> None:
     pipeline.policy.level = level
 
 
+def config_only(channel: grpc.aio.Channel) -> Any:
+    """A call that sends its config, then nothing: the config names the
+    audio, so it is read before the level is judged, and a client that
+    writes no more hears the server's status, not INTERNAL."""
+    config = config_request(load_audio(audio_of(FOX)))
+    return SpeechStub(channel).StreamingRecognize(
+        sent_then_held([config], asyncio.Event()), metadata=metadata(KEY))
+
+
 async def grpc_transcript(pipeline: Pipeline, fixture: str) -> str:
     async with grpc.aio.insecure_channel(grpc_address(pipeline)) as channel:
         responses = [r async for r in recognize(
@@ -106,12 +115,7 @@ async def test_the_last_level_refuses_new_grpc_streams(
         at_level(pipeline, Level.REJECT_NEW_STREAMS)
         async with grpc.aio.insecure_channel(
                 grpc_address(pipeline)) as channel:
-            audio = load_audio(audio_of(FOX))
-            # The config names the audio, so it is read before the
-            # level is judged; then the client writes nothing more.
-            call: Any = SpeechStub(channel).StreamingRecognize(
-                sent_then_held([config_request(audio)], asyncio.Event()),
-                metadata=metadata(KEY))
+            call = config_only(channel)
             async with asyncio.timeout(TIMEOUT_S):
                 code, details = await call.code(), await call.details()
     assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
@@ -131,10 +135,7 @@ async def test_a_stream_is_told_its_service_level(
             header = socket.response.headers[LEVEL_HEADER]
         async with grpc.aio.insecure_channel(
                 grpc_address(pipeline)) as channel:
-            audio = load_audio(audio_of(FOX))
-            call: Any = SpeechStub(channel).StreamingRecognize(
-                sent_then_held([config_request(audio)], asyncio.Event()),
-                metadata=metadata(KEY))
+            call = config_only(channel)
             async with asyncio.timeout(TIMEOUT_S):
                 initial = dict(await call.initial_metadata())
                 call.cancel()

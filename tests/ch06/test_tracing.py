@@ -9,23 +9,38 @@ a root of its own whose links name the utterances it decoded.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar
 
 import grpc
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+)
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
     InMemorySpanExporter,
 )
 
+from ch04_streaming.auth import ApiKeys
 from ch04_streaming.client import DeepgramClient, load_audio, stream
 from ch04_streaming.mock_matcher import Lexicon
 from ch05_protocols.speech.v1.speech_pb2_grpc import SpeechStub
+from ch06_pipeline.app import build_pipeline
+from ch06_pipeline.tracing import build_tracing
 from examples.stream_grpc import Pace, requests
 from tests.ch04.harness import audio_of, reference
 from tests.ch05.grpc_harness import finals, metadata
-from tests.ch06.harness import KEY, TIMEOUT_S, running_pipeline
+from tests.ch06.harness import (
+    KEY,
+    TIMEOUT_S,
+    mock_models,
+    pipeline_settings,
+    running_pipeline,
+)
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_ID = "00f067aa0ba902b7"
@@ -104,3 +119,54 @@ async def test_a_grpc_stream_is_traced_from_its_metadata(
             responses = [response async for response in call]
     assert finals(responses) == reference(FOX)
     check_tree(exporter.get_finished_spans(), "grpc")
+
+
+class Collector(BaseHTTPRequestHandler):
+    """An OTLP/HTTP receiver: keeps what is posted to /v1/traces."""
+
+    received: ClassVar[list[tuple[str, str, bytes]]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.received.append((self.path, self.headers["Content-Type"],
+                              body))
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        return None
+
+
+async def test_spans_reach_a_collector_when_an_endpoint_is_set(
+        lexicon: Lexicon) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+    settings = pipeline_settings()
+    settings = replace(settings, env={"OTEL_EXPORTER_OTLP_ENDPOINT":
+                                      endpoint})
+    pipeline = build_pipeline(settings, ApiKeys.of(KEY),
+                              models=mock_models(lexicon))
+    await pipeline.start("127.0.0.1", 0, 0)
+    await pipeline.start_models()
+    async with asyncio.timeout(TIMEOUT_S):
+        await stream(f"ws://127.0.0.1:{pipeline.speech.port}",
+                     TracedDeepgram(), KEY, load_audio(audio_of(FOX)))
+        await pipeline.stop()  # flushes the exporter
+    server.shutdown()
+    names = set()
+    for path, content_type, body in Collector.received:
+        assert path == "/v1/traces"
+        assert content_type == "application/x-protobuf"
+        request = ExportTraceServiceRequest.FromString(body)
+        names |= {span.name for resource in request.resource_spans
+                  for scope in resource.scope_spans
+                  for span in scope.spans}
+    assert {"stream", "utterance", "inference batch"} <= names
+
+
+def test_without_an_endpoint_nothing_is_exported() -> None:
+    tracing = build_tracing({})
+    assert tracing.provider is None
+    assert not tracing.tracer.start_span("stream").is_recording()
