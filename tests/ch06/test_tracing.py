@@ -155,6 +155,7 @@ async def test_spans_reach_a_collector_when_an_endpoint_is_set(
                      TracedDeepgram(), KEY, load_audio(audio_of(FOX)))
         await pipeline.stop()  # flushes the exporter
     server.shutdown()
+    server.server_close()
     names = set()
     for path, content_type, body in Collector.received:
         assert path == "/v1/traces"
