@@ -156,7 +156,12 @@ def fingerprints(samples: Samples) -> tuple[Floats, Floats]:
     every distance (1 - dot): cosine distance between speech frames, 0
     between silent frames, 1 between speech and silence.
     """
-    powers = _band_powers(samples)
+    return fingerprints_of_powers(_band_powers(samples))
+
+
+def fingerprints_of_powers(powers: Floats) -> tuple[Floats, Floats]:
+    """`fingerprints` from band powers already computed (chapter 6's
+    batched matcher computes a whole batch's at once)."""
     levels = 10.0 * np.log10(powers.sum(axis=1) + _TINY)
     features = _log_bands(powers)
     norms = np.linalg.norm(features, axis=1, keepdims=True)

@@ -34,7 +34,6 @@ from ch04_streaming.mock_matcher import (
     _EDGE_BINS,
     _POWER_SCALE,
     _SILENT,
-    _TINY,
     _WINDOW,
     BEAM_BEHIND,
     BEAM_WIDTH,
@@ -59,7 +58,7 @@ from ch04_streaming.mock_matcher import (
     _as_samples,
     _confidence,
     _frame_centre_s,
-    _log_bands,
+    fingerprints_of_powers,
 )
 
 Floats = npt.NDArray[np.float64]
@@ -111,14 +110,7 @@ def _band_powers(hops: Floats, rows: Ints) -> Floats:
 
 def _fingerprint_frames(powers: Floats, job: Ints, index: Ints,
                         first: Ints, count: Ints) -> _Frames:
-    levels = 10.0 * np.log10(powers.sum(axis=1) + _TINY)
-    features = _log_bands(powers)
-    norms = np.linalg.norm(features, axis=1, keepdims=True)
-    vectors = np.zeros((len(features), N_BANDS + 1))
-    vectors[:, :N_BANDS] = features / np.maximum(norms, _TINY)
-    silent = levels < SILENCE_DB
-    vectors[silent] = 0.0
-    vectors[silent, _SILENT] = 1.0
+    vectors, levels = fingerprints_of_powers(powers)
     probes = np.ones((len(vectors), N_BANDS + 2), dtype=np.float32)
     probes[:, :-1] = vectors
     strongest = vectors[:, :N_BANDS].argmax(axis=1).astype(np.int64)
