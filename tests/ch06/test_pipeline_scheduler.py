@@ -158,3 +158,14 @@ async def test_new_utterances_get_the_cheaper_model_when_degraded(
     pipeline, _ = scheduler(models, level)
     tag = pipeline.new_utterance(0.0).tag
     assert isinstance(tag, UtteranceTag) and tag.model == model
+
+
+async def test_a_request_after_shutdown_is_refused_clearly() -> None:
+    pipeline, _ = scheduler({FULL: FakeEngine()})
+    pipeline.start()
+    await pipeline.close()
+    request = DecodeRequest(pipeline.new_utterance(0.0),
+                            np.zeros(1, np.float32), final=True)
+    with pytest.raises(DecodeUnavailableError,
+                       match="server shutting down: no more decoding"):
+        await pipeline.decode(request)
