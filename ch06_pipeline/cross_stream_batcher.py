@@ -16,7 +16,7 @@ with a cheaper one). The queue is bounded: a full queue refuses at once
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,9 +47,12 @@ def model_of(decoder: UtteranceDecoder) -> str:
 class CrossStreamBatcher(DynamicBatcher[DecodeRequest, Outcome]):
     def __init__(self, run_batch: RunBatch[DecodeRequest, Outcome],
                  max_batch_size: int, max_wait_s: float,
-                 max_queue: int, max_interim_wait_s: float) -> None:
+                 max_queue: int, max_interim_wait_s: float,
+                 on_drop: Callable[[str], None] = lambda reason: None
+                 ) -> None:
         super().__init__(run_batch, max_batch_size, max_wait_s, max_queue)
         self.max_interim_wait_s = max_interim_wait_s
+        self.on_drop = on_drop  # each request merged or left, by reason
         self.coalesced = 0  # interims merged into a waiting one
         self.abandoned = 0  # requests whose stream left before a batch
         self.taken_waits: list[float] = []  # of the batch just taken
@@ -74,6 +77,7 @@ class CrossStreamBatcher(DynamicBatcher[DecodeRequest, Outcome]):
         if payload.final:
             del self._interims[id(payload.decoder)]
         self.coalesced += 1
+        self.on_drop("interim_coalesced")
         return share(waiting.future)
     # --8<-- [end:interim_coalescing]
 
@@ -84,6 +88,7 @@ class CrossStreamBatcher(DynamicBatcher[DecodeRequest, Outcome]):
         live = [item for item in self._waiting if not item.abandoned]
         for gone in (i for i in self._waiting if i.abandoned):
             self.abandoned += 1
+            self.on_drop("client_gone")
             self._forget(gone)
         order = sorted(live, key=lambda item: self._rank(item, now))
         model = model_of(order[0].payload.decoder) if order else ""

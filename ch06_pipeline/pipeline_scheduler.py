@@ -84,13 +84,12 @@ class PipelineScheduler:
     on_batch: Callable[[BatchRecord], None] = lambda record: None
     batches: int = 0
     batcher: CrossStreamBatcher = field(init=False)
-    _counted: tuple[int, int] = (0, 0)  # coalesced, abandoned
 
     def __post_init__(self) -> None:
         self.batcher = CrossStreamBatcher(
             self._run_batch, self.config.max_batch_size,
             self.config.max_wait_s, self.config.max_queue,
-            self.config.max_interim_wait_s)
+            self.config.max_interim_wait_s, self._drop)
 
     def start(self) -> None:
         self.batcher.start()
@@ -145,14 +144,13 @@ class PipelineScheduler:
     async def _run_batch(self, requests: Sequence[DecodeRequest]
                          ) -> list[Outcome]:
         model = model_of(requests[0].decoder)
-        waits = self.batcher.taken_waits
-        started = self.clock()
+        engine, waits = self.models[model], self.batcher.taken_waits
+        started, audio_s = self.clock(), batch_audio_s(requests)
         span = tracing.start_batch(
-            self.tracer, [span_of(r) for r in requests], model,
-            batch_audio_s(requests))
+            self.tracer, [span_of(r) for r in requests], model, audio_s)
         try:
-            await self._until_ready(self.models[model])
-            outcomes = await self._isolating(self.models[model], requests)
+            await self._until_ready(engine)
+            outcomes = await self._isolating(engine, requests)
         except ModelNotReadyError as error:
             tracing.fail(span, error)
             self._drop("model_not_ready", len(requests))
@@ -162,7 +160,7 @@ class PipelineScheduler:
         failed = sum(isinstance(o, BaseException) for o in outcomes)
         self._account(BatchRecord(
             model, len(requests), sum(r.final for r in requests),
-            batch_audio_s(requests), max(waits, default=0.0),
+            audio_s, max(waits, default=0.0),
             self.clock() - started, failed), waits)
         return outcomes
     # --8<-- [end:cross_stream_batch]
@@ -201,12 +199,6 @@ class PipelineScheduler:
             self.waits.add(now, wait)
         if self.metrics is not None:
             metrics = self.metrics
-            counted = self._counted
-            self._counted = (self.batcher.coalesced, self.batcher.abandoned)
-            metrics.drops.labels("interim_coalesced").inc(
-                self._counted[0] - counted[0])
-            metrics.drops.labels("client_gone").inc(
-                self._counted[1] - counted[1])
             for wait in waits:
                 metrics.queue_wait.observe(wait)
             metrics.batch_size.labels(record.model).observe(record.size)

@@ -48,10 +48,11 @@ def request(owner: UtteranceDecoder, samples: int = 1600,
 
 
 def batcher(run: Recorder, max_batch: int = 8, max_wait_s: float = 0.0,
-            max_queue: int = 64,
-            max_interim_wait_s: float = 10.0) -> CrossStreamBatcher:
+            max_queue: int = 64, max_interim_wait_s: float = 10.0,
+            drops: list[str] | None = None) -> CrossStreamBatcher:
     return CrossStreamBatcher(run, max_batch, max_wait_s, max_queue,
-                              max_interim_wait_s)
+                              max_interim_wait_s,
+                              (drops if drops is not None else []).append)
 
 
 async def first_batch_held(run: Recorder,
@@ -137,8 +138,8 @@ async def test_a_batch_holds_one_model_only() -> None:
 
 
 async def test_a_request_whose_stream_left_is_not_decoded() -> None:
-    run = Recorder(hold=True)
-    async with batcher(run) as queue:
+    run, drops = Recorder(hold=True), list[str]()
+    async with batcher(run, drops=drops) as queue:
         await first_batch_held(run, queue)
         gone, stays = request(decoder()), request(decoder())
         queue.submit(gone).cancel()  # its client vanished
@@ -149,6 +150,7 @@ async def test_a_request_whose_stream_left_is_not_decoded() -> None:
     assert run.batches[1] == [stays]
     assert queue.abandoned == 1
     assert not queue._interims  # nothing kept for the stream that left
+    assert drops == ["client_gone"]
 
 
 async def test_a_full_queue_refuses_at_once() -> None:
