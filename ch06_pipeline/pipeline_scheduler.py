@@ -70,6 +70,10 @@ class ModelNotReadyError(DecodeUnavailableError):
     pass
 
 
+class QueueFullError(DecodeUnavailableError):
+    """The queue stayed full for the whole wait for room."""
+
+
 @dataclass
 class PipelineScheduler:
     """Implements chapter 4's `DecodeScheduler` for every stream."""
@@ -100,6 +104,12 @@ class PipelineScheduler:
     def new_utterance(self, start_s: float) -> UtteranceDecoder:
         degraded = self.level() >= Level.CHEAPER_MODEL
         model = CHEAPER if degraded and CHEAPER in self.models else FULL
+        return self.new_utterance_on(model, start_s)
+
+    def new_utterance_on(self, model: str, start_s: float
+                         ) -> UtteranceDecoder:
+        """An utterance for a model the caller chose (chapter 7's
+        requests name their model)."""
         decoder = self.models[model].new_utterance(start_s)
         span = tracing.start_utterance(self.tracer, start_s, model)
         decoder.tag = UtteranceTag(model, span)
@@ -131,7 +141,7 @@ class PipelineScheduler:
             except BatcherFullError as full:
                 if self.clock() >= deadline:
                     self._drop("queue_full")
-                    raise DecodeUnavailableError(
+                    raise QueueFullError(
                         f"overloaded: {full.capacity} requests queued;"
                         " retry in 1 s") from None
                 await asyncio.sleep(self.config.max_wait_s or 0.001)

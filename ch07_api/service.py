@@ -1,0 +1,83 @@
+"""What every route shares: the model lookup, admission, the engine.
+
+Chapter 7. A route parses its request and renders its answer; what
+happens between is the same for every API style, and lives here: the
+requested model is resolved to a dated version (or 404), an unready
+model is refused at once with 503 and `Retry-After` (no request is held
+while a model loads), a slot is taken under the admission bounds (or
+429), and the transcription runs under its deadline (or 504).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+import numpy as np
+
+from ch04_streaming.audio import MODEL_RATE
+from ch04_streaming.engine import Recognizer
+from ch07_api.admission import Admission
+from ch07_api.api_metrics import ApiMetrics
+from ch07_api.errors import ModelNotFoundError, ModelNotReadyError
+from ch07_api.model_versions import (
+    ModelVersion,
+    UnknownModelError,
+    resolve_model,
+)
+from ch07_api.settings import ApiSettings
+from ch07_api.transcriber import OnSegment, Transcriber, Transcript
+
+
+def today_utc() -> date:
+    return datetime.now(UTC).date()
+
+
+@dataclass
+class SpeechApi:
+    settings: ApiSettings
+    engines: Mapping[str, Recognizer]  # the pipeline's, by name
+    transcriber: Transcriber
+    admission: Admission
+    metrics: ApiMetrics
+    today: Callable[[], date] = today_utc
+
+    def model(self, requested: str, api_version: str,
+              param: str = "model") -> ModelVersion:
+        try:
+            version = resolve_model(requested, api_version, self.today())
+        except UnknownModelError as error:
+            raise ModelNotFoundError(str(error), param) from None
+        if version.engine not in self.engines:
+            raise ModelNotFoundError(
+                f"model '{requested}' is not loaded by this server", param)
+        return version
+
+    def check_ready(self, version: ModelVersion) -> None:
+        if not self.engines[version.engine].ready:
+            raise ModelNotReadyError(
+                f"model '{version.name}' is loading; retry in a few"
+                " seconds")
+
+    @property
+    def ready(self) -> bool:
+        return all(engine.ready for engine in self.engines.values())
+
+    async def transcribe(self, samples: np.ndarray, version: ModelVersion,
+                         on_segment: OnSegment = lambda segment: None,
+                         speed: float = 0.0,
+                         on_progress: Callable[[float], None] = (
+                             lambda seconds: None),
+                         ) -> Transcript:
+        self.check_ready(version)
+        audio_s = samples.size / MODEL_RATE
+        async with self.admission.slot():
+            self.metrics.active.inc()
+            try:
+                return await self.transcriber.run(
+                    samples, version.engine,
+                    self.settings.timeout_for(audio_s), on_segment,
+                    speed, on_progress)
+            finally:
+                self.metrics.active.dec()
