@@ -9,6 +9,7 @@ requests and streams finish, then the app stops its pipeline.
 from __future__ import annotations
 
 import logging
+import socket
 import sys
 from collections.abc import Sequence
 
@@ -25,16 +26,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(name)s %(message)s")
     app = create_app(settings)
-    url = f"http://{settings.host}:{settings.port}"
+    # Bound here, before uvicorn starts: with --port 0 the line below
+    # names the port the system chose, for the tools that read it.
+    listener = socket.create_server((settings.host, settings.port))
+    port = listener.getsockname()[1]
+    url = f"http://{settings.host}:{port}"
     if app.state.dev_key:
         print(f"SPEECH_API_KEYS is not set; development key: "
               f"{app.state.dev_key}", flush=True)
     print(f"listening on {url} (/v1/audio/transcriptions, /v1/models,"
           " /v1/transcripts, /v1/operations, /v2/transcripts, /docs,"
           " /readyz, /metrics)", flush=True)
-    uvicorn.run(app, host=settings.host, port=settings.port,
-                log_level="warning", timeout_graceful_shutdown=GRACEFUL_S,
-                loop="uvloop", http="httptools")
+    config = uvicorn.Config(app, log_level="warning", loop="uvloop",
+                            http="httptools",
+                            timeout_graceful_shutdown=GRACEFUL_S)
+    uvicorn.Server(config).run(sockets=[listener])
     return 0
 
 
