@@ -43,7 +43,16 @@ from ch06_pipeline.pipeline_metrics import PipelineMetrics
 from ch06_pipeline.pipeline_scheduler import PipelineScheduler
 from ch06_pipeline.tracing import build_tracing
 from ch07_api.admission import Admission
+from ch07_api.aip_routes import SHAPES, AipResources, aip_router
+from ch07_api.aip_schemas import (
+    CreateTranscriptRequest,
+    OperationV1,
+    OperationV2,
+    TranscriptV1,
+    TranscriptV2,
+)
 from ch07_api.api_metrics import ApiMetrics
+from ch07_api.database import open_engine
 from ch07_api.edge import LimitBody, RequireApiKey, error_response
 from ch07_api.errors import (
     ApiError,
@@ -52,12 +61,23 @@ from ch07_api.errors import (
     NotFoundError,
 )
 from ch07_api.openai_routes import openai_router
+from ch07_api.openai_schemas import (
+    TranscriptionJson,
+    TranscriptionVerboseJson,
+)
+from ch07_api.openapi_schemas import with_models
+from ch07_api.operations import OperationRunner
+from ch07_api.page_tokens import PageTokens
 from ch07_api.response_counter import CountResponses
 from ch07_api.service import SpeechApi, today_utc
 from ch07_api.settings import ApiSettings
+from ch07_api.store import Store
 from ch07_api.transcriber import Transcriber
 
 log = logging.getLogger("ch07_api")
+
+BATCH_WAIT_S = 24 * 3600.0
+AIP_UPLOAD_PATHS = ("/v1/transcripts", "/v2/transcripts")
 
 
 @dataclass(frozen=True)
@@ -68,6 +88,7 @@ class Parts:
     models: Mapping[str, Recognizer] | None = None
     device: Accelerator | None = None
     tracer: Tracer | None = None
+    store: Store | None = None
     today: Callable[[], date] = today_utc
 
 
@@ -98,14 +119,24 @@ def create_app(settings: ApiSettings, parts: Parts = Parts()) -> FastAPI:
         settings, models, build_transcriber(scheduler, settings),
         Admission(settings.max_active, settings.max_waiting,
                   settings.max_wait_s),
+        # Operations wait as long as they must: their clients poll.
+        Admission(settings.max_operations,
+                  settings.max_pending_operations, BATCH_WAIT_S),
         metrics, parts.today)
+    store = parts.store or Store(open_engine(settings.database_url))
+    store.create_schema()
+    runner = OperationRunner(api, store, settings.max_pending_operations)
+    resources = AipResources(api, runner,
+                             PageTokens(store.secret("page_tokens")))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runner.recover()
         scheduler.start()
         loading = asyncio.create_task(start_models(models))
         yield
         loading.cancel()
+        await runner.shutdown()
         await scheduler.close()
         for model in models.values():
             await model.stop()
@@ -117,9 +148,16 @@ def create_app(settings: ApiSettings, parts: Parts = Parts()) -> FastAPI:
     app.state.api = api
     app.state.dev_key = dev_key
     app.include_router(openai_router(api))
+    for shapes in SHAPES.values():
+        app.include_router(aip_router(resources, shapes))
+    app.openapi = with_models(  # type: ignore[method-assign]
+        app, [CreateTranscriptRequest],
+        [TranscriptionJson, TranscriptionVerboseJson, TranscriptV1,
+         TranscriptV2, OperationV1, OperationV2])
     add_probes(app, api, registry)
     add_error_handlers(app)
-    app.add_middleware(LimitBody, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(LimitBody, max_bytes=settings.max_upload_bytes,
+                       base64_paths=AIP_UPLOAD_PATHS)
     app.add_middleware(RequireApiKey, keys=keys)
     app.add_middleware(CountResponses, metrics=metrics)
     return app

@@ -32,7 +32,7 @@ from ch07_api.openai_schemas import (
     verbose_of,
 )
 from ch07_api.service import SpeechApi
-from ch07_api.sse import SSE_HEADERS, sse_stream
+from ch07_api.sse import SSE_HEADERS, client_gone, sse_stream
 from ch07_api.stream_styles import style_for
 from ch07_api.transcriber import OnSegment, Segment, Transcript
 from ch07_api.transcription_request import (
@@ -182,12 +182,8 @@ def stream_response(api: SpeechApi, parsed: TranscriptionRequest,
     def transcribe(emit: OnSegment) -> Awaitable[Transcript]:
         return run(lambda segment: on_segment(segment, emit))
 
-    async def client_gone() -> None:
-        while (await request.receive())["type"] != "http.disconnect":
-            pass
-        api.metrics.client_gone.inc()
-
-    frames = sse_stream(transcribe, style, client_gone(),
+    frames = sse_stream(transcribe, style,
+                        client_gone(request, api.metrics),
                         api.settings.keepalive_s)
     return StreamingResponse(frames, media_type="text/event-stream",
                              headers={**SSE_HEADERS, **headers})

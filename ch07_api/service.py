@@ -39,7 +39,8 @@ class SpeechApi:
     settings: ApiSettings
     engines: Mapping[str, Recognizer]  # the pipeline's, by name
     transcriber: Transcriber
-    admission: Admission
+    admission: Admission  # interactive requests
+    batch_admission: Admission  # long-running operations
     metrics: ApiMetrics
     today: Callable[[], date] = today_utc
 
@@ -69,10 +70,11 @@ class SpeechApi:
                          speed: float = 0.0,
                          on_progress: Callable[[float], None] = (
                              lambda seconds: None),
-                         ) -> Transcript:
+                         batch: bool = False) -> Transcript:
         self.check_ready(version)
         audio_s = samples.size / MODEL_RATE
-        async with self.admission.slot():
+        admission = self.batch_admission if batch else self.admission
+        async with admission.slot():
             self.metrics.active.inc()
             try:
                 return await self.transcriber.run(

@@ -35,6 +35,10 @@ class ApiSettings:
         256, "requests waiting for a transcription slot before 429")
     max_wait_s: float = option(
         5.0, "longest a request waits for a slot before 429")
+    max_operations: int = option(
+        4, "long-running operations transcribing at once")
+    max_pending_operations: int = option(
+        64, "long-running operations waiting or running before 429")
     timeout_s: float = option(
         30.0, "inference deadline of a request, plus --timeout-per-audio-s"
         " per second of its audio")
@@ -73,6 +77,7 @@ def parse_api_settings(argv: Sequence[str] | None = None,
     add_flags(parser, ApiSettings, "CH07", env)
     args = parser.parse_args(argv)
     positive = ("max_upload_mb", "max_audio_s", "max_active",
+                "max_operations", "max_pending_operations",
                 "keepalive_s", "timeout_s")
     for name in positive:
         if getattr(args, name) <= 0:

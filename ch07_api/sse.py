@@ -15,6 +15,9 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+from starlette.requests import Request
+
+from ch07_api.api_metrics import ApiMetrics
 from ch07_api.errors import ApiError, InternalError
 from ch07_api.stream_styles import StreamStyle
 from ch07_api.transcriber import OnSegment, Segment, Transcript
@@ -39,6 +42,14 @@ async def produce(transcribe: Transcribe,
     except Exception:
         log.exception("event=stream_failed")
         queue.put_nowait(InternalError("the transcription failed"))
+
+
+async def client_gone(request: Request, metrics: ApiMetrics) -> None:
+    """Return when the client disconnects (its body is read already,
+    so the next message the server gets is the disconnect)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+    metrics.client_gone.inc()
 
 
 # --8<-- [start:sse_generator]

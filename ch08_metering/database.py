@@ -1,33 +1,26 @@
-"""One database connection setup for SQLite and PostgreSQL.
+"""The ledger's database: chapter 7's SQLite/PostgreSQL setup, and where.
 
 Chapter 8, "Metering architecture". The ledger runs on an embedded
 SQLite file by default and on PostgreSQL when `DATABASE_URL` says so,
-through one code path (SQLAlchemy Core). SQLite gets what a ledger
-needs: write-ahead logging (readers never block the writer), a busy
-timeout instead of an instant "database is locked", durable commits, and
-`BEGIN IMMEDIATE`, so a transaction takes the write lock when it starts
-rather than failing halfway when it first writes.
+through chapter 7's one code path (`ch07_api.database`: write-ahead
+logging, a busy timeout, durable commits, `BEGIN IMMEDIATE`).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
-from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine
+
+from ch07_api import database
 
 DEFAULT_DATABASE = "sqlite:///build/metering.sqlite3"
 
 
 def database_url(url: str | None) -> str:
     """`postgres://` and `postgresql://` mean the psycopg 3 driver."""
-    url = url or DEFAULT_DATABASE
-    for scheme in ("postgres://", "postgresql://"):
-        if url.startswith(scheme):
-            return "postgresql+psycopg://" + url[len(scheme):]
-    return url
+    return database.database_url(url or DEFAULT_DATABASE)
 
 
 def add_database_argument(parser: argparse.ArgumentParser) -> None:
@@ -39,25 +32,4 @@ def add_database_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def open_engine(url: str | None, busy_timeout_s: float = 5.0) -> Engine:
-    url = database_url(url)
-    if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True)
-    path = url.split("///", 1)[1] if "///" in url else ""
-    if path and path != ":memory:":
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"timeout": busy_timeout_s})
-    configure_sqlite(engine)
-    return engine
-
-
-def configure_sqlite(engine: Engine) -> None:
-    @event.listens_for(engine, "connect")
-    def on_connect(connection: Any, _record: object) -> None:
-        connection.isolation_level = None  # we issue BEGIN ourselves
-        connection.execute("PRAGMA journal_mode=WAL")
-        connection.execute("PRAGMA synchronous=FULL")  # commits survive
-        connection.execute("PRAGMA foreign_keys=ON")
-
-    @event.listens_for(engine, "begin")
-    def on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    return database.open_engine(url or DEFAULT_DATABASE, busy_timeout_s)
