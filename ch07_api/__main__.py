@@ -8,13 +8,17 @@ requests and streams finish, then the app stops its pipeline.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import uvicorn
 
+from ch04_streaming.app import event_loop_factory
 from ch07_api.app import create_app
 from ch07_api.settings import parse_api_settings
 
@@ -37,11 +41,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"listening on {url} (/v1/audio/transcriptions, /v1/models,"
           " /v1/transcripts, /v1/operations, /v2/transcripts, /docs,"
           " /readyz, /metrics)", flush=True)
-    config = uvicorn.Config(app, log_level="warning", loop="uvloop",
-                            http="httptools",
+    config = uvicorn.Config(app, log_level="warning", http="httptools",
                             timeout_graceful_shutdown=GRACEFUL_S)
-    uvicorn.Server(config).run(sockets=[listener])
+    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+        runner.run(serve(Server(config), listener))
     return 0
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server, with this service's own signal handling: a
+    drained service exits 0 instead of dying of the signal again."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def serve(server: Server, listener: socket.socket) -> None:
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        # A first signal drains; a second stops at once.
+        loop.add_signal_handler(signum, server.handle_exit, signum, None)
+    await server.serve(sockets=[listener])
 
 
 if __name__ == "__main__":

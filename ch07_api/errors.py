@@ -97,45 +97,46 @@ class ErrorMapping:
     retry_after_s: int | None = None  # None: retrying will not help
 
 
-ERRORS: dict[type[ApiError], ErrorMapping] = {
+SERVER, CLIENT = "server_error", "invalid_request_error"
+# The failures of an inference service, and what the client should do:
+# wait and retry (503, 429), retry with less (OOM), or fix the input.
+ML_ERRORS: dict[type[ApiError], ErrorMapping] = {
     ModelNotReadyError: ErrorMapping(
-        503, "model_not_ready", "server_error", "UNAVAILABLE", 5),
+        503, "model_not_ready", SERVER, "UNAVAILABLE", 5),
     AcceleratorOutOfMemoryError: ErrorMapping(
-        503, "accelerator_out_of_memory", "server_error",
-        "RESOURCE_EXHAUSTED", 2),
+        503, "accelerator_out_of_memory", SERVER, "RESOURCE_EXHAUSTED",
+        2),
     InferenceTimeoutError: ErrorMapping(
-        504, "inference_timeout", "server_error", "DEADLINE_EXCEEDED"),
+        504, "inference_timeout", SERVER, "DEADLINE_EXCEEDED"),
     QueueFullError: ErrorMapping(
         429, "queue_full", "rate_limit_error", "RESOURCE_EXHAUSTED", 1),
-    UnavailableError: ErrorMapping(
-        503, "server_unavailable", "server_error", "UNAVAILABLE", 1),
     UnreadableAudioError: ErrorMapping(
-        400, "invalid_audio", "invalid_request_error",
-        "INVALID_ARGUMENT"),
+        400, "invalid_audio", CLIENT, "INVALID_ARGUMENT"),
     PayloadTooLargeError: ErrorMapping(
-        413, "file_too_large", "invalid_request_error", "OUT_OF_RANGE"),
+        413, "file_too_large", CLIENT, "OUT_OF_RANGE"),
     UnsupportedMediaError: ErrorMapping(
-        415, "unsupported_media_type", "invalid_request_error",
-        "INVALID_ARGUMENT"),
+        415, "unsupported_media_type", CLIENT, "INVALID_ARGUMENT"),
     ModelNotFoundError: ErrorMapping(
-        404, "model_not_found", "invalid_request_error", "NOT_FOUND"),
-    InvalidRequestError: ErrorMapping(
-        400, "invalid_value", "invalid_request_error",
-        "INVALID_ARGUMENT"),
-    AuthenticationError: ErrorMapping(
-        401, "invalid_api_key", "invalid_request_error",
-        "UNAUTHENTICATED"),
-    NotFoundError: ErrorMapping(
-        404, "not_found", "invalid_request_error", "NOT_FOUND"),
-    FailedPreconditionError: ErrorMapping(
-        400, "failed_precondition", "invalid_request_error",
-        "FAILED_PRECONDITION"),
-    ConflictError: ErrorMapping(
-        409, "already_exists", "invalid_request_error", "ALREADY_EXISTS"),
-    InternalError: ErrorMapping(
-        500, "internal_error", "server_error", "INTERNAL", 1),
+        404, "model_not_found", CLIENT, "NOT_FOUND"),
 }
 # --8<-- [end:error_mapping]
+# The failures every API has.
+REQUEST_ERRORS: dict[type[ApiError], ErrorMapping] = {
+    UnavailableError: ErrorMapping(
+        503, "server_unavailable", SERVER, "UNAVAILABLE", 1),
+    InvalidRequestError: ErrorMapping(
+        400, "invalid_value", CLIENT, "INVALID_ARGUMENT"),
+    AuthenticationError: ErrorMapping(
+        401, "invalid_api_key", CLIENT, "UNAUTHENTICATED"),
+    NotFoundError: ErrorMapping(404, "not_found", CLIENT, "NOT_FOUND"),
+    FailedPreconditionError: ErrorMapping(
+        400, "failed_precondition", CLIENT, "FAILED_PRECONDITION"),
+    ConflictError: ErrorMapping(
+        409, "already_exists", CLIENT, "ALREADY_EXISTS"),
+    InternalError: ErrorMapping(
+        500, "internal_error", SERVER, "INTERNAL", 1),
+}
+ERRORS = ML_ERRORS | REQUEST_ERRORS
 
 ERROR_DOMAIN = "speech.example.com"
 

@@ -38,9 +38,8 @@ MODEL_VERSIONS = (
     ModelVersion("mock-asr-2025-06", FULL, ("v1",),
                  deprecated=date(2026, 1, 15), sunset=date(2027, 6, 30)),
 )
-# An alias is a pointer a release moves; pin a dated name to keep
-# results stable across releases. OpenAI's names are accepted too, so
-# clients written for OpenAI need no change.
+# A release moves an alias; a dated name pins results. OpenAI's names
+# work too, so clients written for OpenAI need no change.
 ALIASES = {"mock-asr": "mock-asr-2026-01",
            "mock-asr-mini": "mock-asr-mini-2026-01",
            "whisper-1": "mock-asr-2026-01",
@@ -52,9 +51,7 @@ def resolve_model(requested: str, api_version: str,
                   today: date) -> ModelVersion:
     """The dated version a request's model name means in this API."""
     name = ALIASES.get(requested, requested)
-    for version in MODEL_VERSIONS:
-        if version.name != name:
-            continue
+    for version in (v for v in MODEL_VERSIONS if v.name == name):
         if api_version not in version.api_versions:
             raise UnknownModelError(
                 f"model '{requested}' is not served by /{api_version};"

@@ -62,8 +62,7 @@ class OperationRunner:
                     language: str) -> OperationRecord:
         """Record the operation, start its work, return at once."""
         if len(self._tasks) >= self.max_pending:
-            raise QueueFullError(f"{len(self._tasks)} operations pending;"
-                                 " retry later")
+            raise QueueFullError(f"{self.max_pending} operations pending")
         record = await asyncio.to_thread(
             self.store.add_operation, version.name, api_version,
             samples.size / MODEL_RATE, transcript_id)
@@ -75,7 +74,7 @@ class OperationRunner:
                    version: ModelVersion, transcript_id: str,
                    language: str) -> None:
         progress = Progress(self.store, operation_id, self.clock)
-        try:
+        try:  # on the batch tier, fed at a bounded speed
             transcript = await self.api.transcribe(
                 samples, version, speed=self.api.settings.lro_speed,
                 on_progress=progress.report, batch=True)

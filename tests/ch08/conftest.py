@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -36,11 +35,10 @@ from tests.ch08.stripe_server import (
     StripeState,
     running_stripe_server,
 )
+from tests.databases import postgres_url  # noqa: F401 (a fixture)
 from tests.environment import unavailable
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-POSTGRES = os.environ.get("TEST_DATABASE_URL",
-                          "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_TEST_S = 10.0  # a Redis test takes under a second
 # The longest a test's body may run, set by a fixture it uses.
 TEST_BOUND_S = pytest.StashKey[float]()
@@ -72,22 +70,6 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(item, "obj", bounded)
         return (yield)
-
-
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A URL whose connections see only a new, empty schema."""
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    try:
-        admin = psycopg.connect(POSTGRES, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as error:
-        unavailable(f"PostgreSQL not reachable at {POSTGRES}: {error}")
-    with admin:
-        admin.execute(f"CREATE SCHEMA {schema}")
-        try:
-            yield f"{POSTGRES}?options=-csearch_path%3D{schema}"
-        finally:
-            admin.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
