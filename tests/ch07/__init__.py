@@ -1,0 +1,1 @@
+"""Chapter 7 tests: the OpenAI-compatible and AIP-styled API."""
