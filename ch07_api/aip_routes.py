@@ -21,7 +21,7 @@ import binascii
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
@@ -57,7 +57,12 @@ from ch07_api.operations import OperationRunner
 from ch07_api.page_tokens import PageTokens
 from ch07_api.service import SpeechApi
 from ch07_api.sse import SSE_HEADERS, client_gone, sse_stream
-from ch07_api.store import OperationRecord, TranscriptRecord, new_id
+from ch07_api.store import (
+    OperationRecord,
+    Store,
+    TranscriptRecord,
+    new_id,
+)
 from ch07_api.stream_styles import ResponsesStyle
 from ch07_api.transcriber import OnSegment, Transcript
 from ch07_api.transcription_request import LANGUAGES
@@ -67,6 +72,7 @@ V1_SUNSET = date(2027, 12, 31)
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000  # larger requests are coerced down (AIP-158)
 ID_PATTERN = r"^[a-z][a-z0-9-]{2,62}$"  # AIP-122 resource IDs
+Row = TypeVar("Row", TranscriptRecord, OperationRecord)
 
 
 def ref(model: type[BaseModel]) -> dict[str, str]:
@@ -108,7 +114,7 @@ class AipResources:
     tokens: PageTokens
 
     @property
-    def store(self) -> Any:
+    def store(self) -> Store:
         return self.runner.store
 
     async def transcript(self, transcript_id: str) -> TranscriptRecord:
@@ -117,8 +123,21 @@ class AipResources:
         if record is None:
             raise NotFoundError(f"transcripts/{transcript_id} not found",
                                 "name")
-        assert isinstance(record, TranscriptRecord)
         return record
+
+    async def page(self, collection: str,
+                   read: Callable[[int, int], list[Row]],
+                   page_size: int, page_token: str
+                   ) -> tuple[list[Row], str]:
+        """One page of a collection, and the token of the next ("" at
+        the end): one row more than the page is read to know."""
+        after = (self.tokens.read(collection, page_token)
+                 if page_token else 0)
+        size = min(page_size or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
+        rows = await asyncio.to_thread(read, after, size + 1)
+        token = (self.tokens.issue(collection, rows[size - 1].seq)
+                 if len(rows) > size else "")
+        return rows[:size], token
 
     async def operation(self, record: OperationRecord,
                         shapes: Shapes) -> BaseModel:
@@ -134,8 +153,6 @@ class AipResources:
             "response": response, "error": record.error})
 
 
-def page_size_of(requested: int) -> int:
-    return min(requested or DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
 
 
 async def read_body(request: Request) -> CreateTranscriptRequest:
@@ -203,8 +220,9 @@ def aip_router(resources: AipResources, shapes: Shapes) -> APIRouter:
         api.check_ready(version)
         audio = audio_of(body, api.settings.max_audio_s)
         name = transcript_id or new_id()
-        if transcript_id and await asyncio.to_thread(
-                resources.store.transcript_exists, name):
+        taken = await asyncio.to_thread(resources.store.transcript_exists,
+                                        name)
+        if taken:
             raise ConflictError(f"transcripts/{name} exists already",
                                 "transcript_id")
         headers = model_headers(version)
@@ -254,16 +272,11 @@ def aip_router(resources: AipResources, shapes: Shapes) -> APIRouter:
     async def list_transcripts(
             request: Request, page_size: int = Query(0, ge=0),
             page_token: str = "") -> JSONResponse:
-        after = (resources.tokens.read("transcripts", page_token)
-                 if page_token else 0)
-        size = page_size_of(page_size)
-        rows = await asyncio.to_thread(
-            resources.store.list_transcripts, after, size + 1)
-        token = (resources.tokens.issue("transcripts", rows[size - 1].seq)
-                 if len(rows) > size else "")
+        rows, token = await resources.page(
+            "transcripts", resources.store.list_transcripts, page_size,
+            page_token)
         page = shapes.transcripts_page.model_validate({
-            "transcripts": [shapes.transcript(r, False)
-                            for r in rows[:size]],
+            "transcripts": [shapes.transcript(r, False) for r in rows],
             "next_page_token": token})
         return answer(dump(page), request.url.path)
 
@@ -283,16 +296,12 @@ def aip_router(resources: AipResources, shapes: Shapes) -> APIRouter:
     async def list_operations(
             request: Request, page_size: int = Query(0, ge=0),
             page_token: str = "") -> JSONResponse:
-        after = (resources.tokens.read("operations", page_token)
-                 if page_token else 0)
-        size = page_size_of(page_size)
-        rows = await asyncio.to_thread(
-            resources.store.list_operations, after, size + 1)
-        token = (resources.tokens.issue("operations", rows[size - 1].seq)
-                 if len(rows) > size else "")
+        rows, token = await resources.page(
+            "operations", resources.store.list_operations, page_size,
+            page_token)
         page = shapes.operations_page.model_validate({
             "operations": [await resources.operation(r, shapes)
-                           for r in rows[:size]],
+                           for r in rows],
             "next_page_token": token})
         return answer(dump(page), request.url.path)
 
