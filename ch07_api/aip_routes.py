@@ -218,7 +218,9 @@ def aip_router(resources: AipResources, shapes: Shapes) -> APIRouter:
                 f"language_code '{body.language_code}' is not supported",
                 "language_code")
         api.check_ready(version)
-        audio = audio_of(body, api.settings.max_audio_s)
+        # Decoding a long file takes a while: off the event loop.
+        audio = await asyncio.to_thread(audio_of, body,
+                                        api.settings.max_audio_s)
         name = transcript_id or new_id()
         taken = await asyncio.to_thread(resources.store.transcript_exists,
                                         name)

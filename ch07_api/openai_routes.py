@@ -11,6 +11,7 @@ OpenAI's shape, so the SDK raises the matching exception.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -98,8 +99,10 @@ def openai_router(api: SpeechApi) -> APIRouter:
             parsed = parse_transcription_form(form)
             version = api.model(parsed.model, "v1")
             api.check_ready(version)
-            audio = read_audio(await parsed.file.read(),
-                               api.settings.max_audio_s)
+            # Decoding a long file takes a while: off the event loop.
+            audio = await asyncio.to_thread(
+                read_audio, await parsed.file.read(),
+                api.settings.max_audio_s)
         finally:
             await form.close()
         headers = model_headers(version)
