@@ -55,7 +55,7 @@ from ch07_api.errors import (
 from ch07_api.model_versions import deprecation_headers, model_headers
 from ch07_api.operations import OperationRunner
 from ch07_api.page_tokens import PageTokens
-from ch07_api.service import SpeechApi
+from ch07_api.service import SpeechApi, trace_context
 from ch07_api.sse import SSE_HEADERS, client_gone, sse_stream
 from ch07_api.store import (
     OperationRecord,
@@ -230,14 +230,16 @@ def aip_router(resources: AipResources, shapes: Shapes) -> APIRouter:
         headers = model_headers(version)
         mode = choose_mode(audio.duration_s, accepts_stream(request))
         if mode is ApiMode.LONG_RUNNING:
-            started = await runner.start(audio.samples, version, v, name,
-                                         body.language_code)
+            started = await runner.start(
+                audio.samples, version, v, name, body.language_code,
+                trace_context(request.headers))
             return answer(dump(await resources.operation(started, shapes)),
                           request.url.path, headers)
 
         async def transcribe(on_segment: OnSegment) -> Transcript:
-            transcript = await api.transcribe(audio.samples, version,
-                                              on_segment)
+            transcript = await api.transcribe(
+                audio.samples, version, on_segment,
+                headers=trace_context(request.headers))
             await asyncio.to_thread(
                 resources.store.add_transcript, name, version.name,
                 body.language_code, transcript)

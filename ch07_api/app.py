@@ -122,7 +122,7 @@ def create_app(settings: ApiSettings, parts: Parts = Parts()) -> FastAPI:
         # Operations wait as long as they must: their clients poll.
         Admission(settings.max_operations,
                   settings.max_pending_operations, BATCH_WAIT_S),
-        metrics, parts.today)
+        metrics, tracer, parts.today)
     store = parts.store or Store(open_engine(settings.database_url))
     store.create_schema()
     runner = OperationRunner(api, store, settings.max_pending_operations)

@@ -32,7 +32,7 @@ from ch07_api.openai_schemas import (
     usage_of,
     verbose_of,
 )
-from ch07_api.service import SpeechApi
+from ch07_api.service import SpeechApi, trace_context
 from ch07_api.sse import SSE_HEADERS, client_gone, sse_stream
 from ch07_api.stream_styles import style_for
 from ch07_api.transcriber import OnSegment, Segment, Transcript
@@ -108,7 +108,8 @@ def openai_router(api: SpeechApi) -> APIRouter:
         headers = model_headers(version)
 
         def run(on_segment: OnSegment) -> Awaitable[Transcript]:
-            return api.transcribe(audio.samples, version, on_segment)
+            return api.transcribe(audio.samples, version, on_segment,
+                                  headers=trace_context(request.headers))
 
         if parsed.stream:
             return stream_response(api, parsed, version.name, run,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -58,8 +58,8 @@ class OperationRunner:
     _tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict)
 
     async def start(self, samples: np.ndarray, version: ModelVersion,
-                    api_version: str, transcript_id: str,
-                    language: str) -> OperationRecord:
+                    api_version: str, transcript_id: str, language: str,
+                    trace: Mapping[str, str]) -> OperationRecord:
         """Record the operation, start its work, return at once."""
         if len(self._tasks) >= self.max_pending:
             raise QueueFullError(f"{self.max_pending} operations pending")
@@ -67,17 +67,17 @@ class OperationRunner:
             self.store.add_operation, version.name, api_version,
             samples.size / MODEL_RATE, transcript_id)
         self._tasks[record.id] = asyncio.create_task(self._run(
-            record.id, samples, version, transcript_id, language))
+            record.id, samples, version, transcript_id, language, trace))
         return record
 
     async def _run(self, operation_id: str, samples: np.ndarray,
                    version: ModelVersion, transcript_id: str,
-                   language: str) -> None:
+                   language: str, trace: Mapping[str, str]) -> None:
         progress = Progress(self.store, operation_id, self.clock)
         try:  # on the batch tier, fed at a bounded speed
             transcript = await self.api.transcribe(
                 samples, version, speed=self.api.settings.lro_speed,
-                on_progress=progress.report, batch=True)
+                on_progress=progress.report, batch=True, headers=trace)
             await asyncio.to_thread(self.store.add_transcript,
                                     transcript_id, version.name,
                                     language, transcript)

@@ -10,14 +10,19 @@ while a model loads), a slot is taken under the admission bounds (or
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 
 import numpy as np
+from opentelemetry import trace
+from opentelemetry.trace import Tracer
 
 from ch04_streaming.audio import MODEL_RATE
 from ch04_streaming.engine import Recognizer
+from ch06_pipeline import tracing
 from ch07_api.admission import Admission
 from ch07_api.api_metrics import ApiMetrics
 from ch07_api.errors import ModelNotFoundError, ModelNotReadyError
@@ -28,6 +33,15 @@ from ch07_api.model_versions import (
 )
 from ch07_api.settings import ApiSettings
 from ch07_api.transcriber import OnSegment, Transcriber, Transcript
+
+TRACE_HEADERS = ("traceparent", "tracestate")
+
+
+def trace_context(headers: Mapping[str, str]) -> dict[str, str]:
+    """The W3C trace context of a request, nothing else of its headers
+    (work that outlives the request keeps only this)."""
+    return {name: headers[name] for name in TRACE_HEADERS
+            if name in headers}
 
 
 def today_utc() -> date:
@@ -42,6 +56,7 @@ class SpeechApi:
     admission: Admission  # interactive requests
     batch_admission: Admission  # long-running operations
     metrics: ApiMetrics
+    tracer: Tracer = field(default_factory=trace.NoOpTracer)
     today: Callable[[], date] = today_utc
 
     def model(self, requested: str, api_version: str,
@@ -70,16 +85,30 @@ class SpeechApi:
                          speed: float = 0.0,
                          on_progress: Callable[[float], None] = (
                              lambda seconds: None),
-                         batch: bool = False) -> Transcript:
+                         batch: bool = False,
+                         headers: Mapping[str, str] | None = None,
+                         ) -> Transcript:
+        """Transcribe under the admission bounds and the deadline, in a
+        span of its own (a child of the client's `traceparent`, in
+        `headers`) that chapter 6's utterance spans hang from."""
         self.check_ready(version)
         audio_s = samples.size / MODEL_RATE
         admission = self.batch_admission if batch else self.admission
         async with admission.slot():
             self.metrics.active.inc()
+            span = tracing.start_stream(self.tracer, headers or {},
+                                        uuid.uuid4().hex, "http")
+            outcome = "error"
             try:
-                return await self.transcriber.run(
+                transcript = await self.transcriber.run(
                     samples, version.engine,
                     self.settings.timeout_for(audio_s), on_segment,
                     speed, on_progress)
+                outcome = "ok"
+                return transcript
+            except asyncio.CancelledError:
+                outcome = "cancelled"
+                raise
             finally:
                 self.metrics.active.dec()
+                span.end(outcome)
