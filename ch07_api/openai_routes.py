@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -21,7 +22,11 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.responses import StreamingResponse
 
 from ch07_api.audio_input import read_audio
-from ch07_api.errors import InvalidRequestError, UnsupportedMediaError
+from ch07_api.errors import (
+    ApiError,
+    InvalidRequestError,
+    UnsupportedMediaError,
+)
 from ch07_api.model_versions import MODEL_VERSIONS, model_headers
 from ch07_api.openai_schemas import (
     ModelList,
@@ -34,7 +39,7 @@ from ch07_api.openai_schemas import (
 )
 from ch07_api.service import SpeechApi, trace_context
 from ch07_api.sse import SSE_HEADERS, client_gone, sse_stream
-from ch07_api.stream_styles import style_for
+from ch07_api.stream_styles import StreamStyle, style_for
 from ch07_api.transcriber import OnSegment, Segment, Transcript
 from ch07_api.transcription_request import (
     ResponseFormat,
@@ -107,9 +112,12 @@ def openai_router(api: SpeechApi) -> APIRouter:
             await form.close()
         headers = model_headers(version)
 
-        def run(on_segment: OnSegment) -> Awaitable[Transcript]:
+        def run(on_segment: OnSegment,
+                on_start: Callable[[], None] = lambda: None,
+                ) -> Awaitable[Transcript]:
             return api.transcribe(audio.samples, version, on_segment,
-                                  headers=trace_context(request.headers))
+                                  headers=trace_context(request.headers),
+                                  on_engine_start=on_start)
 
         if parsed.stream:
             return stream_response(api, parsed, version.name, run,
@@ -166,25 +174,59 @@ def render(transcript: Transcript, parsed: TranscriptionRequest,
     return JSONResponse(body.model_dump(), headers=headers)
 
 
-Run = Callable[[OnSegment], Awaitable[Transcript]]
+Run = Callable[[OnSegment, Callable[[], None]], Awaitable[Transcript]]
+
+
+@dataclass
+class EngineTimed:
+    """A stream style whose first event is preceded by an SSE comment,
+    `: engine-ms=N`: the engine's time from its start to the first
+    segment. Clients ignore comments; a benchmark subtracts it from the
+    time to the first event to find what the API layer added."""
+
+    style: StreamStyle
+    started: float = 0.0
+    engine_ms: float | None = None
+
+    def start(self) -> None:
+        self.started = time.perf_counter()
+
+    def first_segment(self) -> None:
+        if self.engine_ms is None:
+            self.engine_ms = (time.perf_counter() - self.started) * 1000
+
+    def opening(self) -> list[str]:
+        return self.style.opening()
+
+    def segment(self, segment: Segment) -> str:
+        note = ""
+        if segment.id == 0 and self.engine_ms is not None:
+            note = f": engine-ms={self.engine_ms:.3f}\n\n"
+        return note + self.style.segment(segment)
+
+    def closing(self, transcript: Transcript) -> str:
+        return self.style.closing(transcript)
+
+    def failure(self, error: ApiError) -> str:
+        return self.style.failure(error)
 
 
 def stream_response(api: SpeechApi, parsed: TranscriptionRequest,
                     model: str, run: Run, request: Request,
                     received: float, headers: dict[str, str]
                     ) -> StreamingResponse:
-    style = style_for(parsed.stream_format, model)
-    first: list[float] = []
+    style = EngineTimed(style_for(parsed.stream_format, model))
+    first_event = api.metrics.first_event.labels(
+        parsed.stream_format.value)
 
     def on_segment(segment: Segment, emit: OnSegment) -> None:
-        if not first:
-            first.append(time.perf_counter() - received)
-            api.metrics.first_event.labels(
-                parsed.stream_format.value).observe(first[0])
+        if style.engine_ms is None:
+            style.first_segment()
+            first_event.observe(time.perf_counter() - received)
         emit(segment)
 
     def transcribe(emit: OnSegment) -> Awaitable[Transcript]:
-        return run(lambda segment: on_segment(segment, emit))
+        return run(lambda segment: on_segment(segment, emit), style.start)
 
     frames = sse_stream(transcribe, style,
                         client_gone(request, api.metrics),

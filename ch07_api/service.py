@@ -87,6 +87,8 @@ class SpeechApi:
                              lambda seconds: None),
                          batch: bool = False,
                          headers: Mapping[str, str] | None = None,
+                         on_engine_start: Callable[[], None] = (
+                             lambda: None),
                          ) -> Transcript:
         """Transcribe under the admission bounds and the deadline, in a
         span of its own (a child of the client's `traceparent`, in
@@ -99,6 +101,7 @@ class SpeechApi:
             span = tracing.start_stream(self.tracer, headers or {},
                                         uuid.uuid4().hex, "http")
             outcome = "error"
+            on_engine_start()
             try:
                 transcript = await self.transcriber.run(
                     samples, version.engine,

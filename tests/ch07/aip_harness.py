@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import httpx2
+import openai
 
 from ch04_streaming.auth import ApiKeys
 from ch04_streaming.settings import Settings
@@ -54,18 +56,31 @@ def audio_body(fixture_id: str, **fields: Any) -> dict[str, Any]:
 
 
 @asynccontextmanager
+async def serving_both(settings: ApiSettings, parts: Parts | None = None,
+                       wait_ready: bool = True
+                       ) -> AsyncIterator[tuple[httpx.AsyncClient,
+                                                openai.AsyncOpenAI]]:
+    """An httpx client and OpenAI's SDK, both on the app in-process
+    (the SDK on httpx2, the HTTP stack it is built on)."""
+    app = create_app(settings, parts or Parts(keys=ApiKeys.of(KEY)))
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://api",
+            headers=AUTH, timeout=30) as client, httpx2.AsyncClient(
+            transport=httpx2.ASGITransport(app=app)) as sdk_http:
+        async with asyncio.timeout(READY_WITHIN_S):
+            while wait_ready and (
+                    await client.get("/readyz")).status_code != 200:
+                await asyncio.sleep(0.01)
+        yield client, openai.AsyncOpenAI(
+            base_url="http://api/v1", api_key=KEY, http_client=sdk_http,
+            max_retries=0)
+
+
+@asynccontextmanager
 async def serving(settings: ApiSettings, parts: Parts | None = None
                   ) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings, parts or Parts(keys=ApiKeys.of(KEY)))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport,
-                                     base_url="http://api",
-                                     headers=AUTH, timeout=30) as client:
-            async with asyncio.timeout(READY_WITHIN_S):
-                while (await client.get("/readyz")).status_code != 200:
-                    await asyncio.sleep(0.01)
-            yield client
+    async with serving_both(settings, parts) as (client, _):
+        yield client
 
 
 async def until_done(client: httpx.AsyncClient, name: str,
