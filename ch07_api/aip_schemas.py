@@ -24,7 +24,9 @@ TYPE_PREFIX = "type.googleapis.com/speech"
 
 class CreateTranscriptAudio(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    content: str = Field(description="the audio file, base64-encoded")
+    content: str = Field(
+        description="the audio file, base64-encoded", min_length=1,
+        pattern=r"^[A-Za-z0-9+/]*={0,2}$")
 
 
 class CreateTranscriptRequest(BaseModel):

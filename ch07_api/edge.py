@@ -75,10 +75,6 @@ class RequireApiKey:
         await self.app(scope, receive, send)
 
 
-class BodyTooLargeError(PayloadTooLargeError):
-    """Raised from `receive` when a streamed body passes the limit."""
-
-
 @dataclass
 class LimitBody:
     """The upload limit; on `base64_paths` (JSON bodies carrying the
@@ -111,7 +107,7 @@ class LimitBody:
             message = await receive()
             received += len(message.get("body", b""))
             if received > limit:
-                raise BodyTooLargeError(too_large.message, "file")
+                raise too_large  # from the route's read of the body
             return message
 
         await self.app(scope, counted, send)

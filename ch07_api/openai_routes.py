@@ -58,10 +58,11 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 FORM_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["file", "model"],
+    "additionalProperties": False,
     "properties": {
         "file": {"type": "string", "format": "binary",
                  "description": "WAV, FLAC, Ogg (Vorbis, Opus) or MP3"},
-        "model": {"type": "string", "example": "mock-asr"},
+        "model": {"type": "string", "minLength": 1, "example": "mock-asr"},
         "language": {"type": "string", "enum": ["en"]},
         "prompt": {"type": "string"},
         "response_format": {"type": "string",
