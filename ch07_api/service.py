@@ -96,12 +96,12 @@ class SpeechApi:
         self.check_ready(version)
         audio_s = samples.size / MODEL_RATE
         admission = self.batch_admission if batch else self.admission
+        on_engine_start()  # the engine's time includes its queue
         async with admission.slot():
             self.metrics.active.inc()
             span = tracing.start_stream(self.tracer, headers or {},
                                         uuid.uuid4().hex, "http")
             outcome = "error"
-            on_engine_start()
             try:
                 transcript = await self.transcriber.run(
                     samples, version.engine,

@@ -16,6 +16,7 @@ from examples.tour_ch03 import accelerator_lab
 from examples.tour_ch04 import streaming_service
 from examples.tour_ch05 import grpc_stream
 from examples.tour_ch06 import many_streams
+from examples.tour_ch07 import api_styles
 from examples.tour_ch08 import metering_and_billing
 from examples.tour_ch11 import slo_report
 
@@ -43,6 +44,8 @@ STOPS: list[Stop] = [
      grpc_stream),
     ("Chapter 6: many streams, one accelerator, one batching pipeline",
      many_streams),
+    ("Chapter 7: one service, an OpenAI-compatible and an AIP-styled API",
+     api_styles),
     ("Chapter 8: usage metering, invoices and Stripe delivery",
      metering_and_billing),
     ("Chapter 11: SLOs, error budgets and burn-rate alerts", slo_report),
