@@ -19,7 +19,10 @@ import httpx
 import numpy as np
 import soundfile as sf
 
+from ch04_streaming.auth import ApiKeys
+from ch07_api.app import Parts
 from tests.ch07.aip_harness import (
+    KEY,
     audio_body,
     fast_settings,
     fixture_bytes,
@@ -27,6 +30,7 @@ from tests.ch07.aip_harness import (
     serving,
     until_done,
 )
+from tests.ch07.fakes import SteeredRecognizer
 
 FOX = "quick_brown_fox"
 LONG = "support_call"  # 44 s: over the long-running threshold
@@ -289,3 +293,30 @@ async def test_bad_requests_get_a_status_that_names_the_field(
         rpc_error(missing, 404, "NOT_FOUND")
         good = await client.post("/v1/transcripts", json=audio_body(FOX))
         assert good.json()["text"] == fixture_text(FOX)
+
+
+async def test_an_operation_the_engine_fails_ends_failed_with_its_status(
+        tmp_path: Path) -> None:
+    engine = SteeredRecognizer(fail_final=1)
+    parts = Parts(keys=ApiKeys.of(KEY), models={"full": engine})
+    async with serving(fast_settings(tmp_path, lro_speed=0.0),
+                       parts) as client:
+        started = await client.post("/v1/transcripts",
+                                    json=audio_body(LONG))
+        done = (await until_done(client, started.json()["name"]))[-1]
+        assert done["metadata"]["state"] == "FAILED"
+        assert done["error"]["code"] == 14  # UNAVAILABLE
+        assert done["error"]["details"][0]["reason"] == "SERVER_UNAVAILABLE"
+        assert "response" not in done
+
+
+async def test_too_many_pending_operations_is_429(tmp_path: Path) -> None:
+    settings = fast_settings(tmp_path, lro_speed=1.0,
+                             max_pending_operations=1)
+    async with serving(settings) as client:
+        first = await client.post("/v1/transcripts", json=audio_body(LONG))
+        assert first.json()["done"] is False
+        second = await client.post("/v1/transcripts",
+                                   json=audio_body(LONG))
+        rpc_error(second, 429, "RESOURCE_EXHAUSTED")
+        assert second.headers["retry-after"] == "1"
