@@ -30,13 +30,18 @@ class Admission:
     def __post_init__(self) -> None:
         self._free = asyncio.Semaphore(self.max_active)
 
-    @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        """Hold one of the active places while the block runs."""
+    def refuse_if_full(self) -> None:
+        """Raise `QueueFullError` now if a `slot()` would be refused
+        (a stream checks before its 200 and its first event go out)."""
         if self._free.locked() and self.waiting >= self.max_waiting:
             raise QueueFullError(
                 f"{self.active} requests transcribing and {self.waiting}"
                 " waiting: retry shortly")
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Hold one of the active places while the block runs."""
+        self.refuse_if_full()
         self.waiting += 1
         try:
             async with asyncio.timeout(self.max_wait_s):

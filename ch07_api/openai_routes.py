@@ -121,6 +121,9 @@ def openai_router(api: SpeechApi) -> APIRouter:
                                   on_engine_start=on_start)
 
         if parsed.stream:
+            # Refused now, a stream is a 429 with Retry-After; once its
+            # 200 is sent, only an error event could say so.
+            api.admission.refuse_if_full()
             return stream_response(api, parsed, version.name, run,
                                    request, received, headers)
         transcript = await run(lambda segment: None)
