@@ -37,6 +37,7 @@ from ch07_api.openai_schemas import (
     usage_of,
     verbose_of,
 )
+from ch07_api.openapi_schemas import SSE_EVENT
 from ch07_api.service import SpeechApi, trace_context
 from ch07_api.sse import SSE_HEADERS, client_gone, sse_stream
 from ch07_api.stream_styles import StreamStyle, style_for
@@ -85,7 +86,7 @@ TRANSCRIPTION_RESPONSES: dict[int | str, dict[str, Any]] = {
                   {"$ref":
                    "#/components/schemas/TranscriptionVerboseJson"}]}},
               "text/plain": {"schema": {"type": "string"}},
-              "text/event-stream": {"schema": {"type": "string"}}}},
+              "text/event-stream": {"schema": SSE_EVENT}}},
     **errors(400, 401, 404, 413, 415, 429, 500, 503, 504),
 }
 

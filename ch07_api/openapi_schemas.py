@@ -17,6 +17,16 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 REF_TEMPLATE = "#/components/schemas/{model}"
+# Before OpenAPI 3.2's `itemSchema`, the schema of `text/event-stream`
+# describes one event, not the stream as a string.
+SSE_EVENT: dict[str, Any] = {
+    "type": "object", "required": ["data"],
+    "description": "One server-sent event; `data` is JSON, or [DONE]",
+    "properties": {"event": {"type": "string"},
+                   "data": {"type": "string"},
+                   "id": {"type": "string"},
+                   "retry": {"type": "integer"}},
+}
 
 
 def with_models(app: FastAPI, requests: Sequence[type[BaseModel]],

@@ -105,7 +105,8 @@ async def test_accelerator_out_of_memory_is_503_with_its_own_code(
 
 
 async def test_inference_past_its_deadline_is_504(tmp_path: Path) -> None:
-    engine = SteeredRecognizer(gate=asyncio.Event())  # never opened
+    gate = asyncio.Event()  # opened only when the test is over
+    engine = SteeredRecognizer(gate=gate)
     settings = fast_settings(tmp_path, timeout_s=0.2,
                              timeout_per_audio_s=0.0)
     async with api(settings, engine) as (client, sdk):
@@ -114,6 +115,7 @@ async def test_inference_past_its_deadline_is_504(tmp_path: Path) -> None:
             await sdk.audio.transcriptions.create(model="mock-asr",
                                                   file=FOX)
         assert raised.value.status_code == 504
+        gate.set()  # else the pipeline's close waits out its grace
 
 
 async def test_a_full_queue_is_429_with_retry_after(tmp_path: Path) -> None:
