@@ -111,8 +111,9 @@ def realistic(case: schemathesis.Case[Any]) -> schemathesis.Case[Any]:
     that requests get past the model lookup and the decoder, to the
     answers only a transcription gives."""
     if isinstance(case.body, dict):
-        if "model" in case.body:
-            case.body["model"] = "mock-asr"
-        if "file" in case.body:
-            case.body["file"] = FOX
+        body: dict[str, Any] = case.body  # multipart: file as bytes
+        if "model" in body:
+            body["model"] = "mock-asr"
+        if "file" in body:
+            body["file"] = FOX
     return case
