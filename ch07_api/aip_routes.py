@@ -21,6 +21,7 @@ import binascii
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
+from functools import partial
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Query, Request
@@ -53,6 +54,7 @@ from ch07_api.errors import (
     UnsupportedMediaError,
 )
 from ch07_api.model_versions import deprecation_headers, model_headers
+from ch07_api.openapi_schemas import SSE_EVENT
 from ch07_api.operations import OperationRunner
 from ch07_api.page_tokens import PageTokens
 from ch07_api.service import SpeechApi, trace_context
@@ -204,7 +206,7 @@ def aip_router(resources: AipResources, shapes: Shapes) -> APIRouter:
             " text/event-stream, 1 to 30 s of audio)",
             "content": {"application/json": {"schema": {"anyOf": [
                 ref(shapes.transcript_model), ref(shapes.operation)]}},
-                "text/event-stream": {"schema": {"type": "string"}}}},
+                "text/event-stream": {"schema": SSE_EVENT}}},
             **rpc_errors(400, 401, 404, 409, 413, 415, 429, 500, 503,
                          504)})
     async def create_transcript(
@@ -246,9 +248,10 @@ def aip_router(resources: AipResources, shapes: Shapes) -> APIRouter:
             return transcript
 
         if mode is ApiMode.STREAMING:
+            api.admission.refuse_if_full()  # a 429, while it can be one
             style = ResponsesStyle(version.name, id=f"transcripts/{name}")
             frames = sse_stream(transcribe, style,
-                                client_gone(request, api.metrics),
+                                partial(client_gone, request, api.metrics),
                                 api.settings.keepalive_s)
             return StreamingResponse(
                 frames, media_type="text/event-stream",

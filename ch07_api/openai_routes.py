@@ -15,6 +15,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -234,7 +235,7 @@ def stream_response(api: SpeechApi, parsed: TranscriptionRequest,
         return run(lambda segment: on_segment(segment, emit), style.start)
 
     frames = sse_stream(transcribe, style,
-                        client_gone(request, api.metrics),
+                        partial(client_gone, request, api.metrics),
                         api.settings.keepalive_s)
     return StreamingResponse(frames, media_type="text/event-stream",
                              headers={**SSE_HEADERS, **headers})

@@ -54,13 +54,13 @@ async def client_gone(request: Request, metrics: ApiMetrics) -> None:
 
 # --8<-- [start:sse_generator]
 async def sse_stream(transcribe: Transcribe, style: StreamStyle,
-                     client_gone: Awaitable[None],
+                     client_gone: Callable[[], Awaitable[None]],
                      keepalive_s: float) -> AsyncIterator[str]:
     """SSE frames of one transcription, until it ends or the client
     leaves; either way nothing of it is left running."""
     queue: asyncio.Queue[Item] = asyncio.Queue()
     work = asyncio.create_task(produce(transcribe, queue))
-    gone = asyncio.ensure_future(client_gone)
+    gone = asyncio.ensure_future(client_gone())
     try:
         for frame in style.opening():
             yield frame

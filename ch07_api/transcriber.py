@@ -15,6 +15,7 @@ an operation cancelled) cancels its decodes, and nothing of it runs on.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,6 +45,8 @@ from ch07_api.errors import (
     QueueFullError,
     UnavailableError,
 )
+
+log = logging.getLogger("ch07_api")
 
 FEED_S = 1.0  # audio handed to the session at a time
 
@@ -217,6 +220,11 @@ def api_error_of(error: DecodeUnavailableError) -> ApiError:
     if any(isinstance(c, pipeline_scheduler.QueueFullError)
            for c in causes):
         return QueueFullError(str(error))
+    if not isinstance(causes[-1], DecodeUnavailableError):
+        # The engine's own fault: logged here, not shown to the client.
+        log.warning("event=inference_failed error=%r", causes[-1])
+        return UnavailableError("inference failed for this request;"
+                                " retry it")
     return UnavailableError(str(error))
 
 

@@ -9,6 +9,7 @@ progress and its single end, and a clear status for every refusal.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 from email.utils import parsedate_to_datetime
@@ -320,3 +321,23 @@ async def test_too_many_pending_operations_is_429(tmp_path: Path) -> None:
                                    json=audio_body(LONG))
         rpc_error(second, 429, "RESOURCE_EXHAUSTED")
         assert second.headers["retry-after"] == "1"
+
+
+async def test_a_stream_the_queue_cannot_take_is_429_not_a_200(
+        tmp_path: Path) -> None:
+    gate = asyncio.Event()
+    engine = SteeredRecognizer(gate=gate)
+    parts = Parts(keys=ApiKeys.of(KEY), models={"full": engine})
+    settings = fast_settings(tmp_path, max_active=1, max_waiting=0)
+    async with serving(settings, parts) as client:
+        held = asyncio.create_task(client.post(
+            "/v1/transcripts", json=audio_body(FOX)))
+        async with asyncio.timeout(20):
+            await engine.decoding.wait()
+        streamed = await client.post(
+            "/v1/transcripts", json=audio_body(FOX),
+            headers={"Accept": "text/event-stream"})
+        rpc_error(streamed, 429, "RESOURCE_EXHAUSTED")
+        gate.set()
+        async with asyncio.timeout(20):
+            assert (await held).status_code == 200

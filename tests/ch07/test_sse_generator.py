@@ -36,7 +36,7 @@ async def test_a_client_gone_stops_the_stream_and_cancels_its_work(
             cancelled.set()
         raise AssertionError("unreachable")
 
-    frames = sse_stream(transcribe, TranscriptStyle(), gone, 60.0)
+    frames = sse_stream(transcribe, TranscriptStyle(), lambda: gone, 60.0)
     async with asyncio.timeout(BOUND_S):
         first = asyncio.ensure_future(anext(frames))
         await started.wait()
@@ -52,7 +52,8 @@ async def test_a_typed_stream_ends_with_a_typed_error() -> None:
 
     gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     frames = [frame async for frame in sse_stream(
-        transcribe, ResponsesStyle("mock-asr-2026-01"), gone, 60.0)]
+        transcribe, ResponsesStyle("mock-asr-2026-01"), lambda: gone,
+        60.0)]
     assert gone.cancelled()
     events = [json.loads(f.split("data: ", 1)[1]) for f in frames]
     assert [e["type"] for e in events] == ["response.created", "error"]

@@ -30,8 +30,10 @@ from tests.ch07.aip_harness import (
 from tests.ch07.fakes import SteeredRecognizer
 
 CALL = {"file": ("call.wav", fixture_bytes("support_call"), "audio/wav")}
-FAILED = {"message": "the engine failed on cue", "type": "server_error",
-          "param": None, "code": "server_unavailable"}
+# The engine's own words ("failed on cue") stay in the service's log.
+FAILED = {"message": "inference failed for this request; retry it",
+          "type": "server_error", "param": None,
+          "code": "server_unavailable"}
 
 
 @pytest.fixture
