@@ -58,7 +58,12 @@ from ch07_api.openapi_schemas import SSE_EVENT
 from ch07_api.operations import OperationRunner
 from ch07_api.page_tokens import PageTokens
 from ch07_api.service import SpeechApi, trace_context
-from ch07_api.sse import SSE_HEADERS, client_gone, sse_stream
+from ch07_api.sse import (
+    SSE_HEADERS,
+    client_gone,
+    sse_stream,
+    unless_client_gone,
+)
 from ch07_api.store import (
     OperationRecord,
     Store,
@@ -257,7 +262,8 @@ def aip_router(resources: AipResources, shapes: Shapes) -> APIRouter:
                 frames, media_type="text/event-stream",
                 headers={**SSE_HEADERS, **headers,
                          **headers_for(shapes, request.url.path)})
-        await transcribe(lambda segment: None)
+        await unless_client_gone(transcribe(lambda segment: None),
+                                 request, api.metrics)
         stored = await resources.transcript(name)
         return answer(dump(shapes.transcript(stored, False)),
                       request.url.path, headers)

@@ -71,12 +71,14 @@ from ch07_api.page_tokens import PageTokens
 from ch07_api.response_counter import CountResponses
 from ch07_api.service import SpeechApi, today_utc
 from ch07_api.settings import ApiSettings
+from ch07_api.sse import ClientGoneError
 from ch07_api.store import Store
 from ch07_api.transcriber import Transcriber
 
 log = logging.getLogger("ch07_api")
 
 BATCH_WAIT_S = 24 * 3600.0
+CLIENT_CLOSED_REQUEST = 499
 AIP_UPLOAD_PATHS = ("/v1/transcripts", "/v2/transcripts")
 
 
@@ -201,6 +203,11 @@ def add_error_handlers(app: FastAPI) -> None:
     async def api_error(request: Request, error: Exception) -> Response:
         assert isinstance(error, ApiError)
         return error_response(error, request.url.path)
+
+    @app.exception_handler(ClientGoneError)
+    async def gone(request: Request, error: Exception) -> Response:
+        # Nobody reads this; nginx's 499 names it in the metrics.
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: Exception) -> Response:

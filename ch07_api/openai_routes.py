@@ -40,7 +40,12 @@ from ch07_api.openai_schemas import (
 )
 from ch07_api.openapi_schemas import SSE_EVENT
 from ch07_api.service import SpeechApi, trace_context
-from ch07_api.sse import SSE_HEADERS, client_gone, sse_stream
+from ch07_api.sse import (
+    SSE_HEADERS,
+    client_gone,
+    sse_stream,
+    unless_client_gone,
+)
 from ch07_api.stream_styles import StreamStyle, style_for
 from ch07_api.transcriber import OnSegment, Segment, Transcript
 from ch07_api.transcription_request import (
@@ -128,7 +133,8 @@ def openai_router(api: SpeechApi) -> APIRouter:
             api.admission.refuse_if_full()
             return stream_response(api, parsed, version.name, run,
                                    request, received, headers)
-        transcript = await run(lambda segment: None)
+        transcript = await unless_client_gone(
+            run(lambda segment: None), request, api.metrics)
         return render(transcript, parsed, headers)
 
     @router.get("/v1/models", response_model=ModelList,

@@ -7,6 +7,7 @@ comment when nothing happened for a while, so proxies and load
 balancers do not cut an idle stream; watches for the client going away
 and then cancels the inference at once, rather than at the next write;
 and sends a failure as a JSON `error` object, which OpenAI's SDKs raise.
+A request answered at once is watched the same way while it waits.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
 
 from starlette.requests import Request
 
@@ -29,6 +31,7 @@ SSE_HEADERS = {"Cache-Control": "no-cache",
 
 Transcribe = Callable[[OnSegment], Awaitable[Transcript]]
 Item = Segment | Transcript | ApiError
+T = TypeVar("T")
 
 
 async def produce(transcribe: Transcribe,
@@ -50,6 +53,31 @@ async def client_gone(request: Request, metrics: ApiMetrics) -> None:
     while (await request.receive())["type"] != "http.disconnect":
         pass
     metrics.client_gone.inc()
+
+
+class ClientGoneError(Exception):
+    """The client left before its answer was ready."""
+
+
+async def unless_client_gone(work: Awaitable[T], request: Request,
+                             metrics: ApiMetrics) -> T:
+    """Await `work` for a request that is answered at once; if its
+    client leaves first, cancel it: a synchronous request's inference
+    is as orphaned as a stream's."""
+    task = asyncio.ensure_future(work)
+    gone = asyncio.ensure_future(client_gone(request, metrics))
+    try:
+        await asyncio.wait({task, gone},
+                           return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    if task.cancelled():
+        log.info("event=client_gone cancelled=inference")
+        raise ClientGoneError("the client left")
+    return task.result()
 
 
 # --8<-- [start:sse_generator]

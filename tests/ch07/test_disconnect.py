@@ -133,3 +133,29 @@ async def test_a_client_gone_mid_stream_leaves_no_work_behind(
         assert after, "the later request was decoded"
         assert all(streams == {2} for streams in after), after
         assert sample(api, "api_active_transcriptions") == 0
+
+
+async def test_a_client_gone_before_a_sync_answer_leaves_no_work_behind(
+        tmp_path: Path) -> None:
+    engine = HoldsAfterFirstFinal()
+    app = create_app(fast_settings(tmp_path),
+                     Parts(keys=ApiKeys.of(KEY),
+                           models={"full": engine, "cheaper": engine}))
+    api: SpeechApi = app.state.api
+    async with live_server(app) as port, httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}", headers=AUTH,
+            timeout=BOUND_S) as client, asyncio.timeout(BOUND_S):
+        waiting = asyncio.create_task(client.post(
+            "/v1/audio/transcriptions", files=CALL,
+            data={"model": "mock-asr"}))
+        await engine.holding.wait()
+        [session] = tasks_running(StreamSession.run)
+        waiting.cancel()  # the client hangs up before its answer
+        await asyncio.gather(waiting, return_exceptions=True)
+        await asyncio.wait({session}, timeout=ENDS_WITHIN_S)
+        assert session.done(), "the session outlived its client"
+        while api.admission.active:  # the handler's own unwinding
+            await asyncio.sleep(0.01)
+        assert sample(api, "api_active_transcriptions") == 0
+        assert sample(api, "api_streams_client_gone_total") == 1
+        engine.release.set()
