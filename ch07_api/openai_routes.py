@@ -22,7 +22,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.responses import StreamingResponse
 
-from ch07_api.audio_input import read_audio
+from ch07_api.audio_input import decodes_quickly, read_audio
 from ch07_api.errors import (
     ApiError,
     InvalidRequestError,
@@ -112,10 +112,11 @@ def openai_router(api: SpeechApi) -> APIRouter:
             parsed = parse_transcription_form(form)
             version = api.model(parsed.model, "v1")
             api.check_ready(version)
+            data = await parsed.file.read()
             # Decoding a long file takes a while: off the event loop.
-            audio = await asyncio.to_thread(
-                read_audio, await parsed.file.read(),
-                api.settings.max_audio_s)
+            audio = (read_audio(data, api.settings.max_audio_s)
+                     if decodes_quickly(data) else await asyncio.to_thread(
+                         read_audio, data, api.settings.max_audio_s))
         finally:
             await form.close()
         headers = model_headers(version)

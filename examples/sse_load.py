@@ -34,6 +34,11 @@ class Timing:
     engine_s: float  # the engine's time to the first segment
 
 
+class StreamFailedError(Exception):
+    """A stream that ended without `transcript.text.done` (an error
+    event, or a body cut short): a failed request, like a bad status."""
+
+
 @dataclass
 class LoadResult:
     timings: list[Timing] = field(default_factory=list)
@@ -88,6 +93,7 @@ async def one_request(reader: asyncio.StreamReader,
             "transfer-encoding") != "chunked":
         raise ConnectionError(f"unexpected answer: {status!r}")
     timing, events, engine_s, buffer = None, 0, None, b""
+    last = b""
     async for chunk in read_chunks(reader):
         buffer += chunk
         *frames, buffer = buffer.split(b"\n\n")
@@ -96,10 +102,13 @@ async def one_request(reader: asyncio.StreamReader,
                 engine_s = float(frame.split(b"=", 1)[1]) / 1000
             elif frame.startswith(b"data: "):
                 events += 1
+                last = frame
                 if timing is None and b"transcript.text.delta" in frame:
                     assert engine_s is not None, "no engine time sent"
                     timing = Timing(time.perf_counter() - started,
                                     engine_s)
+    if b'"transcript.text.done"' not in last:
+        raise StreamFailedError(f"the stream ended on {last[:200]!r}")
     return timing, events
 
 
@@ -112,7 +121,7 @@ async def client(port: int, request: bytes, start_at: float,
             try:
                 timing, events = await one_request(reader, writer,
                                                    request)
-            except (ConnectionError, ValueError,
+            except (ConnectionError, ValueError, StreamFailedError,
                     asyncio.IncompleteReadError):
                 result.errors += began >= start_at
                 writer.close()

@@ -51,6 +51,14 @@ def test_tour_runs_as_a_program() -> None:
                      done.stdout)
     assert "pipeline stopped on SIGTERM" in done.stdout
     assert "word error rate (corpus)  0.0% of 146 words" in done.stdout
+    # Chapter 7: OpenAI's SDK streams the call's deltas as they come;
+    # the AIP route answers the same audio with an operation, polled.
+    assert "ms  delta  you are welcome have a nice day" in done.stdout
+    assert "transcript.text.done (73 words)" in done.stdout
+    assert re.search(r"GET /v2/operations/\w+: SUCCEEDED 100%",
+                     done.stdout)
+    assert re.search(r"transcripts/\w+: 9 segments", done.stdout)
+    assert "API stopped on SIGTERM" in done.stdout
     # Chapter 8: a retried usage event is a duplicate; the streams'
     # audio and add-ons are priced; delivery is a dry run of real calls.
     assert "POST /v1/usage/events (retry): 202, duplicate" in done.stdout
