@@ -113,7 +113,8 @@ def openai_router(api: SpeechApi) -> APIRouter:
             version = api.model(parsed.model, "v1")
             api.check_ready(version)
             data = await parsed.file.read()
-            # Decoding a long file takes a while: off the event loop.
+            # A long or compressed file takes a while to decode: off the
+            # event loop. A short WAV takes less than the trip there.
             audio = (read_audio(data, api.settings.max_audio_s)
                      if decodes_quickly(data) else await asyncio.to_thread(
                          read_audio, data, api.settings.max_audio_s))
