@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,16 +87,23 @@ def sample(api: SpeechApi, name: str) -> float | None:
     return api.metrics.registry.get_sample_value(name)
 
 
-async def test_a_client_gone_mid_stream_leaves_no_work_behind(
-        tmp_path: Path) -> None:
+@asynccontextmanager
+async def held_service(tmp_path: Path) -> AsyncIterator[
+        tuple[HoldsAfterFirstFinal, SpeechApi, httpx.AsyncClient]]:
+    """The service on a socket, its engine holding after one final."""
     engine = HoldsAfterFirstFinal()
     app = create_app(fast_settings(tmp_path),
                      Parts(keys=ApiKeys.of(KEY),
                            models={"full": engine, "cheaper": engine}))
-    api: SpeechApi = app.state.api
     async with live_server(app) as port, httpx.AsyncClient(
             base_url=f"http://127.0.0.1:{port}", headers=AUTH,
             timeout=BOUND_S) as client, asyncio.timeout(BOUND_S):
+        yield engine, app.state.api, client
+
+
+async def test_a_client_gone_mid_stream_leaves_no_work_behind(
+        tmp_path: Path) -> None:
+    async with held_service(tmp_path) as (engine, api, client):
         async with client.stream(
                 "POST", "/v1/audio/transcriptions", files=CALL,
                 data={"model": "mock-asr", "stream": "true"}) as answer:
@@ -137,14 +145,7 @@ async def test_a_client_gone_mid_stream_leaves_no_work_behind(
 
 async def test_a_client_gone_before_a_sync_answer_leaves_no_work_behind(
         tmp_path: Path) -> None:
-    engine = HoldsAfterFirstFinal()
-    app = create_app(fast_settings(tmp_path),
-                     Parts(keys=ApiKeys.of(KEY),
-                           models={"full": engine, "cheaper": engine}))
-    api: SpeechApi = app.state.api
-    async with live_server(app) as port, httpx.AsyncClient(
-            base_url=f"http://127.0.0.1:{port}", headers=AUTH,
-            timeout=BOUND_S) as client, asyncio.timeout(BOUND_S):
+    async with held_service(tmp_path) as (engine, api, client):
         waiting = asyncio.create_task(client.post(
             "/v1/audio/transcriptions", files=CALL,
             data={"model": "mock-asr"}))
