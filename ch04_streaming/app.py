@@ -107,6 +107,14 @@ def session_factory(scheduler: DecodeScheduler, limits: ConnectionLimits,
 # --8<-- [end:session_factory]
 
 
+def vad_config(settings: Settings) -> VadConfig:
+    """The VAD and endpointing every stream starts with."""
+    return VadConfig(aggressiveness=settings.vad_aggressiveness,
+                     pre_roll_ms=settings.pre_roll_ms,
+                     endpointing_ms=settings.endpointing_ms,
+                     max_utterance_ms=settings.max_utterance_ms)
+
+
 def build_device(settings: Settings) -> Accelerator:
     """The simulated accelerator: chapter 3's device model, with the
     measured profile's costs and memory, in the chosen number format."""
@@ -161,15 +169,8 @@ def build_server(settings: Settings, keys: ApiKeys | None = None,
         keys, dev_key = load_api_keys(settings.env)
     device = device or build_device(settings)
     recognizer = recognizer or build_recognizer(settings, device)
-    defaults = StreamDefaults(
-        vad=VadConfig(
-            aggressiveness=settings.vad_aggressiveness,
-            pre_roll_ms=settings.pre_roll_ms,
-            endpointing_ms=settings.endpointing_ms,
-            max_utterance_ms=settings.max_utterance_ms,
-        ),
-        idle_timeout_s=settings.idle_timeout_s,
-    )
+    defaults = StreamDefaults(vad=vad_config(settings),
+                              idle_timeout_s=settings.idle_timeout_s)
     connection = ConnectionLimits(
         send_queue=settings.send_queue,
         max_pending_audio_s=settings.max_pending_audio_s,

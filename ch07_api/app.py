@@ -33,10 +33,9 @@ from starlette.exceptions import HTTPException
 
 from ch03_gpu.dcgm import DcgmMetrics
 from ch03_gpu.device import Accelerator
-from ch04_streaming.app import build_device
+from ch04_streaming.app import build_device, vad_config
 from ch04_streaming.auth import ApiKeys, load_api_keys
 from ch04_streaming.engine import Recognizer
-from ch04_streaming.vad import VadConfig
 from ch06_pipeline.app import build_models
 from ch06_pipeline.degradation import Level, QueueWaits
 from ch06_pipeline.pipeline_metrics import PipelineMetrics
@@ -92,14 +91,6 @@ class Parts:
     tracer: Tracer | None = None
     store: Store | None = None
     today: Callable[[], date] = today_utc
-
-
-def vad_config(settings: ApiSettings) -> VadConfig:
-    speech = settings.pipeline.speech
-    return VadConfig(aggressiveness=speech.vad_aggressiveness,
-                     pre_roll_ms=speech.pre_roll_ms,
-                     endpointing_ms=speech.endpointing_ms,
-                     max_utterance_ms=speech.max_utterance_ms)
 
 
 def create_app(settings: ApiSettings, parts: Parts = Parts()) -> FastAPI:
@@ -167,7 +158,7 @@ def create_app(settings: ApiSettings, parts: Parts = Parts()) -> FastAPI:
 
 def build_transcriber(scheduler: PipelineScheduler, settings: ApiSettings
                    ) -> Transcriber:
-    return Transcriber(scheduler, vad_config(settings),
+    return Transcriber(scheduler, vad_config(settings.pipeline.speech),
                        settings.pipeline.speech.max_pending_audio_s)
 
 
