@@ -14,13 +14,13 @@ object its clients raise on.
 from __future__ import annotations
 
 import json
-import math
 import time
 import uuid
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
+from ch07_api import openai_schemas
 from ch07_api.errors import ApiError, mapping_of, openai_body
 from ch07_api.transcriber import Segment, Transcript
 
@@ -55,8 +55,7 @@ def delta_text(segment: Segment) -> str:
 
 
 def usage_of(transcript: Transcript) -> dict[str, Any]:
-    return {"type": "duration",
-            "seconds": math.ceil(transcript.duration_s)}
+    return openai_schemas.usage_of(transcript).model_dump()
 
 
 @dataclass
