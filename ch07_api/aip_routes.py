@@ -45,13 +45,14 @@ from ch07_api.aip_schemas import (
     transcript_v1,
     transcript_v2,
 )
-from ch07_api.audio_input import UploadedAudio, read_audio
+from ch07_api.audio_input import decode_upload
 from ch07_api.decision import ApiMode, choose_mode
+from ch07_api.edge import require_media_type
 from ch07_api.errors import (
     ConflictError,
     InvalidRequestError,
     NotFoundError,
-    UnsupportedMediaError,
+    invalid_request,
 )
 from ch07_api.model_versions import deprecation_headers, model_headers
 from ch07_api.openapi_schemas import SSE_EVENT
@@ -160,32 +161,22 @@ class AipResources:
             "response": response, "error": record.error})
 
 
-
-
 async def read_body(request: Request) -> CreateTranscriptRequest:
     """The JSON body, parsed once into its type; 415 if not JSON."""
-    media = request.headers.get("content-type", "")
-    if not media.lower().startswith("application/json"):
-        raise UnsupportedMediaError(
-            f"'{media or 'no content type'}' is not application/json")
+    require_media_type(request.headers, "application/json", "")
     try:
         return CreateTranscriptRequest.model_validate_json(
             await request.body())
     except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or None
-        raise InvalidRequestError(f"{where or 'body'}: {first['msg']}",
-                                  where) from None
+        raise invalid_request(error.errors()) from None
 
 
-def audio_of(body: CreateTranscriptRequest, max_audio_s: float
-             ) -> UploadedAudio:
+def file_of(body: CreateTranscriptRequest) -> bytes:
     try:
-        data = base64.b64decode(body.audio.content, validate=True)
+        return base64.b64decode(body.audio.content, validate=True)
     except (binascii.Error, ValueError):
         raise InvalidRequestError("audio.content is not valid base64",
                                   "audio.content") from None
-    return read_audio(data, max_audio_s, "audio.content")
 
 
 def accepts_stream(request: Request) -> bool:
@@ -225,9 +216,8 @@ def aip_router(resources: AipResources, shapes: Shapes) -> APIRouter:
                 f"language_code '{body.language_code}' is not supported",
                 "language_code")
         api.check_ready(version)
-        # Decoding a long file takes a while: off the event loop.
-        audio = await asyncio.to_thread(audio_of, body,
-                                        api.settings.max_audio_s)
+        audio = await decode_upload(file_of(body), api.settings.max_audio_s,
+                                    "audio.content")
         name = transcript_id or new_id()
         taken = await asyncio.to_thread(resources.store.transcript_exists,
                                         name)

@@ -58,6 +58,7 @@ from ch07_api.errors import (
     InternalError,
     InvalidRequestError,
     NotFoundError,
+    invalid_request,
 )
 from ch07_api.openai_routes import openai_router
 from ch07_api.openai_schemas import (
@@ -203,11 +204,8 @@ def add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: Exception) -> Response:
         assert isinstance(error, RequestValidationError)
-        first = error.errors()[0]
-        where = ".".join(str(p) for p in first["loc"][1:]) or None
-        return error_response(
-            InvalidRequestError(f"{where}: {first['msg']}", where),
-            request.url.path)
+        return error_response(invalid_request(error.errors(), skip=1),
+                              request.url.path)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: Exception) -> Response:

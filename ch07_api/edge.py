@@ -14,7 +14,7 @@ routes, `google.rpc.Status` on the AIP ones.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +25,7 @@ from ch07_api.errors import (
     ApiError,
     AuthenticationError,
     PayloadTooLargeError,
+    UnsupportedMediaError,
     mapping_of,
     openai_body,
     retry_headers,
@@ -51,6 +52,15 @@ def error_response(error: ApiError, path: str) -> JSONResponse:
             else rpc_status_body(error))
     return JSONResponse(body, mapping_of(error).status,
                         retry_headers(error))
+
+
+def require_media_type(headers: Mapping[str, str], expected: str,
+                       hint: str) -> None:
+    """415 unless the body is `expected` (parameters aside)."""
+    media = headers.get("content-type", "")
+    if not media.lower().startswith(expected):
+        raise UnsupportedMediaError(
+            f"'{media or 'no content type'}' is not {expected}{hint}")
 
 
 @dataclass

@@ -14,6 +14,7 @@ on the error without parsing its message.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,6 +140,15 @@ REQUEST_ERRORS: dict[type[ApiError], ErrorMapping] = {
 ERRORS = ML_ERRORS | REQUEST_ERRORS
 
 ERROR_DOMAIN = "speech.example.com"
+
+
+def invalid_request(problems: Sequence[Mapping[str, Any]],
+                    skip: int = 0) -> InvalidRequestError:
+    """A validator's first problem, naming the field it is in (its
+    location after the first `skip` parts: a query's leading "query")."""
+    first = problems[0]
+    where = ".".join(str(p) for p in first["loc"][skip:]) or None
+    return InvalidRequestError(f"{where or 'body'}: {first['msg']}", where)
 
 
 def mapping_of(error: ApiError) -> ErrorMapping:

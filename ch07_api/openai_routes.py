@@ -11,7 +11,6 @@ OpenAI's shape, so the SDK raises the matching exception.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -22,12 +21,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.responses import StreamingResponse
 
-from ch07_api.audio_input import decodes_quickly, read_audio
-from ch07_api.errors import (
-    ApiError,
-    InvalidRequestError,
-    UnsupportedMediaError,
-)
+from ch07_api.audio_input import decode_upload
+from ch07_api.edge import require_media_type
+from ch07_api.errors import ApiError, InvalidRequestError
 from ch07_api.model_versions import MODEL_VERSIONS, model_headers
 from ch07_api.openai_schemas import (
     ModelList,
@@ -107,17 +103,13 @@ def openai_router(api: SpeechApi) -> APIRouter:
                  summary="Transcribe an audio file (OpenAI-compatible)")
     async def create_transcription(request: Request) -> Response:
         received = time.perf_counter()
-        form = await read_form(request, api.settings.max_upload_bytes)
+        form = await read_form(request)
         try:
             parsed = parse_transcription_form(form)
             version = api.model(parsed.model, "v1")
             api.check_ready(version)
-            data = await parsed.file.read()
-            # A long or compressed file takes a while to decode: off the
-            # event loop. A short WAV takes less than the trip there.
-            audio = (read_audio(data, api.settings.max_audio_s)
-                     if decodes_quickly(data) else await asyncio.to_thread(
-                         read_audio, data, api.settings.max_audio_s))
+            audio = await decode_upload(await parsed.file.read(),
+                                        api.settings.max_audio_s)
         finally:
             await form.close()
         headers = model_headers(version)
@@ -161,12 +153,10 @@ def openai_router(api: SpeechApi) -> APIRouter:
     return router
 
 
-async def read_form(request: Request, max_bytes: int) -> Any:
-    media = request.headers.get("content-type", "")
-    if not media.lower().startswith("multipart/form-data"):
-        raise UnsupportedMediaError(
-            f"'{media or 'no content type'}' is not multipart/form-data:"
-            " send the audio as a multipart file part named 'file'")
+async def read_form(request: Request) -> Any:
+    require_media_type(request.headers, "multipart/form-data",
+                       ": send the audio as a multipart file part named"
+                       " 'file'")
     try:
         return await request.form(max_files=1, max_fields=MAX_FORM_FIELDS,
                                   max_part_size=64 * 1024)
