@@ -196,8 +196,7 @@ class EngineTimed:
         self.started = time.perf_counter()
 
     def first_segment(self) -> None:
-        if self.engine_ms is None:
-            self.engine_ms = (time.perf_counter() - self.started) * 1000
+        self.engine_ms = (time.perf_counter() - self.started) * 1000
 
     def opening(self) -> list[str]:
         return self.style.opening()

@@ -17,8 +17,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -152,8 +153,10 @@ class Transcriber:
             for start in range(0, samples.size, step):
                 block = samples[start:start + step]
                 await pace.until(start / MODEL_RATE)
-                await wait_for_room(cap, block.size / MODEL_RATE, decoding)
-                session.accept_audio(block.astype("<f4").tobytes())
+                await until_either(cap.make_room(block.size / MODEL_RATE),
+                                   decoding)
+                pcm = block.astype("<f4", copy=False)  # no copy: float32
+                session.accept_audio(pcm.tobytes())
                 on_progress(session.stats.decoded_s)
             session.finalize()
             await until_either(session.drained(), decoding)
@@ -180,16 +183,10 @@ class Pace:
         await asyncio.sleep(max(0.0, due - self.clock()))
 
 
-async def wait_for_room(cap: PendingAudioCap, seconds: float,
-                        decoding: asyncio.Task[None]) -> None:
-    await until_either(cap.make_room(seconds), decoding)
-
-
-async def until_either(waiting: object, decoding: asyncio.Task[None]
-                       ) -> None:
+async def until_either(waiting: Coroutine[Any, Any, None],
+                       decoding: asyncio.Task[None]) -> None:
     """Await `waiting`, unless the decode loop fails first: then raise
     its error (a stream whose decodes fail would wait for ever)."""
-    assert asyncio.iscoroutine(waiting)
     task = asyncio.ensure_future(waiting)
     try:
         await asyncio.wait({task, decoding},
