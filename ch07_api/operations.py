@@ -91,6 +91,14 @@ class OperationRunner:
             self._tasks.pop(operation_id, None)
 # --8<-- [end:long_running_operation]
 
+    async def _stop(self, task: asyncio.Task[None], operation_id: str,
+                    state: OperationState, error: dict[str, object],
+                    outcome: str) -> None:
+        """Cancel an operation's work, then end it with `error`."""
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await self._end(operation_id, state, error, outcome)
+
     async def _end(self, operation_id: str, state: OperationState,
                    error: dict[str, object], outcome: str) -> None:
         await asyncio.to_thread(self.store.fail, operation_id, state,
@@ -106,10 +114,8 @@ class OperationRunner:
             raise FailedPreconditionError(
                 f"operations/{operation_id} is done already"
                 f" ({record.state.value.lower()}); nothing to cancel")
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await self._end(operation_id, OperationState.CANCELLED, CANCELLED,
-                        "cancelled")
+        await self._stop(task, operation_id, OperationState.CANCELLED,
+                         CANCELLED, "cancelled")
         return await self.get(operation_id)
 
     async def get(self, operation_id: str) -> OperationRecord:
@@ -139,10 +145,8 @@ class OperationRunner:
     async def shutdown(self) -> None:
         """Stop every running operation, marked as after a crash."""
         for operation_id, task in list(self._tasks.items()):
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-            await self._end(operation_id, OperationState.FAILED,
-                            INTERRUPTED, "interrupted")
+            await self._stop(task, operation_id, OperationState.FAILED,
+                             INTERRUPTED, "interrupted")
 
 
 @dataclass
