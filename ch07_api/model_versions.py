@@ -51,16 +51,17 @@ def resolve_model(requested: str, api_version: str,
                   today: date) -> ModelVersion:
     """The dated version a request's model name means in this API."""
     name = ALIASES.get(requested, requested)
-    for version in (v for v in MODEL_VERSIONS if v.name == name):
-        if api_version not in version.api_versions:
-            raise UnknownModelError(
-                f"model '{requested}' is not served by /{api_version};"
-                f" it is served by /{', /'.join(version.api_versions)}")
-        if version.sunset is not None and today > version.sunset:
-            raise UnknownModelError(
-                f"model '{requested}' was retired on {version.sunset}")
-        return version
-    raise UnknownModelError(f"the model '{requested}' does not exist")
+    version = next((v for v in MODEL_VERSIONS if v.name == name), None)
+    if version is None:
+        raise UnknownModelError(f"the model '{requested}' does not exist")
+    if api_version not in version.api_versions:
+        raise UnknownModelError(
+            f"model '{requested}' is not served by /{api_version};"
+            f" it is served by /{', /'.join(version.api_versions)}")
+    if version.sunset is not None and today > version.sunset:
+        raise UnknownModelError(
+            f"model '{requested}' was retired on {version.sunset}")
+    return version
 # --8<-- [end:model_versions]
 
 
