@@ -2,18 +2,19 @@
 
 Batching: the batching lab's full run in virtual time (2,000 requests a
 run, Poisson and bursty arrivals): continuous against static batching on
-an LLM's decode, and dynamic batching against a batch of one on the
-streaming encoder, each as the ratio of the highest throughput the two
-sustain with p95 within the bound (300 ms encoder, 10 s decode) and as
-the ratio of capacities; then each policy's sustained throughput and its
-p95 there. Cold starts: chapter 4's service started again and again,
-phase by phase, and what each mitigation saves. Memory: one ShareGPT-
-like trace replayed through contiguous max-length preallocation, exact-
-size contiguous allocation and paged blocks, in the memory an H200
-leaves for Llama-3.1-8B's KV cache; waste in % and sequences running at
-once, in bf16, fp8 and NVFP4 (with its scales). Speed: single-token
-appends per second, the allocator's hot path, in pure Python. Each
-section is a function; `run()` merges their figures.
+an LLM's decode (launched eagerly and from CUDA graphs), and dynamic
+batching against a batch of one on the streaming encoder, each as the
+ratio of the highest throughput the two sustain with p95 within the
+bound (300 ms encoder, 10 s decode) and as the ratio of capacities; then
+each policy's sustained throughput and its p95 there. Cold starts:
+chapter 4's service started again and again, phase by phase, and what
+each mitigation saves. Memory: one ShareGPT-like trace replayed through
+contiguous max-length preallocation, exact-size contiguous allocation
+and paged blocks, in the memory an H200 leaves for Llama-3.1-8B's KV
+cache; waste in % and sequences running at once, in bf16, fp8 and NVFP4
+(with its scales). Speed: single-token appends per second, the
+allocator's hot path, in pure Python. Each section is a function;
+`run()` merges their figures.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ def memory_figures(setup: LabSetup = DEFAULT_SETUP) -> Figures:
         "paged_sequences_fp8": round(fp8.paged.mean_running),
         "paged_sequences_nvfp4": round(nvfp4.paged.mean_running),
         "contiguous_sequences_bf16": round(bf16.max_length.mean_running),
+        "paged_peak_sequences_bf16": bf16.paged.peak_running,
+        "contiguous_peak_sequences_bf16": bf16.max_length.peak_running,
         "nvfp4_vs_fp8_sequences": round(gain(nvfp4.paged, fp8.paged), 2),
         "nvfp4_vs_fp8_memory_reduction_pct": round(
             reduction_pct(NVFP4, FP8), 2

@@ -4,10 +4,14 @@ Chapter 3, "Static vs dynamic vs continuous batching" and "KV cache as
 the central bottleneck". A decode step reads every weight once, however
 many sequences share it, plus each sequence's KV cache: its cost is a
 fixed part and a part per sequence (`profiles.toml` derives both for an
-8B model on an H200). A request asks for some number of new tokens;
-request-level batching runs a batch until its longest request is done,
-with finished sequences riding along as padding, while iteration-level
-scheduling calls `step` and lets each sequence leave when it is done.
+8B model on an H200). The host must also launch the step's kernels:
+eager PyTorch takes longer to launch them than the device takes to run
+them, CUDA graph replay does not, so a step lasts the longer of the two
+(the `eager` and `tuned` launch costs). A request asks for some number
+of new tokens; request-level batching runs a batch until its longest
+request is done, with finished sequences riding along as padding, while
+iteration-level scheduling calls `step` and lets each sequence leave
+when it is done.
 """
 
 from __future__ import annotations
@@ -21,14 +25,18 @@ from ch03_gpu.device import Sleep
 
 @dataclass(frozen=True)
 class DecodeCostModel:
-    """Step latency = fixed + per sequence x sequences in the batch."""
+    """Step latency = fixed + per sequence x sequences in the batch, or
+    the host's time to launch the step, whichever is longer."""
 
     step_fixed_ms: float
     per_sequence_ms: float
+    launch_ms: float = 0.0
 
     def step_s(self, sequences: int) -> float:
-        return (self.step_fixed_ms
-                + self.per_sequence_ms * sequences) / 1000
+        # The host queues kernels ahead of the device, so the two
+        # overlap: the slower one sets the pace.
+        device_ms = self.step_fixed_ms + self.per_sequence_ms * sequences
+        return max(self.launch_ms, device_ms) / 1000
 
 
 @dataclass(eq=False)

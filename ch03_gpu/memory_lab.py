@@ -113,7 +113,7 @@ def format_table(runs: Sequence[PrecisionRun], setup: LabSetup) -> str:
         f" seed {setup.seed}; measured while requests wait",
         "",
         f"{'state':<6} {'KiB/tok':>7}  {'placement':<18} {'waste%':>6}"
-        f" {'int%':>5} {'ext%':>5} {'running':>8}",
+        f" {'int%':>5} {'ext%':>5} {'running':>8} {'peak':>5}",
     ]
     for run in runs:
         kib = bytes_per_token(shape, run.precision) / 1024
@@ -121,6 +121,7 @@ def format_table(runs: Sequence[PrecisionRun], setup: LabSetup) -> str:
             f"{run.precision.name:<6} {kib:>7.1f}  {result.placement:<18}"
             f" {result.waste_pct:>6.1f} {result.internal_pct:>5.1f}"
             f" {result.external_pct:>5.1f} {result.mean_running:>8.0f}"
+            f" {result.peak_running:>5}"
             for result in run.results
         ]
     lines.append("")

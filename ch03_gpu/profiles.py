@@ -82,10 +82,14 @@ class DeviceProfile(Strict):
         speedup = self.precisions[precision].speedup
         return CostModel(spec.fixed_ms, spec.per_audio_s_ms / speedup)
 
-    def decode_cost(self, profile: str) -> DecodeCostModel:
-        """What one step of an LLM's decode costs on this device."""
-        spec = self.decode_profiles[profile]
-        return DecodeCostModel(spec.step_fixed_ms, spec.per_sequence_ms)
+    def decode_cost(self, model: str, launch: str = "zero"
+                    ) -> DecodeCostModel:
+        """What one step of `model`'s decode costs on this device when
+        the host launches it as cost profile `launch` does (a call's
+        fixed cost: ~20 ms eager, ~2 ms with CUDA graphs)."""
+        spec = self.decode_profiles[model]
+        return DecodeCostModel(spec.step_fixed_ms, spec.per_sequence_ms,
+                               self.profiles[launch].fixed_ms)
 
     def weights_bytes(self, precision: str = "bf16") -> float:
         per_value = self.precisions[precision].bytes_per_value

@@ -23,6 +23,7 @@ from ch03_gpu.sizing import (
     Load,
     load_catalogue,
     size,
+    why_not,
 )
 
 
@@ -56,13 +57,15 @@ def parser() -> argparse.ArgumentParser:
 
 def fits_table(fits: Sequence[Fit], streams: int) -> str:
     rows = [("accelerator", "instance", "streams/GPU", "GPUs",
-             "window ms", "$/h", "$/h spot", "$/audio h")]
+             "window ms", "$/h", "$/h spot", "$/audio h",
+             "spot $/audio h")]
     for f in fits:
         rows.append((
             f.offer.name, f.offer.instance, f"{f.per_device:,}",
             f"{f.devices:,}", f"{f.window_s * 1000:.1f}",
             f"{f.on_demand_per_hour:,.2f}", f"{f.spot_per_hour:,.2f}",
-            f"{f.on_demand_per_hour / streams:.5f}"))
+            f"{f.on_demand_per_hour / streams:.5f}",
+            f"{f.spot_per_hour / streams:.5f}"))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join(
         "  ".join(cell.ljust(w) if i < 2 else cell.rjust(w)
@@ -105,9 +108,11 @@ def main(argv: Sequence[str] | None = None) -> int:
           f" profile {args.profile}, {args.precision}, devices at most"
           f" {args.max_busy:.0%} busy")
     if not fits:
-        launch = PROFILE.profiles[args.profile].fixed_ms
-        print(f"no accelerator meets it: a batch's launch alone takes"
-              f" {launch:g} ms, and a batch must wait for audio first")
+        print("no accelerator meets it:")
+        for offer in catalogue.accelerators:
+            why = why_not(PROFILE, args.profile, catalogue, offer,
+                          args.precision, load)
+            print(f"  {offer.name:<6} {why}")
         return 1
     print(fits_table(fits, args.streams))
     print("\nQuantization as a cost lever, cheapest in each format:")

@@ -169,6 +169,20 @@ def fit(profile: DeviceProfile, cost_profile: str, catalogue: Catalogue,
     return Fit(offer, precision, cost, per_device, devices, window)
 
 
+def why_not(profile: DeviceProfile, cost_profile: str,
+            catalogue: Catalogue, offer: Offer, precision: str,
+            load: Load) -> str:
+    """Why `offer` holds not one stream of `load`: what runs out."""
+    if precision not in offer.tflops:
+        return f"does not compute in {precision}"
+    if memory_streams(profile, offer, precision) < 1:
+        return (f"{offer.memory_gib:g} GiB holds no stream's state beside"
+                f" the weights in {precision}")
+    cost = scaled_cost(profile, cost_profile, catalogue, offer, precision)
+    return (f"a batch's launch alone takes {cost.fixed_ms:g} ms, and a"
+            " batch must wait for audio first")
+
+
 def size(profile: DeviceProfile, cost_profile: str, catalogue: Catalogue,
          precision: str, load: Load) -> list[Fit]:
     """Every accelerator that meets the budget, cheapest first."""

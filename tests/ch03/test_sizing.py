@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -102,6 +103,26 @@ def test_an_impossible_budget_gets_a_plain_answer(
     assert code == 1
     assert "no accelerator meets it" in out
     assert "launch alone takes 20 ms" in out
+
+
+def test_a_format_no_accelerator_computes_in_is_named_as_the_cause(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--streams", "10", "--precision", "nvfp4"]) == 1
+    out = capsys.readouterr().out
+    assert "H200   does not compute in nvfp4" in out
+    assert "launch" not in out
+
+
+def test_memory_too_small_for_the_weights_is_named_as_the_cause(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = CATALOGUE_FILE.read_text()
+    assert text.count("memory_gib = ") == 6
+    small = tmp_path / "catalogue.toml"
+    small.write_text(re.sub(r"memory_gib = \d+", "memory_gib = 0.1", text))
+    assert main(["--streams", "10", "--catalogue", str(small)]) == 1
+    out = capsys.readouterr().out
+    assert "T4     0.1 GiB holds no stream's state beside the weights" in out
+    assert "launch" not in out
 
 
 def test_the_table_and_the_levers_are_printed(
