@@ -25,7 +25,6 @@ import grpc
 from ch04_streaming.app import (
     build_device,
     build_recognizer,
-    session_factory,
 )
 from ch04_streaming.auth import ApiKeys, load_api_keys
 from ch04_streaming.dialects.dialect import StreamDefaults
@@ -35,8 +34,10 @@ from ch04_streaming.session import EveryChunk, InterimCadence
 from ch04_streaming.stream_handler import ConnectionLimits
 from ch04_streaming.stream_hooks import NoHooks, StreamHooks
 from ch04_streaming.vad import VadConfig
+from ch05_protocols.deadline import deadline_sessions
 from ch05_protocols.google_speech import SERVICE as GOOGLE_SERVICE
-from ch05_protocols.google_speech import add_google_speech
+from ch05_protocols.google_speech import GoogleSpeech, add_google_speech
+from ch05_protocols.google_stream import GoogleLimits
 from ch05_protocols.grpc_server import GrpcSpeechServer, Mounted
 from ch05_protocols.interceptors import ApiKeyInterceptor
 from ch05_protocols.recognition_call import CallLimits
@@ -47,6 +48,7 @@ from ch05_protocols.speech_service import (
     SpeechService,
     add_speech_service,
 )
+from ch05_protocols.stream_gate import StreamGate
 
 log = logging.getLogger("ch05_protocols")
 
@@ -62,17 +64,21 @@ def recognition_services(speech: SpeechService, keys: ApiKeys
                          ) -> list[Mounted]:
     """Every recognition service on the server, on one session core:
     ours, and Google's `google.cloud.speech.v1.Speech` beside it, built
-    from the same engine, scheduler and stream defaults, and behind the
-    same key check."""
-    new_session = session_factory(speech.scheduler,
-                                  speech.limits.connection, speech.cadence)
-
-    def add_google(server: grpc.aio.Server) -> None:
-        add_google_speech(server, new_session, speech.recognizer, keys,
-                          defaults=speech.defaults)
-
+    from the same engine, scheduler, stream defaults, hooks and gate,
+    and behind the same key check."""
+    limits = speech.limits
+    google = GoogleSpeech(
+        deadline_sessions(speech.scheduler, limits.connection,
+                          speech.cadence),
+        speech.gate, keys, speech.hooks,
+        GoogleLimits(max_audio_bytes=limits.call.max_audio_bytes,
+                     max_stream_s=limits.max_stream_s,
+                     audio_timeout_s=limits.audio_timeout_s,
+                     send_queue=limits.call.send_queue),
+        speech.defaults)
     return [Mounted(SERVICE_NAME, partial(add_speech_service, speech)),
-            Mounted(GOOGLE_SERVICE, add_google)]
+            Mounted(GOOGLE_SERVICE, partial(add_google_speech,
+                                            speech=google))]
 
 
 def service_limits(settings: GrpcSettings) -> ServiceLimits:
@@ -119,7 +125,8 @@ def build_grpc_server(
     if recognizer is None:
         recognizer = build_recognizer(settings.speech,
                                       build_device(settings.speech))
-    speech = SpeechService(recognizer,
+    gate = StreamGate(recognizer, settings.max_streams)
+    speech = SpeechService(gate,
                            scheduler or DirectScheduler(recognizer),
                            stream_defaults(settings),
                            service_limits(settings), hooks or NoHooks(),

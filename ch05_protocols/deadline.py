@@ -15,8 +15,11 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ch04_streaming.app import session_factory
 from ch04_streaming.engine import DecodeRequest, UtteranceDecoder
 from ch04_streaming.scheduler import DecodeScheduler
+from ch04_streaming.session import EveryChunk, InterimCadence
+from ch04_streaming.stream_handler import ConnectionLimits, SessionFactory
 from ch04_streaming.transcript import Hypothesis
 
 
@@ -48,3 +51,16 @@ class DeadlineScheduler:
         except TimeoutError:
             raise DeadlineExpiredError("deadline passed in a decode") from None
 # --8<-- [end:deadline_propagation]
+
+
+def deadline_sessions(
+    scheduler: DecodeScheduler, limits: ConnectionLimits,
+    cadence: InterimCadence | None = None,
+) -> Callable[[Callable[[], float | None]], SessionFactory]:
+    """Given a call's `time_remaining`, chapter 4's sessions for it,
+    each decoding on the shared `scheduler` under the call's deadline."""
+    def for_call(time_remaining: Callable[[], float | None]
+                 ) -> SessionFactory:
+        return session_factory(DeadlineScheduler(scheduler, time_remaining),
+                               limits, cadence or EveryChunk())
+    return for_call

@@ -9,15 +9,19 @@ no servicer base, only the messages: the method is registered by name
 with their (de)serialisers. Credentials arrive as gRPC metadata, as
 Google's do: an OAuth-style `authorization: Bearer KEY`, or an API key
 in `x-goog-api-key`, checked against `SPEECH_API_KEYS` before any
-message of the stream is read.
+message of the stream is read. From there a stream lives as one of ours
+does: the server's `StreamGate` counts it and drains it, chapter 4's
+hooks admit, meter and limit it, and its decodes honour the deadline.
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import AsyncIterator, Iterable
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 
 import grpc
 from google.cloud.speech_v1.types import (
@@ -26,20 +30,34 @@ from google.cloud.speech_v1.types import (
 )
 
 from ch04_streaming.auth import ApiKeys
-from ch04_streaming.dialects.dialect import StreamDefaults
-from ch04_streaming.engine import Recognizer
+from ch04_streaming.dialects.dialect import StreamDefaults, StreamRequest
 from ch04_streaming.stream_handler import SessionFactory
+from ch04_streaming.stream_hooks import (
+    NoHooks,
+    Refusal,
+    StreamHooks,
+    StreamStart,
+    StreamTracker,
+)
 from ch05_protocols.google_status import (
     StreamError,
     invalid_api_key,
     invalid_credential,
     missing_credential,
     not_ready,
+    refused,
 )
 from ch05_protocols.google_stream import (
     GoogleLimits,
     ReadRequest,
     RecognizeStream,
+)
+from ch05_protocols.interceptors import call_key
+from ch05_protocols.recognition_config import describe
+from ch05_protocols.stream_gate import (
+    StreamGate,
+    refusal_code,
+    text_metadata,
 )
 
 log = logging.getLogger("ch05_protocols")
@@ -83,34 +101,39 @@ def request_reader(context: Context) -> ReadRequest:
     return read
 
 
+# A session factory whose decodes honour the call's deadline, given
+# the call's `time_remaining` (chapter 5's `DeadlineScheduler`).
+DeadlineSessions = Callable[[Callable[[], float | None]], SessionFactory]
+
+
 @dataclass
 class GoogleSpeech:
     """The `Speech` service's streaming method, over shared parts."""
 
-    new_session: SessionFactory
-    recognizer: Recognizer  # asked only whether it is ready
+    sessions: DeadlineSessions
+    gate: StreamGate  # the server's admission, shared with our API
     keys: ApiKeys
+    hooks: StreamHooks = field(default_factory=NoHooks)
     limits: GoogleLimits = field(default_factory=GoogleLimits)
     defaults: StreamDefaults = field(default_factory=StreamDefaults)
-    # Calls in flight, for whoever serves this (draining, metrics).
-    active: set[RecognizeStream] = field(default_factory=set)
 
     async def streaming_recognize(
         self, requests: AsyncIterator[StreamingRecognizeRequest],
         context: Context,
     ) -> AsyncIterator[StreamingRecognizeResponse]:
         request_id = secrets.randbits(63)  # an int64, as Google's
-        stream = RecognizeStream(request_reader(context), self.new_session,
-                                 self.defaults, self.limits, request_id)
+        stream = RecognizeStream(
+            request_reader(context), self.sessions(context.time_remaining),
+            self.defaults, self.limits, request_id,
+            partial(self._admit, context))
         try:
-            check_credentials(context.invocation_metadata() or (),
-                              self.keys)
-            if not self.recognizer.ready:
-                raise not_ready()
-            self.active.add(stream)
-            stream.start()
-            while (response := await stream.next_response()) is not None:
-                yield response
+            self._check(context)
+            with self.gate.holding() as slot:
+                slot.on_stop(stream.shutdown)
+                stream.start()
+                while (response := await stream.next_response()
+                       ) is not None:
+                    yield response
             log.info("event=stream_ended request_id=%d status=OK",
                      request_id)
         except StreamError as error:
@@ -120,19 +143,34 @@ class GoogleSpeech:
             await context.abort(error.code, error.message)
         finally:
             await stream.stop()
-            self.active.discard(stream)
+
+    def _check(self, context: Context) -> None:
+        """Who calls, then whether the server takes a stream now."""
+        check_credentials(context.invocation_metadata() or (), self.keys)
+        if not self.gate.recognizer.ready:
+            raise not_ready()  # in Google's words
+        if refusal := self.gate.refusal(context.time_remaining()):
+            raise refused(refusal.code, refusal.details)
+
+    async def _admit(self, context: Context,
+                     request: StreamRequest) -> StreamTracker:
+        """Chapter 4's hooks admit the stream its config describes."""
+        metadata = context.invocation_metadata() or ()
+        start = StreamStart(uuid.uuid4().hex, call_key(metadata) or "",
+                            describe(request), text_metadata(metadata))
+        tracker = await self.hooks.admit(start)
+        if isinstance(tracker, Refusal):
+            raise refused(refusal_code(tracker.status), tracker.reason)
+        if start.reply_headers:
+            await context.send_initial_metadata(
+                tuple(start.reply_headers.items()))
+        return tracker
 
 
-def add_google_speech(server: grpc.aio.Server, new_session: SessionFactory,
-                      recognizer: Recognizer, keys: ApiKeys,
-                      limits: GoogleLimits | None = None,
-                      defaults: StreamDefaults | None = None
-                      ) -> GoogleSpeech:
+def add_google_speech(server: grpc.aio.Server,
+                      speech: GoogleSpeech) -> None:
     """Serve Google's `StreamingRecognize` on `server`; the composition
-    root passes the parts every protocol of the chapter shares."""
-    speech = GoogleSpeech(new_session, recognizer, keys,
-                          limits or GoogleLimits(),
-                          defaults or StreamDefaults())
+    root builds `speech` from the parts every protocol shares."""
     method = grpc.stream_stream_rpc_method_handler(
         speech.streaming_recognize,
         request_deserializer=StreamingRecognizeRequest.deserialize,
@@ -140,4 +178,3 @@ def add_google_speech(server: grpc.aio.Server, new_session: SessionFactory,
     )
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
         SERVICE, {"StreamingRecognize": method}),))
-    return speech

@@ -109,6 +109,27 @@ def results_late(timeout_s: float) -> StreamError:
         " end of the audio; retry the stream.")
 
 
+def refused(code: grpc.StatusCode, reason: str) -> StreamError:
+    """The server's own refusal (capacity, draining, a tier limit)."""
+    return StreamError(code, reason)
+
+
+def usage_limit(reason: str) -> StreamError:
+    return StreamError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                       f"usage limit: {reason}")
+
+
+def deadline_passed(detail: str) -> StreamError:
+    return StreamError(grpc.StatusCode.DEADLINE_EXCEEDED,
+                       f"{detail}: no more audio is decoded")
+
+
+def server_shutting_down() -> StreamError:
+    return StreamError(
+        grpc.StatusCode.UNAVAILABLE, "server shutting down: the results"
+        " sent are final; open a new stream for more audio")
+
+
 def internal() -> StreamError:
     return StreamError(grpc.StatusCode.INTERNAL,
                        "Internal error encountered.")

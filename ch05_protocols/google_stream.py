@@ -20,20 +20,24 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+import grpc
 from google.cloud.speech_v1.types import (
     StreamingRecognizeRequest,
     StreamingRecognizeResponse,
 )
 
 from ch04_streaming.audio import AudioFormatError, strip_declared_header
-from ch04_streaming.backpressure import FrameTooLongError
-from ch04_streaming.dialects.dialect import StreamDefaults
+from ch04_streaming.backpressure import FrameTooLongError, SlowConsumerError
+from ch04_streaming.dialects.dialect import StreamDefaults, StreamRequest
+from ch04_streaming.scheduler import DecodeUnavailableError
 from ch04_streaming.session import (
     SessionEvent,
     StreamSession,
     TranscriptEvent,
 )
 from ch04_streaming.stream_handler import SessionFactory
+from ch04_streaming.stream_hooks import StreamTracker
+from ch05_protocols.deadline import DeadlineExpiredError
 from ch05_protocols.google_config import (
     GoogleStreamConfig,
     parse_streaming_config,
@@ -45,11 +49,15 @@ from ch05_protocols.google_status import (
     audio_chunk_too_large,
     audio_timeout,
     client_not_reading,
+    deadline_passed,
     expected_audio,
     internal,
     invalid_audio,
+    refused,
     results_late,
+    server_shutting_down,
     stream_too_long,
+    usage_limit,
 )
 
 log = logging.getLogger("ch05_protocols")
@@ -59,6 +67,9 @@ log = logging.getLogger("ch05_protocols")
 Outgoing = StreamingRecognizeResponse | StreamError | None
 # The call's next request message; None once the client half-closed.
 ReadRequest = Callable[[], Awaitable[StreamingRecognizeRequest | None]]
+# Admits the stream its config describes (chapter 4's hooks: chapter 8
+# meters and limits here); raises StreamError to refuse it.
+Admit = Callable[[StreamRequest], Awaitable[StreamTracker]]
 
 
 @dataclass(frozen=True)
@@ -77,7 +88,10 @@ class RecognizeStream:
     defaults: StreamDefaults
     limits: GoogleLimits
     request_id: int
+    admit: Admit
     session: StreamSession | None = field(default=None, init=False)
+    tracker: StreamTracker | None = field(default=None, init=False)
+    _reader: asyncio.Task[None] | None = field(default=None, init=False)
     _responses: GoogleResponses | None = field(default=None, init=False)
     _outgoing: asyncio.Queue[Outgoing] = field(
         default_factory=asyncio.Queue, init=False)
@@ -88,7 +102,18 @@ class RecognizeStream:
     def start(self) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.limits.max_stream_s
-        self._run(self._read(deadline))
+        self._reader = self._run(self._read(deadline))
+
+    def shutdown(self) -> None:
+        """The server is stopping: stop reading, send the last finals
+        and the bill, then end with UNAVAILABLE so the client retries."""
+        if self._over or self._reader is None or self._reader.done():
+            return
+        self._reader.cancel()
+        if self.session is None or self._responses is None:
+            self._end(server_shutting_down())
+        else:
+            self._run(self._finish(server_shutting_down()))
 
     async def next_response(self) -> StreamingRecognizeResponse | None:
         """The next response to send; None once the call is over, or
@@ -103,22 +128,34 @@ class RecognizeStream:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.tracker is not None:
+            tracker, self.tracker = self.tracker, None
+            await tracker.ended()  # once, however the call ended
 
-    def _run(self, work: Coroutine[Any, Any, None]) -> None:
+    def _run(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._stopped)
+        return task
 
     def _stopped(self, task: asyncio.Task[None]) -> None:
         """A reader or decoder that fails ends the call with its status."""
         if task.cancelled() or task.exception() is None:
             return
-        error = task.exception()
-        if not isinstance(error, StreamError):
-            log.error("event=stream_failed request_id=%d", self.request_id,
-                      exc_info=error)
-            error = internal()
-        self._end(error)
+        self._end(self._status_of(task.exception()))
+
+    def _status_of(self, error: BaseException | None) -> StreamError:
+        if isinstance(error, StreamError):
+            return error
+        if isinstance(error, DeadlineExpiredError):
+            return deadline_passed(str(error))
+        if isinstance(error, SlowConsumerError):
+            return refused(grpc.StatusCode.RESOURCE_EXHAUSTED, str(error))
+        if isinstance(error, DecodeUnavailableError):
+            return refused(grpc.StatusCode.UNAVAILABLE, str(error))
+        log.error("event=stream_failed request_id=%d", self.request_id,
+                  exc_info=error)
+        return internal()
 
     def _end(self, outcome: StreamError | None) -> None:
         if not self._over:
@@ -164,6 +201,7 @@ class RecognizeStream:
             raise audio_before_config()
         config = parse_streaming_config(first.streaming_config,
                                         self.defaults)
+        self.tracker = await self.admit(config.request)
         self._responses = GoogleResponses(config, self.request_id)
         self.session = self.new_session(config.request, self._emit)
         self._run(self.session.run())
@@ -195,9 +233,13 @@ class RecognizeStream:
             self.session.accept_audio(audio)
         except (AudioFormatError, FrameTooLongError) as error:
             raise invalid_audio(str(error)) from None
+        assert self.tracker is not None
+        if over_limit := await self.tracker.audio(seconds):
+            raise usage_limit(over_limit)
 
-    async def _finish(self) -> None:
-        """The client half-closed: the last finals, then the bill."""
+    async def _finish(self, outcome: StreamError | None = None) -> None:
+        """The client half-closed (or the server is stopping): the last
+        finals, then the bill, then `outcome`."""
         assert self.session is not None and self._responses is not None
         if not self._utterance_done:
             self.session.finalize()
@@ -207,7 +249,7 @@ class RecognizeStream:
             except TimeoutError:
                 raise results_late(self.limits.drain_timeout_s) from None
         self._send(self._responses.closing(self.session.stats))
-        self._end(None)
+        self._end(outcome)
 
     def _emit(self, event: SessionEvent) -> None:
         assert self._responses is not None

@@ -82,7 +82,7 @@ class GrpcSpeechServer:
         # so; asking 20 times a second costs nothing next to a decode.
         while not self.recognizer.ready:
             await asyncio.sleep(self.readiness_poll_s)
-        if not self.speech.draining:
+        if not self.speech.gate.draining:
             await self.set_health(SERVING)
             log.info("event=serving port=%d", self.port)
 
@@ -91,7 +91,7 @@ class GrpcSpeechServer:
         if self._readiness is not None:
             self._readiness.cancel()
         await self.set_health(NOT_SERVING)
-        await self.speech.drain(self.shutdown_grace_s)
+        await self.speech.gate.drain(self.shutdown_grace_s)
         await self.health.enter_graceful_shutdown()
         # Calls still open are cancelled now: the grace has been spent.
         await self.server.stop(grace=None)

@@ -2,8 +2,9 @@
 
 Chapter 5, "gRPC bidirectional streaming". A call is admitted before
 any request is read: a deadline already passed, a server that is
-loading or draining, or one at its stream cap each end it with their
-status and a retry hint. Then its config is read and parsed, chapter
+loading or draining, or one at its stream cap (the server's
+`StreamGate`, which Google's API shares) each end it with their status
+and a retry hint. Then its config is read and parsed, chapter
 4's hooks admit it (chapter 8 meters and limits here), and a
 `RecognitionCall` serves it on chapter 4's session core. Requests come
 as bytes and are parsed in `requests.py`, so a malformed message is
@@ -12,10 +13,9 @@ INVALID_ARGUMENT with a reason rather than gRPC's UNKNOWN.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,26 +44,12 @@ from ch05_protocols.recognition_config import (
 from ch05_protocols.requests import CallEndedError, RequestReader, read_config
 from ch05_protocols.speech.v1 import speech_pb2
 from ch05_protocols.speech.v1.speech_pb2 import StreamingRecognizeResponse
+from ch05_protocols.stream_gate import StreamGate, refusal_code, text_metadata
 
 log = logging.getLogger("ch05_protocols")
 
 SERVICE_NAME = speech_pb2.DESCRIPTOR.services_by_name["Speech"].full_name
 Context = grpc.aio.ServicerContext[bytes, StreamingRecognizeResponse]
-
-# chapter 4's refusals by HTTP status, as gRPC status codes
-def text_metadata(metadata: Iterable[tuple[str, str | bytes]]
-                  ) -> dict[str, str]:
-    """A call's text metadata by (lower-case) name; binary is left out."""
-    return {name.lower(): value for name, value in metadata
-            if isinstance(value, str)}
-
-
-REFUSAL_CODES: Mapping[int, grpc.StatusCode] = {
-    401: grpc.StatusCode.UNAUTHENTICATED,
-    403: grpc.StatusCode.PERMISSION_DENIED,
-    429: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    503: grpc.StatusCode.UNAVAILABLE,
-}
 
 
 @dataclass(frozen=True)
@@ -77,68 +63,41 @@ class ServiceLimits:
 
 @dataclass(eq=False)
 class SpeechService:
-    recognizer: Recognizer  # asked only whether it is ready
+    gate: StreamGate  # the server's admission, shared with Google's API
     scheduler: DecodeScheduler  # shared by every stream
     defaults: StreamDefaults
     limits: ServiceLimits
     hooks: StreamHooks = field(default_factory=NoHooks)
     cadence: InterimCadence = field(default_factory=EveryChunk)
-    draining: bool = False
-    streams: int = 0  # admitted calls, config read or not
-    calls: set[RecognitionCall] = field(default_factory=set)
-    no_streams: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def __post_init__(self) -> None:
-        self.no_streams.set()
-
-    def refusal(self, context: Context) -> CallEndedError | None:
-        """Why a new call cannot start now; None if it can."""
-        remaining = context.time_remaining()
-        if remaining is not None and remaining <= 0:
-            return CallEndedError(grpc.StatusCode.DEADLINE_EXCEEDED,
-                                  "deadline passed before the stream"
-                                  " started: nothing was decoded")
-        if self.draining or not self.recognizer.ready:
-            why = "server is draining" if self.draining else "model loading"
-            return CallEndedError(grpc.StatusCode.UNAVAILABLE,
-                                  f"{why}: retry in 1 s")
-        if self.streams >= self.limits.max_streams:
-            return CallEndedError(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                f"at capacity: {self.limits.max_streams} streams;"
-                " retry in 1 s")
-        return None
+    @property
+    def recognizer(self) -> Recognizer:
+        return self.gate.recognizer
 
     async def StreamingRecognize(  # noqa: N802 - the proto's name
         self, requests: AsyncIterable[bytes], context: Context,
     ) -> AsyncIterator[StreamingRecognizeResponse]:
-        if (refused := self.refusal(context)) is not None:
+        if refused := self.gate.refusal(context.time_remaining()):
             await context.abort(refused.code, refused.details)
         ending: CallEndedError | None = None
-        self.streams += 1
-        self.no_streams.clear()
-        try:
-            call = await self._open(requests, context)
-            async for response in self._serve(call):
-                yield response
-            ending = call.queue.ending
-        except CallEndedError as error:
-            ending = error
-        finally:
-            self.streams -= 1
-            if not self.streams:
-                self.no_streams.set()
+        with self.gate.holding() as slot:
+            try:
+                call = await self._open(requests, context)
+                slot.on_stop(call.shutdown)
+                async for response in self._serve(call):
+                    yield response
+                ending = call.queue.ending
+            except CallEndedError as error:
+                ending = error
         if ending is not None:
             await context.abort(ending.code, ending.details)
 
     async def _serve(self, call: RecognitionCall
                      ) -> AsyncIterator[StreamingRecognizeResponse]:
-        self.calls.add(call)
         try:
             async for response in call.responses():
                 yield response
         finally:
-            self.calls.discard(call)
             await call.tracker.ended()  # however the call ended
             queue = call.queue
             code = (("OK" if queue.ending is None else queue.ending.code.name)
@@ -164,9 +123,8 @@ class SpeechService:
                             text_metadata(metadata))
         tracker = await self.hooks.admit(start)
         if isinstance(tracker, Refusal):
-            code = REFUSAL_CODES.get(tracker.status,
-                                     grpc.StatusCode.FAILED_PRECONDITION)
-            raise CallEndedError(code, tracker.reason)
+            raise CallEndedError(refusal_code(tracker.status),
+                                 tracker.reason)
         if start.reply_headers:
             await context.send_initial_metadata(
                 tuple(start.reply_headers.items()))
@@ -180,18 +138,6 @@ class SpeechService:
             session_factory(scheduler, self.limits.connection,
                             self.cadence),
             self.limits.call, tracker, stream_id)
-
-    async def drain(self, grace_s: float) -> None:
-        """Refuse new calls; let open ones finish their utterances."""
-        self.draining = True
-        for call in list(self.calls):
-            call.shutdown()
-        try:
-            async with asyncio.timeout(grace_s):
-                await self.no_streams.wait()
-        except TimeoutError:
-            log.warning("event=shutdown_grace_over streams=%d",
-                        self.streams)
 
 
 def add_speech_service(service: SpeechService, server: Any) -> None:

@@ -67,7 +67,7 @@ def api_key(metadata: Metadata) -> str | None:
     for name, value in metadata:
         if isinstance(value, bytes):  # a binary (`-bin`) entry
             continue
-        if name == "x-api-key":
+        if name in ("x-api-key", "x-goog-api-key"):  # ours, Google's
             return value
         if name == "authorization" and (key := authorization_key(value)):
             return key

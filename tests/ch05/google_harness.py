@@ -31,15 +31,16 @@ from google.cloud.speech_v1.types import (
 
 from ch03_gpu.device import Accelerator
 from ch03_gpu.profiles import PROFILES
-from ch04_streaming.app import session_factory
 from ch04_streaming.auth import ApiKeys
 from ch04_streaming.client import chunk_bounds, load_audio
 from ch04_streaming.engine import LocalMatching, MockRecognizer
 from ch04_streaming.mock_matcher import Lexicon
 from ch04_streaming.scheduler import DirectScheduler
 from ch04_streaming.stream_handler import ConnectionLimits
+from ch05_protocols.deadline import deadline_sessions
 from ch05_protocols.google_speech import GoogleSpeech, add_google_speech
 from ch05_protocols.google_stream import GoogleLimits
+from ch05_protocols.stream_gate import StreamGate
 from tests.ch04.harness import KEY, audio_of
 
 AudioEncoding = RecognitionConfig.AudioEncoding
@@ -79,14 +80,16 @@ class GoogleServer:
 @asynccontextmanager
 async def google_server(lexicon: Lexicon,
                         limits: GoogleLimits | None = None,
-                        ready: bool = True) -> AsyncIterator[GoogleServer]:
+                        ready: bool = True, max_streams: int = 100
+                        ) -> AsyncIterator[GoogleServer]:
     recognizer = MockRecognizer(LocalMatching(lexicon),
                                 Accelerator(PROFILES["zero"]))
     server = grpc.aio.server()
-    speech = add_google_speech(
-        server, session_factory(DirectScheduler(recognizer),
-                                ConnectionLimits()),
-        recognizer, ApiKeys.of(KEY), limits)
+    speech = GoogleSpeech(
+        deadline_sessions(DirectScheduler(recognizer), ConnectionLimits()),
+        StreamGate(recognizer, max_streams), ApiKeys.of(KEY),
+        limits=limits or GoogleLimits())
+    add_google_speech(server, speech)
     port = server.add_insecure_port("127.0.0.1:0")
     local_port = server.add_secure_port(
         "127.0.0.1:0", grpc.local_server_credentials(LOCAL_TCP))

@@ -16,11 +16,12 @@ from google.cloud.speech_v1.types import StreamingRecognizeRequest
 from ch03_gpu.device import Accelerator
 from ch03_gpu.profiles import PROFILES
 from ch04_streaming.app import session_factory
-from ch04_streaming.dialects.dialect import StreamDefaults
+from ch04_streaming.dialects.dialect import StreamDefaults, StreamRequest
 from ch04_streaming.engine import LocalMatching, MockRecognizer
 from ch04_streaming.mock_matcher import Lexicon
 from ch04_streaming.scheduler import DirectScheduler
 from ch04_streaming.stream_handler import ConnectionLimits
+from ch04_streaming.stream_hooks import NoTracker, StreamTracker
 from ch05_protocols.google_status import StreamError
 from ch05_protocols.google_stream import GoogleLimits, RecognizeStream
 from tests.ch05.google_harness import (
@@ -28,6 +29,10 @@ from tests.ch05.google_harness import (
     requests_for,
     streaming_config,
 )
+
+
+async def admit_all(request: StreamRequest) -> StreamTracker:
+    return NoTracker()
 
 
 async def test_responses_beyond_the_queue_end_the_call(
@@ -48,7 +53,8 @@ async def test_responses_beyond_the_queue_end_the_call(
     stream = RecognizeStream(
         read_request,
         session_factory(DirectScheduler(recognizer), ConnectionLimits()),
-        StreamDefaults(), GoogleLimits(send_queue=1), request_id=1)
+        StreamDefaults(), GoogleLimits(send_queue=1), request_id=1,
+        admit=admit_all)
     stream.start()
     try:
         with pytest.raises(StreamError) as caught:

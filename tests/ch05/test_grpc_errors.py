@@ -218,7 +218,7 @@ async def test_a_client_that_cancels_frees_its_stream_at_once(
         assert await call.code() == grpc.StatusCode.CANCELLED
         await hooks.ended.get()
         await scheduler.cancelled.wait()  # and was stopped with it
-        assert running.built.server.speech.streams == 0
+        assert running.built.server.speech.gate.streams == 0
         release.set()
 
 

@@ -74,7 +74,7 @@ async def test_a_drain_finishes_open_streams_then_says_unavailable(
         call = running.call(sent_then_held(requests, sent))
         await sent.wait()
         first = await anext(aiter(call))  # the stream is under way
-        drain = asyncio.create_task(server.speech.drain(5.0))
+        drain = asyncio.create_task(server.speech.gate.drain(5.0))
         rest = await responses_until_failed(call)
         code, details = await ending(call)
         await drain

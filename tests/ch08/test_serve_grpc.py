@@ -4,7 +4,7 @@ Chapter 5's gRPC service runs in the metered process behind chapter 8's
 tier-limit interceptor: a stream over the tier's concurrent-stream
 limit is RESOURCE_EXHAUSTED, a key with no billing account is
 UNAUTHENTICATED, health needs no key, and after SIGTERM the stream's
-audio is in the ledger.
+audio is in the ledger, whether it came through our API or Google's.
 """
 
 from __future__ import annotations
@@ -16,6 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from google.cloud.speech_v1 import SpeechAsyncClient
+from google.cloud.speech_v1.services.speech.transports import (
+    SpeechGrpcAsyncIOTransport,
+)
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ch05_protocols.speech.v1.speech_pb2_grpc import SpeechStub
@@ -24,6 +28,13 @@ from ch08_metering.ledger import Ledger
 from examples.service import Service, running_service
 from examples.stream_grpc import Pace, config_request, recognize
 from tests.ch04.harness import MANIFEST, reference
+from tests.ch05.google_harness import (
+    audio_chunks,
+    final_transcript,
+    requests_for,
+    sent,
+    streaming_config,
+)
 from tests.ch05.grpc_harness import (
     finals,
     fixture_audio,
@@ -101,6 +112,41 @@ async def test_grpc_streams_are_limited_and_metered(tmp_path: Path) -> None:
                           "tier single: 1 concurrent streams; retry in"
                           " 1.0 s")
     assert unknown == grpc.StatusCode.UNAUTHENTICATED
+    assert exit_code == 0
+    engine = open_engine(database)
+    totals = Ledger(engine).totals()
+    engine.dispose()
+    expected = round(MANIFEST.get("quick_brown_fox").duration_s * 1000)
+    assert totals == {("acme", "audio_ms", ()): expected}
+
+
+async def test_google_streams_are_metered_as_ours_are(
+        tmp_path: Path) -> None:
+    """The official Google client, with its API-key header, on the
+    metered port: its audio is in the ledger like any stream's."""
+    database = f"sqlite:///{tmp_path}/ledger.sqlite3"
+    accounts = tmp_path / "accounts.toml"
+    accounts.write_text(ACCOUNTS)
+    env = {"SPEECH_API_KEYS": "acme-key", "DATABASE_URL": database,
+           "CH04_LOAD_S": "0", "CH04_WARMUP_S": "0"}
+    args = ("-m", "ch08_metering", "serve", "--port", "0", "--stream-port",
+            "0", "--grpc-port", "0", "--accounts", str(accounts))
+    requests = requests_for(streaming_config(),
+                            audio_chunks("quick_brown_fox"))
+    async with running_service(args, env) as service:
+        address = f"127.0.0.1:{grpc_port(service)}"
+        async with (grpc.aio.insecure_channel(address) as channel,
+                    asyncio.timeout(TIMEOUT_S)):
+            await wait_until_serving(channel)
+            client = SpeechAsyncClient(
+                transport=SpeechGrpcAsyncIOTransport(channel=channel))
+            stream = await client.streaming_recognize(
+                requests=sent(requests), retry=None, timeout=TIMEOUT_S,
+                metadata=(("x-goog-api-key", "acme-key"),))
+            heard = final_transcript([r async for r in stream])
+            service.process.send_signal(signal.SIGTERM)
+            exit_code = await service.process.wait()
+    assert heard == reference("quick_brown_fox")
     assert exit_code == 0
     engine = open_engine(database)
     totals = Ledger(engine).totals()
