@@ -173,10 +173,10 @@ async def test_a_google_deadline_mid_stream_cancels_the_inference(
         lexicon: Lexicon) -> None:
     scheduler = BlockingScheduler()
     async with serving(lexicon, scheduler=scheduler) as running:
-        # 0.4 s of audio: all of it fits under the pending-audio cap,
-        # so the client is done writing when the deadline comes.
-        call = google_call(running, held(fox_requests()[:5],
-                                         asyncio.Event()), timeout=0.5)
+        # All of it fits under the pending-audio cap (10 s), so the
+        # client is done writing when the deadline comes.
+        call = google_call(running, held(fox_requests(),
+                                         asyncio.Event()), timeout=2.0)
         await scheduler.started.wait()
         code, _ = await ending(call)
         async with asyncio.timeout(TIMEOUT_S):
