@@ -117,6 +117,10 @@ class StreamGate:
             if not self.slots:
                 self._empty.set()
 
+    async def emptied(self) -> None:
+        """Return once no stream is open."""
+        await self._empty.wait()
+
     async def drain(self, grace_s: float) -> None:
         """Refuse new streams; let open ones finish their utterances."""
         self.draining = True
@@ -124,7 +128,7 @@ class StreamGate:
             slot.stop()
         try:
             async with asyncio.timeout(grace_s):
-                await self._empty.wait()
+                await self.emptied()
         except TimeoutError:
             log.warning("event=shutdown_grace_over streams=%d",
                         self.streams)
