@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -26,8 +27,9 @@ DEFAULT_PORT = 8005
 def main(argv: Sequence[str] = ()) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(message)s")
-    # Given first, so a --port of the caller's wins.
-    settings = parse_settings(["--port", str(DEFAULT_PORT), *argv])
+    # The port's default, under every CH04_ variable and flag given.
+    env = {"CH04_PORT": str(DEFAULT_PORT), **os.environ}
+    settings = parse_settings(list(argv), env)
     built = build_server(settings, more_dialects=chapter5_dialects())
     paths = ", ".join(chapter5_dialects())
     print(f"chapter 5 framings at {paths}", flush=True)
