@@ -16,6 +16,7 @@ PROMTOOL_DIR := build/promtool
 
 help:
 	@echo "make demo      the guided tour of every chapter's service"
+	@echo "               (make demo CHAPTER=6: one chapter's stop)"
 	@echo "make test      the test suite under coverage, then snippet checks"
 	@echo "make check     fast static checks: ruff, mypy, layers, snippets"
 	@echo "make snippets  extract the book's snippets to build/snippets/"
@@ -40,7 +41,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $@
 
 demo: $(STAMP)
-	$(PY) -m examples.tour
+	$(PY) -m examples.tour $(if $(CHAPTER),--chapter $(CHAPTER))
 
 test: $(STAMP) promtool
 	@rm -f .coverage .coverage.*

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from examples import tour as tour_module
 from examples.catalogue import catalogue_table, shorten
 from examples.fixtures import load_manifest
 
@@ -29,12 +30,39 @@ def test_long_text_is_shortened_and_silence_is_named() -> None:
     assert shorten("") == "(no speech)"
 
 
+def processes_in_group(group: int) -> list[str]:
+    """The command lines of the processes left in a process group."""
+    left = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:  # it ended while we looked
+            continue
+        # pgrp, after state and ppid; a zombie has ended (whoever
+        # adopted it has not reaped it yet)
+        if int(fields[2]) == group and fields[0] != "Z":
+            left.append(cmdline.replace(b"\0", b" ").decode())
+    return left
+
+
+def tour(*args: str, timeout_s: float) -> subprocess.CompletedProcess[str]:
+    """The tour as `make demo` runs it, in a process group of its own:
+    whatever it started and left running is still in that group."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "examples.tour", *args], cwd=REPO_ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True)
+    stdout, stderr = process.communicate(timeout=timeout_s)
+    left = processes_in_group(process.pid)
+    assert left == [], left  # nothing left running
+    return subprocess.CompletedProcess(process.args, process.returncode,
+                                       stdout, stderr)
+
+
 @pytest.mark.timeout(300)  # every chapter's stop, in real time
 def test_tour_runs_as_a_program() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "examples.tour"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=260,
-    )
+    done = tour(timeout_s=260)
     assert done.returncode == 0, done.stderr
     assert "quick_brown_fox_opus" in done.stdout
     for dialect in ("deepgram", "assemblyai"):
@@ -68,4 +96,56 @@ def test_tour_runs_as_a_program() -> None:
     assert "matches" in done.stdout
     assert '"call": "POST /v1/billing/meter_events"' in done.stdout
     assert "page      1h    5m     14.4    0.0144" in done.stdout
+    # Chapter 11: the synthetic month (`python -m ch11_slo scenario`)
+    assert "error budget left at the end of the period" in done.stdout
     assert "Tour complete" in done.stdout
+    # The summary: every stop, its time, and the plots written.
+    summary = done.stdout.split("== Summary ==")[1]
+    assert len(re.findall(r"^  ok +\d+\.\d s  ", summary,
+                          re.MULTILINE)) == 8
+    assert "8 stops in" in summary
+    assert "build/demo/batching.png" in summary
+    assert "build/ch11/scenario.png" in summary
+
+
+@pytest.mark.timeout(120)
+def test_one_chapter_is_toured_alone() -> None:
+    done = tour("--chapter", "6", timeout_s=100)
+    assert done.returncode == 0, done.stderr
+    assert "== 1. Chapter 6:" in done.stdout
+    assert "Chapter 4" not in done.stdout
+    assert "1 stop in" in done.stdout
+
+
+def test_a_chapter_without_a_stop_is_refused() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "examples.tour", "--chapter", "9"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "invalid choice: 9" in done.stderr
+
+
+def test_a_stop_alone_runs_what_it_reads_first_and_a_failure_shows(
+        monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    ran: list[str] = []
+    records: list[str] = []
+
+    def fails() -> None:
+        raise RuntimeError("the stop broke")
+
+    stops = [
+        tour_module.Stop(4, "four", lambda: records.append("4")),
+        tour_module.Stop(11, "eleven", lambda: ran.append("11"),
+                         needs=lambda: not records,
+                         needed=lambda: records.append("4")),
+        tour_module.Stop(8, "eight", fails),
+    ]
+    monkeypatch.setattr(tour_module, "STOPS", stops)
+    assert tour_module.main(["--chapter", "11"]) == 0
+    assert (ran, records) == (["11"], ["4"])
+    assert tour_module.main(["--chapter", "11"]) == 0  # records exist
+    assert (ran, records) == (["11", "11"], ["4"])
+    assert tour_module.main(["--chapter", "8"]) == 1
+    out = capsys.readouterr().out
+    assert "FAILED" in out and "The tour failed" in out

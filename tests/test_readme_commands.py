@@ -1,0 +1,132 @@
+"""Every command of the README's chapter map is exercised by a test.
+
+The map's Command column is the reader's way into each chapter; a
+command no test runs can rot unseen. Each one is listed here with the
+tests that run it (as a process, or through its `main`), and this test
+fails when the README names a command without one, when a listed test
+no longer exists, or when that test does not mention the command.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+# README command (module, then subcommand) -> the tests that run it
+COMMAND_TESTS: dict[str, tuple[str, ...]] = {
+    "ch03_gpu batching": (
+        "ch03/test_batching_lab.py::"
+        "test_cli_prints_the_comparison_and_writes_the_plot",),
+    "ch03_gpu memory": (
+        "ch03/test_memory_lab.py::test_memory_command_prints_the_table",),
+    "ch03_gpu coldstart": (
+        "ch03/test_coldstart.py::test_one_run_of_the_lab_prints_every_table",),
+    "ch03_gpu size": (
+        "ch03/test_sizing.py::test_the_table_and_the_levers_are_printed",),
+    "ch03_gpu speculate": (
+        "ch03/test_speculative.py::test_the_lab_prints_its_table",),
+    "ch04_streaming": (
+        "ch04/test_shutdown.py::test_sigterm_drains_and_exits",),
+    "ch05_protocols grpc": (
+        "ch05/test_grpc_process.py::test_serves_then_drains_on_sigterm",),
+    "ch05_protocols ws": (
+        "ch05/test_commands.py::test_ws_serves_base64_beside_deepgram",),
+    "ch05_protocols.stall": (
+        "ch05/test_stall.py::test_a_short_stall_costs_latency_buffered_and"
+        "_words_dropped",
+        "ch05/test_stall.py::test_bad_flags_stop_the_lab"),
+    "ch05_protocols.choose": (
+        "ch05/test_choose.py::test_the_command_prints_the_choice_and_the_rest",),
+    "ch06_pipeline": (
+        "ch06/test_main.py::test_the_service_serves_both_transports_and"
+        "_drains",),
+    "examples.loadgen": (
+        "examples/test_loadgen.py::test_the_command_at_capacity_writes"
+        "_records_summary_and_plot",),
+    "ch07_api": (
+        "ch07/test_main.py::test_the_service_serves_the_sdk_and_stops"
+        "_cleanly",),
+    "ch08_metering serve": (
+        "ch08/test_serve.py::test_sigterm_drains_streams_and_writes_their"
+        "_usage",),
+    "ch08_metering invoice": (
+        "ch08/test_invoice.py::test_the_invoice_command_prints_the_preview"
+        "_table",),
+    "ch08_metering explain": (
+        "ch08/test_invoice.py::test_explain_prints_the_audit_trail_of_a"
+        "_line",),
+    "ch08_metering deliver": (
+        "ch08/test_delivery.py::test_the_cli_dry_run_prints_the_calls_it"
+        "_would_make",),
+    "ch11_slo burn-rates": (
+        "ch11/test_cli.py::test_burn_rates_prints_the_workbook_table",),
+    "ch11_slo rules": (
+        "ch11/test_cli.py::test_rules_writes_the_committed_file",),
+    "ch11_slo report": (
+        "ch11/test_report.py::test_a_healthy_run_meets_every_voice_ai"
+        "_target",),
+    "ch11_slo scenario": ("test_tour.py::test_tour_runs_as_a_program",),
+}
+
+
+# subcommands whose module goes by another name (the dispatcher's map)
+RUN_BY = {"speculate": "speculative_lab"}
+
+
+def readme_commands() -> set[str]:
+    """`python -m MODULE [SUB]` of the chapter map's Command column;
+    `... SUB` continues the module before it."""
+    found: set[str] = set()
+    for row in (REPO / "README.md").read_text().splitlines():
+        if not re.match(r"\| \d+ ", row):
+            continue
+        module = ""
+        for code in re.findall(r"`([^`]+)`", row.split("|")[4]):
+            words = code.split()
+            if words[:2] == ["python", "-m"]:
+                module, rest = words[2], words[3:]
+            elif words[0] == "...":
+                rest = words[1:]
+            else:
+                continue
+            sub = rest[0] if rest and not rest[0].startswith("-") and (
+                rest[0].islower()) else ""
+            found.add(f"{module} {sub}".strip())
+    return found
+
+
+def test_the_map_is_read() -> None:
+    commands = readme_commands()
+    assert "ch03_gpu size" in commands and "ch04_streaming" in commands
+    assert len(commands) >= 20
+
+
+def test_every_readme_command_has_a_test_and_every_test_a_command(
+) -> None:
+    assert readme_commands() == set(COMMAND_TESTS)
+
+
+def function_source(node_id: str) -> str | None:
+    path, name = node_id.split("::")
+    source = (REPO / "tests" / path).read_text()
+    for node in ast.walk(ast.parse(source)):
+        if (isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+                and node.name == name):
+            return ast.get_source_segment(source, node)
+    return None
+
+
+def test_each_listed_test_exists_and_runs_its_command() -> None:
+    for command, tests in COMMAND_TESTS.items():
+        word = command.split()[-1].split(".")[-1]
+        word = RUN_BY.get(word, word)
+        module = (REPO / "tests" / tests[0].split("::")[0]).read_text()
+        for node_id in tests:
+            body = function_source(node_id)
+            assert body is not None, node_id
+            # the command's last word in the test, or in the test
+            # module, which imports the command's `main` by that name
+            assert word in body or word in module, (command, node_id)
