@@ -18,3 +18,7 @@ def accelerator_lab() -> None:
     print("\nRight-sizing 1,000 streams within 300 ms"
           " (python -m ch03_gpu size):\n", flush=True)
     size_lab.main(["--streams", "1000", "--p95-ms", "300"])
+
+
+if __name__ == "__main__":
+    accelerator_lab()

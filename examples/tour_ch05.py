@@ -65,3 +65,7 @@ async def run() -> None:
 
 def grpc_stream() -> None:
     asyncio.run(run())
+
+
+if __name__ == "__main__":
+    grpc_stream()

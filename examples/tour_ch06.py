@@ -67,3 +67,7 @@ async def run() -> None:
 
 def many_streams() -> None:
     asyncio.run(run())
+
+
+if __name__ == "__main__":
+    many_streams()

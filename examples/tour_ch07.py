@@ -89,3 +89,7 @@ async def run() -> None:
 
 def api_styles() -> None:
     asyncio.run(run())
+
+
+if __name__ == "__main__":
+    api_styles()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
 import sys
@@ -149,3 +150,28 @@ def test_a_stop_alone_runs_what_it_reads_first_and_a_failure_shows(
     assert tour_module.main(["--chapter", "8"]) == 1
     out = capsys.readouterr().out
     assert "FAILED" in out and "The tour failed" in out
+
+
+def test_every_chapter_stop_runs_alone_as_a_module() -> None:
+    """`python -m examples.tour_chNN` runs that stop, as the README and
+    the chapter READMEs say."""
+    for path in sorted((REPO_ROOT / "examples").glob("tour_ch*.py")):
+        tree = ast.parse(path.read_text())
+        guards = [node for node in tree.body if isinstance(node, ast.If)
+                  and ast.unparse(node.test) == "__name__ == '__main__'"]
+        assert guards, path.name
+        called = {node.func.id for node in ast.walk(guards[0])
+                  if isinstance(node, ast.Call)
+                  and isinstance(node.func, ast.Name)}
+        stops = {stop.run.__name__ for stop in tour_module.STOPS
+                 if stop.run.__module__ == f"examples.{path.stem}"}
+        assert stops and stops <= called, path.name
+
+
+@pytest.mark.timeout(120)
+def test_a_chapter_stop_module_runs_on_its_own() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "examples.tour_ch03"], cwd=REPO_ROOT,
+        capture_output=True, text=True, timeout=100)
+    assert done.returncode == 0, done.stderr
+    assert "Right-sizing 1,000 streams" in done.stdout
