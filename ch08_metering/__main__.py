@@ -3,8 +3,9 @@
 Chapter 8. `serve` runs chapter 4's streaming endpoints with metering
 and tier limits composed in, beside the usage ingest API; `invoice`
 previews a customer's bill; `explain` rebuilds one invoice line from the
-raw events; `deliver` sends usage to Stripe. Each command is a module
-with `add_parser` and `run`.
+raw events; `deliver` sends usage to Stripe; `simulate` writes a seeded
+month of usage for the demo customers. Each command is a module with
+`add_parser` and `run`.
 """
 
 from __future__ import annotations
@@ -14,13 +15,14 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from ch08_metering import delivery_cli, explain, invoice, serve
+from ch08_metering import delivery_cli, explain, invoice, serve, synthetic
 
 COMMANDS = {
     "serve": serve,
     "invoice": invoice,
     "explain": explain,
     "deliver": delivery_cli,
+    "simulate": synthetic,
 }
 
 

@@ -200,6 +200,23 @@ def row(name: str, quantity: str, unit_price: str, amount: str) -> str:
     return f"{name:<21}{quantity:>20}  {unit_price:<16}{amount:>12}".rstrip()
 
 
+def add_on_multiplier(invoice: Invoice) -> Decimal | None:
+    """What the audio lines cost together over the base audio line:
+    how far stacked add-ons raise the rate. None without add-ons."""
+    base = invoice.amount_of("audio")
+    audio = [line.amount for line in invoice.lines if is_audio(line.name)]
+    if not base or len(audio) < 2:
+        return None
+    return sum(audio, Decimal("0")) / base
+
+
+def every_add_on_multiplier(prices: PriceList) -> Decimal:
+    """The rate with every add-on of the price list, over the base."""
+    stacked = sum((p.amount for p in prices.features.values()),
+                  prices.audio.amount)
+    return stacked / prices.audio.amount
+
+
 def render_invoice(invoice: Invoice) -> str:
     """The invoice as a fixed-width table (79 columns at most)."""
     prices = invoice.prices
@@ -222,6 +239,10 @@ def render_invoice(invoice: Invoice) -> str:
     out.append(row("total", "", "", f"{invoice.total:,}"))
     out += [row(f"  if {model}", "", "", f"{invoice.total_under(model):,}")
             for model in others]
+    if stacked := add_on_multiplier(invoice):
+        every = every_add_on_multiplier(prices)
+        out.append(f"audio with add-ons: {stacked:.2f}x the base audio"
+                   f" charge (every add-on: {every:.2f}x)")
     if any(line.price.illustrative for line in invoice.lines):
         out.append("* illustrative: not a vendor price")
     return "\n".join(out) + "\n"

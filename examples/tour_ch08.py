@@ -6,7 +6,8 @@ billed add-ons), reports other usage through the ingest API (and a retry
 of it, which is not counted twice), stops the service with SIGTERM, then
 runs the chapter's tools as a reader would: the invoice preview, the
 audit trail of one line, and the Stripe calls a delivery pass would make
-(a dry run: no Stripe key is set).
+(a dry run: no Stripe key is set). Last, a seeded month of two
+customers' traffic (`simulate`) and their invoices, in dollars.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from examples.service import REPO_ROOT, running_service, wait_until_ready
 DEMO_DIR = REPO_ROOT / "build" / "demo"
 LEDGER = DEMO_DIR / "metering.sqlite3"
 DRY_RUN_LOG = DEMO_DIR / "stripe-dry-run.jsonl"
+MONTH_LEDGER = DEMO_DIR / "month.sqlite3"
+MONTH = "2026-11"  # the month the price list begins
 DEV_KEY = re.compile(r"development key: (\S+)")
 
 
@@ -95,10 +98,10 @@ async def metered_streams() -> None:
                   " event written")
 
 
-def tool(*args: str) -> None:
+def tool(*args: str, ledger: Path = LEDGER) -> None:
     command = [sys.executable, "-m", "ch08_metering", *args]
     print(f"\n$ python -m ch08_metering {' '.join(args)}", flush=True)
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{LEDGER}"}
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{ledger}"}
     env.pop("STRIPE_API_KEY", None)  # a dry run, whatever the shell has
     subprocess.run(command, check=True, cwd=REPO_ROOT, env=env)
 
@@ -115,6 +118,15 @@ def metering_and_billing() -> None:
          "--line", "audio+diarization")
     tool("deliver", "--once", "--settle-s", "-60",  # the open minute too
          "--dry-run-log", str(DRY_RUN_LOG.relative_to(REPO_ROOT)))
+    print("\nA month of two customers' traffic, in dollars (a ledger of"
+          " its own):", flush=True)
+    for path in (MONTH_LEDGER, Path(f"{MONTH_LEDGER}-wal"),
+                 Path(f"{MONTH_LEDGER}-shm")):
+        path.unlink(missing_ok=True)
+    tool("simulate", "--period", MONTH, ledger=MONTH_LEDGER)
+    for customer in ("acme", "demo"):
+        tool("invoice", "--customer", customer, "--period", MONTH,
+             ledger=MONTH_LEDGER)
 
 
 if __name__ == "__main__":

@@ -96,6 +96,11 @@ def test_tour_runs_as_a_program() -> None:
     assert "invoice line audio+diarization:" in done.stdout
     assert "matches" in done.stdout
     assert '"call": "POST /v1/billing/meter_events"' in done.stdout
+    # ... and a simulated month of two customers, billed in dollars
+    assert re.search(r"acme: [\d,]+ calls, [\d,.]+ audio hours",
+                     done.stdout)
+    assert "Invoice preview: acme, 2026-11" in done.stdout
+    assert re.search(r"audio with add-ons: \d\.\d\dx", done.stdout)
     assert "page      1h    5m     14.4    0.0144" in done.stdout
     # Chapter 11: the synthetic month (`python -m ch11_slo scenario`)
     assert "error budget left at the end of the period" in done.stdout

@@ -196,6 +196,7 @@ tokens                   1,200,000 tokens  2.50/1M tokens*         3.00
 total                                                             15.89
   if aws_15s_minimum                                              15.94
   if per_15s_block                                                15.94
+audio with add-ons: 1.62x the base audio charge (every add-on: 1.87x)
 * illustrative: not a vendor price
 """
 
