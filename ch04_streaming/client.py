@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import io
+import itertools
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -99,6 +100,8 @@ class HeardUtterance:
     first_result_s: float | None  # first word's audio -> first result
     final_latency_s: float  # last word's audio -> final
     processing_s: float  # first word's audio -> final
+    # between consecutive results with words, interim or final
+    result_gaps_s: tuple[float, ...] = ()
 
     @property
     def audio_s(self) -> float:
@@ -272,8 +275,8 @@ class ResultTimer:
     dialect: ClientDialect
     report: Report
     on_result: Callable[[Result], None] | None = None
-    # segment -> client clock time of its first result with words
-    first_results: dict[float, float] = field(default_factory=dict)
+    # segment -> client clock times of its results with words
+    arrivals: dict[float, list[float]] = field(default_factory=dict)
 
     def message(self, raw: str | bytes, now: float) -> None:
         """One WebSocket message, received at `now`."""
@@ -297,17 +300,17 @@ class ResultTimer:
         latency = (now - audio_clock.time_of(last)
                    if last is not None else 0.0)
         result = Result(heard.text, heard.is_final, latency)
-        if first is not None and heard.segment not in self.first_results:
-            self.first_results[heard.segment] = now
+        if first is not None:
             if report.first_result_s is None:
                 report.first_result_s = now - audio_clock.time_of(first)
+            self.arrivals.setdefault(heard.segment, []).append(now)
         if heard.is_final and first is not None and last is not None:
-            first_at = self.first_results.pop(heard.segment, None)
-            spoken = audio_clock.time_of(first)
+            times = self.arrivals.pop(heard.segment, [now])
+            first_at, spoken = times[0], audio_clock.time_of(first)
             report.utterances.append(HeardUtterance(
-                heard.text, first, last, first_at, now,
-                None if first_at is None else first_at - spoken,
-                latency, now - spoken))
+                heard.text, first, last, first_at, now, first_at - spoken,
+                latency, now - spoken,
+                tuple(b - a for a, b in itertools.pairwise(times))))
         report.results.append(result)
         if self.on_result is not None:
             self.on_result(result)

@@ -64,6 +64,9 @@ class UtteranceRecord(BaseModel):
     dialect: str | None = None
     fixture_id: str | None = None
     paced: bool = False
+    # seconds between consecutive results with words, interim or final:
+    # the speech API's inter-token latency
+    result_gaps_seconds: tuple[Seconds, ...] = ()
 
     @field_validator("final_latency_seconds", "processing_seconds")
     @classmethod

@@ -73,6 +73,13 @@ def report_rows(slis: Slis, t: TierTargets) -> list[Row]:
                 None if p95 is None else p95 <= limit),
             Row(f"{name} p99", ms(p99)),
         ]
+    for name, latency in (
+        ("end-to-end (first word to final)", slis.end_to_end),
+        ("inter-result gap", slis.inter_result),
+        ("time per output word", slis.time_per_word),
+    ):
+        rows += [Row(f"{name} p50", ms(latency.p50 if latency else None)),
+                 Row(f"{name} p95", ms(latency.p95 if latency else None))]
     wer = slis.word_errors.rate if slis.word_errors else None
     words = slis.word_errors.reference_words if slis.word_errors else 0
     rows += [

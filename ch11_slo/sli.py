@@ -71,6 +71,9 @@ class Slis:
     goodput: float | None
     drop_rate: float | None
     reconnection: float | None
+    inter_result: Percentiles | None = None
+    time_per_word: Percentiles | None = None
+    end_to_end: Percentiles | None = None
 
 
 def percentiles(values: Sequence[float | None]) -> Percentiles | None:
@@ -88,6 +91,28 @@ def real_time_factors(utterances: Sequence[UtteranceRecord]) -> list[float]:
     # fast as the service takes it shows how fast the service is.
     return [u.processing_seconds / u.audio_seconds for u in utterances
             if u.processing_seconds is not None and not u.paced]
+
+
+# --8<-- [start:token_latencies]
+def inter_result_gaps(utterances: Sequence[UtteranceRecord]) -> list[float]:
+    """Seconds between consecutive results of an utterance: an LLM's
+    inter-token latency, in a speech API's terms."""
+    return [gap for u in utterances for gap in u.result_gaps_seconds]
+
+
+def times_per_word(utterances: Sequence[UtteranceRecord]) -> list[float]:
+    """From the first result to the final, per word after the first:
+    an LLM's time per output token. Paced audio bounds it by the pace
+    of speech: a word cannot be heard before it is spoken."""
+    times = []
+    for u in utterances:
+        words = len(u.hypothesis.split())
+        if (u.first_result_seconds is not None
+                and u.processing_seconds is not None and words > 1):
+            after_first = u.processing_seconds - u.first_result_seconds
+            times.append(max(0.0, after_first) / (words - 1))
+    return times
+# --8<-- [end:token_latencies]
 
 
 def word_errors(utterances: Sequence[UtteranceRecord]) -> WordErrors | None:
@@ -169,6 +194,11 @@ def measure_slis(records: Iterable[Record], targets: TierTargets) -> Slis:
         goodput=goodput(utterances, targets),
         drop_rate=drop_rate(streams),
         reconnection=reconnection_rate(streams),
+        inter_result=percentiles(inter_result_gaps(utterances)),
+        time_per_word=percentiles(times_per_word(utterances)),
+        # from the first word spoken to its utterance's final
+        end_to_end=percentiles(
+            [u.processing_seconds for u in utterances]),
     )
 
 

@@ -67,6 +67,8 @@ def utterance_records(report: Report, fixture: AudioFixture,
             reference=" ".join(fixture.utterances[i].text for i in parts),
             hypothesis=heard.text, dialect=dialect, fixture_id=fixture.id,
             paced=paced,
+            result_gaps_seconds=tuple(
+                round(gap, 4) for gap in heard.result_gaps_s),
         ))
     for i, missed in enumerate(fixture.utterances):
         if i not in matched:

@@ -3,9 +3,18 @@ from the manifest's word times by the client's audio clock."""
 
 from __future__ import annotations
 
+from typing import cast
+
 import pytest
 
-from ch04_streaming.client import AudioClock, HeardUtterance, Report
+from ch04_streaming.client import (
+    AudioClock,
+    ClientDialect,
+    Heard,
+    HeardUtterance,
+    Report,
+    ResultTimer,
+)
 from examples.fixtures import load_manifest
 from examples.sli_records import utterance_records
 
@@ -99,3 +108,32 @@ def test_words_where_the_manifest_has_none_are_not_scored() -> None:
     report = Report(utterances=[heard("uh", 0.0, 0.2, 0.1, 0.3)])
     records = utterance_records(report, silence, "s2", "assemblyai")
     assert [r.outcome for r in records] == ["no_final"]
+
+
+class SilentDialect:
+    """A dialect is only asked to read messages; `heard` is called
+    directly here, as a gRPC client does."""
+
+    def heard(self, message: object) -> None:
+        return None
+
+
+def test_the_gaps_between_an_utterances_results_are_recorded() -> None:
+    clock = AudioClock(paced=True, origin=ORIGIN)
+    report = Report(audio_clock=clock)
+    timer = ResultTimer(cast(ClientDialect, SilentDialect()), report)
+    for text, final, at in (("call", False, ORIGIN + 1.0),
+                            ("call me", False, ORIGIN + 1.25),
+                            ("call me back", True, ORIGIN + 1.75)):
+        timer.heard(Heard(text, final, 0.5, 0.9, segment=0.5), at)
+    timer.heard(Heard("", False, None, None, segment=2.0), ORIGIN + 1.8)
+    [utterance] = report.utterances
+    assert utterance.result_gaps_s == pytest.approx((0.25, 0.5))
+    assert utterance.first_result_at == ORIGIN + 1.0
+    call = load_manifest().get("support_call")
+    first = call.utterances[0]
+    report.utterances = [HeardUtterance(
+        first.text, first.start, first.end, ORIGIN + first.start + 0.2,
+        ORIGIN + first.end + 0.3, 0.2, 0.3, 0.5, (0.25, 0.5))]
+    [record, *_] = utterance_records(report, call, "s1", "deepgram")
+    assert record.result_gaps_seconds == (0.25, 0.5)
