@@ -4,7 +4,9 @@ Chapter 11. `burn-rates` prints the burn-rate table of an objective and
 period: factors, thresholds, and how fast each tier detects and resets;
 `rules` turns an SLO spec into Prometheus rules that promtool checks;
 `report` measures the SLIs of client records against a tier's targets;
-`scenario` replays a synthetic month and shows which alerts fire when.
+`scenario` replays a synthetic month and shows which alerts fire when;
+`jitter` plays a jittery stream through playout buffers and weighs the
+gaps each hides against the latency it adds.
 Bad input stops with exit status 2 and a message naming the field.
 """
 
@@ -26,6 +28,7 @@ from ch11_slo.burn_rates import (
 )
 from ch11_slo.durations import parse_duration
 from ch11_slo.invalid import InvalidField
+from ch11_slo.jitter import DEFAULT_CHUNK_MS, jitter_report
 from ch11_slo.rules import render_rules, rule_groups
 from ch11_slo.spec import DEFAULT_PERIOD, parse_spec
 
@@ -51,6 +54,18 @@ def parser() -> argparse.ArgumentParser:
     rules.add_argument("spec", type=Path, help="SLO spec (YAML)")
     rules.add_argument("-o", "--output", type=Path,
                        help="rules file to write (default: stdout)")
+    jitter = commands.add_parser(
+        "jitter", help="playout delay vs added latency vs underruns")
+    jitter.add_argument("--seed", type=int, default=0,
+                        help="seed of the arrival trace (default 0)")
+    jitter.add_argument("--chunk-ms", type=int, default=DEFAULT_CHUNK_MS,
+                        help="ms of stream per chunk (default"
+                             f" {DEFAULT_CHUNK_MS})")
+    jitter.add_argument("--tier", default="voice-ai",
+                        help="the tier whose first-result target is the"
+                             " budget (default: voice-ai)")
+    jitter.add_argument("--markdown", action="store_true",
+                        help="print a Markdown table")
     for name, help_text in DELEGATED_HELP.items():
         delegated = commands.add_parser(name, help=help_text,
                                         add_help=False)
@@ -102,9 +117,16 @@ def rules_command(args: argparse.Namespace) -> int:
     return 0
 
 
-# The table's checks name its fields; on the command line, the flags.
+def jitter_command(args: argparse.Namespace) -> int:
+    print(jitter_report(args.seed, args.chunk_ms, args.tier,
+                        args.markdown), end="")
+    return 0
+
+
+# The checks name their fields; on the command line, the flags.
 FLAGS = {"objective": "--objective", "period": "--period",
-         "scrape_interval": "--scrape-interval"}
+         "scrape_interval": "--scrape-interval", "seed": "--seed",
+         "chunk_ms": "--chunk-ms", "tier": "--tier"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -115,12 +137,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if words and words[0] == "scenario":
         return scenario.main(words[1:])
     args = parser().parse_args(words)
-    command = {"burn-rates": burn_rates_command, "rules": rules_command}
+    command = {"burn-rates": burn_rates_command, "rules": rules_command,
+               "jitter": jitter_command}
     try:
         return command[args.command](args)
     except InvalidField as error:
         field = error.field
-        if args.command == "burn-rates":
+        if args.command in ("burn-rates", "jitter"):
             field = FLAGS.get(field, field)
         print(f"error: {field}: {error.problem}", file=sys.stderr)
         return 2

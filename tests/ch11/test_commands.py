@@ -24,5 +24,5 @@ def test_top_level_help_lists_every_command(
         main(["--help"])
     assert done.value.code == 0
     out = capsys.readouterr().out
-    for command in ("burn-rates", "rules", "report", "scenario"):
+    for command in ("burn-rates", "rules", "report", "scenario", "jitter"):
         assert command in out
