@@ -30,6 +30,10 @@ COMMAND_TESTS: dict[str, tuple[str, ...]] = {
         "ch03/test_speculative.py::test_the_lab_prints_its_table",),
     "ch04_streaming": (
         "ch04/test_shutdown.py::test_sigterm_drains_and_exits",),
+    "ch04_streaming.providers": (
+        "ch04/test_providers.py::test_the_readme_holds_the_table_the"
+        "_command_prints",
+        "ch04/test_providers.py::test_the_module_runs_as_a_command"),
     "ch05_protocols grpc": (
         "ch05/test_grpc_process.py::test_serves_then_drains_on_sigterm",),
     "ch05_protocols ws": (
@@ -69,6 +73,8 @@ COMMAND_TESTS: dict[str, tuple[str, ...]] = {
         "ch11/test_report.py::test_a_healthy_run_meets_every_voice_ai"
         "_target",),
     "ch11_slo scenario": ("test_tour.py::test_tour_runs_as_a_program",),
+    "ch11_slo jitter": (
+        "ch11/test_jitter.py::test_the_command_runs_as_a_program",),
 }
 
 
