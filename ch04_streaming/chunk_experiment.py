@@ -69,6 +69,7 @@ def p50_p95(seconds: Sequence[float]) -> tuple[float | None, float | None]:
     return nearest_rank(ms, 0.50), nearest_rank(ms, 0.95)
 
 
+# --8<-- [start:chunk_size]
 async def measure(url: str, key: str, audio: ClientAudio,
                   chunk_ms: int) -> Row:
     report = await stream(url, DIALECTS["deepgram"], key, audio,
@@ -89,6 +90,7 @@ async def measure(url: str, key: str, audio: ClientAudio,
         utterances=len(heard),
         transcript=report.transcript,
     )
+# --8<-- [end:chunk_size]
 
 
 def ms(value: float | None) -> str:

@@ -195,23 +195,47 @@ class SpeechServer:
     # --8<-- [start:admission]
     async def admit(self, connection: ServerConnection,
                     request: Request) -> Response | None:
-        """Decide before the upgrade; None lets the WebSocket open."""
+        """Decide before the upgrade; None lets the WebSocket open.
+
+        The cheap checks come first, so a refused client costs little:
+        the route, the key, readiness, capacity. Only then is a slot
+        held and the stream's own request parsed and admitted.
+        """
         url = urlsplit(request.path)
         dialect = self.dialects.get(url.path)
         if dialect is None:
             return self.plain_http(url.path)
         query = dict(parse_qsl(url.query))
-        key = dialect.credential(folded(request.headers), query)
-        if not key or not self.keys.verify(key):
-            reason = "missing API key" if not key else "invalid API key"
-            return self.refuse(401, reason, dialect.error_headers(reason))
-        if self.draining or not self.recognizer.ready:
-            why = "server is draining" if self.draining else "model loading"
-            return self.refuse(503, why, {"Retry-After": "1"})
-        if (full := self.at_capacity(key, dialect)) is not None:
-            return full
+        key = dialect.credential(folded(request.headers), query) or ""
+        refused = (self.unauthenticated(key, dialect)
+                   or self.unavailable()
+                   or self.at_capacity(key, dialect))
+        if refused is not None:
+            return refused
         assert isinstance(connection, SpeechConnection)
         self.hold(connection, key)  # freed however the socket ends
+        return await self.open_stream(connection, request, dialect, query,
+                                      key)
+    # --8<-- [end:admission]
+
+    def unauthenticated(self, key: str,
+                        dialect: Dialect) -> Response | None:
+        if key and self.keys.verify(key):
+            return None
+        reason = "missing API key" if not key else "invalid API key"
+        return self.refuse(401, reason, dialect.error_headers(reason))
+
+    def unavailable(self) -> Response | None:
+        if not self.draining and self.recognizer.ready:
+            return None
+        why = "server is draining" if self.draining else "model loading"
+        return self.refuse(503, why, {"Retry-After": "1"})
+
+    async def open_stream(self, connection: SpeechConnection,
+                          request: Request, dialect: Dialect,
+                          query: dict[str, str],
+                          key: str) -> Response | None:
+        """Parse the stream's request and let the hooks admit it."""
         try:
             parsed = dialect.parse(query, self.defaults)
         except RequestError as error:
@@ -228,7 +252,6 @@ class SpeechServer:
         if connection not in self.admitted:  # the client left meanwhile
             await tracker.ended()
         return None
-    # --8<-- [end:admission]
 
     def at_capacity(self, key: str, dialect: Dialect) -> Response | None:
         """503 when the server is full; 429 when this key holds its

@@ -183,7 +183,9 @@ class StreamSession:
         self.arrivals.record(self.vad.now_s, self.clock())
         self._check_utterance_end()
         return seconds
+    # --8<-- [end:session_accept]
 
+    # --8<-- [start:vad_routing]
     def _route(self, events: list[VadEvent]) -> None:
         for event in events:
             if isinstance(event, SpeechStarted):
@@ -200,7 +202,7 @@ class StreamSession:
                 work.final, work.reason = True, event.reason
                 self._current = None
         self._update_flow()
-    # --8<-- [end:session_accept]
+    # --8<-- [end:vad_routing]
 
     def finalize(self) -> None:
         """Client asked for a final now (Finalize, ForceEndpoint)."""

@@ -230,7 +230,9 @@ class StreamHandler:
                 closing = await self._audio(inbound, pace)
             if closing is not None:
                 return closing
+    # --8<-- [end:read_loop]
 
+    # --8<-- [start:audio_frame]
     async def _audio(self, frame: bytes, pace: Pace) -> Closing | None:
         codes = self.dialect.codes
         try:
@@ -247,7 +249,7 @@ class StreamHandler:
         if over_limit := await self.tracker.audio(seconds):
             return codes.over_limit.because(over_limit)
         return None
-    # --8<-- [end:read_loop]
+    # --8<-- [end:audio_frame]
 
     def _control(self, control: Control) -> Closing | None:
         if control is Control.FINALIZE:

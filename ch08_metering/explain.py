@@ -101,6 +101,7 @@ class LineAudit:
         return to_cents(self.unrounded_amount)
 
 
+# --8<-- [start:audit_trail]
 def audit_line(line: str, events: Iterable[LedgerEvent],
                prices: PriceList) -> LineAudit:
     """Group the line's events by stream; round each stream's total."""
@@ -115,6 +116,7 @@ def audit_line(line: str, events: Iterable[LedgerEvent],
         streams.append(StreamAudit(stream_id, tuple(stream_events), total,
                                    terms.model(total)))
     return LineAudit(line, terms, tuple(streams))
+# --8<-- [end:audit_trail]
 
 
 def utc(ms: int) -> str:

@@ -45,6 +45,7 @@ class StreamMeter:
     def __post_init__(self) -> None:
         self.interval_start = self.started_at
 
+    # --8<-- [start:interval_metering]
     def add(self, seconds: float, now: float) -> UsageEvent | None:
         """Count a frame; an event if its interval is over."""
         self.audio_s += seconds
@@ -64,6 +65,7 @@ class StreamMeter:
             stream_id=self.stream_id, sequence=self.sequence,
             customer=self.customer, source=SOURCE, meter="audio_ms",
             value=value, features=self.features, at=now)
+    # --8<-- [end:interval_metering]
 
 
 class UsageStore(Protocol):
@@ -98,6 +100,7 @@ class LedgerWriter:
     def __post_init__(self) -> None:
         self._queue = asyncio.Queue(maxsize=self.capacity)
 
+    # --8<-- [start:event_queue]
     async def put(self, event: UsageEvent) -> None:
         await self._queue.put(event)
 
@@ -110,6 +113,7 @@ class LedgerWriter:
             while len(events) < self.batch and not self._queue.empty():
                 events.append(self._queue.get_nowait())
             await self._write(events)
+    # --8<-- [end:event_queue]
 
     async def _write(self, events: list[UsageEvent]) -> None:
         self._in_flight = events

@@ -35,6 +35,7 @@ def ceil_div(numerator: int, denominator: int) -> int:
     return -(-numerator // denominator)
 
 
+# --8<-- [start:billing_models]
 def per_second(ms: int) -> int:
     """Deepgram, AssemblyAI: pro-rated, a request rounded up to 1 s."""
     return ceil_div(ms, 1000)
@@ -49,6 +50,7 @@ def aws_15s_minimum(ms: int) -> int:
 def per_15s_block(ms: int) -> int:
     """Every started 15-second block is billed in full."""
     return ceil_div(ms, 15_000) * 15
+# --8<-- [end:billing_models]
 
 
 def per_character(characters: int) -> int:

@@ -137,6 +137,7 @@ def roll_up_next_minute(connection: Connection, accounts: Accounts,
         .where(t.rollup_id.is_(None), t.event_time_ms < before_ms))
     if first is None:
         return RollupCounts()
+    # --8<-- [start:roll_up_claim]
     minute_ms = first - first % MINUTE_MS
     rollup_id: int = connection.execute(
         insert(rollups).values(created_at_ms=now_ms, events=0)
@@ -151,6 +152,7 @@ def roll_up_next_minute(connection: Connection, accounts: Accounts,
         .values(rollup_id=rollup_id)
         .returning(t.source, t.id, t.customer, t.meter, t.features,
                    t.value, t.event_time_ms)).all()
+    # --8<-- [end:roll_up_claim]
     connection.execute(update(rollups).where(rollups.c.id == rollup_id)
                        .values(events=len(events)))
     outbox: list[dict[str, object]] = []

@@ -57,23 +57,30 @@ class WordErrors:
         return edits / self.reference_words
 
 
+# --8<-- [start:sli_taxonomy]
 @dataclass(frozen=True)
 class Slis:
     """Every SLI of one run; None where there was nothing to measure."""
 
     utterances: int
     streams: int
+    # latency: first result (TTFT), result to result (inter-token),
+    # per word (TPOT), first word to final (end to end), final after
+    # the last word
     first_result: Percentiles | None
+    inter_result: Percentiles | None
+    time_per_word: Percentiles | None
+    end_to_end: Percentiles | None
     final_latency: Percentiles | None
+    # quality: accuracy, speed, and the share meeting every target
+    word_errors: WordErrors | None
     rtf_p95: float | None
     rtf_mean: float | None
-    word_errors: WordErrors | None
     goodput: float | None
+    # reliability: connections lost, and won back
     drop_rate: float | None
     reconnection: float | None
-    inter_result: Percentiles | None = None
-    time_per_word: Percentiles | None = None
-    end_to_end: Percentiles | None = None
+# --8<-- [end:sli_taxonomy]
 
 
 def percentiles(values: Sequence[float | None]) -> Percentiles | None:

@@ -23,6 +23,7 @@ Share = Annotated[float, Field(ge=0, le=1)]
 Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
 
+# --8<-- [start:tier_targets]
 class TierTargets(BaseModel):
     """What "good" means for one use-case tier."""
 
@@ -37,6 +38,7 @@ class TierTargets(BaseModel):
     rtf_below: Positive
     max_drop_rate: Share
     min_reconnection: Share
+# --8<-- [end:tier_targets]
 
 
 def load_targets(path: Path = DEFAULT_TARGETS) -> dict[str, TierTargets]:
