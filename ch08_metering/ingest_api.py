@@ -13,7 +13,11 @@ report anyone's, as metering services do. The body must be JSON
 (`application/json` or CloudEvents' own types), and is read no further
 than its limit and no longer than its timeout: a sender cannot make the
 server hold more than 1 MiB of it, nor hold the connection by sending
-it slowly.
+it slowly. OpenMeter's clients send to `POST /api/v1/events`
+(`openmeter.py`): the same keys, limits, validation and ledger,
+answered as OpenMeter answers, 204 when every event is recorded (or
+already was), else a problem and nothing written; each path's
+`Contract` holds what differs.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -43,9 +47,17 @@ from ch08_metering.ledger import (
     Duplicate,
     Ledger,
     LedgerBusyError,
+    LedgerConflictError,
     Outcome,
 )
 from ch08_metering.metering import SERVICE_SOURCES
+from ch08_metering.openmeter import (
+    OPENMETER_PATH,
+    SHAPES,
+    Shape,
+    as_usage_event,
+    problem,
+)
 
 log = logging.getLogger("ch08_metering")
 
@@ -54,6 +66,7 @@ MAX_BODY_BYTES = 1024 * 1024
 BODY_TIMEOUT_S = 30.0  # a whole 1 MiB body needs only 35 KB/s
 JSON_TYPES = ("application/json", "application/cloudevents+json",
               "application/cloudevents-batch+json")
+Refusal = Callable[[int, str, dict[str, str] | None], Response]
 
 
 @dataclass(frozen=True)
@@ -75,6 +88,26 @@ def error(status: int, reason: str,
                          "reason": reason}, status, headers)
 
 
+@dataclass(frozen=True)
+class Contract:
+    """What one path of the ingest API takes and how it refuses; the
+    keys, limits, validation and ledger are the same for every path."""
+
+    shapes: Mapping[str, Shape]  # media type -> what its body holds
+    wrong_type: int  # the status for any other media type
+    refuse: Refusal
+    translate: Callable[[object], object | Rejected]  # into our event
+
+
+def as_it_is(raw: object) -> object:
+    return raw
+
+
+USAGE = Contract(dict.fromkeys(JSON_TYPES, "either"), 415, error,
+                 as_it_is)
+OPENMETER = Contract(SHAPES, 400, problem, as_usage_event)
+
+
 def status_of(outcome: Outcome) -> dict[str, object]:
     if isinstance(outcome, Accepted | Duplicate):
         status = "accepted" if isinstance(outcome, Accepted) else "duplicate"
@@ -82,10 +115,6 @@ def status_of(outcome: Outcome) -> dict[str, object]:
         return {"id": outcome.id, "status": status,
                 "accepted_at": at.isoformat()}
     return {"id": outcome.id, "status": "rejected", "reason": outcome.reason}
-
-
-def is_json(content_type: str) -> bool:
-    return content_type.split(";")[0].strip().lower() in JSON_TYPES
 
 
 def peer(request: Request) -> str:
@@ -113,12 +142,16 @@ async def read_body(request: Request, limit: int,
     return b"".join(chunks)
 
 
-async def receive_batch(request: Request,
-                        timeout_s: float) -> list[object] | Response:
+async def receive_batch(request: Request, timeout_s: float,
+                        contract: Contract) -> list[object] | Response:
     """The raw events of a request, or the answer that refuses it."""
-    if not is_json(request.headers.get("content-type", "")):
-        return error(415, "send the events as application/json or"
-                     " application/cloudevents(-batch)+json")
+    refuse = contract.refuse
+    given = request.headers.get("content-type", "")
+    shape = contract.shapes.get(given.split(";")[0].strip().lower())
+    if shape is None:
+        return refuse(contract.wrong_type, f"invalid content type:"
+                      f" {given[:100] or 'none'}; send the events as"
+                      f" {', '.join(contract.shapes)}", None)
     try:
         body = await read_body(request, MAX_BODY_BYTES, timeout_s)
     except ClientDisconnect:  # the sender left: nobody to answer
@@ -127,15 +160,15 @@ async def receive_batch(request: Request,
     except TimeoutError:  # a slow client, not a fault of the server
         log.info("event=request_timeout part=body client=%s",
                  peer(request))
-        return error(408, f"body not received within {timeout_s:g} s",
-                     {"Connection": "close"})  # the rest may still come
+        return refuse(408, f"body not received within {timeout_s:g} s",
+                      {"Connection": "close"})  # the rest may still come
     if body is None:
-        return error(413, f"body over {MAX_BODY_BYTES} bytes")
-    batch = parse_body(body)
-    return error(400, batch) if isinstance(batch, str) else batch
+        return refuse(413, f"body over {MAX_BODY_BYTES} bytes", None)
+    batch = parse_body(body, shape)
+    return refuse(400, batch, None) if isinstance(batch, str) else batch
 
 
-def parse_body(body: bytes) -> list[object] | str:
+def parse_body(body: bytes, shape: Shape = "either") -> list[object] | str:
     """The events of a request body, or why there are none."""
     try:
         parsed = json.loads(body)
@@ -143,6 +176,10 @@ def parse_body(body: bytes) -> list[object] | str:
         return "body is not valid JSON"
     except RecursionError:
         return "body is nested too deeply"
+    if shape == "one" and isinstance(parsed, list):
+        return "body is a list; its content type holds one event"
+    if shape == "many" and not isinstance(parsed, list):
+        return "body is not a list; its content type holds a list"
     batch = parsed if isinstance(parsed, list) else [parsed]
     if not batch:
         return "empty batch"
@@ -175,44 +212,103 @@ def create_ingest_app(ledger: Ledger, accounts: Accounts, keys: ApiKeys,
     metrics = IngestMetrics.create()
     services = service_keys or ApiKeys(())
 
-    def reporter(key: str | None) -> str | Response | None:
+    def reporter(key: str | None,
+                 refuse: Refusal) -> str | Response | None:
         """Whose usage the key may report: a customer, or None (any)."""
         if services.verify(key):
             return None
         if key is None or not keys.verify(key):
-            return error(401, "missing or invalid API key")
+            return refuse(401, "missing or invalid API key", None)
         customer = accounts.customer_for_key(key)
         if customer is None:
-            return error(403, "no billing account for this API key")
+            return refuse(403, "no billing account for this API key", None)
         return customer.id
 
-    @app.post("/v1/usage/events", status_code=202)
-    async def ingest(request: Request) -> Response:
+    async def received(request: Request, contract: Contract
+                       ) -> tuple[list[UsageEvent | Rejected], int] | Response:
+        """The request's events, each judged alone, and the time they
+        arrived (ms); or the answer that refuses the whole request."""
         only = reporter(authorization_key(
-            request.headers.get("authorization", "")))
+            request.headers.get("authorization", "")), contract.refuse)
         if isinstance(only, Response):
             return only
-        batch = await receive_batch(request, body_timeout_s)
+        batch = await receive_batch(request, body_timeout_s, contract)
         if isinstance(batch, Response):
             return batch
         now = clock()
-        parsed = [reportable(parse_event(raw, accounts.customers,
-                                         datetime.fromtimestamp(now, UTC)),
-                             only)
-                  for raw in batch]
-        valid = [e for e in parsed if isinstance(e, UsageEvent)]
+        at = datetime.fromtimestamp(now, UTC)
+
+        def judge(raw: object) -> UsageEvent | Rejected:
+            event = contract.translate(raw)
+            if isinstance(event, Rejected):
+                return event
+            return reportable(parse_event(event, accounts.customers, at),
+                              only)
+
+        return [judge(raw) for raw in batch], round(now * 1000)
+
+    async def record(events: list[UsageEvent], now_ms: int,
+                     contract: Contract,
+                     whole: bool = False) -> list[Outcome] | Response:
+        """Each event's outcome in the ledger, or 503 if it is busy.
+        Taken `whole`, a rejected outcome means none was written."""
         try:
-            written = iter(await asyncio.to_thread(
-                ledger.ingest, valid, round(now * 1000)))
+            return await asyncio.to_thread(ledger.ingest, events, now_ms,
+                                           whole=whole)
+        except LedgerConflictError as conflict:
+            return conflict.outcomes
         except LedgerBusyError:
-            return error(503, "ledger busy; nothing was written",
-                         {"Retry-After": "1"})
-        results = [status_of(e if isinstance(e, Rejected) else next(written))
+            return contract.refuse(503, "ledger busy; nothing was written",
+                                   {"Retry-After": "1"})
+
+    def count(outcomes: Iterable[Outcome]) -> None:
+        for outcome in outcomes:
+            metrics.events.labels(status_of(outcome)["status"]).inc()
+
+    @app.post("/v1/usage/events", status_code=202)
+    async def ingest(request: Request) -> Response:
+        events = await received(request, USAGE)
+        if isinstance(events, Response):
+            return events
+        parsed, now_ms = events
+        written = await record(
+            [e for e in parsed if isinstance(e, UsageEvent)], now_ms, USAGE)
+        if isinstance(written, Response):
+            return written
+        outcomes = iter(written)
+        answers = [e if isinstance(e, Rejected) else next(outcomes)
                    for e in parsed]
-        for result in results:
-            metrics.events.labels(result["status"]).inc()
-        return JSONResponse({"type": "IngestResult", "results": results},
+        count(answers)
+        return JSONResponse({"type": "IngestResult",
+                             "results": [status_of(a) for a in answers]},
                             202)
+
+    @app.post(OPENMETER_PATH, status_code=204)
+    async def ingest_openmeter(request: Request) -> Response:
+        """OpenMeter's contract: every event recorded (or already
+        there), 204 and no body; else 400, and none of them written."""
+        events = await received(request, OPENMETER)
+        if isinstance(events, Response):
+            return events
+        parsed, now_ms = events
+        valid = [e for e in parsed if isinstance(e, UsageEvent)]
+        judged: Sequence[UsageEvent | Outcome] = parsed
+        if len(valid) == len(parsed):
+            written = await record(valid, now_ms, OPENMETER, whole=True)
+            if isinstance(written, Response):
+                return written
+            judged = written
+        rejected = [(n, e) for n, e in enumerate(judged)
+                    if isinstance(e, Rejected)]
+        if not rejected:
+            count(e for e in judged if not isinstance(e, UsageEvent))
+            return Response(status_code=204)
+        count(e for _, e in rejected)
+        return problem(400, f"{len(rejected)} of {len(judged)} events"
+                       " refused; none of the request's events was"
+                       " recorded", None, {"rejected": [
+                           {"index": n, "id": e.id, "reason": e.reason}
+                           for n, e in rejected]})
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -8,7 +8,9 @@ with their original acceptance. Nothing claims a key before the write
 succeeds, so a failed write leaves nothing behind that would make the
 retry look like a duplicate (the bug of openmeter#5118). An event's
 identity is (customer, source, id): a customer's ids are its own, so
-no one else's event can take one, or reveal that it is taken.
+no one else's event can take one, or reveal that it is taken. A batch
+can be taken whole: if any of its events reuses an id for different
+content, none of them is written.
 """
 
 from __future__ import annotations
@@ -44,6 +46,15 @@ Outcome = Accepted | Duplicate | Rejected
 
 class LedgerBusyError(Exception):
     """The database could not take the write now; nothing was written."""
+
+
+class LedgerConflictError(Exception):
+    """A batch taken whole reused an id for a different event; none of
+    it was written. `outcomes` answers each event as if it had been."""
+
+    def __init__(self, outcomes: list[Outcome]) -> None:
+        super().__init__("id already used by a different event")
+        self.outcomes = outcomes
 
 
 class LedgerSchemaError(Exception):
@@ -96,9 +107,10 @@ class Ledger:
         metadata.create_all(self.engine)
         require_identity(self.engine)
 
-    def ingest(self, events: Sequence[UsageEvent],
-               now_ms: int) -> list[Outcome]:
-        """Record new events; answer each, in order."""
+    def ingest(self, events: Sequence[UsageEvent], now_ms: int, *,
+               whole: bool = False) -> list[Outcome]:
+        """Record new events; answer each, in order. `whole`: write
+        none of them if any is rejected (LedgerConflictError)."""
         first: dict[EventKey, int] = {}  # key -> first position
         for position, event in enumerate(events):
             first.setdefault(event.key, position)
@@ -108,18 +120,11 @@ class Ledger:
                 inserted = insert_new(connection, rows)
                 earlier = accepted_before(
                     connection, [k for k in first if k not in inserted])
+                outcomes = answers(events, first, earlier, now_ms)
+                if whole and any(isinstance(o, Rejected) for o in outcomes):
+                    raise LedgerConflictError(outcomes)  # rolls back
         except OperationalError as error:
             raise LedgerBusyError(str(error.orig)) from error
-        outcomes: list[Outcome] = []
-        for position, event in enumerate(events):
-            original = events[first[event.key]]
-            if event.key in earlier:
-                outcomes.append(same_or_conflict(event, *earlier[event.key]))
-            elif position == first[event.key]:
-                outcomes.append(Accepted(event.id, now_ms))
-            else:  # repeated within this batch
-                outcomes.append(same_or_conflict(
-                    event, original.model_dump_json(), now_ms))
         return outcomes
 
     def stream_usage(self, customer: str, start_ms: int,
@@ -205,6 +210,24 @@ def accepted_before(connection: Connection, keys: list[EventKey]
         found |= {(customer, source, r.id): (r.body, r.accepted_at_ms)
                   for r in rows}
     return found
+
+
+def answers(events: Sequence[UsageEvent], first: dict[EventKey, int],
+            earlier: dict[EventKey, tuple[str, int]],
+            now_ms: int) -> list[Outcome]:
+    """Each event's outcome, in order: new at its first position,
+    else the same as the one already there, or a conflict with it."""
+    outcomes: list[Outcome] = []
+    for position, event in enumerate(events):
+        original = events[first[event.key]]
+        if event.key in earlier:
+            outcomes.append(same_or_conflict(event, *earlier[event.key]))
+        elif position == first[event.key]:
+            outcomes.append(Accepted(event.id, now_ms))
+        else:  # repeated within this batch
+            outcomes.append(same_or_conflict(
+                event, original.model_dump_json(), now_ms))
+    return outcomes
 
 
 def require_identity(engine: Engine) -> None:

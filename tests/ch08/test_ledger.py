@@ -15,6 +15,7 @@ from ch08_metering.ledger import (
     Duplicate,
     Ledger,
     LedgerBusyError,
+    LedgerConflictError,
     LedgerSchemaError,
     insert_new,
     ledger_row,
@@ -57,6 +58,23 @@ def test_a_reused_id_with_other_content_is_rejected(
     assert not isinstance(outcome, Accepted | Duplicate)
     assert "different event" in outcome.reason
     assert sum(ledger.totals().values()) == 1000
+
+
+def test_a_batch_taken_whole_is_written_whole_or_not_at_all(
+        ledger: Ledger) -> None:
+    """A reused id rolls back the batch's new events with it; a batch
+    of new events and retries is written as it would be otherwise."""
+    ledger.ingest([event("s", 1, value=1000)], now_ms=5)
+    with pytest.raises(LedgerConflictError) as conflict:
+        ledger.ingest([event("s", 2), event("s", 1, value=9999)],
+                      now_ms=6, whole=True)
+    assert [type(o).__name__ for o in conflict.value.outcomes] == [
+        "Accepted", "Rejected"]
+    assert ledger.event_count() == 1
+    outcomes = ledger.ingest([event("s", 2), event("s", 1, value=1000)],
+                             now_ms=7, whole=True)
+    assert outcomes == [Accepted("s-2", 7), Duplicate("s-1", 5)]
+    assert sum(ledger.totals().values()) == 2000
 
 
 def test_the_same_id_from_another_source_is_another_event(
