@@ -6,7 +6,10 @@ period: factors, thresholds, and how fast each tier detects and resets;
 `report` measures the SLIs of client records against a tier's targets;
 `scenario` replays a synthetic month and shows which alerts fire when;
 `jitter` plays a jittery stream through playout buffers and weighs the
-gaps each hides against the latency it adds.
+gaps each hides against the latency it adds; `accuracy-budget` shows an
+outage and a model regression spending one error budget; `target-cost`
+reads the benchmark results for what each latency target costs in
+machines.
 Bad input stops with exit status 2 and a message naming the field.
 """
 
@@ -19,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ch11_slo import report, scenario
+from ch11_slo.accuracy_budget import accuracy_budget_report
 from ch11_slo.burn_rates import (
     DEFAULT_SCRAPE_INTERVAL,
     burn_rate_table,
@@ -31,6 +35,12 @@ from ch11_slo.invalid import InvalidField
 from ch11_slo.jitter import DEFAULT_CHUNK_MS, jitter_report
 from ch11_slo.rules import render_rules, rule_groups
 from ch11_slo.spec import DEFAULT_PERIOD, parse_spec
+from ch11_slo.target_cost import (
+    DEFAULT_STREAMS,
+    DEFAULT_TARGETS,
+    RESULTS,
+    target_cost_report,
+)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -66,11 +76,43 @@ def parser() -> argparse.ArgumentParser:
                              " budget (default: voice-ai)")
     jitter.add_argument("--markdown", action="store_true",
                         help="print a Markdown table")
+    add_accuracy_budget(commands.add_parser(
+        "accuracy-budget",
+        help="an outage and a model regression spending one error budget"))
+    add_target_cost(commands.add_parser(
+        "target-cost",
+        help="what each latency target costs in machines, from the"
+             " benchmark results"))
     for name, help_text in DELEGATED_HELP.items():
         delegated = commands.add_parser(name, help=help_text,
                                         add_help=False)
         delegated.add_argument("rest", nargs=argparse.REMAINDER)
     return top
+
+
+def add_accuracy_budget(budget: argparse.ArgumentParser) -> None:
+    budget.add_argument("--seed", type=int, default=0,
+                        help="seed of the synthetic month (default 0)")
+    budget.add_argument("--tier", default="voice-ai",
+                        help="the tier whose max WER and goodput objective"
+                             " define the budget (default: voice-ai)")
+    budget.add_argument("--records", type=Path,
+                        help="measure the budget a records file spent"
+                             " instead")
+
+
+def add_target_cost(cost: argparse.ArgumentParser) -> None:
+    cost.add_argument("--targets", default=DEFAULT_TARGETS,
+                      help="latency targets in ms, comma-separated"
+                           f" (default {DEFAULT_TARGETS})")
+    cost.add_argument("--streams", type=int, default=DEFAULT_STREAMS,
+                      help="the fleet's concurrent streams (default"
+                           f" {DEFAULT_STREAMS:,})")
+    cost.add_argument("--price-per-hour", type=float,
+                      help="price of one machine-hour, to add the cost")
+    cost.add_argument("--results", type=Path, default=RESULTS,
+                      help="directory of the benchmark results"
+                           " (default: bench/results)")
 
 
 DELEGATED_HELP = {
@@ -123,10 +165,25 @@ def jitter_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def accuracy_budget_command(args: argparse.Namespace) -> int:
+    print(accuracy_budget_report(args.seed, args.tier, args.records),
+          end="")
+    return 0
+
+
+def target_cost_command(args: argparse.Namespace) -> int:
+    print(target_cost_report(args.targets, args.streams,
+                             args.price_per_hour, args.results), end="")
+    return 0
+
+
 # The checks name their fields; on the command line, the flags.
 FLAGS = {"objective": "--objective", "period": "--period",
          "scrape_interval": "--scrape-interval", "seed": "--seed",
-         "chunk_ms": "--chunk-ms", "tier": "--tier"}
+         "chunk_ms": "--chunk-ms", "tier": "--tier",
+         "records": "--records", "targets": "--targets",
+         "streams": "--streams", "price_per_hour": "--price-per-hour",
+         "results": "--results"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -138,12 +195,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return scenario.main(words[1:])
     args = parser().parse_args(words)
     command = {"burn-rates": burn_rates_command, "rules": rules_command,
-               "jitter": jitter_command}
+               "jitter": jitter_command,
+               "accuracy-budget": accuracy_budget_command,
+               "target-cost": target_cost_command}
     try:
         return command[args.command](args)
     except InvalidField as error:
         field = error.field
-        if args.command in ("burn-rates", "jitter"):
+        if args.command != "rules":
             field = FLAGS.get(field, field)
         print(f"error: {field}: {error.problem}", file=sys.stderr)
         return 2
