@@ -73,6 +73,16 @@ COMMAND_TESTS: dict[str, tuple[str, ...]] = {
         "ch11/test_report.py::test_a_healthy_run_meets_every_voice_ai"
         "_target",),
     "ch11_slo scenario": ("test_tour.py::test_tour_runs_as_a_program",),
+    "ch11_slo accuracy-budget": (
+        "ch11/test_accuracy_budget.py::test_the_command_runs_as_a_program",),
+    "ch11_slo target-cost": (
+        "ch11/test_target_cost.py::test_the_command_runs_as_a_program",),
+    "examples.reconnecting_client": (
+        "examples/test_reconnecting_client.py::test_the_command_writes_a"
+        "_record_per_connection",),
+    "ch08_metering simulate": (
+        "ch08/test_synthetic.py::test_simulate_writes_the_month_once_and"
+        "_the_invoices_show_dollars",),
     "ch11_slo jitter": (
         "ch11/test_jitter.py::test_the_command_runs_as_a_program",),
 }
