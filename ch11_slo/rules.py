@@ -13,6 +13,7 @@ ratio at all, rather than NaN, and cannot fire.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from fractions import Fraction
 from typing import Any
 
 import yaml
@@ -52,16 +53,18 @@ def recording_rule(spec: ServiceSpec, slo: SloSpec, window: int) -> Rule:
 # --8<-- [start:multiwindow_condition]
 def tier_condition(slo_id: str, rate: BurnRate) -> str:
     """PromQL that holds while both windows of a tier burn too fast."""
-    threshold = decimal_text(rate.threshold)  # exact: 0.0144
-    # Without sloth_window both sides carry the same labels, so `and`
+    short = burning(slo_id, rate.tier.short_window, rate.threshold)
+    long = burning(slo_id, rate.tier.long_window, rate.threshold)
+    return f"(\n  {short}\n  and\n  {long}\n)"
+
+
+def burning(slo_id: str, window: int, threshold: Fraction) -> str:
+    """One window's error ratio over the threshold (exact: 0.0144)."""
+    # Without sloth_window both windows carry the same labels, so `and`
     # matches them, and the alert keeps one identity whichever tier
     # fires. A window with no traffic has no ratio, so it never fires.
-    short, long = (
-        f"max without (sloth_window) ({ratio_name(window)}"
-        f'{{sloth_id="{slo_id}"}} > {threshold})'
-        for window in (rate.tier.short_window, rate.tier.long_window)
-    )
-    return f"(\n  {short}\n  and\n  {long}\n)"
+    return (f"max without (sloth_window) ({ratio_name(window)}"
+            f'{{sloth_id="{slo_id}"}} > {decimal_text(threshold)})')
 # --8<-- [end:multiwindow_condition]
 
 
@@ -85,31 +88,32 @@ def alert_rule(
     return rule
 
 
-# --8<-- [start:rule_generation]
 def rule_groups(spec: ServiceSpec) -> list[Rule]:
-    """One rule group per SLO of `spec`: its error ratio over every
-    window a tier reads, then its page and ticket alerts."""
-    groups = []
-    for slo in spec.slos:
-        slo_id = f"{spec.service}-{slo.name}"
-        windows = sorted({
-            window for rate in slo.burn_rates.rates
-            for window in (rate.tier.short_window, rate.tier.long_window)
-        })
-        alerts = [
-            alert_rule(slo, slo_id, severity, alert)
-            for severity, alert in (("page", slo.page),
-                                    ("ticket", slo.ticket))
-            if alert.enabled
-        ]
-        # A group runs its rules in order: the alerts read the ratios
-        # recorded at the same evaluation, not the one before.
-        groups.append({
-            "name": f"sloth-slo-{slo_id}",
-            "rules": [recording_rule(spec, slo, w) for w in windows]
-            + alerts,
-        })
-    return groups
+    """One rule group per SLO of `spec`."""
+    return [rule_group(spec, slo) for slo in spec.slos]
+
+
+def windows_read(slo: SloSpec) -> list[int]:
+    """Every window an alert tier of `slo` reads, shortest first."""
+    return sorted({window for rate in slo.burn_rates.rates
+                   for window in (rate.tier.short_window,
+                                  rate.tier.long_window)})
+
+
+# --8<-- [start:rule_generation]
+def rule_group(spec: ServiceSpec, slo: SloSpec) -> Rule:
+    """The SLO's error ratio over every window its tiers read, then its
+    page and ticket alerts on those ratios."""
+    slo_id = f"{spec.service}-{slo.name}"
+    recordings = [recording_rule(spec, slo, window)
+                  for window in windows_read(slo)]
+    alerts = [alert_rule(slo, slo_id, severity, alert)
+              for severity, alert in (("page", slo.page),
+                                      ("ticket", slo.ticket))
+              if alert.enabled]
+    # A group runs its rules in order: the alerts read the ratios
+    # recorded at the same evaluation, not the one before.
+    return {"name": f"sloth-slo-{slo_id}", "rules": recordings + alerts}
 # --8<-- [end:rule_generation]
 
 
