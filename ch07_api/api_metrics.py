@@ -26,6 +26,11 @@ class ApiMetrics:
             "api_first_event_seconds",
             "Request in to first streamed segment out",
             ["style"], buckets=LATENCY_BUCKETS, registry=registry)
+        self.inter_event = Histogram(
+            "api_inter_event_seconds",
+            "Between two streamed segments of one response: the API's"
+            " inter-token latency", ["style"], buckets=LATENCY_BUCKETS,
+            registry=registry)
         self.client_gone = Counter(
             "api_streams_client_gone",
             "Streams whose client left first; their inference cancelled",

@@ -221,11 +221,18 @@ def stream_response(api: SpeechApi, parsed: TranscriptionRequest,
     style = EngineTimed(style_for(parsed.stream_format, model))
     first_event = api.metrics.first_event.labels(
         parsed.stream_format.value)
+    between = api.metrics.inter_event.labels(parsed.stream_format.value)
+    last_at = received
 
     def on_segment(segment: Segment, emit: OnSegment) -> None:
+        nonlocal last_at
+        now = time.perf_counter()
         if style.engine_ms is None:
             style.first_segment()
-            first_event.observe(time.perf_counter() - received)
+            first_event.observe(now - received)
+        else:  # the gap a reader of the stream waits between segments
+            between.observe(now - last_at)
+        last_at = now
         emit(segment)
 
     def transcribe(emit: OnSegment) -> Awaitable[Transcript]:

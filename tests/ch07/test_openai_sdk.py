@@ -134,3 +134,19 @@ async def test_first_event_is_preceded_by_the_engines_time(
     assert first.startswith(": engine-ms=")
     assert float(first.split("=", 1)[1]) > 0
     assert answer.text.count("engine-ms") == 1
+
+
+async def test_the_gaps_between_streamed_segments_are_measured(
+        tmp_path: Path) -> None:
+    """Nine segments: one first event, eight gaps between segments (the
+    API's inter-token latency), in `/metrics`."""
+    async with serving_both(fast_settings(tmp_path)) as (http, sdk):
+        stream = await sdk.audio.transcriptions.create(
+            model="mock-asr", file=upload(CALL), stream=True)
+        events = [event async for event in stream]
+        exported = (await http.get("/metrics")).text
+    assert len(events) == 10
+    assert 'api_first_event_seconds_count{style="transcript"} 1.0' in (
+        exported)
+    assert 'api_inter_event_seconds_count{style="transcript"} 8.0' in (
+        exported)
