@@ -4,8 +4,9 @@ Chapter 8. `serve` runs chapter 4's streaming endpoints with metering
 and tier limits composed in, beside the usage ingest API; `invoice`
 previews a customer's bill; `explain` rebuilds one invoice line from the
 raw events; `deliver` sends usage to Stripe; `simulate` writes a seeded
-month of usage for the demo customers. Each command is a module with
-`add_parser` and `run`.
+month of usage for the demo customers; `stripe-invoice` bills a
+customer's month on Stripe and prints Stripe's invoice beside ours.
+Each command is a module with `add_parser` and `run`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,14 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from ch08_metering import delivery_cli, explain, invoice, serve, synthetic
+from ch08_metering import (
+    delivery_cli,
+    explain,
+    invoice,
+    serve,
+    stripe_billing,
+    synthetic,
+)
 
 COMMANDS = {
     "serve": serve,
@@ -23,6 +31,7 @@ COMMANDS = {
     "explain": explain,
     "deliver": delivery_cli,
     "simulate": synthetic,
+    "stripe-invoice": stripe_billing,
 }
 
 

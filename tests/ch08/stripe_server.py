@@ -2,7 +2,11 @@
 
 It speaks the slice of Stripe that a usage-metering worker needs: v1
 meters (create, list, deactivate), v1 meter events, and the v2 meter
-event session and stream, with Stripe's error shapes, the
+event session and stream, and the billing objects that turn metered
+usage into an invoice (products, metered prices with
+`unit_amount_decimal`, customers, subscriptions, and invoice previews
+summing each meter's events over the subscription's period), with
+Stripe's error shapes, the
 `Stripe-Should-Retry` header, idempotency keys (a key's first answer,
 a 500 raised inside the endpoint included, is replayed for 24 hours),
 the identifier and timestamp rules, a token-bucket rate limit, and
@@ -33,8 +37,9 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal
 from types import FrameType
 from typing import Any, Literal
 from urllib.parse import parse_qsl
@@ -72,6 +77,25 @@ DUPLICATE_REPORT = "duplicate_identifier"
 WHOLE = re.compile(r"[0-9]+")
 NESTED = re.compile(r"([^\[\]]+)\[([^\[\]]+)\]")
 DEACTIVATE = re.compile(r"/v1/billing/meters/([^/]+)/deactivate")
+PRODUCTS_PATH = "/v1/products"
+PRICES_PATH = "/v1/prices"
+CUSTOMERS_PATH = "/v1/customers"
+SUBSCRIPTIONS_PATH = "/v1/subscriptions"
+PREVIEW_PATH = "/v1/invoices/create_preview"
+CUSTOMER = re.compile(r"/v1/customers/([^/]+)")
+ITEM_PRICE = re.compile(r"items\[([0-9]+)\]\[price\]")
+DECIMAL_CENTS = re.compile(r"[0-9]+(\.[0-9]{1,12})?")
+PRODUCT_PARAMS = frozenset({"name", "metadata", "expand"})
+PRICE_PARAMS = frozenset({"currency", "product", "unit_amount",
+                          "unit_amount_decimal", "recurring",
+                          "billing_scheme", "metadata", "nickname",
+                          "expand"})
+CUSTOMER_PARAMS = frozenset({"name", "email", "metadata", "expand"})
+SUBSCRIPTION_PARAMS = frozenset({"customer", "backdate_start_date",
+                                 "billing_cycle_anchor",
+                                 "proration_behavior", "metadata",
+                                 "expand"})
+PREVIEW_PARAMS = frozenset({"customer", "subscription", "expand"})
 
 
 @dataclass(frozen=True)
@@ -261,6 +285,7 @@ class StripeState:
         self._sessions: dict[str, float] = {}
         self._faults: list[_Fault] = []
         self._replays: dict[str, tuple[str, _Reply, float]] = {}
+        self._billing = _Billing()
 
     # -- controls -------------------------------------------------------
     def now(self) -> float:
@@ -429,6 +454,23 @@ class StripeState:
             return self._create_session()
         if route == ("POST", STREAM_PATH):
             return self._stream(call.body, call.api_version)
+        return self._handle_billing(call)
+
+    def _handle_billing(self, call: _Call) -> Json:
+        route = (call.method, call.path)
+        if route == ("POST", PRODUCTS_PATH):
+            return self._create_product(_form(call.body))
+        if route == ("POST", PRICES_PATH):
+            return self._create_price(_form(call.body))
+        if route == ("POST", CUSTOMERS_PATH):
+            return self._create_customer(_form(call.body))
+        if call.method == "GET" and (match := CUSTOMER.fullmatch(
+                call.path)):
+            return self._customer(match[1], "id")
+        if route == ("POST", SUBSCRIPTIONS_PATH):
+            return self._create_subscription(_form(call.body))
+        if route == ("POST", PREVIEW_PATH):
+            return self._preview(_form(call.body))
         raise _ApiError(404, f"Unrecognized request URL ({call.method}: "
                         f"{call.path}).")
 
@@ -490,6 +532,213 @@ class StripeState:
                 return meter.to_json()
         raise _ApiError(404, f"No such billing meter: '{meter_id}'",
                         code="resource_missing", param="id")
+
+
+    # -- billing: products, prices, customers, subscriptions ------------
+    def _create_product(self, form: Form) -> Json:
+        _known(form, PRODUCT_PARAMS)
+        product: Json = {"id": f"prod_test_{secrets.token_hex(7)}",
+                   "object": "product", "active": True,
+                   "created": int(self.now()), "livemode": False,
+                   "metadata": _mapping(form, "metadata", required=False),
+                   "name": _text(form, "name")}
+        self._billing.products[product["id"]] = product
+        return product
+
+    def _create_price(self, form: Form) -> Json:
+        _known(form, PRICE_PARAMS)
+        currency = _text(form, "currency").lower()
+        product = _text(form, "product")
+        if product not in self._billing.products:
+            raise _missing("product", product, "product")
+        if form.get("billing_scheme", "per_unit") != "per_unit":
+            raise _invalid("Only billing_scheme=per_unit is served here.",
+                           "parameter_invalid", "billing_scheme")
+        recurring = _mapping(form, "recurring")
+        price = {
+            "id": f"price_test_{secrets.token_hex(7)}", "object": "price",
+            "active": True, "billing_scheme": "per_unit",
+            "created": int(self.now()), "currency": currency,
+            "livemode": False, "lookup_key": None,
+            "metadata": _mapping(form, "metadata", required=False),
+            "nickname": form.get("nickname"), "product": product,
+            "recurring": self._recurring(recurring),
+            "tax_behavior": "unspecified", "tiers_mode": None,
+            "transform_quantity": None, "type": "recurring",
+            **_unit_amount(form)}
+        self._billing.prices[price["id"]] = price
+        return price
+
+    def _recurring(self, recurring: dict[str, str]) -> Json:
+        interval = recurring.get("interval")
+        if interval not in {"day", "week", "month", "year"}:
+            raise _invalid("recurring[interval] must be day, week, month "
+                           "or year.", "parameter_invalid",
+                           "recurring[interval]")
+        usage_type = recurring.get("usage_type", "licensed")
+        meter = recurring.get("meter")
+        if usage_type == "metered" and not meter:
+            raise _invalid("A meter is required when usage_type is "
+                           "metered.", "parameter_missing",
+                           "recurring[meter]")
+        if meter and not any(m.id == meter for m in self._meters):
+            raise _missing("billing meter", meter, "recurring[meter]")
+        return {"interval": interval, "interval_count": 1, "meter": meter,
+                "trial_period_days": None, "usage_type": usage_type}
+
+    def _create_customer(self, form: Form) -> Json:
+        _known(form, CUSTOMER_PARAMS)
+        customer = _customer_json(f"cus_test_{secrets.token_hex(7)}",
+                                  int(self.now()))
+        customer.update({"name": form.get("name"),
+                         "email": form.get("email"),
+                         "metadata": _mapping(form, "metadata",
+                                              required=False)})
+        self._billing.customers[customer["id"]] = customer
+        return customer
+
+    def _customer(self, customer_id: str, param: str) -> Json:
+        """A created customer, or one of the ids the state knows."""
+        if customer_id in self._billing.customers:
+            return self._billing.customers[customer_id]
+        known = (customer_id.startswith("cus_") if self._customers is None
+                 else customer_id in self._customers)
+        if not known:
+            raise _missing("customer", customer_id, param)
+        return _customer_json(customer_id, int(self.now()))
+
+    def _create_subscription(self, form: Form) -> Json:
+        known = [k for k in form if not ITEM_PRICE.fullmatch(k)]
+        _known({k: form[k] for k in known}, SUBSCRIPTION_PARAMS)
+        customer = self._customer(_text(form, "customer"), "customer")["id"]
+        start = _integer(str(form.get("backdate_start_date",
+                                      int(self.now()))),
+                         "backdate_start_date")
+        end = (_integer(_text(form, "billing_cycle_anchor"),
+                        "billing_cycle_anchor")
+               if "billing_cycle_anchor" in form else start + 30 * 86_400)
+        if not start <= self.now() < end:
+            raise _invalid("backdate_start_date must be in the past and "
+                           "billing_cycle_anchor in the future.",
+                           "parameter_invalid", "billing_cycle_anchor")
+        subscription_id = f"sub_test_{secrets.token_hex(7)}"
+        items = [self._item(form, key, subscription_id, start, end)
+                 for key in sorted(form, key=_item_index)
+                 if ITEM_PRICE.fullmatch(key)]
+        if not items:
+            raise _invalid("Missing required param: items.",
+                           "parameter_missing", "items")
+        subscription = {
+            "id": subscription_id, "object": "subscription",
+            "billing_cycle_anchor": end, "created": int(self.now()),
+            "currency": items[0]["price"]["currency"],
+            "customer": customer, "livemode": False,
+            "metadata": _mapping(form, "metadata", required=False),
+            "start_date": start, "status": "active",
+            "items": {"object": "list", "data": items, "has_more": False,
+                      "url": f"/v1/subscription_items?subscription="
+                             f"{subscription_id}"}}
+        self._billing.subscriptions[subscription_id] = subscription
+        return subscription
+
+    def _item(self, form: Form, key: str, subscription_id: str,
+              start: int, end: int) -> Json:
+        price_id = _text(form, key)
+        price = self._billing.prices.get(price_id)
+        if price is None:
+            raise _missing("price", price_id, key)
+        return {"id": f"si_test_{secrets.token_hex(7)}",
+                "object": "subscription_item", "created": int(self.now()),
+                "current_period_start": start, "current_period_end": end,
+                "metadata": {}, "price": price,
+                "subscription": subscription_id}
+
+    # -- billing: the invoice preview -----------------------------------
+    def _preview(self, form: Form) -> Json:
+        """The next invoice: each metered item's meter summed over its
+        period for the customer, priced per unit, rounded to cents."""
+        _known(form, PREVIEW_PARAMS)
+        if "customer" not in form and "subscription" not in form:
+            raise _invalid("Missing required param: customer or "
+                           "subscription.", "parameter_missing", "customer")
+        subscriptions = self._subscriptions_of(form)
+        lines = [self._line(s, item) for s in subscriptions
+                 for item in s["items"]["data"]]
+        total = sum(line["amount"] for line in lines)
+        first = subscriptions[0]
+        preview_id = f"upcoming_in_test_{secrets.token_hex(7)}"
+        return {
+            "id": preview_id, "object": "invoice",
+            "amount_due": total, "created": int(self.now()),
+            "currency": first["currency"], "customer": first["customer"],
+            "livemode": False,
+            "lines": {"object": "list", "data": lines, "has_more": False,
+                      "url": f"/v1/invoices/{preview_id}/lines"},
+            "parent": {"type": "subscription_details",
+                       "subscription_details": {
+                           "subscription": first["id"]}},
+            "period_start": first["start_date"],
+            "period_end": first["billing_cycle_anchor"],
+            "status": "draft", "subtotal": total, "total": total}
+
+    def _subscriptions_of(self, form: Form) -> list[Json]:
+        if "subscription" in form:
+            wanted = _text(form, "subscription")
+            subscription = self._billing.subscriptions.get(wanted)
+            if subscription is None:
+                raise _missing("subscription", wanted, "subscription")
+            if form.get("customer", subscription["customer"]) != (
+                    subscription["customer"]):
+                raise _invalid("The subscription belongs to another "
+                               "customer.", "parameter_invalid",
+                               "subscription")
+            return [subscription]
+        customer = self._customer(_text(form, "customer"), "customer")["id"]
+        found = [s for s in self._billing.subscriptions.values()
+                 if s["customer"] == customer]
+        if not found:
+            raise _ApiError(404, f"No upcoming invoices for customer: "
+                            f"{customer}", code="invoice_upcoming_none")
+        return found
+
+    def _line(self, subscription: Json, item: Json) -> Json:
+        price = item["price"]
+        start, end = item["current_period_start"], item["current_period_end"]
+        quantity = self._usage(price["recurring"]["meter"],
+                               subscription["customer"], start, end)
+        unit = Decimal(price["unit_amount_decimal"])
+        amount = int((unit * quantity).quantize(Decimal(1), ROUND_HALF_UP))
+        product = self._billing.products[price["product"]]
+        return {
+            "id": f"il_tmp_{secrets.token_hex(7)}", "object": "line_item",
+            "amount": amount, "currency": price["currency"],
+            "description": f"{quantity} x {product['name']}",
+            "livemode": False, "metadata": {},
+            "parent": {"type": "subscription_item_details",
+                       "subscription_item_details": {
+                           "subscription": subscription["id"],
+                           "subscription_item": item["id"]}},
+            "period": {"start": start, "end": end},
+            "pricing": {"type": "price_details",
+                        "price_details": {"price": price["id"],
+                                          "product": product["id"]},
+                        "unit_amount_decimal": price["unit_amount_decimal"]},
+            "quantity": quantity}
+
+    def _usage(self, meter_id: str | None, customer: str, start: int,
+               end: int) -> int:
+        """The meter's aggregation of the customer's events in
+        [start, end): sum (count events carry 1), or the last value."""
+        meter = next((m for m in self._meters if m.id == meter_id), None)
+        if meter is None:
+            return 0
+        values = [e.value for e in sorted(self._events,
+                                          key=lambda e: e.timestamp)
+                  if e.event_name == meter.event_name
+                  and e.customer == customer and start <= e.timestamp < end]
+        if meter.formula == "last":
+            return values[-1] if values else 0
+        return sum(values)
 
     # -- meter events (v1 and v2) ---------------------------------------
     def _create_event(self, form: Form, api_version: str | None) -> Json:
@@ -594,6 +843,56 @@ class StripeState:
                          "archived_meter", "event_name")
         raise _later(f"No active meter with event_name '{event_name}'.",
                      "no_meter", "event_name")
+
+
+@dataclass
+class _Billing:
+    """Products, prices, customers and subscriptions, by id."""
+
+    products: dict[str, Json] = field(default_factory=dict)
+    prices: dict[str, Json] = field(default_factory=dict)
+    customers: dict[str, Json] = field(default_factory=dict)
+    subscriptions: dict[str, Json] = field(default_factory=dict)
+
+
+def _missing(kind: str, name: str, param: str) -> _ApiError:
+    """Stripe's answer for an id it does not know: 404 from a GET of the
+    object, 400 when a request names it as a parameter."""
+    status = 404 if param == "id" else 400
+    return _ApiError(status, f"No such {kind}: '{name}'",
+                     code="resource_missing", param=param)
+
+
+def _customer_json(customer_id: str, created: int) -> Json:
+    return {"id": customer_id, "object": "customer", "created": created,
+            "email": None, "livemode": False, "metadata": {}, "name": None}
+
+
+def _unit_amount(form: Form) -> Json:
+    """`unit_amount` (whole cents) or `unit_amount_decimal` (cents with
+    at most 12 decimals); Stripe answers both, the first null when the
+    amount is not whole."""
+    whole, decimal = form.get("unit_amount"), form.get("unit_amount_decimal")
+    if (whole is None) == (decimal is None):
+        raise _invalid("Give exactly one of unit_amount and "
+                       "unit_amount_decimal.", "parameter_missing",
+                       "unit_amount")
+    if whole is not None:
+        cents = _integer(str(whole), "unit_amount")
+        return {"unit_amount": cents, "unit_amount_decimal": str(cents)}
+    if not isinstance(decimal, str) or not DECIMAL_CENTS.fullmatch(decimal):
+        raise _invalid(f"Invalid decimal: {decimal} (cents, at most 12 "
+                       "decimal places)", "parameter_invalid",
+                       "unit_amount_decimal")
+    amount = Decimal(decimal)
+    return {"unit_amount": int(amount) if amount == int(amount) else None,
+            "unit_amount_decimal": decimal}
+
+
+def _item_index(key: str) -> int:
+    match = ITEM_PRICE.fullmatch(key)
+    return int(match[1]) if match else -1
+
 
 @dataclass(frozen=True)
 class _StreamEvent:
