@@ -83,6 +83,9 @@ COMMAND_TESTS: dict[str, tuple[str, ...]] = {
     "ch08_metering simulate": (
         "ch08/test_synthetic.py::test_simulate_writes_the_month_once_and"
         "_the_invoices_show_dollars",),
+    "ch08_metering stripe-invoice": (
+        "ch08/test_stripe_billing.py::test_stripe_invoice_command_prints"
+        "_both_invoices",),
     "ch11_slo jitter": (
         "ch11/test_jitter.py::test_the_command_runs_as_a_program",),
 }
