@@ -9,7 +9,8 @@ its model time on a simulated accelerator. Its matcher spends real CPU:
 `Matching` says where. `LocalMatching` keeps each matcher in its
 stream's decoder and runs it on the event loop (tests, tools); the
 service runs them in a worker process (`matcher_process.py`), as a
-model server would run its model.
+model server would run its model. Each hypothesis carries its share
+of its batch's device time (`device_shares`).
 """
 
 from __future__ import annotations
@@ -176,16 +177,19 @@ class MockRecognizer:
         self.device.check_fits(audio_s)
         # The matcher's CPU work runs while the device is busy, as a
         # model's host-side work overlaps its kernels.
-        _, heard = await asyncio.gather(
+        device_s, heard = await asyncio.gather(
             self.device.run(audio_s * self.compute_scale),
             self.matching.match(batch))
         for request in batch:
             request.decoder.fed_samples += request.audio.size
-        return [self._hypothesis(request, words)
-                for request, words in zip(batch, heard, strict=True)]
+        shares = device_shares(device_s, [r.audio.size for r in batch])
+        return [self._hypothesis(request, words, share)
+                for request, words, share
+                in zip(batch, heard, shares, strict=True)]
 
     def _hypothesis(self, request: DecodeRequest,
-                    heard: list[RecognizedWord]) -> Hypothesis:
+                    heard: list[RecognizedWord],
+                    device_s: float) -> Hypothesis:
         start = request.decoder.start_s
         words = [
             Word(w.text, round(start + w.start, 3), round(start + w.end, 3),
@@ -194,7 +198,24 @@ class MockRecognizer:
         ]
         if self.errors.active:
             words = self.errors.apply(words)
-        return Hypothesis(tuple(words), request.final)
+        return Hypothesis(tuple(words), request.final, device_s)
+
+
+# --8<-- [start:device_shares]
+def device_shares(device_s: float, samples: Sequence[int]) -> list[float]:
+    """A batch's device time, split between its requests.
+
+    A batch of one gets all of it. A shared batch is split in proportion
+    to each request's audio, the part of the cost that grows with it;
+    the fixed launch cost is split the same way, so the shares always
+    add up to the batch's time. A batch with no audio at all (finals
+    that only close their utterances) is split equally.
+    """
+    total = sum(samples)
+    if total == 0:
+        return [device_s / len(samples)] * len(samples)
+    return [device_s * size / total for size in samples]
+# --8<-- [end:device_shares]
 
 
 @dataclass

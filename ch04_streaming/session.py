@@ -30,6 +30,7 @@ from ch04_streaming.audio import MODEL_RATE, AudioDecoder
 from ch04_streaming.backpressure import PendingAudioCap
 from ch04_streaming.engine import DecodeRequest, UtteranceDecoder
 from ch04_streaming.scheduler import DecodeScheduler
+from ch04_streaming.stream_hooks import DeviceTime, ignore_device_time
 from ch04_streaming.transcript import Hypothesis
 from ch04_streaming.vad import (
     SpeechAudio,
@@ -141,6 +142,7 @@ class SessionStats:
     interims_skipped: int = 0  # coalesced while inference lagged
     finals: int = 0
     dropped_s: float = 0.0  # stale audio dropped (a dropping policy)
+    device_s: float = 0.0  # accelerator time of this stream's decodes
 
 
 @dataclass
@@ -156,6 +158,9 @@ class StreamSession:
     cadence: InterimCadence = field(default_factory=EveryChunk)
     stats: SessionStats = field(default_factory=SessionStats)
     arrivals: ArrivalLog = field(default_factory=ArrivalLog)
+    # Told each decode's device time: the stream's tracker (a handler
+    # sets it once admitted), so chapter 8 can meter compute time.
+    device_time: DeviceTime = ignore_device_time
     _queue: deque[PendingWork] = field(default_factory=deque, init=False)
     _current: UtteranceDecoder | None = field(default=None, init=False)
     _routed: int = field(default=0, init=False)  # samples of _current
@@ -314,6 +319,8 @@ class StreamSession:
     ) -> None:
         self.stats.decode_calls += 1
         self.stats.decoded_s += audio.size / MODEL_RATE
+        self.stats.device_s += hypothesis.device_s
+        self.device_time(hypothesis.device_s)
         decoder = work.decoder
         if work.final:
             self.stats.finals += 1

@@ -47,7 +47,11 @@ from ch04_streaming.session import (
     StreamSession,
     TranscriptEvent,
 )
-from ch04_streaming.stream_hooks import NoTracker, StreamTracker
+from ch04_streaming.stream_hooks import (
+    NoTracker,
+    StreamTracker,
+    device_time_of,
+)
 
 log = logging.getLogger("ch04_streaming")
 
@@ -107,6 +111,7 @@ class StreamHandler:
         self.stream = self.dialect.open_stream(self.request)
         self.outbox = Outbox(self.connection, self.limits.send_queue)
         self.session = self.new_session(self.request, self._emit)
+        self.session.device_time = device_time_of(self.tracker)
         self.idle = IdleTimer(self.request.idle_timeout_s, self.clock)
         self.started = self.clock()
         if self.metrics is not None:

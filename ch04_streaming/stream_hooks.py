@@ -4,15 +4,18 @@ Chapter 4's server knows nothing of billing or quotas, yet chapter 8
 meters every stream and limits it by its customer's tier. The server
 calls `StreamHooks` at three points: before the upgrade (`admit`, which
 may refuse), for every audio frame (`audio`, which may stop the
-stream), and when the stream has ended (`ended`). Chapter 4 ships
-`NoHooks`; chapter 8 composes its own without chapter 4 importing it.
+stream), and when the stream has ended (`ended`). A tracker that also
+counts device time (`DeviceTimeTracker`: chapter 8 meters it) is told
+each decode's share of the accelerator's time; others are not asked.
+Chapter 4 ships `NoHooks`; chapter 8 composes its own without chapter
+4 importing it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,28 @@ class StreamTracker(Protocol):
 
     async def ended(self) -> None:
         """The stream is over, however it ended; called once."""
+
+
+@runtime_checkable
+class DeviceTimeTracker(Protocol):
+    """A tracker that also counts the stream's accelerator time."""
+
+    def compute(self, device_s: float) -> None:
+        """A decode of this stream took `device_s` of device time."""
+
+
+DeviceTime = Callable[[float], None]
+
+
+def ignore_device_time(device_s: float) -> None:
+    return None
+
+
+def device_time_of(tracker: StreamTracker) -> DeviceTime:
+    """Where a stream's device time goes: its tracker, if it counts it."""
+    if isinstance(tracker, DeviceTimeTracker):
+        return tracker.compute
+    return ignore_device_time
 
 
 class StreamHooks(Protocol):

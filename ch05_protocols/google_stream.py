@@ -36,7 +36,7 @@ from ch04_streaming.session import (
     TranscriptEvent,
 )
 from ch04_streaming.stream_handler import SessionFactory
-from ch04_streaming.stream_hooks import StreamTracker
+from ch04_streaming.stream_hooks import StreamTracker, device_time_of
 from ch05_protocols.deadline import DeadlineExpiredError
 from ch05_protocols.google_config import (
     GoogleStreamConfig,
@@ -204,6 +204,7 @@ class RecognizeStream:
         self.tracker = await self.admit(config.request)
         self._responses = GoogleResponses(config, self.request_id)
         self.session = self.new_session(config.request, self._emit)
+        self.session.device_time = device_time_of(self.tracker)
         self._run(self.session.run())
         return config
 

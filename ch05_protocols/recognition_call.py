@@ -25,7 +25,7 @@ from ch04_streaming.dialects.dialect import StreamRequest
 from ch04_streaming.scheduler import DecodeUnavailableError
 from ch04_streaming.session import SessionEvent, StreamSession
 from ch04_streaming.stream_handler import SessionFactory
-from ch04_streaming.stream_hooks import StreamTracker
+from ch04_streaming.stream_hooks import StreamTracker, device_time_of
 from ch05_protocols.deadline import DeadlineExpiredError
 from ch05_protocols.grpc_results import ResponseEncoder
 from ch05_protocols.requests import CallEndedError, RequestReader, audio_of
@@ -99,6 +99,7 @@ class RecognitionCall:
         self.queue = ResponseQueue(self.limits.send_queue)
         self.encoder = ResponseEncoder(self.request.options)
         self.session = self.new_session(self.request, self._emit)
+        self.session.device_time = device_time_of(self.tracker)
 
     def _emit(self, event: SessionEvent) -> None:
         for response in self.encoder.encode(event):

@@ -5,7 +5,7 @@ how much of what, and when it happened (event time, not the time it
 reached us, so late usage lands in the right invoice period). Its `id`
 is deterministic (stream id + sequence), so a sender that retries sends
 the same event again and the ledger can recognise it. Values are whole
-numbers (milliseconds, characters, tokens): Stripe meters accept no
+numbers (milliseconds, characters, tokens, calls): Stripe meters accept no
 fractions, and sums of integers never drift. Each value is bounded by
 its meter (`MAX_VALUE`), so no sum of a customer's events can overflow
 the ledger's 64-bit integers and stop the roll-up for everyone. Names
@@ -35,7 +35,10 @@ from pydantic import (
 )
 
 EVENT_TYPE = "com.speechapi.usage.v1"
-Meter = Literal["audio_ms", "characters", "tokens"]
+# What is metered: audio received, characters and tokens of other
+# products, a stream's accelerator time, and the API calls it made.
+Meter = Literal["audio_ms", "characters", "tokens", "compute_ms",
+                "api_calls"]
 Feature = Literal["pii_redaction", "diarization", "summarization"]
 # C0 and C1 control characters: PostgreSQL refuses NUL in text and
 # SQLite keeps it, and the others forge lines in logs and audit trails.
@@ -57,10 +60,13 @@ Name = Annotated[str, Field(min_length=1, max_length=200),
 VALID_ID = TypeAdapter(Name)
 EventKey = tuple[str, str, str]  # (customer, source, id)
 
-# The most one event may report: a day of audio, a billion characters
-# or tokens. Sums of 10^11 such events still fit a signed 64-bit integer.
+# The most one event may report: a day of audio or of device time, a
+# billion characters or tokens, a million API calls. Sums of 10^11 such
+# events still fit a signed 64-bit integer.
 MAX_VALUE: Mapping[str, int] = {"audio_ms": 86_400_000,
-                                "characters": 10**9, "tokens": 10**9}
+                                "characters": 10**9, "tokens": 10**9,
+                                "compute_ms": 86_400_000,
+                                "api_calls": 10**6}
 FUTURE_ALLOWANCE = timedelta(minutes=5)  # Stripe's own future limit
 MAX_AGE = timedelta(days=35)  # Stripe cannot bill older usage
 
@@ -160,10 +166,16 @@ def describe(error: ValidationError) -> str:
 
 def usage_event(*, stream_id: str, sequence: int, customer: str,
                 source: str, meter: Meter, value: int,
-                features: tuple[Feature, ...], at: float) -> UsageEvent:
-    """The event for one interval of a stream; same inputs, same id."""
+                features: tuple[Feature, ...], at: float,
+                series: str = "") -> UsageEvent:
+    """The event for one interval of a stream; same inputs, same id.
+
+    A stream's audio events are `<stream>-<n>`; a `series` (another
+    meter of the same stream) numbers its own: `<stream>-<series>-<n>`.
+    """
+    tag = f"{series}-" if series else ""
     return UsageEvent(
-        id=f"{stream_id}-{sequence}",
+        id=f"{stream_id}-{tag}{sequence}",
         source=source,
         subject=customer,
         time=datetime.fromtimestamp(at, UTC),

@@ -33,12 +33,15 @@ from ch08_metering.pricing import (
     Price,
     PriceList,
     PricingError,
+    per_call,
     per_character,
+    per_millisecond,
     per_token,
     to_cents,
 )
 
-METER_UNITS = {"audio_ms": "ms", "characters": "chars", "tokens": "tokens"}
+METER_UNITS = {"audio_ms": "ms", "characters": "chars", "tokens": "tokens",
+               "compute_ms": "ms", "api_calls": "calls"}
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,12 @@ def line_terms(line: str, prices: PriceList) -> LineTerms:
     if line == "tokens":
         return LineTerms("tokens", None, "per_token", per_token,
                          prices.tokens)
+    if line == "compute":
+        return LineTerms("compute_ms", None, "per_millisecond",
+                         per_millisecond, prices.compute)
+    if line == "api_calls":
+        return LineTerms("api_calls", None, "per_call", per_call,
+                         prices.api_calls)
     feature = line.removeprefix("audio+") if "+" in line else None
     price = prices.audio if feature is None else prices.add_on(feature)
     return LineTerms("audio_ms", feature, model, AUDIO_MODELS[model], price)

@@ -37,5 +37,5 @@ class GrpcMeteringHooks:
                             self.interval_s)
         # Its `ended` closes the stream early; the interceptor's close
         # at the end of the call then finds nothing left to release.
-        return MeteredStream(stream.customer, meter, self.limiter,
-                             self.deliver, self.clock)
+        return await MeteredStream(stream.customer, meter, self.limiter,
+                                   self.deliver, self.clock).opened()

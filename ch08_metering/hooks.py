@@ -7,6 +7,10 @@ and the tier's concurrency limit is checked (HTTP 429 with Retry-After
 when over it); every frame is metered and charged against the tier's
 audio-seconds-per-minute bucket (close 4029 when it runs dry); at the
 end the last usage event is cut and the stream's slot is released.
+An admitted stream is one API call, metered as it is admitted (a
+refused one is not: it used nothing); each decode's device time is
+counted as it completes and cut into `compute_ms` events with the
+audio's intervals, the last at the end, after the stream's last decode.
 When the limits cannot be checked, the limiter lets streams go on
 unlimited, and they are metered all the same.
 """
@@ -55,18 +59,32 @@ class MeteredStream:
 
     async def audio(self, seconds: float) -> str | None:
         now = self.clock()
-        event = self.meter.add(seconds, now)  # received audio is billed
-        if event is not None:
-            await self.deliver(event)
+        due = self.meter.due(now)
+        # Received audio is billed; compute time with the same interval.
+        await self._send(self.meter.add(seconds, now),
+                         self.meter.cut_compute(now) if due else None)
         decision = await self.limiter.take_audio(
             self.customer, self.meter.stream_id, seconds, now)
         return None if decision.allowed else decision.reason
 
+    def compute(self, device_s: float) -> None:
+        """A decode's device time (chapter 4's `DeviceTimeTracker`)."""
+        self.meter.compute(device_s)
+
     async def ended(self) -> None:
-        event = self.meter.cut(self.clock())
-        if event is not None:
-            await self.deliver(event)
+        now = self.clock()
+        await self._send(self.meter.cut(now), self.meter.cut_compute(now))
         await self.limiter.close_stream(self.customer, self.meter.stream_id)
+
+    async def opened(self) -> MeteredStream:
+        """Meter the stream's API call; the stream, to follow."""
+        await self.deliver(self.meter.opened())
+        return self
+
+    async def _send(self, *events: UsageEvent | None) -> None:
+        for event in events:
+            if event is not None:
+                await self.deliver(event)
 
 
 @dataclass
@@ -91,5 +109,5 @@ class MeteringHooks:
         meter = StreamMeter(start.stream_id, customer.id,
                             billed_features(start.query), now,
                             self.interval_s)
-        return MeteredStream(customer, meter, self.limiter, self.deliver,
-                             self.clock)
+        return await MeteredStream(customer, meter, self.limiter,
+                                   self.deliver, self.clock).opened()

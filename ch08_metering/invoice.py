@@ -93,7 +93,7 @@ def is_audio(line: str) -> bool:
 def line_names(prices: PriceList) -> list[str]:
     """Every line the price list can bill, in invoice order."""
     return ["audio", *(f"audio+{f}" for f in sorted(prices.features)),
-            "characters", "tokens"]
+            "characters", "tokens", "compute", "api_calls"]
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,7 @@ class Alternative:
 class Line:
     name: str
     price: Price
-    quantity: int  # billable units: seconds, characters, tokens
+    quantity: int  # billable units: seconds, characters, tokens, ...
     amount: Decimal  # rounded to cents, here and nowhere earlier
     alternatives: tuple[Alternative, ...] = ()
 

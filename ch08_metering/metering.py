@@ -6,7 +6,11 @@ time and at the end of the stream, so a three-hour stream is billed as
 it goes and a crash loses at most one interval. An interval of zero is
 real-time metering: one event per audio frame. Values are cut from the
 running total in whole milliseconds, so rounding never accumulates:
-the events of a stream always sum to its rounded total.
+the events of a stream always sum to its rounded total. The same
+intervals cut its compute time (`compute_ms`: the accelerator time of
+its decodes, chapter 4's `device_shares`), and the stream's opening is
+one API call (`api_calls`, value 1): what one stream costs the service
+to run, beside what it sent.
 """
 
 from __future__ import annotations
@@ -41,15 +45,22 @@ class StreamMeter:
     emitted_ms: int = field(default=0, init=False)
     sequence: int = field(default=0, init=False)
     interval_start: float = field(init=False)
+    compute_s: float = field(default=0.0, init=False)
+    compute_ms: int = field(default=0, init=False)  # emitted so far
+    compute_sequence: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
         self.interval_start = self.started_at
 
     # --8<-- [start:interval_metering]
+    def due(self, now: float) -> bool:
+        """Whether the current interval is over."""
+        return now - self.interval_start >= self.interval_s
+
     def add(self, seconds: float, now: float) -> UsageEvent | None:
         """Count a frame; an event if its interval is over."""
         self.audio_s += seconds
-        if now - self.interval_start < self.interval_s:
+        if not self.due(now):
             return None
         return self.cut(now)
 
@@ -66,6 +77,32 @@ class StreamMeter:
             customer=self.customer, source=SOURCE, meter="audio_ms",
             value=value, features=self.features, at=now)
     # --8<-- [end:interval_metering]
+
+    # --8<-- [start:compute_metering]
+    def compute(self, device_s: float) -> None:
+        """Count a decode's share of the accelerator's time."""
+        self.compute_s += device_s
+
+    def cut_compute(self, now: float) -> UsageEvent | None:
+        """The device time since the last compute event, in whole ms."""
+        total_ms = round(self.compute_s * 1000)
+        value = total_ms - self.compute_ms
+        if value <= 0:
+            return None
+        self.compute_ms = total_ms
+        self.compute_sequence += 1
+        return usage_event(
+            stream_id=self.stream_id, sequence=self.compute_sequence,
+            customer=self.customer, source=SOURCE, meter="compute_ms",
+            value=value, features=(), at=now, series="compute_ms")
+
+    def opened(self) -> UsageEvent:
+        """The stream's one API call, at the time it was admitted."""
+        return usage_event(
+            stream_id=self.stream_id, sequence=1, customer=self.customer,
+            source=SOURCE, meter="api_calls", value=1, features=(),
+            at=self.started_at, series="api_calls")
+    # --8<-- [end:compute_metering]
 
 
 class UsageStore(Protocol):

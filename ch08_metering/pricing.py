@@ -4,7 +4,8 @@ Chapter 8, "Billing models comparison" and "Feature-based pricing
 stacking". Prices live in a dated TOML file (`prices/`), each with its
 source, because vendor prices change. A billing model turns one
 request's metered total into billable units: per second, AWS's 15-second
-minimum, 15-second blocks, per character, per token. It is applied to a
+minimum, 15-second blocks, per character, per token, per millisecond
+of device time, per call. It is applied to a
 stream's whole total, never to the events that metered it, so a stream
 reported every 60 s is one request. Money is `Decimal`, never a float,
 and is rounded to cents once: at the invoice line.
@@ -61,6 +62,16 @@ def per_token(tokens: int) -> int:
     return tokens  # OpenAI: every token, no minimum
 
 
+def per_millisecond(ms: int) -> int:
+    """Device time: every millisecond, no rounding up to a second (a
+    stream's decodes take milliseconds, a second would bill it 100x)."""
+    return ms
+
+
+def per_call(calls: int) -> int:
+    return calls
+
+
 BillingModel = Callable[[int], int]  # a request's total -> billable units
 AUDIO_MODELS: Mapping[str, BillingModel] = {
     "per_second": per_second,
@@ -83,6 +94,8 @@ class Unit:
 PER_HOUR = Unit("per_hour", 3600, "hour", "s")
 PER_1K = Unit("per_1k", 1000, "1K chars", "chars")
 PER_1M = Unit("per_1m", 1_000_000, "1M tokens", "tokens")
+PER_DEVICE_HOUR = Unit("per_hour", 3_600_000, "GPU hour", "ms")
+PER_1K_CALLS = Unit("per_1k", 1000, "1K calls", "calls")
 
 
 @dataclass(frozen=True)
@@ -109,6 +122,8 @@ class PriceList:
     features: Mapping[str, Price]
     characters: Price
     tokens: Price
+    compute: Price
+    api_calls: Price
 
     def add_on(self, feature: str) -> Price:
         if feature not in self.features:
@@ -163,7 +178,7 @@ def parse_prices(raw: Mapping[str, Any]) -> PriceList:
     """Validate a parsed price file (floats parsed as `Decimal`)."""
     top = require_table(raw, "", {
         "effective", "currency", "audio_model", "audio", "features",
-        "characters", "tokens"})
+        "characters", "tokens", "compute", "api_calls"})
     effective = top.get("effective")
     if not isinstance(effective, date) or isinstance(effective, datetime):
         raise PricingError("effective: expected a date, like 2026-11-01")
@@ -186,6 +201,10 @@ def parse_prices(raw: Mapping[str, Any]) -> PriceList:
         characters=parse_price(top.get("characters"), PER_1K,
                                "characters"),
         tokens=parse_price(top.get("tokens"), PER_1M, "tokens"),
+        compute=parse_price(top.get("compute"), PER_DEVICE_HOUR,
+                            "compute"),
+        api_calls=parse_price(top.get("api_calls"), PER_1K_CALLS,
+                              "api_calls"),
     )
 
 
@@ -254,7 +273,7 @@ def stream_totals(usage: Iterable[Metered]) -> list[StreamTotal]:
 class Charge:
     """One stream's share of one invoice line, in billable units."""
 
-    line: str  # "audio", "audio+diarization", "characters", "tokens"
+    line: str  # "audio", "audio+diarization", "characters", ...
     stream_id: str | None
     quantity: int
     price: Price
@@ -290,5 +309,11 @@ def stream_charges(stream: StreamTotal, prices: PriceList,
     if stream.meter == "tokens":
         return [Charge("tokens", stream.stream_id,
                        per_token(stream.value), prices.tokens)]
+    if stream.meter == "compute_ms":
+        return [Charge("compute", stream.stream_id,
+                       per_millisecond(stream.value), prices.compute)]
+    if stream.meter == "api_calls":
+        return [Charge("api_calls", stream.stream_id,
+                       per_call(stream.value), prices.api_calls)]
     raise PricingError(f"no price for meter {stream.meter!r}")
 

@@ -51,6 +51,8 @@ BASE_EVENT_NAMES = {
     "audio_ms": "speech_audio_ms",
     "characters": "speech_characters",
     "tokens": "speech_tokens",
+    "compute_ms": "speech_compute_ms",
+    "api_calls": "speech_api_calls",
 }
 
 

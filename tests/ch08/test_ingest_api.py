@@ -194,6 +194,21 @@ async def test_values_past_their_meters_bound_are_rejected_one_by_one(
         ("acme", "tokens", ("diarization",)): 10**9}
 
 
+@pytest.mark.parametrize(("meter", "bound"), [
+    ("compute_ms", 86_400_000), ("api_calls", 1_000_000)])
+async def test_compute_time_and_api_calls_are_bounded_too(
+        client: httpx.AsyncClient, ledger: Ledger, meter: str,
+        bound: int) -> None:
+    response = await post(client, [
+        raw_event(1, meter=meter, value=bound, features=[]),
+        raw_event(2, meter=meter, value=bound + 1, features=[])])
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == ["accepted", "rejected"]
+    assert f"over the {meter} meter's bound of {bound}" in (
+        results[1]["reason"])
+    assert ledger.totals() == {("acme", meter, ()): bound}
+
+
 @pytest.mark.parametrize(("content_type", "status"), [
     ("text/plain", 415), ("application/x-www-form-urlencoded", 415),
     ("", 415), ("application/json; charset=utf-8", 202),

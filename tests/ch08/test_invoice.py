@@ -56,11 +56,13 @@ def used(stream: str, sequence: int, value: int, *, at: float = DAY_3,
          customer: str = "acme") -> UsageEvent:
     return usage_event(stream_id=stream, sequence=sequence,
                        customer=customer, source="speech-api", meter=meter,
-                       value=value, features=features, at=at)
+                       value=value, features=features, at=at,
+                       series="" if meter == "audio_ms" else meter)
 
 
 def a_month_of_usage() -> list[UsageEvent]:
-    """One long call with two add-ons, 100 short calls, TTS and LLM."""
+    """One long call with two add-ons, 100 short calls, TTS and LLM;
+    the calls' device time and one API call each."""
     both: tuple[Feature, ...] = ("diarization", "pii_redaction")
     events = [used("call", 0, 3_600_000, features=both),
               used("call", 1, 1_800_500, at=DAY_3 + 3600, features=both)]
@@ -68,6 +70,12 @@ def a_month_of_usage() -> list[UsageEvent]:
                for n in range(100)]
     events += [used("tts", 0, 250_000, meter="characters"),
                used("llm", 0, 1_200_000, meter="tokens")]
+    events += [used("call", 0, 90_000, meter="compute_ms"),
+               used("call", 0, 1, meter="api_calls")]
+    events += [used(f"short-{n}", 0, 500, at=DAY_3 + n, meter="compute_ms")
+               for n in range(100)]
+    events += [used(f"short-{n}", 0, 1, at=DAY_3 + n, meter="api_calls")
+               for n in range(100)]
     return events
 
 
@@ -140,14 +148,17 @@ def test_the_invoice_prices_every_line_and_compares_the_models(
         ("audio+pii_redaction", 5401, Decimal("0.12")),
         ("characters", 250_000, Decimal("12.50")),
         ("tokens", 1_200_000, Decimal("3.00")),
+        # 140,000 ms x 4.00/GPU hour = 0.1556; 101 calls x 0.10/1K
+        ("compute", 90_000 + 100 * 500, Decimal("0.16")),
+        ("api_calls", 101, Decimal("0.01")),
     ]
     audio = bill.lines[0]
     assert [(a.model, a.quantity, a.amount) for a in audio.alternatives] == [
         ("aws_15s_minimum", 5401 + 100 * 15, Decimal("0.29")),
         ("per_15s_block", 5415 + 100 * 15, Decimal("0.29")),
     ]
-    assert bill.total == Decimal("15.89")
-    assert bill.total_under("aws_15s_minimum") == Decimal("15.94")
+    assert bill.total == Decimal("16.06")
+    assert bill.total_under("aws_15s_minimum") == Decimal("16.11")
     assert bill.total_under("per_second") == bill.total
 
 
@@ -193,9 +204,11 @@ audio+pii_redaction               5,401 s  0.08/hour*              0.12
   if per_15s_block                5,415 s                          0.12
 characters                  250,000 chars  0.05/1K chars          12.50
 tokens                   1,200,000 tokens  2.50/1M tokens*         3.00
-total                                                             15.89
-  if aws_15s_minimum                                              15.94
-  if per_15s_block                                                15.94
+compute                        140,000 ms  4.00/GPU hour*          0.16
+api_calls                       101 calls  0.10/1K calls*          0.01
+total                                                             16.06
+  if aws_15s_minimum                                              16.11
+  if per_15s_block                                                16.11
 audio with add-ons: 1.62x the base audio charge (every add-on: 1.87x)
 * illustrative: not a vendor price
 """
@@ -358,5 +371,6 @@ def test_explain_refuses_a_line_the_invoice_cannot_have(
                    "--line", "video") == 2
     assert capsys.readouterr().err == (
         "error: --line: no line 'video' (lines: audio, audio+diarization,"
-        " audio+pii_redaction, audio+summarization, characters, tokens)\n")
+        " audio+pii_redaction, audio+summarization, characters, tokens,"
+        " compute, api_calls)\n")
 

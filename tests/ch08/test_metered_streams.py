@@ -17,6 +17,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from ch03_gpu.device import Accelerator, CostModel, DeviceState
 from ch04_streaming.client import (
     DeepgramClient,
     load_audio,
@@ -39,6 +40,10 @@ from tests.ch04.harness import (
     running_server,
 )
 from tests.ch08.conftest import SharedRedis
+
+
+async def no_sleep(seconds: float) -> None:
+    return None
 
 
 def tier_accounts(streams: int, audio_per_minute: float) -> Accounts:
@@ -71,8 +76,9 @@ class Metered(Running):
                 await asyncio.sleep(0.01)
         await self.writer.close(timeout_s=10)
         totals: dict[str, int] = {}
-        for (customer, _, _), value in self.ledger.totals().items():
-            totals[customer] = totals.get(customer, 0) + value
+        for (customer, meter, _), value in self.ledger.totals().items():
+            if meter == "audio_ms":
+                totals[customer] = totals.get(customer, 0) + value
         return totals
 
 
@@ -85,6 +91,7 @@ def lexicon() -> Lexicon:
 @asynccontextmanager
 async def metered(ledger: Ledger, lexicon: Lexicon, accounts: Accounts,
                   interval_s: float = 60.0, limiter: Limiter | None = None,
+                  device: Accelerator | None = None,
                   ) -> AsyncIterator[Metered]:
     """Chapter 4's test server, with metering and limits as its hooks."""
     writer = LedgerWriter(ledger, lambda: round(time.time() * 1000))
@@ -93,7 +100,7 @@ async def metered(ledger: Ledger, lexicon: Lexicon, accounts: Accounts,
     writer.start()
     try:
         async with running_server(
-                lexicon, hooks=hooks,
+                lexicon, hooks=hooks, device=device,
                 keys=("small-key", "acme-key", "orphan-key")) as running:
             yield Metered(running.server, running.recognizer, writer,
                           ledger)
@@ -117,7 +124,27 @@ async def test_a_stream_is_metered_by_its_audio_and_features(
         await m.usage()
     expected_ms = round(MANIFEST.get("quick_brown_fox").duration_s * 1000)
     assert ledger.totals() == {("acme", "audio_ms", ("diarization",)):
-                               expected_ms}
+                               expected_ms,
+                               ("acme", "api_calls", ()): 1}
+
+
+async def test_a_stream_is_metered_by_its_device_time_and_one_call(
+        ledger: Ledger, lexicon: Lexicon) -> None:
+    """Every batch is this stream's alone: its compute time is all the
+    time the device was busy, 20 ms a decode plus 100 ms per second."""
+    device = Accelerator(CostModel(fixed_ms=20.0, per_audio_s_ms=100.0),
+                         sleep=no_sleep, state=DeviceState.READY)
+    audio = load_audio(audio_of("quick_brown_fox"))
+    async with metered(ledger, lexicon, tier_accounts(5, 600),
+                       device=device) as m:
+        await stream(m.url, DeepgramClient(), "acme-key", audio)
+        await m.usage()
+    totals = ledger.totals()
+    assert device.batches > 1
+    assert totals[("acme", "compute_ms", ())] == round(
+        device.busy_s * 1000)
+    assert totals[("acme", "compute_ms", ())] >= 20 * device.batches
+    assert totals[("acme", "api_calls", ())] == 1
 
 
 async def test_real_time_metering_makes_an_event_per_frame(
@@ -128,7 +155,8 @@ async def test_real_time_metering_makes_an_event_per_frame(
         report = await stream(m.url, DeepgramClient(), "acme-key", audio)
         usage = await m.usage()
     start, end = 0, 2**62
-    raw = ledger.events_of("acme", start, end)
+    raw = [e for e in ledger.events_of("acme", start, end)
+           if e.meter == "audio_ms"]
     assert len(raw) == report.chunks_sent
     assert usage["acme"] == round(
         len(audio.payload) / audio.bytes_per_second * 1000)

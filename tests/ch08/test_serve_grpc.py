@@ -117,7 +117,11 @@ async def test_grpc_streams_are_limited_and_metered(tmp_path: Path) -> None:
     totals = Ledger(engine).totals()
     engine.dispose()
     expected = round(MANIFEST.get("quick_brown_fox").duration_s * 1000)
-    assert totals == {("acme", "audio_ms", ()): expected}
+    assert totals.pop(("acme", "compute_ms", ())) > 0
+    # Two calls admitted (the recognised one and the held one); the
+    # calls refused over the limit or for an unknown key are none.
+    assert totals == {("acme", "audio_ms", ()): expected,
+                      ("acme", "api_calls", ()): 2}
 
 
 async def test_google_streams_are_metered_as_ours_are(
@@ -152,4 +156,6 @@ async def test_google_streams_are_metered_as_ours_are(
     totals = Ledger(engine).totals()
     engine.dispose()
     expected = round(MANIFEST.get("quick_brown_fox").duration_s * 1000)
-    assert totals == {("acme", "audio_ms", ()): expected}
+    assert totals.pop(("acme", "compute_ms", ())) > 0
+    assert totals == {("acme", "audio_ms", ()): expected,
+                      ("acme", "api_calls", ()): 1}
