@@ -87,6 +87,9 @@ def test_prices_become_cents_per_meter_unit(prices: PriceList) -> None:
                                 "0.000000833333"),
         "characters": ("speech_characters", "0.005"),  # 5 cents / 1,000
         "tokens": ("speech_tokens", "0.00025"),  # 250 cents / 1,000,000
+        # 4.00 USD/GPU hour = 400 cents / 3,600,000 ms, to 12 decimals
+        "compute": ("speech_compute_ms", "0.000111111111"),
+        "api_calls": ("speech_api_calls", "0.01"),  # 10 cents / 1,000
     }
 
 
@@ -106,7 +109,9 @@ def test_stripes_invoice_preview_equals_ours_to_the_cent(
                       "audio+pii_redaction": (0, 0),
                       "audio+summarization": (0, 0),
                       "characters": (12_345, 62),
-                      "tokens": (123_456, 31)}
+                      "tokens": (123_456, 31),
+                      "compute": (0, 0),  # this month has none
+                      "api_calls": (0, 0)}
     ours = invoice_for(ledger, "acme", NOVEMBER, prices)
     assert ours.total == Decimal("1.08")
     rows = compare(ours, theirs)
