@@ -1,11 +1,12 @@
 """Audio fundamentals: from client bytes to the model's 16 kHz samples.
 
 Chapter 4, "Audio fundamentals for serving engineers". Clients send
-16-bit PCM, 8 kHz mu-law from telephony, or 32-bit float, at 8 to 48 kHz;
-the model wants one format. Each stream gets an `AudioDecoder` that turns
-its frames into float32 samples at 16 kHz, keeping resampler state
-across frames so chunk edges leave no artefacts, and a `Framer` that
-cuts those samples into the 10, 20 or 30 ms frames a VAD expects.
+16-bit PCM, 8 kHz mu-law from telephony, or 32-bit float (Deepgram's
+`linear32`), mono, at 8 to 48 kHz; the model wants one format. Each
+stream gets an `AudioDecoder` that turns its frames into float32
+samples at 16 kHz, keeping resampler state across frames so chunk
+edges leave no artefacts, and a `Framer` that cuts those samples into
+the 10, 20 or 30 ms frames a VAD expects.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ VAD_FRAME_MS = (10, 20, 30)
 class Encoding(StrEnum):
     LINEAR16 = "linear16"  # signed 16-bit little-endian PCM
     MULAW = "mulaw"  # G.711 mu-law, 8 bits a sample
-    FLOAT32 = "float32"  # IEEE float, little-endian, -1.0 to 1.0
+    # IEEE float, little-endian, -1.0 to 1.0: Deepgram's `linear32`
+    FLOAT32 = "float32"
 
 
 BYTES_PER_SAMPLE = {Encoding.LINEAR16: 2, Encoding.MULAW: 1,
@@ -170,10 +172,22 @@ class WavFormat:
     sample_rate: int
     channels: int
     header_bytes: int
+    tag: int = 1  # the format tag: 1 integer PCM, 3 IEEE float, 7 mu-law
+    bits: int = 16
+
+    @property
+    def described(self) -> str:
+        """What the header declares, in the words of the refusal."""
+        if self.encoding is not None:
+            return str(self.encoding)
+        kind = WAV_TAG_NAMES.get(self.tag, f"format {self.tag}")
+        return f"{self.bits}-bit {kind}"
 
 
 WAV_FORMAT_TAGS = {(1, 16): Encoding.LINEAR16, (7, 8): Encoding.MULAW,
                    (3, 32): Encoding.FLOAT32}
+WAV_TAG_NAMES = {1: "integer PCM", 3: "IEEE float", 6: "A-law",
+                 7: "mu-law"}
 
 
 def sniff_container(frame: bytes) -> str | None:
@@ -205,7 +219,7 @@ def parse_wav_header(frame: bytes) -> WavFormat:
                 break
             tag, channels, rate, bits = fmt
             return WavFormat(WAV_FORMAT_TAGS.get((tag, bits)), rate,
-                             channels, position + 8)
+                             channels, position + 8, tag, bits)
         position += 8 + size + (size & 1)
     raise AudioFormatError("WAV header is incomplete or has no fmt chunk")
 
@@ -226,6 +240,6 @@ def strip_declared_header(frame: bytes, encoding: Encoding,
     if (wav.encoding, wav.sample_rate, wav.channels) != declared:
         raise AudioFormatError(
             f"declared {encoding} {sample_rate} Hz mono, but the WAV"
-            f" holds {wav.encoding or 'other'} {wav.sample_rate} Hz"
+            f" holds {wav.described} {wav.sample_rate} Hz"
             f" with {wav.channels} channel(s)")
     return frame[wav.header_bytes:]

@@ -31,19 +31,24 @@ from websockets.exceptions import ConnectionClosed
 
 from ch04_streaming.audio import SUPPORTED_RATES
 
+SAMPLE_BYTES = {"linear16": 2, "linear32": 4, "mulaw": 1}
+
 
 @dataclass(frozen=True)
 class ClientAudio:
     """Audio as it goes on the wire: raw bytes and what they are."""
 
     payload: bytes
-    encoding: str  # linear16 or mulaw
+    encoding: str  # linear16, linear32 (32-bit float) or mulaw
     sample_rate: int
 
     @property
+    def sample_bytes(self) -> int:
+        return SAMPLE_BYTES[self.encoding]
+
+    @property
     def bytes_per_second(self) -> int:
-        width = 2 if self.encoding == "linear16" else 1
-        return self.sample_rate * width
+        return self.sample_rate * self.sample_bytes
 
 
 def load_audio(path: Path) -> ClientAudio:
@@ -336,7 +341,7 @@ async def stream(
     audio_clock = report.audio_clock
     timer = ResultTimer(dialect, report, on_result)
     chunk = audio.bytes_per_second * chunk_ms // 1000
-    chunk -= chunk % (2 if audio.encoding == "linear16" else 1)
+    chunk -= chunk % audio.sample_bytes
     target = f"{url}{dialect.path}?{urlencode(dialect.query(audio))}"
     async with connect(target, additional_headers=dialect.headers(key),
                        max_size=2**22) as socket:

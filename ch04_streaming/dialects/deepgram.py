@@ -44,7 +44,9 @@ from ch04_streaming.session import (
 )
 from ch04_streaming.wire import WireMessage
 
-ENCODINGS = {"linear16": Encoding.LINEAR16, "mulaw": Encoding.MULAW}
+# Deepgram's `linear32` is 32-bit little-endian float, not integer.
+ENCODINGS = {"linear16": Encoding.LINEAR16, "linear32": Encoding.FLOAT32,
+             "mulaw": Encoding.MULAW}
 MODEL_UUID = "00000000-0000-4000-8000-00000000a5e4"
 CHANNEL = (0, 1)  # channel 0 of 1: Deepgram's [index, count]
 
@@ -213,7 +215,8 @@ class Deepgram:
         name = query.get("encoding", "linear16")
         if name not in ENCODINGS:
             raise RequestError(
-                f"encoding {name!r} is not supported; use linear16 or mulaw"
+                f"encoding {name!r} is not supported;"
+                " use linear16, linear32 or mulaw"
             )
         if parse_int(query, "channels", 1, 1, 8) != 1:
             raise RequestError("only mono audio is supported: channels=1")
