@@ -3,9 +3,17 @@ keys that send them, and a ledger of an earlier layout."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
 from sqlalchemy import Column, MetaData, Table
 
+from ch04_streaming.auth import ApiKeys
+from ch08_metering.accounts import load_accounts
 from ch08_metering.database import open_engine
+from ch08_metering.ingest_api import create_ingest_app
+from ch08_metering.ledger import Ledger
 from ch08_metering.schema import usage_events
 from tests.ch08.delivery_harness import NOON_UTC
 
@@ -42,3 +50,18 @@ def create_earlier_ledger(url: str) -> None:
             for c in usage_events.columns))
     earlier.create_all(engine)
     engine.dispose()
+
+
+@asynccontextmanager
+async def ingest_client(ledger: Ledger
+                        ) -> AsyncIterator[httpx.AsyncClient]:
+    """The ingest API on `ledger`, in process: acme's key, a key with no
+    account, and the service key."""
+    app = create_ingest_app(ledger, load_accounts(),
+                            ApiKeys.of("acme-key", "orphan-key"),
+                            clock=NOW.timestamp,
+                            service_keys=ApiKeys.of(KEY))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport,
+                                 base_url="http://ingest") as client:
+        yield client

@@ -16,18 +16,19 @@ from ch08_metering.ingest_api import create_ingest_app
 from ch08_metering.ledger import Ledger
 from ch08_metering.metering import SOURCE
 from tests.ch08.delivery_harness import Ledgers, write_lock
-from tests.ch08.ingest_harness import AUTH, JSON, KEY, NOW, raw_event
+from tests.ch08.ingest_harness import (
+    AUTH,
+    JSON,
+    KEY,
+    NOW,
+    ingest_client,
+    raw_event,
+)
 
 
 @pytest.fixture
 async def client(ledger: Ledger) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_ingest_app(ledger, load_accounts(),
-                            ApiKeys.of("acme-key", "orphan-key"),
-                            clock=NOW.timestamp,
-                            service_keys=ApiKeys.of(KEY))
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport,
-                                 base_url="http://ingest") as client:
+    async with ingest_client(ledger) as client:
         yield client
 
 

@@ -26,7 +26,13 @@ from ch08_metering.ingest_api import create_ingest_app
 from ch08_metering.ledger import Ledger
 from ch08_metering.openmeter import METER_OF_TYPE, OPENMETER_PATH
 from tests.ch08.delivery_harness import Ledgers, write_lock
-from tests.ch08.ingest_harness import AUTH, KEY, NOW, raw_event
+from tests.ch08.ingest_harness import (
+    AUTH,
+    KEY,
+    NOW,
+    ingest_client,
+    raw_event,
+)
 
 ONE = "application/cloudevents+json"
 BATCH = "application/cloudevents-batch+json"
@@ -122,13 +128,7 @@ def openmeter_event(n: int, kind: str = "transcription", *,
 
 @pytest.fixture
 async def client(ledger: Ledger) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_ingest_app(ledger, load_accounts(),
-                            ApiKeys.of("acme-key", "orphan-key"),
-                            clock=NOW.timestamp,
-                            service_keys=ApiKeys.of(KEY))
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport,
-                                 base_url="http://ingest") as client:
+    async with ingest_client(ledger) as client:
         yield client
 
 

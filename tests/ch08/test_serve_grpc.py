@@ -60,6 +60,16 @@ key_sha256 = [
 """
 
 
+def ledger_totals(database: str) -> dict[tuple[str, str, tuple[str, ...]],
+                                         int]:
+    """What the ledger holds once the service has gone."""
+    engine = open_engine(database)
+    try:
+        return Ledger(engine).totals()
+    finally:
+        engine.dispose()
+
+
 def grpc_port(service: Service) -> int:
     found = GRPC_PORT.search("".join(service.banner))
     assert found is not None, service.banner
@@ -113,9 +123,7 @@ async def test_grpc_streams_are_limited_and_metered(tmp_path: Path) -> None:
                           " 1.0 s")
     assert unknown == grpc.StatusCode.UNAUTHENTICATED
     assert exit_code == 0
-    engine = open_engine(database)
-    totals = Ledger(engine).totals()
-    engine.dispose()
+    totals = ledger_totals(database)
     expected = round(MANIFEST.get("quick_brown_fox").duration_s * 1000)
     assert totals.pop(("acme", "compute_ms", ())) > 0
     # Two calls admitted (the recognised one and the held one); the
@@ -152,9 +160,7 @@ async def test_google_streams_are_metered_as_ours_are(
             exit_code = await service.process.wait()
     assert heard == reference("quick_brown_fox")
     assert exit_code == 0
-    engine = open_engine(database)
-    totals = Ledger(engine).totals()
-    engine.dispose()
+    totals = ledger_totals(database)
     expected = round(MANIFEST.get("quick_brown_fox").duration_s * 1000)
     assert totals.pop(("acme", "compute_ms", ())) > 0
     assert totals == {("acme", "audio_ms", ()): expected,
