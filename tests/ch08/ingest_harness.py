@@ -18,6 +18,8 @@ from ch08_metering.schema import usage_events
 from tests.ch08.delivery_harness import NOON_UTC
 
 NOW = NOON_UTC  # the ingest API's clock
+# acme's key, and one that no account holds
+CUSTOMER_KEYS = ApiKeys.of("acme-key", "orphan-key")
 KEY = "service-key"  # a metering service's: any customer's usage
 AUTH = {"Authorization": f"Bearer {KEY}"}
 JSON = {"Content-Type": "application/json"}
@@ -53,12 +55,12 @@ def create_earlier_ledger(url: str) -> None:
 
 
 @asynccontextmanager
-async def ingest_client(ledger: Ledger
-                        ) -> AsyncIterator[httpx.AsyncClient]:
-    """The ingest API on `ledger`, in process: acme's key, a key with no
-    account, and the service key."""
-    app = create_ingest_app(ledger, load_accounts(),
-                            ApiKeys.of("acme-key", "orphan-key"),
+async def ingest_client(
+    ledger: Ledger, keys: ApiKeys = CUSTOMER_KEYS,
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The ingest API on `ledger`, in process: `keys` (acme's and one
+    with no account), and the service key."""
+    app = create_ingest_app(ledger, load_accounts(), keys,
                             clock=NOW.timestamp,
                             service_keys=ApiKeys.of(KEY))
     transport = httpx.ASGITransport(app=app)

@@ -11,8 +11,6 @@ import httpx
 import pytest
 
 from ch04_streaming.auth import ApiKeys
-from ch08_metering.accounts import load_accounts
-from ch08_metering.ingest_api import create_ingest_app
 from ch08_metering.ledger import Ledger
 from ch08_metering.metering import SOURCE
 from tests.ch08.delivery_harness import Ledgers, write_lock
@@ -146,11 +144,7 @@ async def test_a_busy_ledger_is_503_and_the_retry_counts_once(
         tmp_path: Path, ledgers: Ledgers) -> None:
     path = tmp_path / "l.sqlite3"
     ledger = ledgers.at(f"sqlite:///{path}", busy_timeout_s=0.1)
-    app = create_ingest_app(ledger, load_accounts(), ApiKeys(()),
-                            clock=NOW.timestamp,
-                            service_keys=ApiKeys.of(KEY))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://ingest") as client:
+    async with ingest_client(ledger, ApiKeys(())) as client:
         with write_lock(path):
             busy = await post(client, [raw_event(1), raw_event(2)])
         retry = await post(client, [raw_event(1), raw_event(2)])

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ch11_slo import accuracy_budget
 from ch11_slo.__main__ import main
 from ch11_slo.accuracy_budget import (
     Outage,
@@ -25,9 +24,9 @@ from ch11_slo.accuracy_budget import (
     verdict,
 )
 from ch11_slo.records import Outcome, UtteranceRecord, write_records
+from tests.ch11.commands import exit_status, readme_block
 from tests.ch11.promtool import REPO_ROOT
 
-README = Path(accuracy_budget.__file__).with_name("README.md")
 TEN_WORDS = "one two three four five six seven eight nine ten"
 
 
@@ -171,11 +170,7 @@ def test_the_command_runs_as_a_program() -> None:
 def test_bad_flags_stop_with_status_2_naming_the_flag(
     argv: list[str], flag: str, capsys: pytest.CaptureFixture[str],
 ) -> None:
-    status: int | str | None
-    try:
-        status = main(["accuracy-budget", *argv])
-    except SystemExit as stopped:  # argparse's own refusals
-        status = stopped.code
+    status = exit_status(["accuracy-budget", *argv])
     out, err = capsys.readouterr()
     assert status == 2 and out == ""
     assert flag in err
@@ -192,8 +187,5 @@ def test_a_bad_records_line_names_the_flag_and_the_line(
 
 
 def test_the_readme_holds_the_command_s_output() -> None:
-    text = README.read_text(encoding="utf-8")
-    begin = "<!-- accuracy-budget: python -m ch11_slo accuracy-budget -->\n"
-    block = text.split(begin, 1)[1].split("<!-- end accuracy-budget -->",
-                                          1)[0]
-    assert block == f"```text\n{accuracy_budget_report()}```\n"
+    assert readme_block("accuracy-budget") == (
+        f"```text\n{accuracy_budget_report()}```\n")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 from itertools import pairwise
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,9 +23,9 @@ from ch11_slo.jitter import (
     play_out,
     sweep,
 )
+from tests.ch11.commands import exit_status, readme_block
 from tests.ch11.promtool import REPO_ROOT
 
-README = Path(jitter.__file__).with_name("README.md")
 CHUNK_MS = 20.0
 
 
@@ -178,18 +177,12 @@ def test_the_command_runs_as_a_program() -> None:
 def test_bad_flags_stop_with_status_2_naming_the_flag(
     argv: list[str], flag: str, capsys: pytest.CaptureFixture[str],
 ) -> None:
-    status: int | str | None
-    try:
-        status = main(["jitter", *argv])
-    except SystemExit as stopped:  # argparse's own refusals
-        status = stopped.code
+    status = exit_status(["jitter", *argv])
     out, err = capsys.readouterr()
     assert status == 2 and out == ""
     assert flag in err
 
 
 def test_the_readme_holds_the_command_s_table() -> None:
-    text = README.read_text(encoding="utf-8")
-    begin = "<!-- jitter: python -m ch11_slo jitter --markdown -->\n"
-    block = text.split(begin, 1)[1].split("<!-- end jitter -->", 1)[0]
-    assert block.strip("\n") == jitter_report(markdown=True).strip("\n")
+    assert readme_block("jitter").strip("\n") == (
+        jitter_report(markdown=True).strip("\n"))

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from ch11_slo import target_cost
 from ch11_slo.__main__ import main
 from ch11_slo.target_cost import (
     Capacity,
@@ -18,9 +17,9 @@ from ch11_slo.target_cost import (
     capacity,
     target_cost_report,
 )
+from tests.ch11.commands import exit_status, readme_block
 from tests.ch11.promtool import REPO_ROOT
 
-README = Path(target_cost.__file__).with_name("README.md")
 MACHINE = {"cpu": "Test CPU", "cores": 2, "git_commit": "abc1234",
            "recorded_at": "2026-01-02T03:04:05+00:00"}
 HAND = Series("hand.json", "p95", "test latency", r"p95_ms_at_(\d+)",
@@ -186,18 +185,12 @@ def test_the_command_runs_as_a_program() -> None:
 def test_bad_flags_stop_with_status_2_naming_the_flag(
     argv: list[str], flag: str, capsys: pytest.CaptureFixture[str],
 ) -> None:
-    status: int | str | None
-    try:
-        status = main(["target-cost", *argv])
-    except SystemExit as stopped:  # argparse's own refusals
-        status = stopped.code
+    status = exit_status(["target-cost", *argv])
     out, err = capsys.readouterr()
     assert status == 2 and out == ""
     assert flag in err
 
 
 def test_the_readme_holds_the_command_s_output() -> None:
-    text = README.read_text(encoding="utf-8")
-    begin = "<!-- target-cost: python -m ch11_slo target-cost -->\n"
-    block = text.split(begin, 1)[1].split("<!-- end target-cost -->", 1)[0]
-    assert block == f"```text\n{target_cost_report()}```\n"
+    assert readme_block("target-cost") == (
+        f"```text\n{target_cost_report()}```\n")
