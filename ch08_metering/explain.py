@@ -29,14 +29,11 @@ from ch08_metering.invoice import (
 from ch08_metering.ledger import LedgerEvent
 from ch08_metering.pricing import (
     AUDIO_MODELS,
+    COUNTED_LINES,
     BillingModel,
     Price,
     PriceList,
     PricingError,
-    per_call,
-    per_character,
-    per_millisecond,
-    per_token,
     to_cents,
 )
 
@@ -64,21 +61,13 @@ def line_terms(line: str, prices: PriceList) -> LineTerms:
         raise InvoiceError(f"--line: no line {line!r} (lines: "
                            f"{', '.join(line_names(prices))})")
     model = prices.audio_model
-    if line == "characters":
-        return LineTerms("characters", None, "per_character",
-                         per_character, prices.characters)
-    if line == "tokens":
-        return LineTerms("tokens", None, "per_token", per_token,
-                         prices.tokens)
-    if line == "compute":
-        return LineTerms("compute_ms", None, "per_millisecond",
-                         per_millisecond, prices.compute)
-    if line == "api_calls":
-        return LineTerms("api_calls", None, "per_call", per_call,
-                         prices.api_calls)
+    for meter, counted in COUNTED_LINES.items():
+        if line == counted.name:
+            return LineTerms(meter, None, counted.model_name, counted.model,
+                             prices.of_line(line))
     feature = line.removeprefix("audio+") if "+" in line else None
-    price = prices.audio if feature is None else prices.add_on(feature)
-    return LineTerms("audio_ms", feature, model, AUDIO_MODELS[model], price)
+    return LineTerms("audio_ms", feature, model, AUDIO_MODELS[model],
+                     prices.of_line(line))
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from ch08_metering.database import add_database_argument, open_engine
 from ch08_metering.ledger import Ledger
 from ch08_metering.pricing import (
     AUDIO_MODELS,
+    COUNTED_LINES,
     Metered,
     Price,
     PriceList,
@@ -93,7 +94,7 @@ def is_audio(line: str) -> bool:
 def line_names(prices: PriceList) -> list[str]:
     """Every line the price list can bill, in invoice order."""
     return ["audio", *(f"audio+{f}" for f in sorted(prices.features)),
-            "characters", "tokens", "compute", "api_calls"]
+            *(counted.name for counted in COUNTED_LINES.values())]
 
 
 @dataclass(frozen=True)

@@ -78,6 +78,24 @@ AUDIO_MODELS: Mapping[str, BillingModel] = {
     "aws_15s_minimum": aws_15s_minimum,
     "per_15s_block": per_15s_block,
 }
+
+
+@dataclass(frozen=True)
+class CountedLine:
+    """An invoice line billed by count: no audio model, no add-ons."""
+
+    name: str  # the line, and the price list's entry
+    model_name: str
+    model: BillingModel
+
+
+# meter -> its line; audio_ms is priced by the plan's audio model instead
+COUNTED_LINES: Mapping[str, CountedLine] = {
+    "characters": CountedLine("characters", "per_character", per_character),
+    "tokens": CountedLine("tokens", "per_token", per_token),
+    "compute_ms": CountedLine("compute", "per_millisecond", per_millisecond),
+    "api_calls": CountedLine("api_calls", "per_call", per_call),
+}
 FEATURES: tuple[str, ...] = get_args(Feature)
 
 
@@ -129,6 +147,20 @@ class PriceList:
         if feature not in self.features:
             raise PricingError(f"no price for feature {feature!r}")
         return self.features[feature]
+
+    def of_line(self, line: str) -> Price:
+        """An invoice line's price: `audio`, `audio+FEATURE`, or a line
+        billed by count (`COUNTED_LINES`)."""
+        if line == "audio":
+            return self.audio
+        if line.startswith("audio+"):
+            return self.add_on(line.removeprefix("audio+"))
+        counted: dict[str, Price] = {
+            "characters": self.characters, "tokens": self.tokens,
+            "compute": self.compute, "api_calls": self.api_calls}
+        if line not in counted:
+            raise PricingError(f"no price for line {line!r}")
+        return counted[line]
 
 
 def to_cents(amount: Decimal) -> Decimal:
@@ -303,17 +335,9 @@ def stream_charges(stream: StreamTotal, prices: PriceList,
     """What one stream is charged; features add on to audio only."""
     if stream.meter == "audio_ms":
         return audio_charges(stream, prices, AUDIO_MODELS[audio_model])
-    if stream.meter == "characters":
-        return [Charge("characters", stream.stream_id,
-                       per_character(stream.value), prices.characters)]
-    if stream.meter == "tokens":
-        return [Charge("tokens", stream.stream_id,
-                       per_token(stream.value), prices.tokens)]
-    if stream.meter == "compute_ms":
-        return [Charge("compute", stream.stream_id,
-                       per_millisecond(stream.value), prices.compute)]
-    if stream.meter == "api_calls":
-        return [Charge("api_calls", stream.stream_id,
-                       per_call(stream.value), prices.api_calls)]
-    raise PricingError(f"no price for meter {stream.meter!r}")
+    counted = COUNTED_LINES.get(stream.meter)
+    if counted is None:
+        raise PricingError(f"no price for meter {stream.meter!r}")
+    return [Charge(counted.name, stream.stream_id,
+                   counted.model(stream.value), prices.of_line(counted.name))]
 

@@ -99,8 +99,7 @@ def stripe_lines(prices: PriceList) -> list[StripeLine]:
     """Every billed line of the price list, in invoice order."""
     out = []
     for line in line_names(prices):
-        price = (prices.add_on(line.split("+")[1]) if "+" in line
-                 else getattr(prices, line))
+        price = prices.of_line(line)
         units = MS_PER_SECOND if line.startswith("audio") else 1
         out.append(StripeLine(line, event_name_of(line), price,
                               unit_amount_decimal(price, units)))
