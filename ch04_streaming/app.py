@@ -28,7 +28,7 @@ from ch03_gpu.phases import mark
 from ch03_gpu.profiles import PROFILE
 from ch03_gpu.warm_pool import Handoff, WarmPool
 from ch04_streaming.audio import AudioDecoder
-from ch04_streaming.auth import ApiKeys, load_api_keys
+from ch04_streaming.auth import ApiKeys, KeyCheck, load_api_keys
 from ch04_streaming.backpressure import pending_audio_cap
 from ch04_streaming.dialects.assemblyai import AssemblyAI
 from ch04_streaming.dialects.deepgram import Deepgram
@@ -148,7 +148,7 @@ def build_recognizer(settings: Settings, device: Accelerator
     )
 
 
-def build_server(settings: Settings, keys: ApiKeys | None = None,
+def build_server(settings: Settings, keys: KeyCheck | None = None,
                  hooks: StreamHooks | None = None,
                  scheduler: DecodeScheduler | None = None,
                  device: Accelerator | None = None,

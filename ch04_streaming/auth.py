@@ -14,8 +14,15 @@ import hmac
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 KEYS_VARIABLE = "SPEECH_API_KEYS"
+
+
+class KeyCheck(Protocol):
+    """What a server asks of its keys: chapter 9 passes a key store."""
+
+    def verify(self, candidate: str | None) -> bool: ...
 
 
 # --8<-- [start:api_keys]

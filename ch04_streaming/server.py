@@ -33,7 +33,7 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 from websockets.typing import Subprotocol
 
-from ch04_streaming.auth import ApiKeys
+from ch04_streaming.auth import KeyCheck
 from ch04_streaming.dialects.dialect import (
     Closing,
     Dialect,
@@ -170,7 +170,7 @@ class SpeechServer:
     dialects: Mapping[str, Dialect]
     recognizer: Recognizer  # asked only whether it is ready
     new_session: SessionFactory
-    keys: ApiKeys
+    keys: KeyCheck
     defaults: StreamDefaults
     limits: ServerLimits
     hooks: StreamHooks = field(default_factory=NoHooks)

@@ -49,6 +49,7 @@ from ch04_streaming.session import (
 )
 from ch04_streaming.stream_hooks import (
     NoTracker,
+    StoppableTracker,
     StreamTracker,
     device_time_of,
 )
@@ -161,6 +162,8 @@ class StreamHandler:
         decoder = asyncio.create_task(self.session.run())
         self._reader = asyncio.create_task(self._read())
         tasks = {sender, decoder, self._reader}
+        if isinstance(self.tracker, StoppableTracker):
+            tasks.add(asyncio.create_task(self._stop_when(self.tracker)))
         try:
             done, _ = await asyncio.wait(
                 tasks, return_when=asyncio.FIRST_COMPLETED
@@ -173,6 +176,10 @@ class StreamHandler:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _stop_when(self, tracker: StoppableTracker) -> Closing:
+        """Closes at once: a revoked key gets no more results."""
+        return self.dialect.codes.revoked.because(await tracker.stopped())
 
     def _outcome(self, task: asyncio.Task[object]) -> Closing | None:
         """How to close, given the first task that finished."""

@@ -7,6 +7,8 @@ may refuse), for every audio frame (`audio`, which may stop the
 stream), and when the stream has ended (`ended`). A tracker that also
 counts device time (`DeviceTimeTracker`: chapter 8 meters it) is told
 each decode's share of the accelerator's time; others are not asked.
+A tracker that can stop its stream (`StoppableTracker`: chapter 9's,
+when the stream's key is revoked) is watched while the stream runs.
 Chapter 4 ships `NoHooks`; chapter 8 composes its own without chapter
 4 importing it.
 """
@@ -58,6 +60,15 @@ class DeviceTimeTracker(Protocol):
 
     def compute(self, device_s: float) -> None:
         """A decode of this stream took `device_s` of device time."""
+
+
+@runtime_checkable
+class StoppableTracker(Protocol):
+    """A tracker that may end its stream from outside, frames or none:
+    chapter 9 ends the streams of a key revoked on any replica."""
+
+    async def stopped(self) -> str:
+        """Return, with the reason, when the stream must end."""
 
 
 DeviceTime = Callable[[float], None]

@@ -86,6 +86,12 @@ COMMAND_TESTS: dict[str, tuple[str, ...]] = {
     "ch08_metering stripe-invoice": (
         "ch08/test_stripe_billing.py::test_stripe_invoice_command_prints"
         "_both_invoices",),
+    "ch09_security serve": (
+        "ch09/test_serve.py::test_keys_made_and_revoked_by_command_govern"
+        "_the_service",),
+    "ch09_security keys": (
+        "ch09/test_keys_cli.py::test_create_shows_the_key_once_and_list"
+        "_never",),
     "ch11_slo jitter": (
         "ch11/test_jitter.py::test_the_command_runs_as_a_program",),
 }

@@ -89,6 +89,9 @@ class CloseCodes:
     # A usage limit of the customer's tier (chapter 8): 4029, from the
     # private range, because neither provider documents a code for it.
     over_limit: Closing = Closing(4029, "usage limit")
+    # The stream's credential was revoked or expired while it ran
+    # (chapter 9): 1008, policy violation, as OWASP advises.
+    revoked: Closing = Closing(1008, "credential no longer valid")
 
 
 # What a frame is to a dialect: audio, a control, or why it is refused.

@@ -16,7 +16,7 @@ from ch03_gpu.device import Accelerator
 from ch03_gpu.profiles import PROFILES
 from ch04_streaming.app import dialects, session_factory
 from ch04_streaming.audio import AudioDecoder, Encoding
-from ch04_streaming.auth import ApiKeys
+from ch04_streaming.auth import ApiKeys, KeyCheck
 from ch04_streaming.backpressure import PendingAudioCap
 from ch04_streaming.dialects.dialect import Dialect, StreamDefaults
 from ch04_streaming.engine import LocalMatching, MockRecognizer, NullRecognizer
@@ -60,11 +60,13 @@ async def running_server(
     hooks: StreamHooks | None = None,
     keys: tuple[str, ...] = (KEY,),
     dialects_by_path: dict[str, Dialect] | None = None,
+    key_check: KeyCheck | None = None,
 ) -> AsyncIterator[Running]:
     """A server in this process on a free port, shut down on the way out.
 
     The mock engine runs on a zero-cost device unless `device` says
-    otherwise, and is loaded already unless `ready` is false.
+    otherwise, and is loaded already unless `ready` is false. Its keys
+    are `keys`, unless a `key_check` (chapter 9's store) is given.
     """
     recognizer = MockRecognizer(
         LocalMatching(lexicon), device or Accelerator(PROFILES["zero"])
@@ -73,7 +75,8 @@ async def running_server(
     server = SpeechServer(
         dialects_by_path or dialects(), recognizer,
         session_factory(DirectScheduler(recognizer), limits.connection),
-        ApiKeys.of(*keys), defaults or StreamDefaults(), limits,
+        key_check or ApiKeys.of(*keys), defaults or StreamDefaults(),
+        limits,
         hooks or NoHooks())
     await server.start("127.0.0.1", 0)
     if ready:
