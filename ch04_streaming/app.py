@@ -47,7 +47,7 @@ from ch04_streaming.engine import (
 )
 from ch04_streaming.matcher_process import MatcherProcess
 from ch04_streaming.scheduler import DecodeScheduler, DirectScheduler
-from ch04_streaming.server import ServerLimits, SpeechServer
+from ch04_streaming.server import HttpRoute, ServerLimits, SpeechServer
 from ch04_streaming.session import (
     Emit,
     EveryChunk,
@@ -155,6 +155,7 @@ def build_server(settings: Settings, keys: KeyCheck | None = None,
                  more_dialects: Mapping[str, Dialect] | None = None,
                  recognizer: Recognizer | None = None,
                  cadence: InterimCadence | None = None,
+                 routes: Mapping[str, HttpRoute] | None = None,
                  ) -> Built:
     """The chapter 4 server. Later chapters pass `hooks` to follow
     every stream (metering, quotas) and may pass their own `scheduler`
@@ -162,7 +163,8 @@ def build_server(settings: Settings, keys: KeyCheck | None = None,
     3's warm pool passes a `device` its parent has loaded; chapter 5
     serves its own dialects beside these (`more_dialects`, by path);
     chapter 6 passes the `recognizer` its scheduler batches for, and
-    the `cadence` of interims its degradation policy sets.
+    the `cadence` of interims its degradation policy sets; chapter 9
+    serves its token endpoints as GET `routes` beside the streams.
     """
     dev_key = None
     if keys is None:
@@ -186,7 +188,8 @@ def build_server(settings: Settings, keys: KeyCheck | None = None,
         scheduler or DirectScheduler(recognizer), connection, cadence)
     by_path = {**dialects(settings), **(more_dialects or {})}
     server = SpeechServer(by_path, recognizer, new_session, keys,
-                          defaults, limits, hooks or NoHooks())
+                          defaults, limits, hooks or NoHooks(),
+                          routes or {})
     server.metrics.registry.register(DcgmMetrics(device))
     mark("built")
     return Built(server, recognizer, dev_key)

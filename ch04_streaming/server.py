@@ -19,7 +19,7 @@ import socket
 import time
 import uuid
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Literal
@@ -165,6 +165,11 @@ def error_response(status: int, reason: str,
                          headers)
 
 
+# A later chapter's own GET endpoint beside the streams (chapter 9's
+# token endpoint): a request in, a response out, before any upgrade.
+HttpRoute = Callable[[Request], Awaitable[Response]]
+
+
 @dataclass
 class SpeechServer:
     dialects: Mapping[str, Dialect]
@@ -174,6 +179,7 @@ class SpeechServer:
     defaults: StreamDefaults
     limits: ServerLimits
     hooks: StreamHooks = field(default_factory=NoHooks)
+    routes: Mapping[str, HttpRoute] = field(default_factory=dict)
     handlers: dict[StreamHandler, asyncio.Task[None]] = field(
         default_factory=dict)
     admitted: set[ServerConnection] = field(default_factory=set)
@@ -204,7 +210,7 @@ class SpeechServer:
         url = urlsplit(request.path)
         dialect = self.dialects.get(url.path)
         if dialect is None:
-            return self.plain_http(url.path)
+            return await self.http(request)
         query = dict(parse_qsl(url.query))
         key = dialect.credential(folded(request.headers), query) or ""
         refused = (self.unauthenticated(key, dialect)
@@ -281,6 +287,12 @@ class SpeechServer:
             headers["Retry-After"] = str(max(1, math.ceil(
                 refusal.retry_after_s)))
         return self.refuse(refusal.status, refusal.reason, headers)
+
+    async def http(self, request: Request) -> Response:
+        """A GET that is not a stream: a later chapter's route, or ours."""
+        path = urlsplit(request.path).path
+        route = self.routes.get(path)
+        return await route(request) if route else self.plain_http(path)
 
     def plain_http(self, path: str) -> Response:
         if path == "/metrics":
@@ -433,7 +445,9 @@ class SpeechServer:
 def select_token_subprotocol(
     connection: ServerConnection, offered: object
 ) -> Subprotocol | None:
-    """Browsers send their key as subprotocols `token, KEY`: answer
-    `token`, which they require to be echoed, never the key."""
+    """Browsers send their key as subprotocols `token, KEY` (a token as
+    `bearer, TOKEN`): answer the kind, which they require to be echoed,
+    never the credential itself."""
     protocols = list(offered) if isinstance(offered, list | tuple) else []
-    return Subprotocol("token") if "token" in protocols else None
+    kind = next((p for p in protocols if p in ("token", "bearer")), None)
+    return Subprotocol(kind) if kind else None

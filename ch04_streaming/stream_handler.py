@@ -178,8 +178,12 @@ class StreamHandler:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _stop_when(self, tracker: StoppableTracker) -> Closing:
-        """Closes at once: a revoked key gets no more results."""
-        return self.dialect.codes.revoked.because(await tracker.stopped())
+        """A revoked credential closes at once, with no more results; a
+        session whose time is up closes as an expired one does."""
+        stop = await tracker.stopped()
+        codes = self.dialect.codes
+        return codes.expired if stop.expired else codes.revoked.because(
+            stop.reason)
 
     def _outcome(self, task: asyncio.Task[object]) -> Closing | None:
         """How to close, given the first task that finished."""

@@ -62,13 +62,22 @@ class DeviceTimeTracker(Protocol):
         """A decode of this stream took `device_s` of device time."""
 
 
+@dataclass(frozen=True)
+class Stop:
+    """Why a stream must end now: its credential is no longer valid,
+    or (`expired`) its credential's session time is up."""
+
+    reason: str
+    expired: bool = False
+
+
 @runtime_checkable
 class StoppableTracker(Protocol):
     """A tracker that may end its stream from outside, frames or none:
     chapter 9 ends the streams of a key revoked on any replica."""
 
-    async def stopped(self) -> str:
-        """Return, with the reason, when the stream must end."""
+    async def stopped(self) -> Stop:
+        """Return when the stream must end, and why."""
 
 
 DeviceTime = Callable[[float], None]

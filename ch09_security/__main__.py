@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from ch09_security import keys_cli, serve
+from ch09_security.log_redaction import redact_logs
 
 COMMANDS = {"serve": serve, "keys": keys_cli}
 
@@ -27,6 +28,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(message)s")
+    redact_logs()  # no token, key or URL credential in any log line
     code: int = COMMANDS[args.command].run(args)
     return code
 

@@ -25,18 +25,29 @@ from ch09_security.key_store import (
     KeyState,
     KeyStore,
     Scope,
+    UnknownKeyError,
     find_by_key,
 )
+from ch09_security.tokens import TokenClaims
 
 DEVELOPMENT_OWNER = "development"
 
 
 @dataclass(frozen=True)
 class Verdict:
-    """A key's check: its record if it may be used, else why not."""
+    """A credential's check: the record of the key behind it if it may
+    be used, else why not; and the token's claims, if it was one."""
 
     record: KeyRecord | None
     reason: str = ""
+    token: TokenClaims | None = None
+
+    @property
+    def scopes(self) -> frozenset[str]:
+        """What it may do: a token's scopes, else its key's."""
+        if self.token is not None:
+            return self.token.scopes
+        return self.record.scopes if self.record is not None else frozenset()
 
     @property
     def ok(self) -> bool:
@@ -45,7 +56,7 @@ class Verdict:
 
 def development_record(digest: str) -> KeyRecord:
     return KeyRecord(
-        key_id="development", digest=digest, owner=DEVELOPMENT_OWNER,
+        key_id=DEVELOPMENT_OWNER, digest=digest, owner=DEVELOPMENT_OWNER,
         scopes=frozenset({Scope.LISTEN, Scope.TRANSCRIBE}), label="",
         hint="SPEECH_API_KEYS", created_at_ms=0, expires_at_ms=None,
         revoked_at_ms=None, last_used_at_ms=None, use_count=0,
@@ -62,6 +73,7 @@ class KeyVerifier:
         default_factory=OrderedDict, init=False)
     _uses: dict[str, tuple[int, int]] = field(default_factory=dict,
                                               init=False)
+    _digests: dict[str, str] = field(default_factory=dict, init=False)
 
     @property
     def clock_ms(self) -> Callable[[], int]:
@@ -78,7 +90,7 @@ class KeyVerifier:
             return Verdict(None, "missing API key")
         if not looks_like_key(candidate):
             if self.development.verify(candidate):
-                return Verdict(development_record("development"))
+                return Verdict(development_record(DEVELOPMENT_OWNER))
             return Verdict(None, "invalid API key")
         digest = self.store.hasher.digest(candidate)
         record = self._cached(digest)
@@ -96,6 +108,23 @@ class KeyVerifier:
             return Verdict(None, f"API key {state}")
         return Verdict(record)
     # --8<-- [end:key_check]
+
+    def check_id(self, key_id: str) -> Verdict:
+        """The key that granted a token, by its id: may it still?"""
+        if key_id == DEVELOPMENT_OWNER and self.development.keys:
+            return Verdict(development_record(DEVELOPMENT_OWNER))
+        digest = self._digests.get(key_id)
+        record = self._cached(digest) if digest is not None else None
+        if record is None:
+            try:
+                record = self.store.show(key_id)
+            except UnknownKeyError:
+                return Verdict(None, "the granting key does not exist")
+            self._remember(record)
+        state = record.state(self.clock_ms())
+        if state is not KeyState.ACTIVE:
+            return Verdict(None, f"the granting API key is {state}")
+        return Verdict(record)
 
     def forget(self, digest: str) -> None:
         """Another replica changed this key: read it afresh next time."""
@@ -124,8 +153,10 @@ class KeyVerifier:
     def _remember(self, record: KeyRecord) -> None:
         self._cache[record.digest] = (record, self.clock_ms())
         self._cache.move_to_end(record.digest)
+        self._digests[record.key_id] = record.digest
         while len(self._cache) > self.max_cached:
-            self._cache.popitem(last=False)
+            _, (evicted, _) = self._cache.popitem(last=False)
+            self._digests.pop(evicted.key_id, None)
 
     def count_use(self, record: KeyRecord) -> None:
         """A request or stream was served with this key."""

@@ -20,6 +20,7 @@ import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from ch04_streaming.stream_hooks import Stop
 from ch09_security.key_store import KeyRecord, KeyState
 from ch09_security.key_verifier import DEVELOPMENT_OWNER, KeyVerifier
 
@@ -31,22 +32,23 @@ class StreamStop:
     """One running stream's way to be told to end, and why."""
 
     digest: str
-    _reason: str = ""
+    _stop: Stop | None = None
     _stopped: asyncio.Event = field(default_factory=asyncio.Event)
 
-    def stop(self, reason: str) -> None:
-        if not self._stopped.is_set():
-            self._reason = reason
+    def stop(self, reason: str, expired: bool = False) -> None:
+        if self._stop is None:  # the first reason stands
+            self._stop = Stop(reason, expired)
             self._stopped.set()
 
-    async def stopped(self) -> str:
+    async def stopped(self) -> Stop:
         await self._stopped.wait()
-        return self._reason
+        assert self._stop is not None
+        return self._stop
 
     @property
     def reason(self) -> str | None:
         """Why the stream was told to end; None while it may run."""
-        return self._reason if self._stopped.is_set() else None
+        return self._stop.reason if self._stop is not None else None
 
 
 @dataclass

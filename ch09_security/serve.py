@@ -1,13 +1,16 @@
-"""`python -m ch09_security serve`: chapter 4's streams behind real keys.
+"""`python -m ch09_security serve`: chapter 4's streams behind real
+credentials, and the endpoints that grant short-lived tokens.
 
 Chapter 9, "Authentication for streaming connections" and "API key
 management". The composition root: chapter 4's streaming server (the
-Deepgram and AssemblyAI dialects), whose key check is this chapter's
-`KeyVerifier` (keys from `keys create`, plus `SPEECH_API_KEYS` for
-development), whose hooks are the `StreamGuard` (scopes, use counts,
-streams followed by key), and beside it the `KeyWatch` that ends a
-revoked key's streams within `--poll-s` on every replica sharing the
-database. Streaming settings come from `CH04_*` variables.
+Deepgram and AssemblyAI dialects, port 8009), whose credential check
+is this chapter's `Credentials` (keys from `keys create`, tokens those
+keys grant, and `SPEECH_API_KEYS` for development), whose hooks are the
+`StreamGuard`, and whose GET routes serve AssemblyAI's `/v3/token` and
+the JWKS; beside it, this chapter's HTTP API (port 8109: Deepgram's
+`POST /v1/auth/grant`), and the `KeyWatch` that ends a revoked key's
+streams within `--poll-s` on every replica sharing the database.
+Streaming settings come from `CH04_*` variables.
 """
 
 from __future__ import annotations
@@ -16,10 +19,13 @@ import argparse
 import asyncio
 import logging
 import os
+import socket
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
+
+import uvicorn
 
 from ch04_streaming.app import (
     build_server,
@@ -30,14 +36,16 @@ from ch04_streaming.auth import ApiKeys, split_keys
 from ch04_streaming.engine import Recognizer
 from ch04_streaming.server import SpeechServer
 from ch04_streaming.settings import parse_settings
-from ch09_security.key_verifier import KeyVerifier
-from ch09_security.key_watch import KeyWatch, RunningStreams
+from ch08_metering.serve import EmbeddedServer
+from ch09_security.http_api import create_http_app
+from ch09_security.key_watch import KeyWatch
 from ch09_security.keys_cli import open_store
+from ch09_security.security_layer import security_layer
 from ch09_security.server_secret import SecretError
-from ch09_security.stream_guard import StreamGuard
 
 log = logging.getLogger("ch09_security")
 DEFAULT_PORT = 8009
+DEFAULT_API_PORT = 8109
 
 
 @dataclass
@@ -45,17 +53,26 @@ class SecuredService:
     speech: SpeechServer
     recognizer: Recognizer
     watch: KeyWatch
+    api: EmbeddedServer
+    api_listener: socket.socket
+
+    @property
+    def api_port(self) -> int:
+        port: int = self.api_listener.getsockname()[1]
+        return port
 
 
 def add_parser(commands: Any, name: str) -> None:
     parser = commands.add_parser(
-        name, help="the streaming endpoints behind managed API keys",
+        name, help="the streaming endpoints behind managed credentials",
         description="Chapter 4's streaming endpoints (/v1/listen, "
-        "/v3/ws) behind API keys with scopes and revocation. Streaming "
-        "settings come from CH04_* variables.")
+        "/v3/ws) behind API keys and short-lived tokens, with the token "
+        "endpoints. Streaming settings come from CH04_* variables.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT,
                         help="streaming port (default %(default)s)")
+    parser.add_argument("--api-port", type=int, default=DEFAULT_API_PORT,
+                        help="HTTP API port (default %(default)s)")
     parser.add_argument("--database-url",
                         default=os.environ.get("DATABASE_URL"),
                         help="key store (env DATABASE_URL; default SQLite "
@@ -68,34 +85,43 @@ def add_parser(commands: Any, name: str) -> None:
 # --8<-- [start:secured_root]
 def build_service(args: argparse.Namespace,
                   env: Mapping[str, str]) -> SecuredService:
-    """The composition root: chapter 4's server, this chapter's keys."""
-    store = open_store(args.database_url)
+    """The composition root: chapter 4's server inside this chapter's
+    security layer, and the HTTP API beside it."""
     development = ApiKeys.of(*split_keys(env.get("SPEECH_API_KEYS", "")))
-    verifier = KeyVerifier(store, development)
-    streams = RunningStreams()
+    layer = security_layer(open_store(args.database_url), development,
+                           args.poll_s)
     settings = replace(parse_settings([], env), host=args.host,
                        port=args.port)
-    built = build_server(settings, keys=verifier,
-                         hooks=StreamGuard(verifier, streams))
-    watch = KeyWatch(verifier, streams, poll_s=args.poll_s)
-    return SecuredService(built.server, built.recognizer, watch)
+    built = build_server(settings, keys=layer.credentials,
+                         hooks=layer.guard, routes=layer.routes)
+    api = EmbeddedServer(uvicorn.Config(
+        create_http_app(layer.grants, layer.signing), log_level="warning"))
+    listener = socket.create_server((args.host, args.api_port))
+    return SecuredService(built.server, built.recognizer, layer.watch,
+                          api, listener)
 # --8<-- [end:secured_root]
 
 
 async def serve(args: argparse.Namespace) -> int:
     service = build_service(args, os.environ)
     watching = asyncio.create_task(service.watch.run())
+    api = asyncio.create_task(
+        service.api.serve(sockets=[service.api_listener]))
     await service.speech.start(args.host, args.port)
-    print(f"listening on http://{args.host}:{service.speech.port} "
-          "(Deepgram /v1/listen, AssemblyAI /v3/ws) behind managed keys; "
-          "make one: python -m ch09_security keys create --owner NAME",
+    print(f"API on http://{args.host}:{service.api_port} "
+          "(POST /v1/auth/grant, GET /v3/token, /.well-known/jwks.json)",
           flush=True)
+    print(f"listening on http://{args.host}:{service.speech.port} "
+          "(Deepgram /v1/listen, AssemblyAI /v3/ws and /v3/token) behind "
+          "managed keys; make one: python -m ch09_security keys create "
+          "--owner NAME", flush=True)
     try:
         await run_until_signalled(service.recognizer, service.speech,
                                   service.speech.shutdown)
     finally:
+        service.api.should_exit = True
         watching.cancel()
-        await asyncio.gather(watching, return_exceptions=True)
+        await asyncio.gather(watching, api, return_exceptions=True)
         await service.watch.flush_uses()
         service.watch.verifier.store.engine.dispose()
     return 0

@@ -49,6 +49,9 @@ ENCODINGS = {"linear16": Encoding.LINEAR16, "linear32": Encoding.FLOAT32,
              "mulaw": Encoding.MULAW}
 MODEL_UUID = "00000000-0000-4000-8000-00000000a5e4"
 CHANNEL = (0, 1)  # channel 0 of 1: Deepgram's [index, count]
+# A browser's first subprotocol says what the second is: a key, or a
+# short-lived token (chapter 9).
+CREDENTIAL_KINDS = ("token", "bearer")
 
 
 class ModelInfo(BaseModel):
@@ -196,12 +199,13 @@ class Deepgram:
 
     def credential(self, headers: Mapping[str, str],
                    query: Mapping[str, str]) -> str | None:
-        """`Authorization: Token KEY`, or a browser's subprotocols."""
+        """`Authorization: Token KEY` (or `Bearer TOKEN`), or a
+        browser's subprotocols `token, KEY` (or `bearer, TOKEN`)."""
         if key := authorization_key(headers.get("Authorization", "")):
             return key
         protocols = [p.strip() for p in
                      headers.get("Sec-WebSocket-Protocol", "").split(",")]
-        if len(protocols) == 2 and protocols[0].lower() == "token":
+        if len(protocols) == 2 and protocols[0].lower() in CREDENTIAL_KINDS:
             return protocols[1]
         return None
 

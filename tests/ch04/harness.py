@@ -22,7 +22,7 @@ from ch04_streaming.dialects.dialect import Dialect, StreamDefaults
 from ch04_streaming.engine import LocalMatching, MockRecognizer, NullRecognizer
 from ch04_streaming.mock_matcher import Lexicon
 from ch04_streaming.scheduler import DirectScheduler
-from ch04_streaming.server import ServerLimits, SpeechServer
+from ch04_streaming.server import HttpRoute, ServerLimits, SpeechServer
 from ch04_streaming.session import SessionEvent, StreamOptions, StreamSession
 from ch04_streaming.stream_hooks import NoHooks, StreamHooks
 from ch04_streaming.vad import VadConfig, build_vad_gate
@@ -61,6 +61,7 @@ async def running_server(
     keys: tuple[str, ...] = (KEY,),
     dialects_by_path: dict[str, Dialect] | None = None,
     key_check: KeyCheck | None = None,
+    routes: dict[str, HttpRoute] | None = None,
 ) -> AsyncIterator[Running]:
     """A server in this process on a free port, shut down on the way out.
 
@@ -76,8 +77,7 @@ async def running_server(
         dialects_by_path or dialects(), recognizer,
         session_factory(DirectScheduler(recognizer), limits.connection),
         key_check or ApiKeys.of(*keys), defaults or StreamDefaults(),
-        limits,
-        hooks or NoHooks())
+        limits, hooks or NoHooks(), routes or {})
     await server.start("127.0.0.1", 0)
     if ready:
         await recognizer.start()

@@ -11,56 +11,22 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from ch04_streaming.auth import ApiKeys
 from ch04_streaming.client import DIALECTS, load_audio, stream
-from ch07_api import database
-from ch09_security.key_store import KeyHasher, KeyStore, Scope
-from ch09_security.key_verifier import KeyVerifier
-from ch09_security.key_watch import KeyWatch, RunningStreams
-from ch09_security.keys_cli import now_ms
-from ch09_security.stream_guard import StreamGuard
+from ch09_security.key_store import Scope
 from tests.ch04.harness import Running, Start, audio_of, reference
 from tests.ch09.conftest import SECRET
+from tests.ch09.harness import DEV_KEY, secured
 
-DEV_KEY = "dev-key-from-the-environment"
 REVOKED = "credential no longer valid: API key revoked"
 REVOCATION_BOUND_S = 2.0  # what the chapter promises
 
 
-@dataclass
-class Secured:
-    running: Running
-    store: KeyStore
-    streams: RunningStreams
-    watch: KeyWatch
-
-
-@asynccontextmanager
-async def secured(start_server: Start, url: str) -> AsyncIterator[Secured]:
-    store = KeyStore(database.open_engine(url), KeyHasher(SECRET), now_ms)
-    store.create_schema()
-    verifier = KeyVerifier(store, ApiKeys.of(DEV_KEY))
-    streams = RunningStreams()
-    watch = KeyWatch(verifier, streams, poll_s=0.1)
-    watching = asyncio.create_task(watch.run())
-    try:
-        async with start_server(key_check=verifier,
-                                hooks=StreamGuard(verifier, streams)
-                                ) as running:
-            yield Secured(running, store, streams, watch)
-    finally:
-        watching.cancel()
-        await asyncio.gather(watching, return_exceptions=True)
-        store.engine.dispose()
 
 
 def listen(running: Running, key: str) -> connect:
@@ -92,10 +58,10 @@ async def test_a_managed_key_streams_and_its_use_is_counted(
         report = await stream(service.running.url, DIALECTS["deepgram"],
                               made.key, load_audio(audio_of("weather_"
                                                             "forecast")))
-        await service.watch.flush_uses()
+        await service.layer.watch.flush_uses()
         assert report.transcript == reference("weather_forecast")
         assert service.store.show(made.record.key_id).use_count == 1
-        assert len(service.streams) == 0  # followed only while it ran
+        assert len(service.layer.guard.streams) == 0  # only while it ran
 
 
 @pytest.mark.parametrize("key, status", [

@@ -1,0 +1,77 @@
+"""This chapter's HTTP API: the requests a WebSocket server cannot take.
+
+Chapter 9, "Authentication for streaming connections" and "OAuth2 flows
+for ML API access". A FastAPI app beside chapter 4's streaming port:
+Deepgram's `POST /v1/auth/grant`, AssemblyAI's `GET /v3/token` (also on
+the streaming port, where AssemblyAI's SDK looks for it) and the JWKS
+at `/.well-known/jwks.json`. Bodies are parsed once, into types, and a
+body that does not parse is a 400 in the provider's error shape.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from ch09_security.grant_routes import (
+    AssemblyAIToken,
+    DeepgramGrant,
+    deepgram_error,
+    jwks_body,
+)
+from ch09_security.signing_keys import SigningKeys
+from ch09_security.token_grants import Refused, TokenGrants
+
+MAX_BODY_BYTES = 4096  # a grant's body is a few bytes of JSON
+
+
+class GrantRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    ttl_seconds: float | None = None
+
+
+def json_message(status: int, body: BaseModel) -> JSONResponse:
+    return JSONResponse(body.model_dump(exclude_none=True),
+                        status_code=status)
+
+
+def create_http_app(grants: TokenGrants, keys: SigningKeys) -> FastAPI:
+    app = FastAPI(title="Speech API: credentials", docs_url=None,
+                  redoc_url=None)
+
+    @app.post("/v1/auth/grant")
+    async def deepgram_grant(request: Request) -> Response:
+        body = await request.body()
+        try:
+            if len(body) > MAX_BODY_BYTES:
+                raise ValueError("body too large")
+            parsed = (GrantRequest.model_validate_json(body) if body.strip()
+                      else GrantRequest())
+        except (ValueError, ValidationError):
+            return json_message(400, deepgram_error(Refused(
+                400, "body must be JSON such as {\"ttl_seconds\": 30}")))
+        result = grants.deepgram(request.headers.get("Authorization", ""),
+                                 parsed.ttl_seconds)
+        if isinstance(result, Refused):
+            return json_message(result.status, deepgram_error(result))
+        return json_message(200, DeepgramGrant(
+            access_token=result.token, expires_in=result.expires_in_s))
+
+    @app.get("/v3/token")
+    async def assemblyai_token(request: Request) -> Response:
+        result = grants.assemblyai(request.headers.get("Authorization", ""),
+                                   dict(request.query_params))
+        if isinstance(result, Refused):
+            return JSONResponse({"type": "Error", "status": result.status,
+                                 "reason": result.reason},
+                                status_code=result.status)
+        return json_message(200, AssemblyAIToken(
+            token=result.token, expires_in_seconds=result.expires_in_s))
+
+    @app.get("/.well-known/jwks.json")
+    async def jwks() -> Response:
+        return Response(jwks_body(keys), media_type="application/json",
+                        headers={"Cache-Control": "max-age=60"})
+
+    return app

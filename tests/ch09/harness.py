@@ -1,0 +1,72 @@
+"""Chapter 4's server in this process, inside chapter 9's security layer.
+
+`secured` starts it with the layer `serve.py` builds (credentials,
+stream guard, token routes, a running `KeyWatch` that polls every
+0.1 s) on a key store at `url`, on the real clock: tests of streams
+wait for messages, never for simulated time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import uvicorn
+
+from ch04_streaming.auth import ApiKeys
+from ch07_api import database
+from ch08_metering.serve import EmbeddedServer
+from ch09_security.http_api import create_http_app
+from ch09_security.key_store import KeyHasher, KeyStore
+from ch09_security.keys_cli import now_ms
+from ch09_security.security_layer import SecurityLayer, security_layer
+from tests.ch04.harness import Running, Start
+from tests.ch09.conftest import SECRET
+
+DEV_KEY = "dev-key-from-the-environment"
+
+
+@dataclass
+class Secured:
+    running: Running
+    store: KeyStore
+    layer: SecurityLayer
+    api: str  # the HTTP API's base URL
+
+
+@asynccontextmanager
+async def http_api(layer: SecurityLayer) -> AsyncIterator[str]:
+    """This chapter's HTTP API on a free port, as `serve` runs it."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    server = EmbeddedServer(uvicorn.Config(
+        create_http_app(layer.grants, layer.signing), log_level="warning"))
+    serving = asyncio.create_task(server.serve(sockets=[listener]))
+    try:
+        async with asyncio.timeout(10):
+            while not server.started:
+                await asyncio.sleep(0.01)
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        await serving
+
+
+@asynccontextmanager
+async def secured(start_server: Start, url: str) -> AsyncIterator[Secured]:
+    store = KeyStore(database.open_engine(url), KeyHasher(SECRET), now_ms)
+    store.create_schema()
+    layer = security_layer(store, ApiKeys.of(DEV_KEY), poll_s=0.1)
+    watching = asyncio.create_task(layer.watch.run())
+    try:
+        async with start_server(key_check=layer.credentials,
+                                hooks=layer.guard,
+                                routes=layer.routes) as running, \
+                http_api(layer) as api:
+            yield Secured(running, store, layer, api)
+    finally:
+        watching.cancel()
+        await asyncio.gather(watching, return_exceptions=True)
+        store.engine.dispose()
