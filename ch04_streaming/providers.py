@@ -222,11 +222,23 @@ def plain_text(providers: Sequence[Provider]) -> str:
     blocks = [provider_block(provider, notes) for provider in providers]
     for day, cited in notes.by_day().items():
         blocks.append("\n".join([f"Sources, checked {day.isoformat()}:"] + [
-            textwrap.fill(f"[{number}] {source}", WIDTH,
-                          subsequent_indent="    ", break_long_words=False,
-                          break_on_hyphens=False)
-            for number, source in cited]))
+            source_lines(number, source) for number, source in cited]))
     return "\n\n".join(blocks) + "\n"
+
+
+def source_lines(number: int, source: str) -> str:
+    """`[1] source` in 79 columns; a long URL breaks after a slash."""
+    label = f"[{number}] "
+    if len(label + source) <= WIDTH or not URL.fullmatch(source):
+        return textwrap.fill(label + source, WIDTH, subsequent_indent="    ",
+                             break_long_words=False, break_on_hyphens=False)
+    lines: list[str] = []
+    for piece in re.findall(r"[^/]*/|[^/]+$", source):
+        if lines and len(lines[-1] + piece) <= WIDTH - len(label):
+            lines[-1] += piece
+        else:
+            lines.append(piece)
+    return label + f"\n{' ' * len(label)}".join(lines)
 
 
 def provider_block(provider: Provider, notes: Notes) -> str:

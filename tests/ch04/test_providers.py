@@ -29,6 +29,7 @@ from ch04_streaming.providers import (
     main,
     markdown,
     parse_comparison,
+    source_lines,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -66,6 +67,29 @@ def test_every_fact_has_a_source_and_the_day_it_was_checked() -> None:
             assert type(fact.checked) is date, (provider.key, label)
             assert date.fromisoformat(fact.checked.isoformat())
             assert fact.checked <= date.today(), (provider.key, label)
+
+
+# The facts that cite only the book's notes: no page of the provider's
+# own (documentation or official SDK) was found that states them.
+NOTES_ONLY = {
+    ("deepgram", "message size"),  # not published
+    ("deepgram", "stream duration"),  # not published
+    ("deepgram", "billing"),  # per-second pro-rating: no docs page
+    ("google", "chunking"),  # 100 ms frames: not found on a page
+    ("amazon", "billing"),  # the 15 s minimum: no docs page
+    ("openai", "concurrency"),  # not published
+}
+
+
+def test_every_fact_cites_the_provider_or_is_listed_as_notes_only() -> None:
+    """A provider's page beside the notes; the list stays exact, so a
+    fact that gains a URL leaves it and one that loses its URL fails."""
+    notes_only = {(provider.key, label)
+                  for provider in COMPARISON.providers
+                  for label, fact in facts(provider)
+                  if not any(source.startswith("https://")
+                             for source in fact.sources)}
+    assert notes_only == NOTES_ONLY
 
 
 def test_demonstrated_and_not_yet() -> None:
@@ -126,6 +150,16 @@ def test_the_plain_table_shows_every_provider_in_79_columns(
     assert out.count(NONE_YET) == 2
     assert max(map(len, out.splitlines())) <= WIDTH
     assert "Sources, checked 2026-12-06:" in out
+
+
+def test_a_long_url_breaks_after_a_slash_and_reads_back_whole() -> None:
+    url = "https://example.com/" + "/".join(["segment"] * 20) + ".html"
+    lines = source_lines(12, url).splitlines()
+    assert len(lines) > 1 and max(map(len, lines)) <= WIDTH
+    assert all(line.endswith("/") for line in lines[:-1])
+    assert "".join(line.strip() for line in lines) == f"[12] {url}"
+    assert source_lines(3, "protocols.md: OpenAI Realtime") == (
+        "[3] protocols.md: OpenAI Realtime")
 
 
 def test_the_markdown_table_has_as_many_cells_in_every_row(

@@ -14,8 +14,11 @@ deterministic fault injection (429, 500, or a hold past the client's
 timeout, committed or not). As on Stripe, an event for an unknown meter
 or customer is accepted and its problem reported later (an
 `ErrorReport`, what `v1.billing.meter.error_report_triggered` carries).
-State lives in this process behind a lock, so a worker in another
-process can restart while the test keeps counting. Its own choices:
+Its routes (`ROUTES`) are the official SDK's calls, and its answers
+have every field the SDK types as always present
+(`test_stripe_sdk_types.py`). State lives in this process behind a
+lock, so a worker in another process can restart while the test keeps
+counting. Its own choices:
 identifiers stay unique for the state's lifetime (Stripe: at least
 24 h); values are whole numbers >= 0; 4xx answers are not saved under
 their idempotency key.
@@ -76,13 +79,13 @@ DUPLICATE = "An event already exists with identifier {}."
 DUPLICATE_REPORT = "duplicate_identifier"
 WHOLE = re.compile(r"[0-9]+")
 NESTED = re.compile(r"([^\[\]]+)\[([^\[\]]+)\]")
-DEACTIVATE = re.compile(r"/v1/billing/meters/([^/]+)/deactivate")
+DEACTIVATE_PATH = "/v1/billing/meters/{id}/deactivate"
 PRODUCTS_PATH = "/v1/products"
 PRICES_PATH = "/v1/prices"
 CUSTOMERS_PATH = "/v1/customers"
 SUBSCRIPTIONS_PATH = "/v1/subscriptions"
 PREVIEW_PATH = "/v1/invoices/create_preview"
-CUSTOMER = re.compile(r"/v1/customers/([^/]+)")
+CUSTOMER_PATH = "/v1/customers/{customer}"
 ITEM_PRICE = re.compile(r"items\[([0-9]+)\]\[price\]")
 DECIMAL_CENTS = re.compile(r"[0-9]+(\.[0-9]{1,12})?")
 PRODUCT_PARAMS = frozenset({"name", "metadata", "expand"})
@@ -96,6 +99,8 @@ SUBSCRIPTION_PARAMS = frozenset({"customer", "backdate_start_date",
                                  "proration_behavior", "metadata",
                                  "expand"})
 PREVIEW_PARAMS = frozenset({"customer", "subscription", "expand"})
+NO_AUTOMATIC_TAX = {"enabled": False, "liability": None,
+                    "disabled_reason": None}
 
 
 @dataclass(frozen=True)
@@ -155,6 +160,7 @@ class RequestLog:
     body: bytes = b""  # as received
     answer: Json | None = None  # the JSON answered
     idempotency_key: str | None = None
+    query: str = ""  # as received, without the `?`
 
 
 @dataclass(frozen=True)
@@ -440,37 +446,10 @@ class StripeState:
             self._changed.notify_all()
 
     def _handle(self, call: _Call) -> Json:
-        route = (call.method, call.path)
-        if route == ("POST", METERS_PATH):
-            return self._create_meter(_form(call.body))
-        if route == ("GET", METERS_PATH):
-            return self._list_meters(call.query)
-        if call.method == "POST" and (match := DEACTIVATE.fullmatch(
-                call.path)):
-            return self._deactivate(match[1])
-        if route == ("POST", EVENTS_PATH):
-            return self._create_event(_form(call.body), call.api_version)
-        if route == ("POST", SESSION_PATH):
-            return self._create_session()
-        if route == ("POST", STREAM_PATH):
-            return self._stream(call.body, call.api_version)
-        return self._handle_billing(call)
-
-    def _handle_billing(self, call: _Call) -> Json:
-        route = (call.method, call.path)
-        if route == ("POST", PRODUCTS_PATH):
-            return self._create_product(_form(call.body))
-        if route == ("POST", PRICES_PATH):
-            return self._create_price(_form(call.body))
-        if route == ("POST", CUSTOMERS_PATH):
-            return self._create_customer(_form(call.body))
-        if call.method == "GET" and (match := CUSTOMER.fullmatch(
-                call.path)):
-            return self._customer(match[1], "id")
-        if route == ("POST", SUBSCRIPTIONS_PATH):
-            return self._create_subscription(_form(call.body))
-        if route == ("POST", PREVIEW_PATH):
-            return self._preview(_form(call.body))
+        for (method, template), handler in ROUTES.items():
+            ids = re.fullmatch(_pattern(template), call.path)
+            if method == call.method and ids:
+                return handler(self, call, list(ids.groups()))
         raise _ApiError(404, f"Unrecognized request URL ({call.method}: "
                         f"{call.path}).")
 
@@ -537,11 +516,15 @@ class StripeState:
     # -- billing: products, prices, customers, subscriptions ------------
     def _create_product(self, form: Form) -> Json:
         _known(form, PRODUCT_PARAMS)
+        created = int(self.now())
         product: Json = {"id": f"prod_test_{secrets.token_hex(7)}",
-                   "object": "product", "active": True,
-                   "created": int(self.now()), "livemode": False,
-                   "metadata": _mapping(form, "metadata", required=False),
-                   "name": _text(form, "name")}
+                         "object": "product", "active": True,
+                         "created": created, "images": [],
+                         "livemode": False, "marketing_features": [],
+                         "metadata": _mapping(form, "metadata",
+                                              required=False),
+                         "name": _text(form, "name"), "type": "service",
+                         "updated": created}
         self._billing.products[product["id"]] = product
         return product
 
@@ -630,9 +613,17 @@ class StripeState:
                            "parameter_missing", "items")
         subscription = {
             "id": subscription_id, "object": "subscription",
-            "billing_cycle_anchor": end, "created": int(self.now()),
+            "automatic_tax": {**NO_AUTOMATIC_TAX},
+            "billing_cycle_anchor": end,
+            "billing_mode": {"type": "classic"}, "billing_schedules": [],
+            "cancel_at_period_end": False,
+            "collection_method": "charge_automatically",
+            "created": int(self.now()),
             "currency": items[0]["price"]["currency"],
-            "customer": customer, "livemode": False,
+            "customer": customer, "discounts": [],
+            "invoice_settings": {"account_tax_ids": None,
+                                 "issuer": {"type": "self"}},
+            "livemode": False,
             "metadata": _mapping(form, "metadata", required=False),
             "start_date": start, "status": "active",
             "items": {"object": "list", "data": items, "has_more": False,
@@ -650,8 +641,8 @@ class StripeState:
         return {"id": f"si_test_{secrets.token_hex(7)}",
                 "object": "subscription_item", "created": int(self.now()),
                 "current_period_start": start, "current_period_end": end,
-                "metadata": {}, "price": price,
-                "subscription": subscription_id}
+                "discounts": [], "metadata": {}, "plan": _plan(price),
+                "price": price, "subscription": subscription_id}
 
     # -- billing: the invoice preview -----------------------------------
     def _preview(self, form: Form) -> Json:
@@ -664,22 +655,8 @@ class StripeState:
         subscriptions = self._subscriptions_of(form)
         lines = [self._line(s, item) for s in subscriptions
                  for item in s["items"]["data"]]
-        total = sum(line["amount"] for line in lines)
-        first = subscriptions[0]
-        preview_id = f"upcoming_in_test_{secrets.token_hex(7)}"
-        return {
-            "id": preview_id, "object": "invoice",
-            "amount_due": total, "created": int(self.now()),
-            "currency": first["currency"], "customer": first["customer"],
-            "livemode": False,
-            "lines": {"object": "list", "data": lines, "has_more": False,
-                      "url": f"/v1/invoices/{preview_id}/lines"},
-            "parent": {"type": "subscription_details",
-                       "subscription_details": {
-                           "subscription": first["id"]}},
-            "period_start": first["start_date"],
-            "period_end": first["billing_cycle_anchor"],
-            "status": "draft", "subtotal": total, "total": total}
+        return _draft_invoice(f"upcoming_in_test_{secrets.token_hex(7)}",
+                              subscriptions[0], lines, int(self.now()))
 
     def _subscriptions_of(self, form: Form) -> list[Json]:
         if "subscription" in form:
@@ -713,9 +690,11 @@ class StripeState:
             "id": f"il_tmp_{secrets.token_hex(7)}", "object": "line_item",
             "amount": amount, "currency": price["currency"],
             "description": f"{quantity} x {product['name']}",
+            "discountable": True, "discounts": [],
             "livemode": False, "metadata": {},
             "parent": {"type": "subscription_item_details",
                        "subscription_item_details": {
+                           "proration": False,
                            "subscription": subscription["id"],
                            "subscription_item": item["id"]}},
             "period": {"start": start, "end": end},
@@ -723,7 +702,7 @@ class StripeState:
                         "price_details": {"price": price["id"],
                                           "product": product["id"]},
                         "unit_amount_decimal": price["unit_amount_decimal"]},
-            "quantity": quantity}
+            "quantity": quantity, "subtotal": amount}
 
     def _usage(self, meter_id: str | None, customer: str, start: int,
                end: int) -> int:
@@ -855,12 +834,100 @@ class _Billing:
     subscriptions: dict[str, Json] = field(default_factory=dict)
 
 
+StripeRoute = tuple[str, str]  # a method, a path as the SDK writes it
+Handler = Callable[[StripeState, _Call, list[str]], Json]
+
+# Every route served, by the method and path template of the stripe
+# SDK's call; the handler gets the path's {ids} in order.
+ROUTES: dict[StripeRoute, Handler] = {
+    ("POST", METERS_PATH): lambda s, c, _: s._create_meter(_form(c.body)),
+    ("GET", METERS_PATH): lambda s, c, _: s._list_meters(c.query),
+    ("POST", DEACTIVATE_PATH): lambda s, c, ids: s._deactivate(ids[0]),
+    ("POST", EVENTS_PATH):
+        lambda s, c, _: s._create_event(_form(c.body), c.api_version),
+    ("POST", SESSION_PATH): lambda s, c, _: s._create_session(),
+    ("POST", STREAM_PATH): lambda s, c, _: s._stream(c.body, c.api_version),
+    ("POST", PRODUCTS_PATH):
+        lambda s, c, _: s._create_product(_form(c.body)),
+    ("POST", PRICES_PATH): lambda s, c, _: s._create_price(_form(c.body)),
+    ("POST", CUSTOMERS_PATH):
+        lambda s, c, _: s._create_customer(_form(c.body)),
+    ("GET", CUSTOMER_PATH): lambda s, c, ids: s._customer(ids[0], "id"),
+    ("POST", SUBSCRIPTIONS_PATH):
+        lambda s, c, _: s._create_subscription(_form(c.body)),
+    ("POST", PREVIEW_PATH): lambda s, c, _: s._preview(_form(c.body)),
+}
+
+
+def _pattern(template: str) -> str:
+    """`/v1/customers/{customer}` -> `/v1/customers/([^/]+)`."""
+    return re.sub(r"\\\{[a-z_]+\\\}", "([^/]+)", re.escape(template))
+
+
+def route_of(method: str, path: str) -> StripeRoute | None:
+    """The route a request takes, or None: Stripe's 404."""
+    for route in ROUTES:
+        if route[0] == method and re.fullmatch(_pattern(route[1]), path):
+            return route
+    return None
+
+
 def _missing(kind: str, name: str, param: str) -> _ApiError:
     """Stripe's answer for an id it does not know: 404 from a GET of the
     object, 400 when a request names it as a parameter."""
     status = 404 if param == "id" else 400
     return _ApiError(status, f"No such {kind}: '{name}'",
                      code="resource_missing", param=param)
+
+
+def _plan(price: Json) -> Json:
+    """The plan Stripe still shows beside a subscription item's price."""
+    recurring = price["recurring"]
+    return {"id": price["id"], "object": "plan", "active": price["active"],
+            "amount": price["unit_amount"],
+            "amount_decimal": price["unit_amount_decimal"],
+            "billing_scheme": price["billing_scheme"],
+            "created": price["created"], "currency": price["currency"],
+            "interval": recurring["interval"],
+            "interval_count": recurring["interval_count"],
+            "livemode": False, "metadata": price["metadata"],
+            "meter": recurring["meter"], "nickname": price["nickname"],
+            "product": price["product"], "tiers_mode": None,
+            "transform_usage": None, "trial_period_days": None,
+            "usage_type": recurring["usage_type"]}
+
+
+def _draft_invoice(invoice_id: str, subscription: Json, lines: list[Json],
+                   created: int) -> Json:
+    """A draft invoice of the lines: nothing paid, no tax, no discount."""
+    total = sum(line["amount"] for line in lines)
+    return {
+        "id": invoice_id, "object": "invoice",
+        "amount_due": total, "amount_overpaid": 0, "amount_paid": 0,
+        "amount_remaining": total, "amount_shipping": 0,
+        "attempt_count": 0, "attempted": False,
+        "automatic_tax": {**NO_AUTOMATIC_TAX},
+        "collection_method": "charge_automatically", "created": created,
+        "currency": subscription["currency"],
+        "customer": subscription["customer"], "default_tax_rates": [],
+        "discounts": [], "issuer": {"type": "self"}, "livemode": False,
+        "lines": {"object": "list", "data": lines, "has_more": False,
+                  "url": f"/v1/invoices/{invoice_id}/lines"},
+        "parent": {"type": "subscription_details",
+                   "subscription_details": {
+                       "subscription": subscription["id"]}},
+        "payment_settings": {"default_mandate": None,
+                             "payment_method_options": None,
+                             "payment_method_types": None},
+        "period_start": subscription["start_date"],
+        "period_end": subscription["billing_cycle_anchor"],
+        "post_payment_credit_notes_amount": 0,
+        "pre_payment_credit_notes_amount": 0, "starting_balance": 0,
+        "status": "draft",
+        "status_transitions": {"finalized_at": None,
+                               "marked_uncollectible_at": None,
+                               "paid_at": None, "voided_at": None},
+        "subtotal": total, "total": total}
 
 
 def _customer_json(customer_id: str, created: int) -> Json:
@@ -1071,7 +1138,7 @@ def build_app(state: StripeState) -> Starlette:
         reply = await _respond(state, request)
         state._log(RequestLog(request.method, request.url.path,
                               reply.status, await request.body(), reply.body,
-                              _idempotency_key(request)))
+                              _idempotency_key(request), request.url.query))
         headers = {"Request-Id": f"req_{secrets.token_hex(7)}",
                    **reply.headers}
         return JSONResponse(reply.body, reply.status, headers)
