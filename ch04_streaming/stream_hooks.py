@@ -13,7 +13,7 @@ Chapter 4 ships `NoHooks`; chapter 8 composes its own without chapter
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -60,7 +60,13 @@ class DeviceTimeTracker(Protocol):
         """A decode of this stream took `device_s` of device time."""
 
 
-DeviceTime = Callable[[float], None]
+# A callback protocol rather than a Callable: mypy takes an attribute
+# of Callable type for a method, which no protocol may set, and the
+# handler sets its session's `device_time` through chapter 4's `Session`.
+class DeviceTime(Protocol):
+    """Where a stream's decodes report their device time."""
+
+    def __call__(self, device_s: float) -> None: ...
 
 
 def ignore_device_time(device_s: float) -> None:
