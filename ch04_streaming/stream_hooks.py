@@ -31,6 +31,9 @@ class StreamStart:
     # Headers the hooks want on the reply that admits the stream (the
     # 101 response; gRPC: initial metadata), such as a service level.
     reply_headers: dict[str, str] = field(default_factory=dict)
+    # Channels transcribed one by one (Deepgram's multichannel), as
+    # parsed: providers bill each channel's audio.
+    transcribed_channels: int = 1
 
 
 @dataclass(frozen=True)
