@@ -4,7 +4,8 @@ Chapter 4. `build_server` wires the mock engine on its simulated
 accelerator, the decode scheduler, the two dialects, the API keys and
 the limits into a `SpeechServer`, and hands the server a factory that
 builds each stream's pipeline (decoder, VAD gate, pending-audio cap,
-session). Later chapters compose chapter 4 here: they pass hooks
+session; a session per channel when its channels are transcribed one
+by one). Later chapters compose chapter 4 here: they pass hooks
 (metering, quotas) or their own scheduler, and run the result with
 `run_until_signalled`. Tests call `build_server` with their own
 settings, or build a `SpeechServer` with fakes.
@@ -27,9 +28,10 @@ from ch03_gpu.device import Accelerator
 from ch03_gpu.phases import mark
 from ch03_gpu.profiles import PROFILE
 from ch03_gpu.warm_pool import Handoff, WarmPool
-from ch04_streaming.audio import AudioDecoder
+from ch04_streaming.audio import AudioDecoder, InterleavedFormat
 from ch04_streaming.auth import ApiKeys, KeyCheck, load_api_keys
-from ch04_streaming.backpressure import pending_audio_cap
+from ch04_streaming.backpressure import PendingAudioCap, pending_audio_cap
+from ch04_streaming.channels import ChannelSessions
 from ch04_streaming.dialects.assemblyai import AssemblyAI
 from ch04_streaming.dialects.deepgram import Deepgram
 from ch04_streaming.dialects.dialect import (
@@ -52,6 +54,7 @@ from ch04_streaming.session import (
     Emit,
     EveryChunk,
     InterimCadence,
+    Session,
     StreamSession,
 )
 from ch04_streaming.settings import Settings
@@ -87,21 +90,30 @@ def session_factory(scheduler: DecodeScheduler, limits: ConnectionLimits,
                     cadence: InterimCadence | None = None
                     ) -> SessionFactory:
     """Each stream gets its own decoder, VAD gate and cap (with the
-    policy it asked for); the scheduler, and the engine behind it, are
-    shared, as is the cadence of interims (chapter 6 lowers it)."""
+    policy it asked for), a decoder and gate per channel if its channels
+    are transcribed one by one; the scheduler, and the engine behind
+    it, are shared, as is the cadence of interims (chapter 6 lowers it).
+    """
     cadence = cadence or EveryChunk()
 
-    def new_session(request: StreamRequest, emit: Emit) -> StreamSession:
+    def session(request: StreamRequest, emit: Emit, cap: PendingAudioCap,
+                channels: int) -> StreamSession:
         return StreamSession(
-            options=request.options,
-            scheduler=scheduler,
-            audio=AudioDecoder(request.encoding, request.sample_rate),
-            vad=build_vad_gate(request.vad),
-            emit=emit,
-            cap=pending_audio_cap(request.backpressure,
-                                  limits.max_pending_audio_s),
-            cadence=cadence,
-        )
+            options=request.options, scheduler=scheduler,
+            audio=AudioDecoder(request.encoding, request.sample_rate,
+                               channels),  # more than 1: mixed down
+            vad=build_vad_gate(request.vad), emit=emit, cap=cap,
+            cadence=cadence)
+
+    def new_session(request: StreamRequest, emit: Emit) -> Session:
+        cap = pending_audio_cap(request.backpressure,
+                                limits.max_pending_audio_s)
+        if request.transcribed_channels == 1:
+            return session(request, emit, cap, request.channels)
+        frames = InterleavedFormat(request.encoding, request.sample_rate,
+                                   request.channels)
+        return ChannelSessions(frames, emit, cap,
+                               partial(session, request, channels=1))
 
     return new_session
 # --8<-- [end:session_factory]

@@ -2,11 +2,14 @@
 
 Chapter 4, "Audio fundamentals for serving engineers". Clients send
 16-bit PCM, 8 kHz mu-law from telephony, or 32-bit float (Deepgram's
-`linear32`), mono, at 8 to 48 kHz; the model wants one format. Each
-stream gets an `AudioDecoder` that turns its frames into float32
-samples at 16 kHz, keeping resampler state across frames so chunk
-edges leave no artefacts, and a `Framer` that cuts those samples into
-the 10, 20 or 30 ms frames a VAD expects.
+`linear32`), at 8 to 48 kHz, mono or with channels interleaved sample
+frame by sample frame; the model wants one format. Each stream gets an
+`AudioDecoder` that turns its frames into float32 samples at 16 kHz,
+mixing interleaved channels down to one, keeping resampler state across
+frames so chunk edges leave no artefacts, and a `Framer` that cuts
+those samples into the 10, 20 or 30 ms frames a VAD expects. A stream
+whose channels are transcribed one by one (`channels.py`) measures its
+frames by their `InterleavedFormat`.
 """
 
 from __future__ import annotations
@@ -72,6 +75,32 @@ def decode_samples(payload: bytes, encoding: Encoding) -> np.ndarray:
     return samples.astype(np.float32)
 
 
+def sample_frames(payload: bytes, encoding: Encoding,
+                  channels: int = 1) -> int:
+    """How many sample frames (one sample of every channel) a payload
+    holds; a payload that ends inside one is refused."""
+    width = BYTES_PER_SAMPLE[encoding]
+    if len(payload) % (width * channels) == 0:
+        return len(payload) // (width * channels)
+    if channels == 1:
+        raise AudioFormatError(
+            f"{encoding} frame of {len(payload)} bytes is not a whole"
+            f" number of {width}-byte samples")
+    raise AudioFormatError(
+        f"{encoding} frame of {len(payload)} bytes is not a whole number"
+        f" of {width * channels}-byte sample frames ({channels} channels"
+        f" of {width} bytes)")
+
+
+def mix_down(samples: np.ndarray, channels: int) -> np.ndarray:
+    """Interleaved samples of `channels` channels -> their mean: mono."""
+    if channels == 1:
+        return samples
+    mixed: np.ndarray = samples.reshape(-1, channels).mean(
+        axis=1, dtype=np.float32)
+    return mixed
+
+
 def to_pcm16(samples: np.ndarray) -> bytes:
     clipped = np.clip(samples, -1.0, 32767 / 32768)
     pcm: bytes = (clipped * 32768.0).astype("<i2").tobytes()
@@ -85,7 +114,8 @@ class AudioDecoder:
 
     encoding: Encoding
     sample_rate: int
-    received_samples: int = 0  # at the client's rate: billing, metadata
+    channels: int = 1  # interleaved in each frame, mixed down to one
+    received_samples: int = 0  # sample frames: billing, metadata
     _resampler: soxr.ResampleStream | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
@@ -102,8 +132,10 @@ class AudioDecoder:
             )
 
     def decode(self, payload: bytes) -> np.ndarray:
-        samples = decode_samples(payload, self.encoding)
-        self.received_samples += samples.size
+        frames = sample_frames(payload, self.encoding, self.channels)
+        samples = mix_down(decode_samples(payload, self.encoding),
+                           self.channels)
+        self.received_samples += frames
         if self._resampler is None:
             return samples
         resampled: np.ndarray = self._resampler.resample_chunk(samples)
@@ -116,12 +148,8 @@ class AudioDecoder:
 
     def duration_of(self, payload: bytes) -> float:
         """Seconds of audio a frame holds, known before decoding it."""
-        width = BYTES_PER_SAMPLE[self.encoding]
-        if len(payload) % width:
-            raise AudioFormatError(
-                f"{self.encoding} frame of {len(payload)} bytes is not a"
-                f" whole number of {width}-byte samples")
-        return len(payload) / (width * self.sample_rate)
+        frames = sample_frames(payload, self.encoding, self.channels)
+        return frames / self.sample_rate
 
     def flush(self) -> np.ndarray:
         """The samples the resampler still holds; it starts afresh."""
@@ -134,6 +162,26 @@ class AudioDecoder:
             self.sample_rate, MODEL_RATE, 1, dtype="float32"
         )
         return tail
+
+
+@dataclass(frozen=True)
+class InterleavedFormat:
+    """What a stream's frames hold: `channels` interleaved samples of
+    `encoding` per sample frame, `sample_rate` sample frames a second."""
+
+    encoding: Encoding
+    sample_rate: int
+    channels: int
+
+    @property
+    def sample_bytes(self) -> int:
+        return BYTES_PER_SAMPLE[self.encoding]
+
+    def duration_of(self, payload: bytes) -> float:
+        """Seconds of audio a frame holds: of the stream, not summed
+        over its channels."""
+        frames = sample_frames(payload, self.encoding, self.channels)
+        return frames / self.sample_rate
 
 
 @dataclass
@@ -224,11 +272,14 @@ def parse_wav_header(frame: bytes) -> WavFormat:
     raise AudioFormatError("WAV header is incomplete or has no fmt chunk")
 
 
+CHANNEL_NAMES = {1: "mono", 2: "stereo"}
+
+
 def strip_declared_header(frame: bytes, encoding: Encoding,
-                          sample_rate: int) -> bytes:
+                          sample_rate: int, channels: int = 1) -> bytes:
     """A first frame may start with a WAV header (file clients send
-    one): accept it if it matches what the request declared, refuse any
-    other container or format with the reason."""
+    one): accept it if it matches what the request declared, channels
+    included, refuse any other container or format with the reason."""
     container = sniff_container(frame)
     if container is None:
         return frame
@@ -236,10 +287,11 @@ def strip_declared_header(frame: bytes, encoding: Encoding,
         raise AudioFormatError(
             f"{container} container: send raw audio as declared")
     wav = parse_wav_header(frame)
-    declared = (encoding, sample_rate, 1)
+    declared = (encoding, sample_rate, channels)
     if (wav.encoding, wav.sample_rate, wav.channels) != declared:
+        layout = CHANNEL_NAMES.get(channels, f"{channels} channels")
         raise AudioFormatError(
-            f"declared {encoding} {sample_rate} Hz mono, but the WAV"
+            f"declared {encoding} {sample_rate} Hz {layout}, but the WAV"
             f" holds {wav.described} {wav.sample_rate} Hz"
             f" with {wav.channels} channel(s)")
     return frame[wav.header_bytes:]

@@ -248,7 +248,8 @@ class SpeechServer:
             return self.refuse(400, str(error),
                                dialect.error_headers(str(error)))
         start = StreamStart(uuid.uuid4().hex, key, query,
-                            lower_case(request.headers))
+                            lower_case(request.headers),
+                            transcribed_channels=parsed.transcribed_channels)
         tracker = await self.hooks.admit(start)  # quotas, metering
         if isinstance(tracker, Refusal):
             return self.refuse_by_hooks(dialect, tracker)

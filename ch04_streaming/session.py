@@ -11,7 +11,8 @@ are counted), while every final is decoded; how much audio may wait
 undecoded is the pending-audio cap's to say (`backpressure.py`). When a
 stream's policy drops stale audio (chapter 5), the session drops the
 oldest undecoded speech and cuts its utterance at the gap, so that the
-words after it keep their true times.
+words after it keep their true times. A connection sees its stream's
+session as a `Session`: this one, or one per channel (`channels.py`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import asyncio
 import bisect
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -50,9 +51,12 @@ class StreamOptions:
     vad_events: bool = False
 
 
+# Every event names its channel: 0 but in a stream whose channels are
+# transcribed one by one (`channels.py`), which tags its sessions' events.
 @dataclass(frozen=True)
 class SpeechStartedEvent:
     at_s: float  # when speech began (not the replayed pre-roll)
+    channel: int = 0
 
 
 @dataclass(frozen=True)
@@ -62,11 +66,13 @@ class TranscriptEvent:
     end_s: float  # end of the audio this hypothesis covers
     speech_final: bool  # the speaker stopped: an endpoint
     from_finalize: bool  # the client asked for this final
+    channel: int = 0
 
 
 @dataclass(frozen=True)
 class UtteranceEndEvent:
     last_word_end: float
+    channel: int = 0
 
 
 SessionEvent = SpeechStartedEvent | TranscriptEvent | UtteranceEndEvent
@@ -174,6 +180,11 @@ class StreamSession:
     def __post_init__(self) -> None:
         self._idle.set()
         self.cap.attach(self)
+
+    @property
+    def channel_arrivals(self) -> Sequence[ArrivalLog]:
+        """Arrival logs by channel: this session's is channel 0's."""
+        return (self.arrivals,)
 
     # --8<-- [start:session_accept]
     def accept_audio(self, payload: bytes) -> float:
@@ -360,3 +371,36 @@ class StreamSession:
             self.emit(UtteranceEndEvent(last))
         elif later:
             self._last_word_end = None
+
+
+class FrameMeasure(Protocol):
+    def duration_of(self, payload: bytes) -> float:
+        """Seconds of audio a frame holds, known before decoding it."""
+
+
+class Session(Protocol):
+    """What a connection needs of its stream's session: a
+    `StreamSession`, or one per channel behind `ChannelSessions`."""
+
+    device_time: DeviceTime
+
+    @property
+    def audio(self) -> FrameMeasure: ...
+
+    @property
+    def cap(self) -> PendingAudioCap: ...
+
+    @property
+    def stats(self) -> SessionStats: ...
+
+    @property
+    def channel_arrivals(self) -> Sequence[ArrivalLog]:
+        """When each channel's audio arrived, by channel index."""
+
+    def accept_audio(self, payload: bytes) -> float: ...
+
+    def finalize(self) -> None: ...
+
+    async def drained(self) -> None: ...
+
+    async def run(self) -> None: ...

@@ -43,8 +43,8 @@ from ch04_streaming.result_latency import ResultLatency
 from ch04_streaming.scheduler import DecodeUnavailableError
 from ch04_streaming.session import (
     Emit,
+    Session,
     SessionEvent,
-    StreamSession,
     TranscriptEvent,
 )
 from ch04_streaming.stream_hooks import (
@@ -57,7 +57,7 @@ from ch04_streaming.stream_hooks import (
 log = logging.getLogger("ch04_streaming")
 
 # The composition root's recipe for one stream's pipeline.
-SessionFactory = Callable[[StreamRequest, Emit], StreamSession]
+SessionFactory = Callable[[StreamRequest, Emit], Session]
 
 
 class Connection(Protocol):
@@ -100,7 +100,7 @@ class StreamHandler:
     tracker: StreamTracker = field(default_factory=NoTracker)
     stream: DialectStream = field(init=False)
     outbox: Outbox = field(init=False)
-    session: StreamSession = field(init=False)
+    session: Session = field(init=False)
     idle: IdleTimer = field(init=False)
     _timer: ResultLatency | None = field(default=None, init=False)
     _ending: Closing | None = field(default=None, init=False)  # ours
@@ -117,7 +117,8 @@ class StreamHandler:
         self.started = self.clock()
         if self.metrics is not None:
             self._timer = ResultLatency(self.metrics, self.dialect.name,
-                                        self.session.arrivals, self.clock)
+                                        self.session.channel_arrivals,
+                                        self.clock)
 
     def _emit(self, event: SessionEvent) -> None:
         if isinstance(event, TranscriptEvent) and self._timer is not None:
@@ -278,4 +279,5 @@ class StreamHandler:
             return frame
         self._header_checked = True
         return strip_declared_header(frame, self.request.encoding,
-                                     self.request.sample_rate)
+                                     self.request.sample_rate,
+                                     self.request.channels)

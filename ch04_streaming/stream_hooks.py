@@ -15,7 +15,7 @@ Chapter 4 ships `NoHooks`; chapter 8 composes its own without chapter
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -33,6 +33,9 @@ class StreamStart:
     # Headers the hooks want on the reply that admits the stream (the
     # 101 response; gRPC: initial metadata), such as a service level.
     reply_headers: dict[str, str] = field(default_factory=dict)
+    # Channels transcribed one by one (Deepgram's multichannel), as
+    # parsed: providers bill each channel's audio.
+    transcribed_channels: int = 1
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,13 @@ class StoppableTracker(Protocol):
         """Return when the stream must end, and why."""
 
 
-DeviceTime = Callable[[float], None]
+# A callback protocol rather than a Callable: mypy takes an attribute
+# of Callable type for a method, which no protocol may set, and the
+# handler sets its session's `device_time` through chapter 4's `Session`.
+class DeviceTime(Protocol):
+    """Where a stream's decodes report their device time."""
+
+    def __call__(self, device_s: float) -> None: ...
 
 
 def ignore_device_time(device_s: float) -> None:

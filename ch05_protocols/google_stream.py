@@ -31,8 +31,8 @@ from ch04_streaming.backpressure import FrameTooLongError, SlowConsumerError
 from ch04_streaming.dialects.dialect import StreamDefaults, StreamRequest
 from ch04_streaming.scheduler import DecodeUnavailableError
 from ch04_streaming.session import (
+    Session,
     SessionEvent,
-    StreamSession,
     TranscriptEvent,
 )
 from ch04_streaming.stream_handler import SessionFactory
@@ -89,7 +89,7 @@ class RecognizeStream:
     limits: GoogleLimits
     request_id: int
     admit: Admit
-    session: StreamSession | None = field(default=None, init=False)
+    session: Session | None = field(default=None, init=False)
     tracker: StreamTracker | None = field(default=None, init=False)
     _reader: asyncio.Task[None] | None = field(default=None, init=False)
     _responses: GoogleResponses | None = field(default=None, init=False)

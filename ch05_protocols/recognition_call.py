@@ -23,7 +23,7 @@ from ch04_streaming.audio import AudioFormatError, strip_declared_header
 from ch04_streaming.backpressure import FrameTooLongError
 from ch04_streaming.dialects.dialect import StreamRequest
 from ch04_streaming.scheduler import DecodeUnavailableError
-from ch04_streaming.session import SessionEvent, StreamSession
+from ch04_streaming.session import Session, SessionEvent
 from ch04_streaming.stream_handler import SessionFactory
 from ch04_streaming.stream_hooks import StreamTracker, device_time_of
 from ch05_protocols.deadline import DeadlineExpiredError
@@ -89,7 +89,7 @@ class RecognitionCall:
     limits: CallLimits
     tracker: StreamTracker
     stream_id: str
-    session: StreamSession = field(init=False)
+    session: Session = field(init=False)
     queue: ResponseQueue = field(init=False)
     encoder: ResponseEncoder = field(init=False)
     _reader: asyncio.Task[None] | None = field(default=None, init=False)

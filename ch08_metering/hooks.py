@@ -7,6 +7,10 @@ and the tier's concurrency limit is checked (HTTP 429 with Retry-After
 when over it); every frame is metered and charged against the tier's
 audio-seconds-per-minute bucket (close 4029 when it runs dry); at the
 end the last usage event is cut and the stream's slot is released.
+A stream whose channels are transcribed one by one (Deepgram's
+`multichannel`) is billed, and charged to the bucket, for each
+channel's audio, as Deepgram bills it: two channels of a minute are two
+minutes.
 An admitted stream is one API call, metered as it is admitted (a
 refused one is not: it used nothing); each decode's device time is
 counted as it completes and cut into `compute_ms` events with the
@@ -56,15 +60,17 @@ class MeteredStream:
     limiter: Limiter
     deliver: Deliver
     clock: Callable[[], float]
+    channels: int = 1  # transcribed one by one: each billed
 
     async def audio(self, seconds: float) -> str | None:
         now = self.clock()
         due = self.meter.due(now)
+        billed = seconds * self.channels  # channel-seconds
         # Received audio is billed; compute time with the same interval.
-        await self._send(self.meter.add(seconds, now),
+        await self._send(self.meter.add(billed, now),
                          self.meter.cut_compute(now) if due else None)
         decision = await self.limiter.take_audio(
-            self.customer, self.meter.stream_id, seconds, now)
+            self.customer, self.meter.stream_id, billed, now)
         return None if decision.allowed else decision.reason
 
     def compute(self, device_s: float) -> None:
@@ -110,4 +116,5 @@ class MeteringHooks:
                             billed_features(start.query), now,
                             self.interval_s)
         return await MeteredStream(customer, meter, self.limiter,
-                                   self.deliver, self.clock).opened()
+                                   self.deliver, self.clock,
+                                   start.transcribed_channels).opened()

@@ -4,8 +4,13 @@ Chapter 4, "Reference architectures: Deepgram". Binary frames carry
 audio; text frames carry `KeepAlive`, `Finalize` and `CloseStream`;
 every server message has a `type`: `Results` (interim or final, with
 `speech_final` at an endpoint), `SpeechStarted`, `UtteranceEnd` and, at
-the end, `Metadata`. The official `deepgram-sdk` accepts these messages
-from this server.
+the end, `Metadata`. Raw audio may interleave up to `MAX_CHANNELS`
+channels (`channels=2`): with `multichannel=true` each channel is
+transcribed on its own and every message names its `[channel, count]`;
+without it, this service mixes the channels down to one and transcribes
+that (a choice of ours: Deepgram does not document what its live API
+does then). The official `deepgram-sdk` accepts these messages from
+this server.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from pydantic import BaseModel
 
 from ch04_streaming.audio import Encoding
 from ch04_streaming.auth import authorization_key
+from ch04_streaming.channels import MAX_CHANNELS
 from ch04_streaming.dialects.dialect import (
     CloseCodes,
     Closing,
@@ -123,11 +129,12 @@ CONTROLS = {"KeepAlive": Control.KEEP_ALIVE, "Finalize": Control.FINALIZE,
 
 
 # --8<-- [start:deepgram_results]
-def results_message(event: TranscriptEvent,
-                    metadata: ResultsMetadata) -> Results:
+def results_message(event: TranscriptEvent, metadata: ResultsMetadata,
+                    channels: int = 1) -> Results:
     words = event.hypothesis.words
     confidence = sum(w.confidence for w in words) / len(words) if words else 0
     return Results(
+        channel_index=(event.channel, channels),
         start=event.start_s,
         duration=round(event.end_s - event.start_s, 3),
         is_final=event.hypothesis.is_final,
@@ -167,19 +174,34 @@ class DeepgramStream:
         self._audio_hash.update(payload)
 
     def encode(self, event: SessionEvent) -> list[WireMessage]:
+        count = self.request.transcribed_channels
         if isinstance(event, TranscriptEvent):
-            return [results_message(event, self._metadata)]
+            return [results_message(event, self._metadata, count)]
+        channel = (event.channel, count)
         if isinstance(event, SpeechStartedEvent):
-            return [SpeechStarted(timestamp=event.at_s)]
-        return [UtteranceEnd(last_word_end=event.last_word_end)]
+            return [SpeechStarted(channel=channel, timestamp=event.at_s)]
+        return [UtteranceEnd(channel=channel,
+                             last_word_end=event.last_word_end)]
 
     def closing(self, stats: SessionStats) -> list[WireMessage]:
         return [Metadata(
             request_id=self.request_id,
             sha256=self._audio_hash.hexdigest(),
             created=self.created,
-            duration=round(stats.received_s, 3),
+            duration=round(stats.received_s, 3),  # once, not per channel
+            channels=self.request.transcribed_channels,
         )]
+
+
+def parse_channels(query: Mapping[str, str]) -> int:
+    """`channels`: how many are interleaved; Deepgram takes up to 20,
+    this service `MAX_CHANNELS`."""
+    channels = parse_int(query, "channels", 1, 1, 20)
+    if channels is None or channels > MAX_CHANNELS:
+        raise RequestError(
+            f"channels={channels} is not served: at most {MAX_CHANNELS}"
+            " channels, as each is decoded as a stream of its own")
+    return channels
 
 
 class Deepgram:
@@ -222,8 +244,7 @@ class Deepgram:
                 f"encoding {name!r} is not supported;"
                 " use linear16, linear32 or mulaw"
             )
-        if parse_int(query, "channels", 1, 1, 8) != 1:
-            raise RequestError("only mono audio is supported: channels=1")
+        channels = parse_channels(query)
         interim = parse_bool(query, "interim_results", False)
         gap = parse_int(query, "utterance_end_ms", None, 1000, 5000)
         if gap is not None and not interim:
@@ -245,6 +266,8 @@ class Deepgram:
             ),
             vad=vad,
             idle_timeout_s=defaults.idle_timeout_s,
+            channels=channels,
+            multichannel=parse_bool(query, "multichannel", False),
         )
 
     def read_frame(self, frame: str | bytes) -> Inbound:

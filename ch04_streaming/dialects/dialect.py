@@ -74,6 +74,14 @@ class StreamRequest:
     format_turns: bool = False
     # What to do when undecoded audio reaches its cap (chapter 5).
     backpressure: Backpressure = Backpressure.BUFFER
+    channels: int = 1  # interleaved in each frame
+    multichannel: bool = False  # each channel transcribed on its own
+
+    @property
+    def transcribed_channels(self) -> int:
+        """Channels with transcripts of their own: 1 when the stream's
+        channels are mixed down."""
+        return self.channels if self.multichannel else 1
 
 
 @dataclass(frozen=True)

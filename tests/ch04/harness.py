@@ -12,12 +12,15 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from ch03_gpu.device import Accelerator
 from ch03_gpu.profiles import PROFILES
 from ch04_streaming.app import dialects, session_factory
 from ch04_streaming.audio import AudioDecoder, Encoding
 from ch04_streaming.auth import ApiKeys, KeyCheck
 from ch04_streaming.backpressure import PendingAudioCap
+from ch04_streaming.client import load_audio
 from ch04_streaming.dialects.dialect import Dialect, StreamDefaults
 from ch04_streaming.engine import LocalMatching, MockRecognizer, NullRecognizer
 from ch04_streaming.mock_matcher import Lexicon
@@ -93,6 +96,19 @@ def audio_of(fixture_id: str) -> Path:
 
 def reference(fixture_id: str) -> str:
     return MANIFEST.get(fixture_id).text
+
+
+def pcm16_of(fixture_id: str) -> np.ndarray:
+    """A fixture's 16-bit samples at its own rate."""
+    return np.frombuffer(load_audio(audio_of(fixture_id)).payload, "<i2")
+
+
+def interleave(*channels: np.ndarray) -> np.ndarray:
+    """Channels padded with silence to the longest, then interleaved:
+    one sample of each channel per sample frame."""
+    longest = max(c.size for c in channels)
+    padded = [np.pad(c, (0, longest - c.size)) for c in channels]
+    return np.stack(padded, axis=1).reshape(-1)
 
 
 def new_session(events: list[SessionEvent],

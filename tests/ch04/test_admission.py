@@ -60,7 +60,10 @@ async def test_assemblyai_wants_its_own_header_form(
     ("encoding=opus&sample_rate=16000", "encoding 'opus' is not supported"),
     ("encoding=linear16&sample_rate=44100", "sample_rate must be one of"),
     ("sample_rate=16k", "sample_rate must be a whole number"),
-    ("channels=2", "only mono"),
+    ("channels=3", "channels=3 is not served: at most 2 channels"),
+    ("channels=21", "channels must be from 1 to 20"),
+    ("channels=0", "channels must be from 1 to 20"),
+    ("multichannel=maybe", "multichannel must be true or false"),
     ("interim_results=maybe", "interim_results must be true or false"),
     ("utterance_end_ms=1000", "utterance_end_ms needs interim_results"),
 ])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -13,9 +14,11 @@ from ch04_streaming.audio import (
     AudioFormatError,
     Encoding,
     Framer,
+    InterleavedFormat,
     decode_samples,
     parse_wav_header,
     sniff_container,
+    strip_declared_header,
     to_pcm16,
 )
 
@@ -113,3 +116,56 @@ def test_containers_are_recognised_by_their_magic() -> None:
     assert sniff_container(b"OggS\0\0") == "ogg"
     assert sniff_container(b"fLaC\0\0") == "flac"
     assert sniff_container(to_pcm16(tone(16_000, 0.01))) is None
+
+
+def test_interleaved_channels_are_mixed_down_to_their_mean() -> None:
+    left = tone(16_000, 0.1)
+    stereo = np.stack([left, np.zeros_like(left)], axis=1).reshape(-1)
+    decoder = AudioDecoder(Encoding.FLOAT32, 16_000, channels=2)
+    payload = stereo.astype("<f4").tobytes()
+    assert decoder.duration_of(payload) == 0.1
+    mixed = decoder.decode(payload)
+    np.testing.assert_allclose(mixed, left / 2, atol=1e-7)
+    assert decoder.received_s == 0.1  # sample frames, not samples
+
+
+@pytest.mark.parametrize("measure", [
+    AudioDecoder(Encoding.LINEAR16, 16_000, channels=2).duration_of,
+    AudioDecoder(Encoding.LINEAR16, 16_000, channels=2).decode,
+    InterleavedFormat(Encoding.LINEAR16, 16_000, 2).duration_of,
+])
+def test_a_frame_ending_inside_a_sample_frame_is_an_error(
+    measure: Callable[[bytes], object],
+) -> None:
+    with pytest.raises(AudioFormatError, match=(
+            r"linear16 frame of 3202 bytes is not a whole number of"
+            r" 4-byte sample frames \(2 channels of 2 bytes\)")):
+        measure(bytes(3202))
+
+
+def test_interleaved_format_measures_the_stream_not_its_channels() -> None:
+    frames = InterleavedFormat(Encoding.MULAW, 8_000, 2)
+    assert frames.duration_of(bytes(1600)) == 0.1  # 800 sample frames
+    assert frames.sample_bytes == 1
+
+
+def stereo_wav(rate: int) -> bytes:
+    raw = io.BytesIO()
+    sf.write(raw, np.zeros((rate // 10, 2), np.int16), rate, format="WAV",
+             subtype="PCM_16")
+    return raw.getvalue()
+
+
+def test_a_wav_header_must_declare_the_streams_channels() -> None:
+    stereo = stereo_wav(16_000)
+    body = strip_declared_header(stereo, Encoding.LINEAR16, 16_000, 2)
+    assert len(body) == 1600 * 2 * 2
+    with pytest.raises(AudioFormatError, match=(
+            "declared linear16 16000 Hz mono, but the WAV holds linear16"
+            " 16000 Hz with 2 channel")):
+        strip_declared_header(stereo, Encoding.LINEAR16, 16_000)
+    with pytest.raises(AudioFormatError, match=(
+            "declared linear16 16000 Hz stereo, but the WAV holds"
+            " linear16 16000 Hz with 1 channel")):
+        strip_declared_header(wav_bytes(16_000, "PCM_16"),
+                              Encoding.LINEAR16, 16_000, 2)

@@ -12,6 +12,7 @@ from websockets.protocol import State
 from ch03_gpu.device import Accelerator, CostModel
 from ch04_streaming.client import DIALECTS, load_audio, stream
 from ch04_streaming.dialects.dialect import StreamDefaults
+from ch04_streaming.session import StreamSession
 from ch04_streaming.vad import VadConfig
 from tests.ch04.harness import KEY, MANIFEST, Start, audio_of, reference
 
@@ -179,7 +180,9 @@ async def test_lagging_inference_skips_interims_never_finals(
             await socket.send(json.dumps({"type": "CloseStream"}))
             (handler,) = running.server.handlers
             messages = await collect(socket)
-        stats, gate = handler.session.stats, handler.session.vad
+        session = handler.session
+        assert isinstance(session, StreamSession)  # mono: one session
+        stats, gate = session.stats, session.vad
     # 2,200 chunks arrived faster than 30 ms decodes could follow: most
     # interim updates were skipped, yet all the speech was decoded.
     assert stats.interims_skipped > 1000

@@ -36,6 +36,8 @@ from tests.ch04.harness import (
     MANIFEST,
     Running,
     audio_of,
+    interleave,
+    pcm16_of,
     reference,
     running_server,
 )
@@ -256,6 +258,28 @@ async def test_a_client_that_vanishes_is_still_billed(
         socket.transport.abort()  # gone, without a close frame
         usage = await m.usage()
     assert usage == {"acme": 1000}
+
+
+@pytest.mark.parametrize(("multichannel", "billed_ms"), [
+    ("true", 2000),  # each channel transcribed, each billed
+    ("false", 1000),  # mixed down: transcribed, and billed, once
+])
+async def test_a_stereo_stream_is_billed_per_channel_transcribed(
+        ledger: Ledger, lexicon: Lexicon, multichannel: str,
+        billed_ms: int) -> None:
+    left = pcm16_of("quick_brown_fox")[:16_000]  # a second each
+    stereo = interleave(left, left).astype("<i2").tobytes()
+    async with metered(ledger, lexicon, tier_accounts(5, 600)) as m:
+        url = listen(m.url, channels="2", multichannel=multichannel)
+        async with connect(url, additional_headers={
+                "Authorization": "Token acme-key"}) as socket:
+            for offset in range(0, len(stereo), 6_400):
+                await socket.send(stereo[offset:offset + 6_400])
+            await socket.send(json.dumps({"type": "CloseStream"}))
+            async for _ in socket:
+                pass  # the results, until the server closes
+        usage = await m.usage()
+    assert usage == {"acme": billed_ms}
 
 
 @pytest.mark.parametrize(("query", "features"), [
