@@ -1,0 +1,1 @@
+"""Chapter 9: security for audio ML APIs."""
