@@ -1,0 +1,25 @@
+"""Benchmark of chapter 9: the latency redaction adds to each result.
+
+Every utterance of the audio fixtures, replayed word by word (an
+interim a word, then the final) through a stream's redactor with every
+class on (`redact=pci,pii,numbers`); each redaction is timed.
+"""
+
+from __future__ import annotations
+
+from ch04_streaming.transcript import Word
+from ch09_security.redaction_bench import redaction_figures
+from examples.fixtures import load_manifest
+
+ROUNDS = 200
+
+
+def utterances() -> list[tuple[Word, ...]]:
+    """The fixtures' utterances, as the words a recogniser returns."""
+    return [tuple(Word(w.word, w.start, w.end) for w in u.words)
+            for fixture in load_manifest().fixtures
+            for u in fixture.utterances]
+
+
+def run() -> dict[str, float]:
+    return redaction_figures(utterances(), ROUNDS)
