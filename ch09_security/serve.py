@@ -9,7 +9,9 @@ keys grant, and `SPEECH_API_KEYS` for development), whose hooks are the
 `StreamGuard`, and whose GET routes serve AssemblyAI's `/v3/token` and
 the JWKS; beside it, this chapter's HTTP API (port 8109: Deepgram's
 `POST /v1/auth/grant`), and the `KeyWatch` that ends a revoked key's
-streams within `--poll-s` on every replica sharing the database.
+streams within `--poll-s` on every replica sharing the database. Every
+dialect is wrapped to redact what the stream's query asks for (PII in
+interims and finals).
 Streaming settings come from `CH04_*` variables.
 """
 
@@ -29,6 +31,7 @@ import uvicorn
 
 from ch04_streaming.app import (
     build_server,
+    dialects,
     event_loop_factory,
     run_until_signalled,
 )
@@ -40,6 +43,7 @@ from ch08_metering.serve import EmbeddedServer
 from ch09_security.http_api import create_http_app
 from ch09_security.key_watch import KeyWatch
 from ch09_security.keys_cli import open_store
+from ch09_security.redacting_dialect import redacting_dialects
 from ch09_security.security_layer import security_layer
 from ch09_security.server_secret import SecretError
 
@@ -93,7 +97,9 @@ def build_service(args: argparse.Namespace,
     settings = replace(parse_settings([], env), host=args.host,
                        port=args.port)
     built = build_server(settings, keys=layer.credentials,
-                         hooks=layer.guard, routes=layer.routes)
+                         hooks=layer.guard, routes=layer.routes,
+                         more_dialects=redacting_dialects(
+                             dialects(settings)))
     api = EmbeddedServer(uvicorn.Config(
         create_http_app(layer.grants, layer.signing), log_level="warning"))
     listener = socket.create_server((args.host, args.api_port))

@@ -16,7 +16,12 @@ from pathlib import Path
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from ch04_streaming.client import DIALECTS, load_audio, stream
+from ch04_streaming.client import (
+    DIALECTS,
+    DeepgramClient,
+    load_audio,
+    stream,
+)
 from examples.service import running_service, wait_until_ready
 from tests.ch04.harness import audio_of, reference
 from tests.ch09.conftest import SECRET
@@ -51,6 +56,11 @@ async def test_keys_made_and_revoked_by_command_govern_the_service(
         report = await stream(url, DIALECTS["deepgram"], key.decode(),
                               audio)
         assert report.transcript == reference("quick_brown_fox")
+        redacted = await stream(url, DeepgramClient(redact="numbers"),
+                                key.decode(),
+                                load_audio(audio_of("card_number")))
+        assert redacted.transcript.startswith("my card number is")
+        assert not any("four" in r.text for r in redacted.results)
         async with connect(f"{url}/v1/listen", additional_headers={
                 "Authorization": f"Token {key.decode()}"}) as socket:
             await socket.send(audio.payload[:32_000])
