@@ -3,12 +3,16 @@
 Chapter 9, "Authentication for streaming connections" and "OAuth2 flows
 for ML API access". A FastAPI app beside chapter 4's streaming port:
 Deepgram's `POST /v1/auth/grant`, AssemblyAI's `GET /v3/token` (also on
-the streaming port, where AssemblyAI's SDK looks for it) and the JWKS
-at `/.well-known/jwks.json`. Bodies are parsed once, into types, and a
-body that does not parse is a 400 in the provider's error shape.
+the streaming port, where AssemblyAI's SDK looks for it), OAuth2's
+`POST /oauth/token` and the JWKS at `/.well-known/jwks.json`. Bodies
+are parsed once, into types, and a body that does not parse is a 400
+in the provider's (or RFC 6749's) error shape.
 """
 
 from __future__ import annotations
+
+from dataclasses import asdict
+from urllib.parse import parse_qsl
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -20,8 +24,9 @@ from ch09_security.grant_routes import (
     deepgram_error,
     jwks_body,
 )
-from ch09_security.signing_keys import SigningKeys
-from ch09_security.token_grants import Refused, TokenGrants
+from ch09_security.oauth import OAuthError, TokenResponse
+from ch09_security.security_layer import SecurityLayer
+from ch09_security.token_grants import Refused
 
 MAX_BODY_BYTES = 4096  # a grant's body is a few bytes of JSON
 
@@ -36,9 +41,35 @@ def json_message(status: int, body: BaseModel) -> JSONResponse:
                         status_code=status)
 
 
-def create_http_app(grants: TokenGrants, keys: SigningKeys) -> FastAPI:
+def oauth_response(result: TokenResponse | OAuthError) -> JSONResponse:
+    """RFC 6749's documents, as they are: no `type` of ours."""
+    no_store = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+    if isinstance(result, OAuthError):
+        if result.status == 401:
+            no_store["WWW-Authenticate"] = 'Basic realm="speech-api"'
+        return JSONResponse({"error": result.error,
+                             "error_description": result.error_description},
+                            result.status, no_store)
+    return JSONResponse(asdict(result), 200, no_store)
+
+
+def create_http_app(layer: SecurityLayer) -> FastAPI:
+    grants, keys, oauth = layer.grants, layer.signing, layer.oauth
     app = FastAPI(title="Speech API: credentials", docs_url=None,
                   redoc_url=None)
+
+    @app.post("/oauth/token")
+    async def oauth_token(request: Request) -> Response:
+        media = request.headers.get("content-type", "")
+        body = await request.body()
+        if (not media.startswith("application/x-www-form-urlencoded")
+                or len(body) > MAX_BODY_BYTES):
+            return oauth_response(OAuthError(
+                400, "invalid_request",
+                "send an application/x-www-form-urlencoded body"))
+        form = dict(parse_qsl(body.decode("latin-1")))
+        return oauth_response(oauth.token(
+            request.headers.get("Authorization", ""), form))
 
     @app.post("/v1/auth/grant")
     async def deepgram_grant(request: Request) -> Response:

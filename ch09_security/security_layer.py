@@ -19,6 +19,7 @@ from ch09_security.grant_routes import stream_port_routes
 from ch09_security.key_store import KeyStore
 from ch09_security.key_verifier import KeyVerifier
 from ch09_security.key_watch import KeyWatch, RunningStreams
+from ch09_security.oauth import ClientCredentialsGrant
 from ch09_security.redemptions import Redemptions
 from ch09_security.signing_keys import SigningKeys
 from ch09_security.stream_guard import StreamGuard
@@ -30,6 +31,7 @@ from ch09_security.tokens import TokenIssuer, TokenVerifier
 class SecurityLayer:
     credentials: Credentials
     grants: TokenGrants
+    oauth: ClientCredentialsGrant
     signing: SigningKeys
     guard: StreamGuard
     watch: KeyWatch
@@ -50,9 +52,11 @@ def security_layer(store: KeyStore, development: ApiKeys,
     keys = KeyVerifier(store, development)
     credentials = Credentials(keys, TokenVerifier(signing, clock))
     streams = RunningStreams()
+    issuer = TokenIssuer(signing, clock)
     return SecurityLayer(
         credentials=credentials,
-        grants=TokenGrants(credentials, TokenIssuer(signing, clock)),
+        grants=TokenGrants(credentials, issuer),
+        oauth=ClientCredentialsGrant(credentials, issuer),
         signing=signing,
         guard=StreamGuard(credentials, streams, redemptions),
         watch=KeyWatch(keys, streams, poll_s=poll_s))

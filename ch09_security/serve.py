@@ -100,8 +100,8 @@ def build_service(args: argparse.Namespace,
                          hooks=layer.guard, routes=layer.routes,
                          more_dialects=redacting_dialects(
                              dialects(settings)))
-    api = EmbeddedServer(uvicorn.Config(
-        create_http_app(layer.grants, layer.signing), log_level="warning"))
+    api = EmbeddedServer(uvicorn.Config(create_http_app(layer),
+                                                log_level="warning"))
     listener = socket.create_server((args.host, args.api_port))
     return SecuredService(built.server, built.recognizer, layer.watch,
                           api, listener)

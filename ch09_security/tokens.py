@@ -61,7 +61,8 @@ class TokenIssuer:
 
     def issue(self, record: KeyRecord, scopes: Iterable[str],
               ttl_s: int, *, single_use: bool = False,
-              max_session_s: int | None = None) -> str:
+              max_session_s: int | None = None,
+              client_id: str | None = None) -> str:
         """A token for `record`'s owner, with at most its scopes."""
         granted = frozenset(scopes)
         if not granted <= record.scopes:
@@ -77,6 +78,8 @@ class TokenIssuer:
             claims["use"] = "once"
         if max_session_s is not None:
             claims["max_session_s"] = max_session_s
+        if client_id is not None:  # an OAuth2 access token (RFC 9068)
+            claims["client_id"] = client_id
         signing = self.keys.current()
         return jwt.encode(claims, signing.private_key, algorithm=ALGORITHM,
                           headers={"kid": signing.kid})

@@ -41,8 +41,8 @@ class Secured:
 async def http_api(layer: SecurityLayer) -> AsyncIterator[str]:
     """This chapter's HTTP API on a free port, as `serve` runs it."""
     listener = socket.create_server(("127.0.0.1", 0))
-    server = EmbeddedServer(uvicorn.Config(
-        create_http_app(layer.grants, layer.signing), log_level="warning"))
+    server = EmbeddedServer(uvicorn.Config(create_http_app(layer),
+                                                log_level="warning"))
     serving = asyncio.create_task(server.serve(sockets=[listener]))
     try:
         async with asyncio.timeout(10):
