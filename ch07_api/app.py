@@ -34,7 +34,7 @@ from starlette.exceptions import HTTPException
 from ch03_gpu.dcgm import DcgmMetrics
 from ch03_gpu.device import Accelerator
 from ch04_streaming.app import build_device, vad_config
-from ch04_streaming.auth import ApiKeys, load_api_keys
+from ch04_streaming.auth import KeyCheck, load_api_keys
 from ch04_streaming.engine import Recognizer
 from ch06_pipeline.app import build_models
 from ch06_pipeline.degradation import Level, QueueWaits
@@ -86,7 +86,7 @@ AIP_UPLOAD_PATHS = ("/v1/transcripts", "/v2/transcripts")
 class Parts:
     """What a test may pass instead of the concrete parts."""
 
-    keys: ApiKeys | None = None
+    keys: KeyCheck | None = None  # chapter 9 passes its credentials
     models: Mapping[str, Recognizer] | None = None
     device: Accelerator | None = None
     tracer: Tracer | None = None

@@ -20,7 +20,7 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 
-from ch04_streaming.auth import ApiKeys, authorization_key
+from ch04_streaming.auth import KeyCheck, authorization_key
 from ch07_api.errors import (
     ApiError,
     AuthenticationError,
@@ -66,7 +66,7 @@ def require_media_type(headers: Mapping[str, str], expected: str,
 @dataclass
 class RequireApiKey:
     app: App
-    keys: ApiKeys
+    keys: KeyCheck
 
     async def __call__(self, scope: Scope, receive: Receive,
                        send: Send) -> None:

@@ -4,13 +4,17 @@ Chapter 9, "Authentication for streaming connections" and "OAuth2 flows
 for ML API access". A FastAPI app beside chapter 4's streaming port:
 Deepgram's `POST /v1/auth/grant`, AssemblyAI's `GET /v3/token` (also on
 the streaming port, where AssemblyAI's SDK looks for it), OAuth2's
-`POST /oauth/token` and the JWKS at `/.well-known/jwks.json`. Bodies
+`POST /oauth/token` and the JWKS at `/.well-known/jwks.json`; behind
+them, chapter 7's transcription API, every route of which needs the
+`transcribe` scope (`scope_guard.py`). Bodies
 are parsed once, into types, and a body that does not parse is a 400
 in the provider's (or RFC 6749's) error shape.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import asdict
 from urllib.parse import parse_qsl
 
@@ -24,7 +28,9 @@ from ch09_security.grant_routes import (
     deepgram_error,
     jwks_body,
 )
+from ch09_security.key_store import Scope
 from ch09_security.oauth import OAuthError, TokenResponse
+from ch09_security.scope_guard import RequireScope
 from ch09_security.security_layer import SecurityLayer
 from ch09_security.token_grants import Refused
 
@@ -53,10 +59,22 @@ def oauth_response(result: TokenResponse | OAuthError) -> JSONResponse:
     return JSONResponse(asdict(result), 200, no_store)
 
 
-def create_http_app(layer: SecurityLayer) -> FastAPI:
+def create_http_app(layer: SecurityLayer,
+                    transcription: FastAPI | None = None) -> FastAPI:
+    """The credential routes; behind them, if given, chapter 7's API,
+    each of its routes guarded by the `transcribe` scope."""
     grants, keys, oauth = layer.grants, layer.signing, layer.oauth
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if transcription is None:
+            yield
+            return
+        async with transcription.router.lifespan_context(transcription):
+            yield  # chapter 7's pipeline runs while this app does
+
     app = FastAPI(title="Speech API: credentials", docs_url=None,
-                  redoc_url=None)
+                  redoc_url=None, lifespan=lifespan)
 
     @app.post("/oauth/token")
     async def oauth_token(request: Request) -> Response:
@@ -105,4 +123,7 @@ def create_http_app(layer: SecurityLayer) -> FastAPI:
         return Response(jwks_body(keys), media_type="application/json",
                         headers={"Cache-Control": "max-age=60"})
 
+    if transcription is not None:  # last: these routes come first
+        app.mount("/", RequireScope(transcription, layer.credentials,
+                                    Scope.TRANSCRIBE))
     return app

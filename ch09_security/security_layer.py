@@ -49,6 +49,7 @@ def security_layer(store: KeyStore, development: ApiKeys,
     redemptions = Redemptions(store.engine, clock)
     for table in (signing, redemptions):
         table.create_schema()
+    signing.current()  # a signing key from the start: the JWKS has it
     keys = KeyVerifier(store, development)
     credentials = Credentials(keys, TokenVerifier(signing, clock))
     streams = RunningStreams()

@@ -8,8 +8,10 @@ is this chapter's `Credentials` (keys from `keys create`, tokens those
 keys grant, and `SPEECH_API_KEYS` for development), whose hooks are the
 `StreamGuard`, and whose GET routes serve AssemblyAI's `/v3/token` and
 the JWKS; beside it, this chapter's HTTP API (port 8109: Deepgram's
-`POST /v1/auth/grant`), and the `KeyWatch` that ends a revoked key's
-streams within `--poll-s` on every replica sharing the database. Every
+`POST /v1/auth/grant`, OAuth2's `POST /oauth/token`, and chapter 7's
+transcription API behind the `transcribe` scope), and the `KeyWatch`
+that ends a revoked key's streams within `--poll-s` on every replica
+sharing the database. Every
 dialect is wrapped to redact what the stream's query asks for (PII in
 interims and finals).
 Streaming settings come from `CH04_*` variables.
@@ -39,6 +41,8 @@ from ch04_streaming.auth import ApiKeys, split_keys
 from ch04_streaming.engine import Recognizer
 from ch04_streaming.server import SpeechServer
 from ch04_streaming.settings import parse_settings
+from ch07_api.app import Parts, create_app
+from ch07_api.settings import parse_api_settings
 from ch08_metering.serve import EmbeddedServer
 from ch09_security.http_api import create_http_app
 from ch09_security.key_watch import KeyWatch
@@ -100,8 +104,10 @@ def build_service(args: argparse.Namespace,
                          hooks=layer.guard, routes=layer.routes,
                          more_dialects=redacting_dialects(
                              dialects(settings)))
-    api = EmbeddedServer(uvicorn.Config(create_http_app(layer),
-                                                log_level="warning"))
+    transcription = create_app(parse_api_settings([], env),
+                               Parts(keys=layer.credentials))
+    api = EmbeddedServer(uvicorn.Config(
+        create_http_app(layer, transcription), log_level="warning"))
     listener = socket.create_server((args.host, args.api_port))
     return SecuredService(built.server, built.recognizer, layer.watch,
                           api, listener)
