@@ -13,8 +13,8 @@
 // The other capture, chosen on the page (`?capture=mediarecorder`): the
 // browser's own MediaRecorder encodes WebM/Opus, and each 100 ms blob
 // goes out as it is, with no encoding in the query, as Deepgram asks
-// for containers; the server decodes the WebM as it arrives. A tenth of
-// the bytes, but later words: the recorder holds each blob for its
+// for containers; the server decodes the WebM as it arrives. An eighth
+// of the bytes, but later words: the recorder holds each blob for its
 // timeslice and the encoder adds its own frames of delay.
 
 const FRAME_S = 0.1; // each frame carries 100 ms of audio
@@ -105,7 +105,10 @@ async function start() {
 // MediaRecorder: WebM/Opus blobs, each sent as it comes. The first one
 // opens the container (its header); the server decodes them in order.
 function record(s) {
-  s.recorder = new MediaRecorder(s.stream, { mimeType: RECORDER_TYPE });
+  s.recorder = new MediaRecorder(s.stream, {
+    mimeType: RECORDER_TYPE,
+    audioBitsPerSecond: 32000, // speech: an eighth of 16 kHz linear16
+  });
   // A blob holds what was recorded until it came, less what the
   // encoder still holds: its time is the recording's, roughly.
   s.recorder.ondataavailable = (event) => {
