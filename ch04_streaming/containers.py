@@ -54,6 +54,9 @@ DEMUXERS = {Container.OGG: "ogg", Container.WEBM: "matroska",
 AUDIO_CODECS = ("opus", "flac")
 OPEN_OPTIONS = {"probesize": "32", "analyzeduration": "100000",
                 "codec_whitelist": ",".join(AUDIO_CODECS)}
+# Channels mixed down are averaged (FFmpeg's own mix-down would add
+# each side at -3 dB, making a browser's duplicated mono 3 dB louder).
+MIXDOWN = {"rematrix_maxval": "1.0"}
 MAGIC_BYTES = 4  # the bytes that tell a container from raw audio
 MAX_CHANNELS = 8
 # A jump this large in the container's timestamps is lost audio.
@@ -156,7 +159,8 @@ class ContainerDecoder:
             stream = self._audio_stream(media)
             # FFmpeg's default layout of N channels: 1c is mono.
             mix = av.AudioResampler(format="flt", rate=MODEL_RATE,
-                                    layout=f"{self.out_channels}c")
+                                    layout=f"{self.out_channels}c",
+                                    options=MIXDOWN)
             # Blocks in the source's `read` until the loop writes more.
             for packet in media.demux(stream):
                 self._follow(packet)
