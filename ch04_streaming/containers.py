@@ -180,8 +180,9 @@ class ContainerDecoder:
         self._pipe.abort()
         with contextlib.suppress(AudioFormatError):
             await self._settled(self.done.is_set)
-        self.worker.join(timeout=0.1)  # it has set `done`: it is leaving
-        if self.worker.is_alive():
+        if self.done.is_set():  # all it has left to do is return
+            self.worker.join(timeout=1.0)
+        else:  # stuck inside FFmpeg: a daemon thread, left behind
             log.warning("event=decoder_stuck container=%s", self.container)
 
     def _work(self) -> None:  # the worker thread
