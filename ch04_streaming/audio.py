@@ -246,6 +246,8 @@ def sniff_container(frame: bytes) -> str | None:
         return "ogg"
     if frame[:4] == b"fLaC":
         return "flac"
+    if frame[:4] == b"\x1a\x45\xdf\xa3":  # EBML: WebM, Matroska
+        return "webm"
     return None
 
 
@@ -285,7 +287,7 @@ def strip_declared_header(frame: bytes, encoding: Encoding,
         return frame
     if container != "wav":
         raise AudioFormatError(
-            f"{container} container: send raw audio as declared")
+            f"{container} container, but raw {encoding} was declared")
     wav = parse_wav_header(frame)
     declared = (encoding, sample_rate, channels)
     if (wav.encoding, wav.sample_rate, wav.channels) != declared:

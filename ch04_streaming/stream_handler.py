@@ -30,6 +30,13 @@ from ch04_streaming.backpressure import (
     Outbox,
     SlowConsumerError,
 )
+from ch04_streaming.containers import (
+    MAGIC_BYTES,
+    ContainerDecoder,
+    ContainerLimits,
+    opened_container,
+    pcm_decoder,
+)
 from ch04_streaming.dialects.dialect import (
     Closing,
     Control,
@@ -45,6 +52,7 @@ from ch04_streaming.session import (
     Emit,
     Session,
     SessionEvent,
+    StreamSession,
     TranscriptEvent,
 )
 from ch04_streaming.stream_hooks import (
@@ -86,6 +94,7 @@ class ConnectionLimits:
     drain_timeout_s: float = 5.0  # to finish open utterances at the end
     max_session_s: float = 3 * 3600.0  # AssemblyAI's limit; KeepAlives
     # alone must not hold a stream slot for ever
+    container: ContainerLimits = field(default_factory=ContainerLimits)
 
 
 @dataclass(eq=False)  # identity: handlers live in the server's set
@@ -107,6 +116,8 @@ class StreamHandler:
     started: float = field(init=False)
     _reader: asyncio.Task[Closing] | None = field(default=None, init=False)
     _header_checked: bool = field(default=False, init=False)
+    _first_bytes: bytes = field(default=b"", init=False)
+    _container: ContainerDecoder | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.stream = self.dialect.open_stream(self.request)
@@ -177,6 +188,8 @@ class StreamHandler:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if self._container is not None:
+                await self._container.aclose()  # its thread ends here
 
     async def _stop_when(self, tracker: StoppableTracker) -> Closing:
         """A revoked credential closes at once, with no more results; a
@@ -216,6 +229,7 @@ class StreamHandler:
         )
         if orderly:
             try:
+                await self._container_tail()
                 self.session.finalize()
                 async with asyncio.timeout(self.limits.drain_timeout_s):
                     await self.session.drained()
@@ -226,6 +240,8 @@ class StreamHandler:
                 closing = self.dialect.codes.slow_consumer.because(
                     "results not delivered in time"
                 )
+            except AudioFormatError as error:  # the container's tail
+                closing = self.dialect.codes.bad_audio.because(str(error))
         await self.connection.close(closing.code, closing.reason)
         return closing
 
@@ -252,12 +268,14 @@ class StreamHandler:
     # --8<-- [start:audio_frame]
     async def _audio(self, frame: bytes, pace: Pace) -> Closing | None:
         codes = self.dialect.codes
+        sent = frame
         try:
+            frame = await self._unpack(frame)  # a container's PCM
             frame = self._strip_header(frame)
             seconds = self.session.audio.duration_of(frame)
             pace.check(seconds)
             await self.session.cap.make_room(seconds)  # backpressure
-            self.stream.on_audio(frame)
+            self.stream.on_audio(sent)  # what the client sent
             self.session.accept_audio(frame)
         except (AudioFormatError, FrameTooLongError) as error:
             return codes.bad_audio.because(str(error))
@@ -273,9 +291,40 @@ class StreamHandler:
             self.session.finalize()
         return self.dialect.codes.done if control is Control.CLOSE else None
 
+    async def _unpack(self, frame: bytes) -> bytes:
+        """A container's frames -> the PCM they let out; raw audio as
+        sent. The first bytes tell which, and a client may drip them."""
+        if self._container is not None:
+            return await self._container.decode(frame)
+        if self._header_checked or not self.request.containers:
+            return frame
+        self._first_bytes += frame
+        if len(self._first_bytes) < MAGIC_BYTES:
+            return b""
+        frame, self._first_bytes = self._first_bytes, b""
+        container = opened_container(frame, self.request.containers,
+                                     self.request.container_required)
+        if container is None:
+            return frame
+        self._header_checked = True  # no WAV header inside a container
+        if not isinstance(self.session, StreamSession):
+            raise AudioFormatError("channels are split from raw audio only")
+        self.session.audio = pcm_decoder()  # its rate is the header's
+        self._container = ContainerDecoder(container, self.limits.container)
+        return await self._container.decode(frame)
+
+    async def _container_tail(self) -> None:
+        """An orderly end: the container's last audio is heard (and
+        billed) before the session's final flush."""
+        if self._container is None:
+            return
+        tail = await self._container.finish()
+        self.session.accept_audio(tail)
+        await self.tracker.audio(self.session.audio.duration_of(tail))
+
     def _strip_header(self, frame: bytes) -> bytes:
         """Only a stream's first frame may carry a WAV header."""
-        if self._header_checked:
+        if self._header_checked or not frame:
             return frame
         self._header_checked = True
         return strip_declared_header(frame, self.request.encoding,

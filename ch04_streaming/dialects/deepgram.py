@@ -24,9 +24,10 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from ch04_streaming.audio import Encoding
+from ch04_streaming.audio import MODEL_RATE, Encoding
 from ch04_streaming.auth import authorization_key
 from ch04_streaming.channels import MAX_CHANNELS
+from ch04_streaming.containers import Container
 from ch04_streaming.dialects.dialect import (
     CloseCodes,
     Closing,
@@ -53,6 +54,16 @@ from ch04_streaming.wire import WireMessage
 # Deepgram's `linear32` is 32-bit little-endian float, not integer.
 ENCODINGS = {"linear16": Encoding.LINEAR16, "linear32": Encoding.FLOAT32,
              "mulaw": Encoding.MULAW}
+# Encodings that come in a container, whose header says the rate: the
+# query's sample_rate is ignored. `opus` is taken in Ogg or WebM, since
+# how Deepgram frames bare Opus packets is not published.
+CONTAINER_ENCODINGS = {
+    "ogg-opus": frozenset({Container.OGG}),
+    "opus": frozenset({Container.OGG, Container.WEBM}),
+    "flac": frozenset({Container.FLAC}),
+}
+# No encoding: a container if the first bytes open one, else linear16.
+SNIFFED = frozenset(Container)
 MODEL_UUID = "00000000-0000-4000-8000-00000000a5e4"
 CHANNEL = (0, 1)  # channel 0 of 1: Deepgram's [index, count]
 # A browser's first subprotocol says what the second is: a key, or a
@@ -238,13 +249,22 @@ class Deepgram:
 
     def parse(self, query: Mapping[str, str],
               defaults: StreamDefaults) -> StreamRequest:
-        name = query.get("encoding", "linear16")
-        if name not in ENCODINGS:
+        name = query.get("encoding")
+        if name in CONTAINER_ENCODINGS:
+            encoding, rate = Encoding.FLOAT32, MODEL_RATE  # as decoded
+        elif name is None or name in ENCODINGS:
+            encoding = ENCODINGS[name or "linear16"]
+            rate = parse_rate(query, 16_000)
+        else:
             raise RequestError(
-                f"encoding {name!r} is not supported;"
-                " use linear16, linear32 or mulaw"
-            )
+                f"encoding {name!r} is not supported; use linear16,"
+                " linear32, mulaw, ogg-opus, opus or flac, or none for"
+                " a container")
         channels = parse_channels(query)
+        multichannel = parse_bool(query, "multichannel", False)
+        if multichannel and name in CONTAINER_ENCODINGS:
+            raise RequestError("multichannel=true takes raw audio:"
+                               " linear16, linear32 or mulaw")
         interim = parse_bool(query, "interim_results", False)
         gap = parse_int(query, "utterance_end_ms", None, 1000, 5000)
         if gap is not None and not interim:
@@ -257,8 +277,8 @@ class Deepgram:
                                 10, 10_000)
             vad = replace(vad, endpointing_ms=silence or vad.endpointing_ms)
         return StreamRequest(
-            encoding=ENCODINGS[name],
-            sample_rate=parse_rate(query, 16_000),
+            encoding=encoding,
+            sample_rate=rate,
             options=StreamOptions(
                 interim_results=interim,
                 utterance_end_ms=gap,
@@ -267,7 +287,12 @@ class Deepgram:
             vad=vad,
             idle_timeout_s=defaults.idle_timeout_s,
             channels=channels,
-            multichannel=parse_bool(query, "multichannel", False),
+            multichannel=multichannel,
+            # Channels to split come raw: a container is mixed down.
+            containers=(frozenset() if multichannel
+                        else SNIFFED if name is None
+                        else CONTAINER_ENCODINGS.get(name, frozenset())),
+            container_required=name in CONTAINER_ENCODINGS,
         )
 
     def read_frame(self, frame: str | bytes) -> Inbound:

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ValidationError
 
 from ch04_streaming.audio import SUPPORTED_RATES, Encoding
 from ch04_streaming.backpressure import Backpressure
+from ch04_streaming.containers import Container
 from ch04_streaming.pacing import PacingRules
 from ch04_streaming.session import SessionEvent, SessionStats, StreamOptions
 from ch04_streaming.vad import VadConfig
@@ -76,6 +77,11 @@ class StreamRequest:
     backpressure: Backpressure = Backpressure.BUFFER
     channels: int = 1  # interleaved in each frame
     multichannel: bool = False  # each channel transcribed on its own
+    # The containers a stream's first bytes may open (`containers.py`),
+    # whose own header then says the rate; none: raw audio as declared.
+    # With `container_required`, raw audio is refused.
+    containers: frozenset[Container] = frozenset()
+    container_required: bool = False
 
     @property
     def transcribed_channels(self) -> int:

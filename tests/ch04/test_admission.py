@@ -57,7 +57,8 @@ async def test_assemblyai_wants_its_own_header_form(
 
 
 @pytest.mark.parametrize(("query", "reason"), [
-    ("encoding=opus&sample_rate=16000", "encoding 'opus' is not supported"),
+    ("encoding=speex&sample_rate=16000",
+     "encoding 'speex' is not supported"),
     ("encoding=linear16&sample_rate=44100", "sample_rate must be one of"),
     ("sample_rate=16k", "sample_rate must be a whole number"),
     ("channels=3", "channels=3 is not served: at most 2 channels"),

@@ -115,6 +115,7 @@ def test_containers_are_recognised_by_their_magic() -> None:
     assert sniff_container(wav_bytes(16_000, "PCM_16")) == "wav"
     assert sniff_container(b"OggS\0\0") == "ogg"
     assert sniff_container(b"fLaC\0\0") == "flac"
+    assert sniff_container(b"\x1a\x45\xdf\xa3\0\0") == "webm"
     assert sniff_container(to_pcm16(tone(16_000, 0.01))) is None
 
 

@@ -84,12 +84,19 @@ async def test_wav_header_that_agrees_is_stripped(start_server: Start) -> None:
     assert " ".join(t for t in text if t) == reference("low_latency")
 
 
-async def test_compressed_container_is_refused(start_server: Start) -> None:
+@pytest.mark.parametrize(("fixture_id", "container"), [
+    ("quick_brown_fox_opus", "ogg"), ("quick_brown_fox_flac", "flac"),
+])
+async def test_container_against_a_declared_raw_encoding_is_refused(
+    start_server: Start, fixture_id: str, container: str,
+) -> None:
+    """A container is taken when the query omits `encoding` or names the
+    container's codec; `encoding=linear16` says raw PCM, so it is not."""
     code, reason = await closed_with(
-        start_server, DEEPGRAM,
-        audio_of("quick_brown_fox_opus").read_bytes()[:4000])
+        start_server, DEEPGRAM, audio_of(fixture_id).read_bytes()[:4000])
     assert (code, reason) == (
-        1008, "DATA-0000: ogg container: send raw audio as declared")
+        1008, f"DATA-0000: {container} container, but raw linear16 was"
+        " declared")
 
 
 @pytest.mark.parametrize(("path", "frame", "code"), [

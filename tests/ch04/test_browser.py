@@ -100,6 +100,40 @@ async def test_browser_microphone_comes_back_as_the_reference_text(
         assert 200 <= int(match[1]) < 1_000
 
 
+async def test_media_recorder_mode_streams_webm_opus(
+    start_server: Start,
+) -> None:
+    """The page's other capture: the browser's own MediaRecorder sends
+    WebM/Opus blobs, and the server decodes them as they come."""
+    fixture = MANIFEST.get("quick_brown_fox")
+    async with start_server() as running, chromium_page(
+        audio_of("quick_brown_fox")
+    ) as page:
+        await page.goto(f"{running.http}/?key={KEY}")
+        default = await page.input_value("#capture")
+        await page.select_option("#capture", "mediarecorder")
+        await page.click("#start")
+        await page.wait_for_function(
+            "n => document.querySelectorAll('#finals .final').length >= n",
+            arg=len(fixture.utterances), timeout=WAIT_MS)
+        streaming = await page.text_content("#status")
+        await page.click("#stop")
+        await page.wait_for_function(
+            "() => document.querySelector('#status').textContent"
+            ".startsWith('closed')", timeout=WAIT_MS)
+        finals = await texts(page, "#finals .text")
+        latencies = await texts(page, "#finals .latency")
+        status = await page.text_content("#status")
+    assert default == "worklet"
+    assert finals == [u.text for u in fixture.utterances]
+    assert streaming == "streaming: MediaRecorder audio/webm;codecs=opus"
+    assert status == "closed: 1000 (no reason given)"
+    for latency in latencies:  # dated by the recording's clock: roughly
+        match = re.fullmatch(r"(\d+) ms", latency)
+        assert match, latency
+        assert int(match[1]) < 2_000
+
+
 async def test_browser_shows_why_a_wrong_key_got_no_stream(
     start_server: Start,
 ) -> None:

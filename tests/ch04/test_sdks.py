@@ -74,6 +74,42 @@ async def test_deepgram_sdk_streams_a_fixture(start_server: Start) -> None:
     assert abs(summary.duration - duration) < 0.001
 
 
+async def test_deepgram_sdk_streams_a_container_with_no_encoding(
+    start_server: Start,
+) -> None:
+    """Deepgram's rule for containers: omit encoding and sample_rate."""
+    ogg = audio_of("quick_brown_fox_opus").read_bytes()
+    async with start_server() as running:
+        environment = DeepgramClientEnvironment(
+            base=running.http, production=running.url,
+            agent=running.url, agent_rest=running.http,
+        )
+        client = AsyncDeepgramClient(api_key=KEY, environment=environment)
+        results: list[ListenV1Results] = []
+        metadata: list[ListenV1Metadata] = []
+        async with client.listen.v1.connect(model="nova-3") as connection:
+
+            async def send() -> None:
+                for start in range(0, len(ogg), 500):  # ~100 ms of Opus
+                    await connection.send_media(ogg[start : start + 500])
+                await connection.send_close_stream()
+
+            sender = asyncio.create_task(send())
+            async with asyncio.timeout(30):
+                async for message in connection:
+                    if isinstance(message, ListenV1Results):
+                        results.append(message)
+                    elif isinstance(message, ListenV1Metadata):
+                        metadata.append(message)
+            await sender
+    finals = [r.channel.alternatives[0] for r in results if r.is_final]
+    assert " ".join(f.transcript for f in finals if f.transcript) == (
+        reference("quick_brown_fox"))
+    (summary,) = metadata
+    duration = MANIFEST.get("quick_brown_fox_opus").duration_s
+    assert abs(summary.duration - duration) < 0.002
+
+
 async def test_assemblyai_sdk_streams_a_fixture_unpaced(
     start_server: Start,
 ) -> None:
