@@ -17,6 +17,7 @@ from deepgram import AsyncDeepgramClient
 from deepgram.environment import DeepgramClientEnvironment
 from deepgram.listen.v1.types import ListenV1Metadata, ListenV1Results
 from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
 
 from ch03_gpu.device import Accelerator
 from ch03_gpu.profiles import PROFILES
@@ -44,6 +45,7 @@ from tests.ch04.harness import (
     KEY,
     MANIFEST,
     Start,
+    audio_of,
     interleave,
     pcm16_of,
     reference,
@@ -357,3 +359,25 @@ def test_a_channels_results_are_timed_by_its_own_arrivals() -> None:
     assert metrics.registry.get_sample_value(
         "speech_first_result_seconds_sum", {"dialect": "deepgram"}
     ) == pytest.approx(0.5 + 0.1)
+
+
+async def test_channels_are_split_from_raw_audio_only(
+    start_server: Start,
+) -> None:
+    """A container is mixed down; asked to split one, the service says
+    it takes raw audio, at the upgrade or at the first frame."""
+    ogg = audio_of("quick_brown_fox_opus").read_bytes()
+    async with start_server() as running:
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(f"{running.url}/v1/listen?encoding=ogg-opus"
+                               "&multichannel=true&channels=2",
+                               additional_headers={
+                                   "Authorization": f"Token {KEY}"}):
+                pass
+    assert refused.value.response.status_code == 400
+    assert b"multichannel=true takes raw audio" in (
+        refused.value.response.body)
+    closed = await closed_with(start_server,
+                               "multichannel=true&channels=2", ogg[:4096])
+    assert closed == (1008, "DATA-0000: ogg container, but raw linear16"
+                            " was declared")
