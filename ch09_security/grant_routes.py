@@ -26,6 +26,8 @@ from ch04_streaming.wire import WireMessage
 from ch09_security.signing_keys import SigningKeys
 from ch09_security.token_grants import Refused, TokenGrants
 
+PAGE_TOKEN_PATH = "/v1/auth/page-token"
+PAGE_TOKEN_TTL_S = 60  # time enough to open the stream, no more
 CATEGORIES = {400: "INVALID_REQUEST", 401: "INVALID_AUTH",
               403: "INSUFFICIENT_PERMISSIONS"}
 
@@ -60,9 +62,17 @@ def jwks_body(keys: SigningKeys) -> bytes:
     return json.dumps(keys.jwks()).encode()
 
 
-def stream_port_routes(grants: TokenGrants,
-                       keys: SigningKeys) -> dict[str, HttpRoute]:
-    """GET routes for chapter 4's server: AssemblyAI's token, JWKS."""
+class PageToken(WireMessage):
+    type: Literal["Token"] = "Token"
+    access_token: str
+    expires_in: int
+
+
+def stream_port_routes(grants: TokenGrants, keys: SigningKeys,
+                       page_key_id: str | None = None
+                       ) -> dict[str, HttpRoute]:
+    """GET routes for chapter 4's server: AssemblyAI's token, JWKS, and
+    with `page_key_id`, short-lived tokens for the browser page."""
 
     async def assemblyai_token(request: Request) -> Response:
         query = dict(parse_qsl(urlsplit(request.path).query))
@@ -80,4 +90,25 @@ def stream_port_routes(grants: TokenGrants,
                            "Cache-Control": "max-age=60"})
         return Response(200, "OK", headers, body)
 
-    return {"/v3/token": assemblyai_token, "/.well-known/jwks.json": jwks}
+    # --8<-- [start:page_token]
+    async def page_token(request: Request) -> Response:
+        """The page's backend: a 60 s token for this origin's page.
+
+        It stands in for a customer's own backend, which would first
+        authenticate its user; here only same-origin fetches get one,
+        under the key named by `--page-tokens-for`, never its secret."""
+        if request.headers.get("Sec-Fetch-Site") != "same-origin":
+            return error_response(403, "only this origin's page")
+        assert page_key_id is not None
+        result = grants.for_page(page_key_id, PAGE_TOKEN_TTL_S)
+        if isinstance(result, Refused):
+            return error_response(result.status, result.reason)
+        return json_response(200, PageToken(
+            access_token=result.token, expires_in=result.expires_in_s))
+    # --8<-- [end:page_token]
+
+    routes: dict[str, HttpRoute] = {"/v3/token": assemblyai_token,
+                                    "/.well-known/jwks.json": jwks}
+    if page_key_id is not None:
+        routes[PAGE_TOKEN_PATH] = page_token
+    return routes

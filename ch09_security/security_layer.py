@@ -35,15 +35,18 @@ class SecurityLayer:
     signing: SigningKeys
     guard: StreamGuard
     watch: KeyWatch
+    page_key_id: str | None = None  # the browser page's tokens, if any
 
     @property
     def routes(self) -> dict[str, HttpRoute]:
-        return stream_port_routes(self.grants, self.signing)
+        return stream_port_routes(self.grants, self.signing,
+                                  self.page_key_id)
 
 
 # --8<-- [start:security_layer]
 def security_layer(store: KeyStore, development: ApiKeys,
-                   poll_s: float = 0.5) -> SecurityLayer:
+                   poll_s: float = 0.5,
+                   page_key_id: str | None = None) -> SecurityLayer:
     clock = store.clock_ms
     signing = SigningKeys(store.engine, store.hasher.secret, clock)
     redemptions = Redemptions(store.engine, clock)
@@ -60,5 +63,6 @@ def security_layer(store: KeyStore, development: ApiKeys,
         oauth=ClientCredentialsGrant(credentials, issuer),
         signing=signing,
         guard=StreamGuard(credentials, streams, redemptions),
-        watch=KeyWatch(keys, streams, poll_s=poll_s))
+        watch=KeyWatch(keys, streams, poll_s=poll_s),
+        page_key_id=page_key_id)
 # --8<-- [end:security_layer]

@@ -85,6 +85,12 @@ def add_parser(commands: Any, name: str) -> None:
                         default=os.environ.get("DATABASE_URL"),
                         help="key store (env DATABASE_URL; default SQLite "
                         "build/security.sqlite3)")
+    parser.add_argument("--page-tokens-for",
+                        default=os.environ.get("PAGE_TOKENS_FOR"),
+                        metavar="KEY_ID",
+                        help="serve the browser page 60 s tokens under "
+                        "this key (env PAGE_TOKENS_FOR; default off: the "
+                        "page asks for a key)")
     parser.add_argument("--poll-s", type=float, default=0.5,
                         help="how often revocations are looked for "
                         "(default %(default)s)")
@@ -97,7 +103,7 @@ def build_service(args: argparse.Namespace,
     security layer, and the HTTP API beside it."""
     development = ApiKeys.of(*split_keys(env.get("SPEECH_API_KEYS", "")))
     layer = security_layer(open_store(args.database_url), development,
-                           args.poll_s)
+                           args.poll_s, args.page_tokens_for)
     settings = replace(parse_settings([], env), host=args.host,
                        port=args.port)
     built = build_server(settings, keys=layer.credentials,

@@ -73,6 +73,17 @@ class TokenGrants:
         return Granted(token, ttl_s)
     # --8<-- [end:token_grant]
 
+    def for_page(self, key_id: str, ttl_s: int) -> Granted | Refused:
+        """A token under a key known by its id (the server's own page)."""
+        verdict = self.credentials.keys.check_id(key_id)
+        if verdict.record is None:
+            return Refused(503, f"page tokens unavailable: {verdict.reason}")
+        scopes = frozenset({Scope.LISTEN}) & verdict.record.scopes
+        if not scopes:
+            return Refused(503, "page tokens need a key with listen")
+        token = self.issuer.issue(verdict.record, scopes, ttl_s)
+        return Granted(token, ttl_s)
+
     def assemblyai(self, authorization: str,
                    query: Mapping[str, str]) -> Granted | Refused:
         """`Authorization: KEY` (AssemblyAI sends the key bare)."""

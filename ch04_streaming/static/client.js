@@ -7,7 +7,8 @@
 // Deepgram dialect at /v1/listen. Interim text is shown grey and
 // replaced as it improves; each final becomes a black line, with its
 // latency: from sending the frame that held its last word to receiving
-// it. `?key=` prefills the key; `?rate=44100` runs the AudioContext at
+// it. `?key=` prefills the key; with none, the page asks its server for
+// a short-lived token; `?rate=44100` runs the AudioContext at
 // that rate instead of the device's, to try the worklet's resampling.
 //
 // The other capture, chosen on the page (`?capture=mediarecorder`): the
@@ -54,9 +55,22 @@ function openMicrophone() {
   });
 }
 
-async function start() {
+// A short-lived token from this page's own backend, where one serves
+// them (chapter 9's service), so the page holds no long-lived key;
+// else the key typed in. Either travels as a subprotocol pair: a
+// browser cannot set headers on a WebSocket.
+async function credential() {
   const key = $("key").value;
-  if (!key) return setStatus("enter an API key first");
+  if (key) return ["token", key];
+  const answer = await fetch("/v1/auth/page-token").catch(() => null);
+  if (!answer?.ok) return null;
+  return ["bearer", (await answer.json()).access_token];
+}
+
+async function start() {
+  const protocols = await credential();
+  if (!protocols) return setStatus("enter an API key first");
+  window.credentialKind = protocols[0]; // read by the tests
   const recorded = $("capture").value === "mediarecorder";
   if (recorded && !MediaRecorder.isTypeSupported(RECORDER_TYPE)) {
     return setStatus(`error: this browser cannot record ${RECORDER_TYPE}`);
@@ -64,9 +78,8 @@ async function start() {
   $("start").disabled = true;
   $("capture").disabled = true;
   setStatus("connecting");
-  // A browser cannot set headers on a WebSocket, so the key travels as
-  // a subprotocol; the server answers "token", never echoing the key.
-  const socket = new WebSocket(listenUrl(recorded), ["token", key]);
+  // The server answers "token" or "bearer", never echoing the secret.
+  const socket = new WebSocket(listenUrl(recorded), protocols);
   socket.binaryType = "arraybuffer";
   const s = { socket, context: null, stream: null, recorder: null,
               sent: [], closing: false, error: null };

@@ -20,7 +20,7 @@ from ch04_streaming.auth import ApiKeys
 from ch07_api import database
 from ch08_metering.serve import EmbeddedServer
 from ch09_security.http_api import create_http_app
-from ch09_security.key_store import KeyHasher, KeyStore
+from ch09_security.key_store import KeyHasher, KeyStore, Scope
 from ch09_security.keys_cli import now_ms
 from ch09_security.security_layer import SecurityLayer, security_layer
 from tests.ch04.harness import Running, Start
@@ -55,10 +55,15 @@ async def http_api(layer: SecurityLayer) -> AsyncIterator[str]:
 
 
 @asynccontextmanager
-async def secured(start_server: Start, url: str) -> AsyncIterator[Secured]:
+async def secured(start_server: Start, url: str,
+                  page_owner: str | None = None) -> AsyncIterator[Secured]:
+    """With `page_owner`, a key of theirs serves the page's tokens."""
     store = KeyStore(database.open_engine(url), KeyHasher(SECRET), now_ms)
     store.create_schema()
-    layer = security_layer(store, ApiKeys.of(DEV_KEY), poll_s=0.1)
+    page_key = (store.create(page_owner, [Scope.LISTEN]).record.key_id
+                if page_owner else None)
+    layer = security_layer(store, ApiKeys.of(DEV_KEY), poll_s=0.1,
+                           page_key_id=page_key)
     watching = asyncio.create_task(layer.watch.run())
     try:
         async with start_server(key_check=layer.credentials,
