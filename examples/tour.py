@@ -26,6 +26,7 @@ from examples.tour_ch05 import grpc_stream
 from examples.tour_ch06 import many_streams
 from examples.tour_ch07 import api_styles
 from examples.tour_ch08 import metering_and_billing
+from examples.tour_ch09 import keys_tokens_and_redaction
 from examples.tour_ch11 import records_missing, slo_report
 
 BUILD = Path("build")
@@ -66,6 +67,8 @@ STOPS: list[Stop] = [
          " AIP-styled API", api_styles),
     Stop(8, "Chapter 8: usage metering, invoices and Stripe delivery",
          metering_and_billing),
+    Stop(9, "Chapter 9: API keys, short-lived tokens, redaction and"
+         " revocation", keys_tokens_and_redaction),
     # The SLIs are measured on chapter 4's streams: their records.
     Stop(11, "Chapter 11: SLOs, error budgets and burn-rate alerts",
          slo_report, needs=records_missing, needed=streaming_service),

@@ -104,14 +104,21 @@ def test_tour_runs_as_a_program() -> None:
     assert "Invoice preview: acme, 2026-11" in done.stdout
     assert re.search(r"audio with add-ons: \d\.\d\dx", done.stdout)
     assert "page      1h    5m     14.4    0.0144" in done.stdout
+    # Chapter 9: a token streams, a number is redacted, a revoked key
+    # closes its open stream.
+    assert "streamed with the token: 'please read me the weather" in (
+        done.stdout)
+    assert "redact=numbers: 'my card number is [NUMBER_1]'" in done.stdout
+    assert "1008 credential no longer valid: API key revoked" in (
+        done.stdout)
     # Chapter 11: the synthetic month (`python -m ch11_slo scenario`)
     assert "error budget left at the end of the period" in done.stdout
     assert "Tour complete" in done.stdout
     # The summary: every stop, its time, and the plots written.
     summary = done.stdout.split("== Summary ==")[1]
     assert len(re.findall(r"^  ok +\d+\.\d s  ", summary,
-                          re.MULTILINE)) == 8
-    assert "8 stops in" in summary
+                          re.MULTILINE)) == 9
+    assert "9 stops in" in summary
     assert "build/demo/batching.png" in summary
     assert "build/ch11/scenario.png" in summary
 
@@ -127,10 +134,10 @@ def test_one_chapter_is_toured_alone() -> None:
 
 def test_a_chapter_without_a_stop_is_refused() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "examples.tour", "--chapter", "9"],
+        [sys.executable, "-m", "examples.tour", "--chapter", "10"],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
-    assert "invalid choice: 9" in done.stderr
+    assert "invalid choice: 10" in done.stderr
 
 
 def test_a_stop_alone_runs_what_it_reads_first_and_a_failure_shows(
