@@ -29,6 +29,8 @@ import jsonschema
 import pytest
 import yaml
 
+from tools.layers import chapter_packages
+
 REPO = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = REPO / "docker-compose.yml"
 DOCKERFILE = REPO / "Dockerfile"
@@ -36,8 +38,7 @@ PROMETHEUS = REPO / "deploy" / "prometheus" / "prometheus.yml"
 DASHBOARDS = REPO / "deploy" / "grafana" / "dashboards"
 RULES = REPO / "ch11_slo" / "specs" / "streaming.rules.yml"
 IMAGE = "speech-api:latest"
-PACKAGES = ("ch03_gpu", "ch04_streaming", "ch05_protocols", "ch06_pipeline",
-            "ch07_api", "ch08_metering", "ch11_slo", "examples")
+PACKAGES = (*chapter_packages(REPO), "examples")  # every chapter on disk
 
 
 def compose() -> dict[str, Any]:
@@ -99,7 +100,7 @@ def test_every_service_of_the_stack_is_there() -> None:
         assert backend in services
     modules = {s["command"][2] for s in our_services().values()}
     assert modules == {"ch04_streaming", "ch05_protocols", "ch06_pipeline",
-                       "ch07_api", "ch08_metering"}
+                       "ch07_api", "ch08_metering", "ch09_security"}
 
 
 def commands() -> list[tuple[str, tuple[str, ...]]]:
@@ -144,7 +145,7 @@ def default_ports(command: tuple[str, ...]) -> set[int]:
     """What the command listens on by default, from its own --help."""
     usage = " ".join(help_of(command).split())
     return {int(port) for port in re.findall(
-        r"--(?:stream-|grpc-)?port \S+ [^-]*?default (\d+)", usage)}
+        r"--(?:stream-|grpc-|api-)?port \S+ [^-]*?default (\d+)", usage)}
 
 
 def test_published_ports_are_the_services_defaults() -> None:
