@@ -38,7 +38,7 @@ def ceil_div(numerator: int, denominator: int) -> int:
 
 # --8<-- [start:billing_models]
 def per_second(ms: int) -> int:
-    """Deepgram, AssemblyAI: pro-rated, a request rounded up to 1 s."""
+    """Deepgram: pro-rated, a request rounded up to 1 s."""
     return ceil_div(ms, 1000)
 
 
