@@ -3,10 +3,12 @@
 Chapter 9, "Authentication for streaming connections". The streaming
 server checks a key before the upgrade (its `KeyCheck` is this
 chapter's `KeyVerifier`); these hooks then refuse a key without the
-`listen` scope (403), count the key's use, and follow the stream, so
-that the `KeyWatch` can end it with 1008 when its key is revoked or
-expires. Another chapter's hooks (chapter 8's metering) may sit
-inside: they see only the streams this guard admits.
+`listen` scope (403), count the key's use, leave the stream's owner in
+the connection's context (`stream_owner.py`: a dialect that keeps audio
+reads it there), and follow the stream, so that the `KeyWatch` can end
+it with 1008 when its key is revoked or expires. Another chapter's
+hooks (chapter 8's metering) may sit inside: they see only the streams
+this guard admits.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from ch04_streaming.stream_hooks import (
 from ch09_security.key_store import Scope
 from ch09_security.key_verifier import KeyVerifier
 from ch09_security.key_watch import RunningStreams, StreamStop
+from ch09_security.stream_owner import StreamOwner, admitted
 
 
 @dataclass
@@ -66,6 +69,8 @@ class StreamGuard:
         if isinstance(inner, Refusal):
             return inner
         self.verifier.count_use(verdict.record)
+        admitted(StreamOwner(start.stream_id, verdict.record.owner,
+                             verdict.record.key_id))  # for its dialect
         stop = self.streams.add(verdict.record)  # for the KeyWatch
         return GuardedStream(inner, stop, self.streams)
 # --8<-- [end:stream_guard]
