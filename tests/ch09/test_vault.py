@@ -126,7 +126,9 @@ def test_moving_a_ciphertext_to_another_owner_fails(
 
 def test_a_tampered_ciphertext_is_refused(vault: AudioVault) -> None:
     audio, _ = recording(vault)
-    ciphertext = bytearray(rows(vault)[audio.object_id]["ciphertext"])
+    stored = rows(vault)[audio.object_id]["ciphertext"]
+    assert isinstance(stored, bytes)
+    ciphertext = bytearray(stored)
     ciphertext[100] ^= 0x80
     with vault.engine.begin() as connection:
         connection.execute(

@@ -178,6 +178,7 @@ async def test_a_stream_that_asks_is_kept_only_as_ciphertext(
             ciphertext = connection.scalar(
                 select(sealed_objects.c.ciphertext)
                 .where(sealed_objects.c.object_id == kept.object_id))
+    assert isinstance(ciphertext, bytes)
     assert traces(disk.root, audio.payload, words) == {}
     # What is on disk is the ciphertext.
     assert traces(disk.root, ciphertext, "")["audio at 0.5"]
