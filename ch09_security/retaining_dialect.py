@@ -11,9 +11,10 @@ Deepgram keeps requests by default unless `mip_opt_out=true`) gets a
 sent (up to the object cap; beyond it the recording is marked
 truncated) and the final transcripts, and when the stream ends in
 order hands them to the `RecordingKeeper`, which seals them for the
-stream's owner. A stream cut off (the client vanished, a policy close)
-keeps nothing, and so does a stream served with no `StreamGuard` in
-front (an error is logged): only a known owner's key can seal it.
+stream's owner. A stream closed with an error (the client vanished, an
+idle timeout, a revoked key) keeps nothing, and so does a stream served
+with no `StreamGuard` in front (an error is logged): only a known
+owner's key can seal it.
 
 The owner comes from the connection's context, where the `StreamGuard`
 left it (`stream_owner.py`); the opt-in is read in `parse`, like every
