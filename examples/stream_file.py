@@ -2,13 +2,14 @@
 
     python -m examples.stream_file examples/audio/support_call.wav \\
         [--dialect deepgram|assemblyai] [--chunk-ms 100] [--realtime] \\
-        [--records FILE]
+        [--query NAME=VALUE ...] [--records FILE]
 
 Interim text overwrites one line; each final gets a line of its own with
 its latency: the time from the end of its audio to receiving it, where
 the audio ends when it was spoken (`--realtime`, as from a microphone)
 or, sent as fast as possible, when it was sent. The key comes from
-`--key` or the first of `SPEECH_API_KEYS`. With `--records`, the
+`--key` or the first of `SPEECH_API_KEYS`; `--query` adds parameters to
+the stream's query (chapter 9's `retain=true`). With `--records`, the
 per-utterance SLI records of chapter 11 are written to FILE (JSONL) for
 `python -m ch11_slo report FILE`.
 """
@@ -20,12 +21,15 @@ import asyncio
 import os
 import sys
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 from ch04_streaming.client import (
     DIALECTS,
+    ClientAudio,
+    ClientDialect,
+    Heard,
     Report,
     Result,
     load_audio,
@@ -34,6 +38,33 @@ from ch04_streaming.client import (
 from ch11_slo.records import Record, write_records
 from examples.fixtures import AudioFixture, load_manifest
 from examples.sli_records import stream_record, utterance_records
+
+
+class WithQuery:
+    """A client dialect whose query carries more parameters."""
+
+    def __init__(self, inner: ClientDialect,
+                 extra: Mapping[str, str]) -> None:
+        self.inner, self.extra = inner, dict(extra)
+        self.path, self.close_message = inner.path, inner.close_message
+        self.min_chunk_ms = inner.min_chunk_ms
+
+    def query(self, audio: ClientAudio) -> dict[str, str]:
+        return {**self.inner.query(audio), **self.extra}
+
+    def headers(self, key: str) -> dict[str, str]:
+        return self.inner.headers(key)
+
+    def heard(self, message: Mapping[str, object]) -> Heard | None:
+        return self.inner.heard(message)
+
+
+def query_parameter(text: str) -> tuple[str, str]:
+    name, equals, value = text.partition("=")
+    if not name or not equals:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not NAME=VALUE, such as retain=true")
+    return name, value
 
 
 def print_result(result: Result) -> None:
@@ -78,6 +109,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="send at the pace of speech")
     parser.add_argument("--url", default="ws://127.0.0.1:8004")
     parser.add_argument("--key", default=None)
+    parser.add_argument("--query", type=query_parameter, action="append",
+                        default=[], metavar="NAME=VALUE",
+                        help="another query parameter; repeat for more")
     parser.add_argument("--records", type=Path, default=None,
                         help="write SLI records (JSONL) here")
     args = parser.parse_args(argv)
@@ -88,8 +122,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not key:
         parser.error("give --key or set SPEECH_API_KEYS")
     started = datetime.now(UTC)
+    dialect = WithQuery(DIALECTS[args.dialect], dict(args.query))
     report = asyncio.run(stream(
-        args.url, DIALECTS[args.dialect], key, load_audio(args.file),
+        args.url, dialect, key, load_audio(args.file),
         chunk_ms=args.chunk_ms, realtime=args.realtime,
         on_result=print_result,
     ))

@@ -92,6 +92,9 @@ COMMAND_TESTS: dict[str, tuple[str, ...]] = {
     "ch09_security keys": (
         "ch09/test_keys_cli.py::test_create_shows_the_key_once_and_list"
         "_never",),
+    "ch09_security audio": (
+        "ch09/test_serve_retention.py::test_serve_keeps_only_what_was"
+        "_asked_and_audio_exports_it",),
     "ch11_slo jitter": (
         "ch11/test_jitter.py::test_the_command_runs_as_a_program",),
 }

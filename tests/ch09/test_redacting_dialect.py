@@ -142,7 +142,7 @@ def test_assemblyai_partials_follow_include_partial_turns() -> None:
 def test_the_inner_dialect_still_parses_and_refuses() -> None:
     dialect = RedactingDialect(Deepgram())
     with pytest.raises(RequestError, match="encoding"):
-        dialect.parse({"encoding": "opus", "redact": "pci"},
+        dialect.parse({"encoding": "speex", "redact": "pci"},
                       StreamDefaults())
     with pytest.raises(RequestError, match="redact"):
         dialect.parse({"redact": "phi"}, StreamDefaults())

@@ -8,6 +8,7 @@ with 1008 within the promised two seconds, and SIGTERM stops it all.
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import re
 import sys
@@ -16,12 +17,17 @@ from pathlib import Path
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+<<<<<<< HEAD
 from ch04_streaming.client import (
     DIALECTS,
     DeepgramClient,
     load_audio,
     stream,
 )
+=======
+from ch04_streaming.client import DIALECTS, load_audio, stream
+from ch09_security.master_key import MASTER_KEY_VARIABLE
+>>>>>>> envelope
 from examples.service import running_service, wait_until_ready
 from tests.ch04.harness import audio_of, reference
 from tests.ch09.conftest import SECRET
@@ -44,6 +50,7 @@ async def test_keys_made_and_revoked_by_command_govern_the_service(
 ) -> None:
     env = {"DATABASE_URL": f"sqlite:///{tmp_path}/keys.sqlite3",
            "KEY_HASH_SECRET": SECRET.decode(),
+           MASTER_KEY_VARIABLE: base64.b64encode(bytes(32)).decode(),
            "CH04_LOAD_S": "0", "CH04_WARMUP_S": "0"}
     made = await keys_command(env, "create", "--owner", "acme")
     [key] = KEY_LINE.findall(made)
