@@ -13,12 +13,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
-<<<<<<< HEAD
-from ch09_security import keys_cli, serve
-from ch09_security.log_redaction import redact_logs
-=======
 from ch09_security import audio_cli, keys_cli, serve
->>>>>>> envelope
+from ch09_security.log_redaction import redact_logs
 
 COMMANDS = {"serve": serve, "keys": keys_cli, "audio": audio_cli}
 

@@ -3,7 +3,6 @@ credentials, and the endpoints that grant short-lived tokens.
 
 Chapter 9, "Authentication for streaming connections" and "API key
 management". The composition root: chapter 4's streaming server (the
-<<<<<<< HEAD
 Deepgram and AssemblyAI dialects, port 8009), whose credential check
 is this chapter's `Credentials` (keys from `keys create`, tokens those
 keys grant, and `SPEECH_API_KEYS` for development), whose hooks are the
@@ -12,20 +11,11 @@ the JWKS; beside it, this chapter's HTTP API (port 8109: Deepgram's
 `POST /v1/auth/grant`, OAuth2's `POST /oauth/token`, and chapter 7's
 transcription API behind the `transcribe` scope), and the `KeyWatch`
 that ends a revoked key's streams within `--poll-s` on every replica
-sharing the database. Every
-dialect is wrapped to redact what the stream's query asks for (PII in
-interims and finals).
-Streaming settings come from `CH04_*` variables.
-=======
-Deepgram and AssemblyAI dialects), whose key check is this chapter's
-`KeyVerifier` (keys from `keys create`, plus `SPEECH_API_KEYS` for
-development), whose hooks are the `StreamGuard` (scopes, use counts,
-streams followed by key), whose dialects keep nothing of a stream
-unless it asks with `retain=true` (`RetainingDialect`: sealed for its
-owner in the same database), and beside it the `KeyWatch` that ends a
-revoked key's streams within `--poll-s` on every replica sharing the
-database. Streaming settings come from `CH04_*` variables.
->>>>>>> envelope
+sharing the database. Every dialect is wrapped twice: to redact what
+the stream's query asks for (PII in interims and finals), and to keep
+nothing of a stream unless it asks with `retain=true` (then sealed for
+its owner in the same database). Streaming settings come from `CH04_*`
+variables.
 """
 
 from __future__ import annotations
@@ -52,23 +42,17 @@ from ch04_streaming.auth import ApiKeys, split_keys
 from ch04_streaming.engine import Recognizer
 from ch04_streaming.server import SpeechServer
 from ch04_streaming.settings import parse_settings
-<<<<<<< HEAD
 from ch07_api.app import Parts, create_app
 from ch07_api.settings import parse_api_settings
 from ch08_metering.serve import EmbeddedServer
+from ch09_security.audio_cli import open_vault
 from ch09_security.http_api import create_http_app
 from ch09_security.key_watch import KeyWatch
 from ch09_security.keys_cli import open_store
-from ch09_security.redacting_dialect import redacting_dialects
-from ch09_security.security_layer import security_layer
-=======
-from ch09_security.audio_cli import open_vault
-from ch09_security.key_verifier import KeyVerifier
-from ch09_security.key_watch import KeyWatch, RunningStreams
-from ch09_security.keys_cli import open_store
 from ch09_security.recording_keeper import RecordingKeeper
+from ch09_security.redacting_dialect import redacting_dialects
 from ch09_security.retaining_dialect import retaining_dialects
->>>>>>> envelope
+from ch09_security.security_layer import security_layer
 from ch09_security.server_secret import SecretError
 
 log = logging.getLogger("ch09_security")
@@ -81,7 +65,7 @@ class SecuredService:
     speech: SpeechServer
     recognizer: Recognizer
     watch: KeyWatch
-<<<<<<< HEAD
+    keeper: RecordingKeeper
     api: EmbeddedServer
     api_listener: socket.socket
 
@@ -89,23 +73,15 @@ class SecuredService:
     def api_port(self) -> int:
         port: int = self.api_listener.getsockname()[1]
         return port
-=======
-    keeper: RecordingKeeper
->>>>>>> envelope
 
 
 def add_parser(commands: Any, name: str) -> None:
     parser = commands.add_parser(
         name, help="the streaming endpoints behind managed credentials",
         description="Chapter 4's streaming endpoints (/v1/listen, "
-<<<<<<< HEAD
         "/v3/ws) behind API keys and short-lived tokens, with the token "
-        "endpoints. Streaming settings come from CH04_* variables.")
-=======
-        "/v3/ws) behind API keys with scopes and revocation; a stream "
-        "is kept, encrypted, only if its query says retain=true. "
-        "Streaming settings come from CH04_* variables.")
->>>>>>> envelope
+        "endpoints; a stream is kept, encrypted, only if its query says "
+        "retain=true. Streaming settings come from CH04_* variables.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT,
                         help="streaming port (default %(default)s)")
@@ -129,40 +105,29 @@ def add_parser(commands: Any, name: str) -> None:
 # --8<-- [start:secured_root]
 def build_service(args: argparse.Namespace,
                   env: Mapping[str, str]) -> SecuredService:
-<<<<<<< HEAD
     """The composition root: chapter 4's server inside this chapter's
-    security layer, and the HTTP API beside it."""
-=======
-    """The composition root: chapter 4's server, this chapter's keys,
-    and its dialects keeping only what a stream asks to have kept."""
+    security layer, its dialects redacting and keeping only what a
+    stream asks for, and the HTTP API beside it."""
     store = open_store(args.database_url)
->>>>>>> envelope
     development = ApiKeys.of(*split_keys(env.get("SPEECH_API_KEYS", "")))
-    layer = security_layer(open_store(args.database_url), development,
-                           args.poll_s, args.page_tokens_for)
+    layer = security_layer(store, development, args.poll_s,
+                           args.page_tokens_for)
     settings = replace(parse_settings([], env), host=args.host,
                        port=args.port)
-<<<<<<< HEAD
+    keeper = RecordingKeeper(open_vault(store.engine, env))
+    # Retention inside redaction: what is kept is what the client saw.
+    wrapped = redacting_dialects(retaining_dialects(dialects(settings),
+                                                    keeper))
     built = build_server(settings, keys=layer.credentials,
                          hooks=layer.guard, routes=layer.routes,
-                         more_dialects=redacting_dialects(
-                             dialects(settings)))
+                         more_dialects=wrapped)
     transcription = create_app(parse_api_settings([], env),
                                Parts(keys=layer.credentials))
     api = EmbeddedServer(uvicorn.Config(
         create_http_app(layer, transcription), log_level="warning"))
     listener = socket.create_server((args.host, args.api_port))
     return SecuredService(built.server, built.recognizer, layer.watch,
-                          api, listener)
-=======
-    keeper = RecordingKeeper(open_vault(store.engine, env))
-    built = build_server(settings, keys=verifier,
-                         hooks=StreamGuard(verifier, streams),
-                         more_dialects=retaining_dialects(
-                             dialects(settings), keeper))
-    watch = KeyWatch(verifier, streams, poll_s=args.poll_s)
-    return SecuredService(built.server, built.recognizer, watch, keeper)
->>>>>>> envelope
+                          keeper, api, listener)
 # --8<-- [end:secured_root]
 
 

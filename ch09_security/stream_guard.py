@@ -2,25 +2,16 @@
 single use, session length, revocation.
 
 Chapter 9, "Authentication for streaming connections". The streaming
-<<<<<<< HEAD
 server checks a credential before the upgrade (its `KeyCheck` is this
 chapter's `Credentials`); these hooks then refuse one without the
 `listen` scope (403), redeem a single-use token (a second connection
-with it is refused 401, on any replica), count the key's use, and
-follow the stream: the `KeyWatch` ends it with 1008 when its key is
-revoked or expires, and a token's `max_session_s` ends it as an
-expired session. Another chapter's hooks (chapter 8's metering) may
-sit inside: they see only the streams this guard admits.
-=======
-server checks a key before the upgrade (its `KeyCheck` is this
-chapter's `KeyVerifier`); these hooks then refuse a key without the
-`listen` scope (403), count the key's use, leave the stream's owner in
-the connection's context (`stream_owner.py`: a dialect that keeps audio
-reads it there), and follow the stream, so that the `KeyWatch` can end
-it with 1008 when its key is revoked or expires. Another chapter's
-hooks (chapter 8's metering) may sit inside: they see only the streams
-this guard admits.
->>>>>>> envelope
+with it is refused 401, on any replica), count the key's use, leave
+the stream's owner in the connection's context (`stream_owner.py`: a
+dialect that keeps audio reads it there), and follow the stream: the
+`KeyWatch` ends it with 1008 when its key is revoked or expires, and a
+token's `max_session_s` ends it as an expired session. Another
+chapter's hooks (chapter 8's metering) may sit inside: they see only
+the streams this guard admits.
 """
 
 from __future__ import annotations
@@ -41,11 +32,8 @@ from ch09_security.credentials import Credentials
 from ch09_security.key_store import Scope
 from ch09_security.key_verifier import Verdict
 from ch09_security.key_watch import RunningStreams, StreamStop
-<<<<<<< HEAD
 from ch09_security.redemptions import Redemptions
-=======
 from ch09_security.stream_owner import StreamOwner, admitted
->>>>>>> envelope
 
 
 @dataclass
@@ -93,13 +81,9 @@ class StreamGuard:
         inner = await self.inner.admit(start)
         if isinstance(inner, Refusal):
             return inner
-<<<<<<< HEAD
         self.credentials.keys.count_use(verdict.record)
-=======
-        self.verifier.count_use(verdict.record)
         admitted(StreamOwner(start.stream_id, verdict.record.owner,
                              verdict.record.key_id))  # for its dialect
->>>>>>> envelope
         stop = self.streams.add(verdict.record)  # for the KeyWatch
         return GuardedStream(inner, stop, self.streams,
                              self._session_timer(verdict, stop))

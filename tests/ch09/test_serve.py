@@ -17,17 +17,13 @@ from pathlib import Path
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-<<<<<<< HEAD
 from ch04_streaming.client import (
     DIALECTS,
     DeepgramClient,
     load_audio,
     stream,
 )
-=======
-from ch04_streaming.client import DIALECTS, load_audio, stream
 from ch09_security.master_key import MASTER_KEY_VARIABLE
->>>>>>> envelope
 from examples.service import running_service, wait_until_ready
 from tests.ch04.harness import audio_of, reference
 from tests.ch09.conftest import SECRET

@@ -25,6 +25,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from ch04_streaming.app import dialects
+from ch04_streaming.auth import ApiKeys
 from ch04_streaming.client import (
     DIALECTS,
     AssemblyAIClient,
@@ -37,13 +38,11 @@ from ch04_streaming.client import (
 from ch07_api import database
 from ch09_security.audio_cli import open_vault
 from ch09_security.key_store import KeyHasher, KeyStore
-from ch09_security.key_verifier import KeyVerifier
-from ch09_security.key_watch import RunningStreams
 from ch09_security.keys_cli import now_ms
 from ch09_security.master_key import MASTER_KEY_VARIABLE
 from ch09_security.recording_keeper import RecordingKeeper
 from ch09_security.retaining_dialect import retaining_dialects
-from ch09_security.stream_guard import StreamGuard
+from ch09_security.security_layer import security_layer
 from ch09_security.vault import ObjectKind, sealed_objects
 from tests.ch04.harness import Running, Start, audio_of, reference
 from tests.ch09.conftest import SECRET
@@ -92,12 +91,11 @@ async def retaining_service(start_server: Start,
                             url: str) -> AsyncIterator[Service]:
     store = KeyStore(database.open_engine(url), KeyHasher(SECRET), now_ms)
     store.create_schema()
-    verifier = KeyVerifier(store)
+    layer = security_layer(store, ApiKeys(()))
     keeper = RecordingKeeper(open_vault(store.engine, MASTER))
     try:
         async with start_server(
-                key_check=verifier,
-                hooks=StreamGuard(verifier, RunningStreams()),
+                key_check=layer.credentials, hooks=layer.guard,
                 dialects_by_path=retaining_dialects(dialects(), keeper)
         ) as running:
             yield Service(running, store, keeper)
