@@ -260,5 +260,5 @@ def test_a_refused_request_is_refused_by_the_inner_dialect_first(
 ) -> None:
     dialect = RetainingDialect(Deepgram(), keeper)
     with pytest.raises(RequestError, match="encoding"):
-        dialect.parse({"encoding": "opus", "retain": "true"},
+        dialect.parse({"encoding": "speex", "retain": "true"},
                       StreamDefaults())
