@@ -4,8 +4,9 @@ Chapter 9, "Authentication for streaming connections". One store of
 keys and signing keys yields everything a streaming server needs to be
 secured by composition: the `Credentials` it checks before an upgrade,
 the `StreamGuard` hooks, the token endpoints as GET routes, and the
-`KeyWatch` that ends revoked streams. The composition root (`serve.py`)
-and the tests build it the same way.
+`KeyWatch` that ends revoked streams; the guard applies the abuse
+limits it is given (`abuse_limits.py`). The composition root
+(`serve.py`) and the tests build it the same way.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 
 from ch04_streaming.auth import ApiKeys
 from ch04_streaming.server import HttpRoute
+from ch09_security.abuse_limits import AbuseLimits
 from ch09_security.credentials import Credentials
 from ch09_security.grant_routes import stream_port_routes
 from ch09_security.key_store import KeyStore
@@ -41,7 +43,8 @@ class SecurityLayer:
 
 # --8<-- [start:security_layer]
 def security_layer(store: KeyStore, development: ApiKeys,
-                   poll_s: float = 0.5) -> SecurityLayer:
+                   poll_s: float = 0.5,
+                   limits: AbuseLimits | None = None) -> SecurityLayer:
     clock = store.clock_ms
     signing = SigningKeys(store.engine, store.hasher.secret, clock)
     redemptions = Redemptions(store.engine, clock)
@@ -54,6 +57,7 @@ def security_layer(store: KeyStore, development: ApiKeys,
         credentials=credentials,
         grants=TokenGrants(credentials, TokenIssuer(signing, clock)),
         signing=signing,
-        guard=StreamGuard(credentials, streams, redemptions),
+        guard=StreamGuard(credentials, streams, redemptions,
+                          limits or AbuseLimits()),
         watch=KeyWatch(keys, streams, poll_s=poll_s))
 # --8<-- [end:security_layer]

@@ -11,8 +11,10 @@ the JWKS; beside it, this chapter's HTTP API (port 8109: Deepgram's
 `POST /v1/auth/grant`), and the `KeyWatch` that ends a revoked key's
 streams within `--poll-s` on every replica sharing the database. Every
 dialect is wrapped to redact what the stream's query asks for (PII in
-interims and finals).
-Streaming settings come from `CH04_*` variables.
+interims and finals). The abuse limits (`abuse_settings.py`) take
+pages' origins, keys' rates of new streams and chapter 4's per-address
+caps from flags; the other streaming settings come from `CH04_*`
+variables.
 """
 
 from __future__ import annotations
@@ -40,9 +42,15 @@ from ch04_streaming.engine import Recognizer
 from ch04_streaming.server import SpeechServer
 from ch04_streaming.settings import parse_settings
 from ch08_metering.serve import EmbeddedServer
+from ch09_security.abuse_settings import (
+    abuse_limits,
+    add_abuse_flags,
+    server_caps,
+)
 from ch09_security.http_api import create_http_app
 from ch09_security.key_watch import KeyWatch
 from ch09_security.keys_cli import open_store
+from ch09_security.origins import own_origins
 from ch09_security.redacting_dialect import redacting_dialects
 from ch09_security.security_layer import security_layer
 from ch09_security.server_secret import SecretError
@@ -55,6 +63,7 @@ DEFAULT_API_PORT = 8109
 @dataclass
 class SecuredService:
     speech: SpeechServer
+    listener: socket.socket  # the streaming port, bound already
     recognizer: Recognizer
     watch: KeyWatch
     api: EmbeddedServer
@@ -84,6 +93,7 @@ def add_parser(commands: Any, name: str) -> None:
     parser.add_argument("--poll-s", type=float, default=0.5,
                         help="how often revocations are looked for "
                         "(default %(default)s)")
+    add_abuse_flags(parser, os.environ)
 
 
 # --8<-- [start:secured_root]
@@ -92,19 +102,21 @@ def build_service(args: argparse.Namespace,
     """The composition root: chapter 4's server inside this chapter's
     security layer, and the HTTP API beside it."""
     development = ApiKeys.of(*split_keys(env.get("SPEECH_API_KEYS", "")))
+    listener = socket.create_server((args.host, args.port))
+    own = own_origins(args.host, listener.getsockname()[1])
     layer = security_layer(open_store(args.database_url), development,
-                           args.poll_s)
+                           args.poll_s, abuse_limits(args, own))
     settings = replace(parse_settings([], env), host=args.host,
-                       port=args.port)
+                       port=args.port, **server_caps(args))
     built = build_server(settings, keys=layer.credentials,
                          hooks=layer.guard, routes=layer.routes,
                          more_dialects=redacting_dialects(
                              dialects(settings)))
     api = EmbeddedServer(uvicorn.Config(
         create_http_app(layer.grants, layer.signing), log_level="warning"))
-    listener = socket.create_server((args.host, args.api_port))
-    return SecuredService(built.server, built.recognizer, layer.watch,
-                          api, listener)
+    api_listener = socket.create_server((args.host, args.api_port))
+    return SecuredService(built.server, listener, built.recognizer,
+                          layer.watch, api, api_listener)
 # --8<-- [end:secured_root]
 
 
@@ -113,7 +125,8 @@ async def serve(args: argparse.Namespace) -> int:
     watching = asyncio.create_task(service.watch.run())
     api = asyncio.create_task(
         service.api.serve(sockets=[service.api_listener]))
-    await service.speech.start(args.host, args.port)
+    await service.speech.start(args.host, args.port,
+                               sock=service.listener)
     print(f"API on http://{args.host}:{service.api_port} "
           "(POST /v1/auth/grant, GET /v3/token, /.well-known/jwks.json)",
           flush=True)
