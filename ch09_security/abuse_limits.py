@@ -17,6 +17,7 @@ its open streams and every other key go on.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -32,8 +33,18 @@ MAX_KEYS = 10_000  # buckets kept; the least recently used go first
 
 # --8<-- [start:abuse_limits]
 @dataclass
+class AbuseLimits:
+    origins: OriginAllowlist
+    new_streams: NewStreamRate
+
+    def check(self, start: StreamStart, key_id: str) -> Refusal | None:
+        return (self.origins.check(start.headers.get("origin"))
+                or self.new_streams.take(key_id))
+
+
+@dataclass
 class NewStreamRate:
-    per_minute: float = NEW_STREAMS_PER_MINUTE  # at least 1; the burst
+    per_minute: float = NEW_STREAMS_PER_MINUTE  # also the burst
     clock: Callable[[], float] = time.monotonic
     _buckets: OrderedDict[str, TokenBucket] = field(
         default_factory=OrderedDict, init=False)
@@ -49,14 +60,13 @@ class NewStreamRate:
             return None
         limit = f"{self.per_minute:g} new streams a minute per key"
         return Refusal(429, refused(limit, wait_s).reason, wait_s)
-
-
-@dataclass
-class AbuseLimits:
-    origins: OriginAllowlist = field(default_factory=OriginAllowlist)
-    new_streams: NewStreamRate = field(default_factory=NewStreamRate)
-
-    def check(self, start: StreamStart, key_id: str) -> Refusal | None:
-        return (self.origins.check(start.headers.get("origin"))
-                or self.new_streams.take(key_id))
 # --8<-- [end:abuse_limits]
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.per_minute < math.inf:  # else none could open
+            raise ValueError("new streams per minute: at least 1")
+
+
+def no_browsers() -> AbuseLimits:
+    """Programs only (no `Origin`), at the default rate."""
+    return AbuseLimits(OriginAllowlist(), NewStreamRate())

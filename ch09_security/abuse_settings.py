@@ -25,10 +25,10 @@ MAX_HANDSHAKES_PER_IP = 32  # a handshake takes milliseconds
 # Chapter 4's settings this command sets: name, type, default, help.
 SERVER_CAPS: tuple[tuple[str, type, object, str], ...] = (
     ("max_streams_per_ip", int, MAX_STREAMS_PER_IP,
-     "streams one client address may hold before 429 (0: no cap)"),
+     "streams one client address may hold before 429; 0: no cap"),
     ("max_handshakes_per_ip", int, MAX_HANDSHAKES_PER_IP,
      "connections from one address whose upgrade request is not"
-     " answered yet, before 429 (0: no cap)"),
+     " answered yet, before 429; 0: no cap"),
     ("open_timeout_s", float, Settings().open_timeout_s,
      "seconds a client has to send its whole upgrade request"),
 )

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from ch04_streaming.auth import ApiKeys
 from ch04_streaming.server import HttpRoute
-from ch09_security.abuse_limits import AbuseLimits
+from ch09_security.abuse_limits import AbuseLimits, no_browsers
 from ch09_security.credentials import Credentials
 from ch09_security.grant_routes import stream_port_routes
 from ch09_security.key_store import KeyStore
@@ -58,6 +58,6 @@ def security_layer(store: KeyStore, development: ApiKeys,
         grants=TokenGrants(credentials, TokenIssuer(signing, clock)),
         signing=signing,
         guard=StreamGuard(credentials, streams, redemptions,
-                          limits or AbuseLimits()),
+                          limits or no_browsers()),
         watch=KeyWatch(keys, streams, poll_s=poll_s))
 # --8<-- [end:security_layer]

@@ -80,7 +80,8 @@ def add_parser(commands: Any, name: str) -> None:
         name, help="the streaming endpoints behind managed credentials",
         description="Chapter 4's streaming endpoints (/v1/listen, "
         "/v3/ws) behind API keys and short-lived tokens, with the token "
-        "endpoints. Streaming settings come from CH04_* variables.")
+        "endpoints. Other streaming settings come from CH04_* "
+        "variables.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT,
                         help="streaming port (default %(default)s)")

@@ -68,7 +68,7 @@ class StreamGuard:
     credentials: Credentials
     streams: RunningStreams
     redemptions: Redemptions
-    limits: AbuseLimits = field(default_factory=AbuseLimits)
+    limits: AbuseLimits
     inner: StreamHooks = field(default_factory=NoHooks)
 
     async def admit(self, start: StreamStart) -> StreamTracker | Refusal:

@@ -22,7 +22,7 @@ from ch04_streaming.auth import ApiKeys
 from ch04_streaming.server import ServerLimits
 from ch07_api import database
 from ch08_metering.serve import EmbeddedServer
-from ch09_security.abuse_limits import AbuseLimits
+from ch09_security.abuse_limits import AbuseLimits, NewStreamRate
 from ch09_security.abuse_settings import (
     MAX_HANDSHAKES_PER_IP,
     MAX_STREAMS_PER_IP,
@@ -73,7 +73,8 @@ async def secured(start_server: Start, url: str,
                   ) -> AsyncIterator[Secured]:
     store = KeyStore(database.open_engine(url), KeyHasher(SECRET), now_ms)
     store.create_schema()
-    abuse = abuse or AbuseLimits(OriginAllowlist(frozenset({PAGE})))
+    abuse = abuse or AbuseLimits(OriginAllowlist(frozenset({PAGE})),
+                                 NewStreamRate())
     layer = security_layer(store, ApiKeys.of(DEV_KEY), 0.1, abuse)
     watching = asyncio.create_task(layer.watch.run())
     try:

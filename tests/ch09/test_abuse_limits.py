@@ -28,6 +28,7 @@ from ch04_streaming.client import DIALECTS, Result, load_audio, stream
 from ch04_streaming.server import ServerLimits
 from ch09_security.abuse_limits import AbuseLimits, NewStreamRate
 from ch09_security.key_store import Scope
+from ch09_security.origins import OriginAllowlist
 from tests.ch04.harness import Running, Start, audio_of, reference
 from tests.ch09.harness import PAGE, SERVED_LIMITS, Secured, secured
 
@@ -105,8 +106,8 @@ async def test_200_handshakes_in_an_instant_from_one_key(
     start_server: Start, tmp_path: Path,
 ) -> None:
     frozen = NewStreamRate(per_minute=60, clock=lambda: 1000.0)
-    async with service(start_server, tmp_path,
-                       abuse=AbuseLimits(new_streams=frozen)) as secured_:
+    limits = AbuseLimits(OriginAllowlist(), frozen)
+    async with service(start_server, tmp_path, abuse=limits) as secured_:
         running = secured_.running
         storming, other = key_of(secured_, "acme"), key_of(secured_, "b")
         answers = [await handshake(running, storming)

@@ -80,7 +80,8 @@ def start(origin: str | None) -> StreamStart:
 def test_only_listed_pages_and_non_browsers_pass(
     origin: str | None, status: int | None,
 ) -> None:
-    limits = AbuseLimits(OriginAllowlist(frozenset({PAGE})))
+    limits = AbuseLimits(OriginAllowlist(frozenset({PAGE})),
+                         NewStreamRate())
     refusal = limits.check(start(origin), "key_1")
     assert (refusal.status if refusal else None) == status
     if refusal is not None:
@@ -106,6 +107,14 @@ def test_a_key_may_open_its_burst_then_one_a_second() -> None:
     now[0] += 1.0
     assert rate.take("key_a") is None
     assert rate.take("key_a") is not None
+
+
+@pytest.mark.parametrize("per_minute", [0.0, 0.5, float("inf")])
+def test_a_rate_that_could_never_admit_is_refused_at_once(
+    per_minute: float,
+) -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        NewStreamRate(per_minute)
 
 
 def test_a_refused_origin_spends_nothing_of_the_rate() -> None:
