@@ -158,23 +158,23 @@ async def storm_figures(keys: KeyedStore, fixture_ids: Sequence[str],
     # while the shortest stream lasts, at the pace of speech
     seconds = max(1, int(min(f.duration_s for f in fixtures)))
     storm_statuses: Counter[int] = Counter()
-    async with running_service(args, env) as service:
-        await wait_until_ready(service.port)
-        url = f"ws://127.0.0.1:{service.port}"
-        calm = await result_latencies_ms(url, victim, paths, realtime)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=context) as pool:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(pool, int)  # started: storms at once
+        async with running_service(args, env) as service:
+            await wait_until_ready(service.port)
+            url = f"ws://127.0.0.1:{service.port}"
+            calm = await result_latencies_ms(url, victim, paths, realtime)
 
-        async def storm() -> None:
-            context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(1, mp_context=context) as pool:
-                statuses = await asyncio.get_running_loop(
-                    ).run_in_executor(pool, partial(
-                        storm_in_process, url + LISTEN,
-                        {"Authorization": f"Token {storming}"},
-                        per_second, seconds))
-            storm_statuses.update(statuses)
+            async def storm() -> None:
+                storm_statuses.update(await loop.run_in_executor(
+                    pool, partial(storm_in_process, url + LISTEN,
+                                  {"Authorization": f"Token {storming}"},
+                                  per_second, seconds)))
 
-        stormy = await result_latencies_ms(url, victim, paths, realtime,
-                                           during=storm)
+            stormy = await result_latencies_ms(url, victim, paths,
+                                               realtime, during=storm)
     refused = sum(n for status, n in storm_statuses.items()
                   if status != 101)
     return {"result_p99_ms_without_storm": p99(calm),
