@@ -3,7 +3,9 @@
 Chapter 4, "Transport", and chapter 9's auth on upgrade. Every request is
 decided before any audio flows: an unknown path is 404, a missing or
 wrong key 401, a bad query 400, and a server that is loading, draining or
-at its stream cap answers 503 with `Retry-After`, all with a JSON reason.
+at its stream cap answers 503 with `Retry-After`, a key or a client
+address at its share 429, all with a JSON reason; a client must send
+its request within `open_timeout_s`.
 Admitted connections get a `StreamHandler`, whose session the factory
 from the composition root builds; on SIGTERM the server stops admitting,
 lets open utterances finish, and closes streams with 1001.
@@ -70,6 +72,11 @@ STATIC_FILES = {"/": ("index.html", "text/html; charset=utf-8"),
 class ServerLimits:
     max_streams: int = 200
     max_streams_per_key: int = 50  # one key cannot take every slot
+    # Per client address (chapter 9 sets them): streams open, and
+    # connections whose request has not been answered yet.
+    max_streams_per_ip: int | None = None
+    max_handshakes_per_ip: int | None = None
+    open_timeout_s: float = 10.0  # for the request to arrive whole
     max_message_bytes: int = 256 * 1024
     connection: ConnectionLimits = field(default_factory=ConnectionLimits)
     shutdown_grace_s: float = 10.0
@@ -86,6 +93,8 @@ class SpeechConnection(ServerConnection):
     tracker: StreamTracker = NoTracker()
     handled: bool = False  # a handler ran for it
     key: str = ""
+    peer: str = ""  # the client's address
+    handshaking: bool = False  # counted in its address's handshakes
     input_ended: bool = False  # the client shut its sending side
     reply_headers: Mapping[str, str] = {}  # the hooks' additions
 
@@ -184,6 +193,8 @@ class SpeechServer:
         default_factory=dict)
     admitted: set[ServerConnection] = field(default_factory=set)
     streams_per_key: Counter[str] = field(default_factory=Counter)
+    streams_per_ip: Counter[str] = field(default_factory=Counter)
+    handshakes_per_ip: Counter[str] = field(default_factory=Counter)
     draining: bool = False
     metrics: ServiceMetrics = field(default_factory=ServiceMetrics)
     closes: Counter[tuple[int, str]] = field(default_factory=Counter)
@@ -207,6 +218,7 @@ class SpeechServer:
         the route, the key, readiness, capacity. Only then is a slot
         held and the stream's own request parsed and admitted.
         """
+        assert isinstance(connection, SpeechConnection)
         url = urlsplit(request.path)
         dialect = self.dialects.get(url.path)
         if dialect is None:
@@ -215,10 +227,9 @@ class SpeechServer:
         key = dialect.credential(folded(request.headers), query) or ""
         refused = (self.unauthenticated(key, dialect)
                    or self.unavailable()
-                   or self.at_capacity(key, dialect))
+                   or self.at_capacity(key, connection.peer, dialect))
         if refused is not None:
             return refused
-        assert isinstance(connection, SpeechConnection)
         self.hold(connection, key)  # freed however the socket ends
         return await self.open_stream(connection, request, dialect, query,
                                       key)
@@ -260,20 +271,29 @@ class SpeechServer:
             await tracker.ended()
         return None
 
-    def at_capacity(self, key: str, dialect: Dialect) -> Response | None:
+    def at_capacity(self, key: str, peer: str,
+                    dialect: Dialect) -> Response | None:
         """503 when the server is full; 429 when this key holds its
-        share (`max_streams_per_key`), as providers cap an account."""
+        share (`max_streams_per_key`), as providers cap an account, or
+        this address holds its share (`max_streams_per_ip`)."""
         limits = self.limits
         if len(self.admitted) >= limits.max_streams:
             return self.refuse(
                 503, f"at capacity: {limits.max_streams} streams",
                 {"Retry-After": "1"})
         if self.streams_per_key[key] >= limits.max_streams_per_key:
-            reason = (f"this key has {limits.max_streams_per_key}"
-                      " streams open, its most")
-            return self.refuse(429, reason, {
-                "Retry-After": "1", **dialect.error_headers(reason)})
+            return self.too_many(dialect, "this key has"
+                                 f" {limits.max_streams_per_key} streams"
+                                 " open, its most")
+        most = limits.max_streams_per_ip
+        if most is not None and self.streams_per_ip[peer] >= most:
+            return self.too_many(
+                dialect, f"{peer} has {most} streams open, its most")
         return None
+
+    def too_many(self, dialect: Dialect, reason: str) -> Response:
+        return self.refuse(429, reason, {
+            "Retry-After": "1", **dialect.error_headers(reason)})
 
     def refuse(self, status: int, reason: str,
                headers: Mapping[str, str]) -> Response:
@@ -320,6 +340,7 @@ class SpeechServer:
     async def after_handshake(self, connection: ServerConnection,
                               request: Request, response: Response) -> None:
         assert isinstance(connection, SpeechConnection)
+        self.handshake_over(connection)  # answered, whatever the answer
         if response.status_code == 101:
             for name, value in connection.reply_headers.items():
                 response.headers[name] = value
@@ -333,14 +354,54 @@ class SpeechServer:
         if connection in self.admitted:
             self.admitted.discard(connection)
             self.streams_per_key[connection.key] -= 1
+            uncount(self.streams_per_ip, connection.peer)
             await connection.tracker.ended()
 
     def hold(self, connection: SpeechConnection, key: str) -> None:
         self.admitted.add(connection)
         connection.key = key
         self.streams_per_key[key] += 1
+        self.streams_per_ip[connection.peer] += 1
         connection.connection_lost_waiter.add_done_callback(
             lambda _: self.lost(connection))
+
+    def connection_class(self) -> type[SpeechConnection]:
+        """Connections that report to this server when they open."""
+        opened = self.handshake_started
+
+        class Connection(SpeechConnection):
+            def connection_made(self,
+                                transport: asyncio.BaseTransport) -> None:
+                super().connection_made(transport)
+                opened(self)
+
+        return Connection
+
+    def handshake_started(self, connection: SpeechConnection) -> None:
+        """A client connected: its handshake is in progress until its
+        request is answered or it leaves. Over its address's cap, it is
+        answered 429 at once, before any request is read, and closed:
+        one address cannot hold more than its share of slow handshakes
+        open (`open_timeout_s` bounds how long each may take)."""
+        address = connection.remote_address
+        peer = connection.peer = str(address[0]) if address else ""
+        most = self.limits.max_handshakes_per_ip
+        if most is not None and self.handshakes_per_ip[peer] >= most:
+            refused = self.refuse(
+                429, f"{peer} has {most} handshakes in progress, its most",
+                {"Retry-After": "1", "Connection": "close"})
+            connection.transport.write(refused.serialize())
+            connection.transport.close()
+            return
+        connection.handshaking = True
+        self.handshakes_per_ip[peer] += 1
+        connection.connection_lost_waiter.add_done_callback(
+            lambda _: self.handshake_over(connection))
+
+    def handshake_over(self, connection: SpeechConnection) -> None:
+        if connection.handshaking:
+            connection.handshaking = False
+            uncount(self.handshakes_per_ip, connection.peer)
 
     def lost(self, connection: SpeechConnection) -> None:
         """A socket closed. If no handler ever ran for it (the client
@@ -394,7 +455,8 @@ class SpeechServer:
             process_request=self.admit,
             process_response=self.after_handshake,
             select_subprotocol=select_token_subprotocol,
-            create_connection=SpeechConnection,
+            create_connection=self.connection_class(),
+            open_timeout=self.limits.open_timeout_s,
             max_size=self.limits.max_message_bytes,
             close_timeout=self.limits.close_timeout_s,
             compression=None,  # audio does not compress; save the CPU
@@ -441,6 +503,14 @@ class SpeechServer:
         self._server.close()
         await self._server.wait_closed()
     # --8<-- [end:graceful_shutdown]
+
+
+def uncount(counter: Counter[str], name: str) -> None:
+    """One fewer for `name`; at none, it is forgotten, so a counter of
+    client addresses does not grow with every address ever seen."""
+    counter[name] -= 1
+    if counter[name] <= 0:
+        del counter[name]
 
 
 def select_token_subprotocol(

@@ -45,6 +45,14 @@ class Settings:
     max_streams: int = option(200, "concurrent streams before 503")
     max_streams_per_key: int = option(
         50, "concurrent streams one API key may hold before 429")
+    max_streams_per_ip: int = option(
+        0, "concurrent streams one client address may hold before 429"
+        " (0: no cap)")
+    max_handshakes_per_ip: int = option(
+        0, "connections from one client address whose request is not"
+        " answered yet, before 429 (0: no cap)")
+    open_timeout_s: float = option(
+        10.0, "seconds a client has to send its whole upgrade request")
     max_session_s: float = option(
         3 * 3600.0, "longest a stream may stay open")
     max_message_bytes: int = option(256 * 1024,

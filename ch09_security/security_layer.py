@@ -4,8 +4,9 @@ Chapter 9, "Authentication for streaming connections". One store of
 keys and signing keys yields everything a streaming server needs to be
 secured by composition: the `Credentials` it checks before an upgrade,
 the `StreamGuard` hooks, the token endpoints as GET routes, and the
-`KeyWatch` that ends revoked streams. The composition root (`serve.py`)
-and the tests build it the same way.
+`KeyWatch` that ends revoked streams; the guard applies the abuse
+limits it is given (`abuse_limits.py`). The composition root
+(`serve.py`) and the tests build it the same way.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 
 from ch04_streaming.auth import ApiKeys
 from ch04_streaming.server import HttpRoute
+from ch09_security.abuse_limits import AbuseLimits, no_browsers
 from ch09_security.credentials import Credentials
 from ch09_security.grant_routes import stream_port_routes
 from ch09_security.key_store import KeyStore
@@ -46,7 +48,8 @@ class SecurityLayer:
 # --8<-- [start:security_layer]
 def security_layer(store: KeyStore, development: ApiKeys,
                    poll_s: float = 0.5,
-                   page_key_id: str | None = None) -> SecurityLayer:
+                   page_key_id: str | None = None,
+                   limits: AbuseLimits | None = None) -> SecurityLayer:
     clock = store.clock_ms
     signing = SigningKeys(store.engine, store.hasher.secret, clock)
     redemptions = Redemptions(store.engine, clock)
@@ -62,7 +65,8 @@ def security_layer(store: KeyStore, development: ApiKeys,
         grants=TokenGrants(credentials, issuer),
         oauth=ClientCredentialsGrant(credentials, issuer),
         signing=signing,
-        guard=StreamGuard(credentials, streams, redemptions),
+        guard=StreamGuard(credentials, streams, redemptions,
+                          limits or no_browsers()),
         watch=KeyWatch(keys, streams, poll_s=poll_s),
         page_key_id=page_key_id)
 # --8<-- [end:security_layer]

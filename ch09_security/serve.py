@@ -14,7 +14,10 @@ that ends a revoked key's streams within `--poll-s` on every replica
 sharing the database. Every dialect is wrapped twice: to redact what
 the stream's query asks for (PII in interims and finals), and to keep
 nothing of a stream unless it asks with `retain=true` (then sealed for
-its owner in the same database). Streaming settings come from `CH04_*`
+its owner in the same database). The abuse limits (`abuse_settings.py`)
+take pages' origins, keys' rates of new streams and chapter 4's
+per-address caps from flags; the other streaming settings come from
+`CH04_*`
 variables.
 """
 
@@ -45,10 +48,16 @@ from ch04_streaming.settings import parse_settings
 from ch07_api.app import Parts, create_app
 from ch07_api.settings import parse_api_settings
 from ch08_metering.serve import EmbeddedServer
+from ch09_security.abuse_settings import (
+    abuse_limits,
+    add_abuse_flags,
+    server_caps,
+)
 from ch09_security.audio_cli import open_vault
 from ch09_security.http_api import create_http_app
 from ch09_security.key_watch import KeyWatch
 from ch09_security.keys_cli import open_store
+from ch09_security.origins import own_origins
 from ch09_security.recording_keeper import RecordingKeeper
 from ch09_security.redacting_dialect import redacting_dialects
 from ch09_security.retaining_dialect import retaining_dialects
@@ -63,6 +72,7 @@ DEFAULT_API_PORT = 8109
 @dataclass
 class SecuredService:
     speech: SpeechServer
+    listener: socket.socket  # the streaming port, bound already
     recognizer: Recognizer
     watch: KeyWatch
     keeper: RecordingKeeper
@@ -81,7 +91,8 @@ def add_parser(commands: Any, name: str) -> None:
         description="Chapter 4's streaming endpoints (/v1/listen, "
         "/v3/ws) behind API keys and short-lived tokens, with the token "
         "endpoints; a stream is kept, encrypted, only if its query says "
-        "retain=true. Streaming settings come from CH04_* variables.")
+        "retain=true. Other streaming settings come from CH04_* "
+        "variables.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT,
                         help="streaming port (default %(default)s)")
@@ -100,6 +111,7 @@ def add_parser(commands: Any, name: str) -> None:
     parser.add_argument("--poll-s", type=float, default=0.5,
                         help="how often revocations are looked for "
                         "(default %(default)s)")
+    add_abuse_flags(parser, os.environ)
 
 
 # --8<-- [start:secured_root]
@@ -110,10 +122,12 @@ def build_service(args: argparse.Namespace,
     stream asks for, and the HTTP API beside it."""
     store = open_store(args.database_url)
     development = ApiKeys.of(*split_keys(env.get("SPEECH_API_KEYS", "")))
+    listener = socket.create_server((args.host, args.port))
+    own = own_origins(args.host, listener.getsockname()[1])
     layer = security_layer(store, development, args.poll_s,
-                           args.page_tokens_for)
+                           args.page_tokens_for, abuse_limits(args, own))
     settings = replace(parse_settings([], env), host=args.host,
-                       port=args.port)
+                       port=args.port, **server_caps(args))
     keeper = RecordingKeeper(open_vault(store.engine, env))
     # Retention inside redaction: what is kept is what the client saw.
     wrapped = redacting_dialects(retaining_dialects(dialects(settings),
@@ -125,9 +139,9 @@ def build_service(args: argparse.Namespace,
                                Parts(keys=layer.credentials))
     api = EmbeddedServer(uvicorn.Config(
         create_http_app(layer, transcription), log_level="warning"))
-    listener = socket.create_server((args.host, args.api_port))
-    return SecuredService(built.server, built.recognizer, layer.watch,
-                          keeper, api, listener)
+    api_listener = socket.create_server((args.host, args.api_port))
+    return SecuredService(built.server, listener, built.recognizer,
+                          layer.watch, keeper, api, api_listener)
 # --8<-- [end:secured_root]
 
 
@@ -136,7 +150,8 @@ async def serve(args: argparse.Namespace) -> int:
     watching = asyncio.create_task(service.watch.run())
     api = asyncio.create_task(
         service.api.serve(sockets=[service.api_listener]))
-    await service.speech.start(args.host, args.port)
+    await service.speech.start(args.host, args.port,
+                               sock=service.listener)
     print(f"API on http://{args.host}:{service.api_port} "
           "(POST /v1/auth/grant, GET /v3/token, /.well-known/jwks.json)",
           flush=True)

@@ -3,15 +3,17 @@ single use, session length, revocation.
 
 Chapter 9, "Authentication for streaming connections". The streaming
 server checks a credential before the upgrade (its `KeyCheck` is this
-chapter's `Credentials`); these hooks then refuse one without the
-`listen` scope (403), redeem a single-use token (a second connection
-with it is refused 401, on any replica), count the key's use, leave
-the stream's owner in the connection's context (`stream_owner.py`: a
-dialect that keeps audio reads it there), and follow the stream: the
-`KeyWatch` ends it with 1008 when its key is revoked or expires, and a
-token's `max_session_s` ends it as an expired session. Another
-chapter's hooks (chapter 8's metering) may sit inside: they see only
-the streams this guard admits.
+chapter's `Credentials`); these hooks then apply the abuse limits
+that need the credential's owner (a page's `Origin`, 403; the key's
+rate of new streams, 429: `abuse_limits.py`), refuse a credential
+without the `listen` scope (403), redeem a single-use token (a second
+connection with it is refused 401, on any replica), count the key's
+use, leave the stream's owner in the connection's context
+(`stream_owner.py`: a dialect that keeps audio reads it there), and
+follow the stream: the `KeyWatch` ends it with 1008 when its key is
+revoked or expires, and a token's `max_session_s` ends it as an
+expired session. Another chapter's hooks (chapter 8's metering) may
+sit inside: they see only the streams this guard admits.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from ch04_streaming.stream_hooks import (
     StreamStart,
     StreamTracker,
 )
+from ch09_security.abuse_limits import AbuseLimits
 from ch09_security.credentials import Credentials
 from ch09_security.key_store import Scope
 from ch09_security.key_verifier import Verdict
@@ -68,12 +71,15 @@ class StreamGuard:
     credentials: Credentials
     streams: RunningStreams
     redemptions: Redemptions
+    limits: AbuseLimits
     inner: StreamHooks = field(default_factory=NoHooks)
 
     async def admit(self, start: StreamStart) -> StreamTracker | Refusal:
         verdict = self.credentials.check(start.api_key)
         if verdict.record is None:  # revoked since the upgrade began
             return Refusal(401, verdict.reason)
+        if refused := self.limits.check(start, verdict.record.key_id):
+            return refused
         if Scope.LISTEN not in verdict.scopes:
             return Refusal(403, "this credential lacks the listen scope")
         if refused := self._redeem(verdict):

@@ -7,6 +7,7 @@ conftest are not theirs to use.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -65,8 +66,10 @@ async def running_server(
     dialects_by_path: dict[str, Dialect] | None = None,
     key_check: KeyCheck | None = None,
     routes: dict[str, HttpRoute] | None = None,
+    sock: socket.socket | None = None,
 ) -> AsyncIterator[Running]:
-    """A server in this process on a free port, shut down on the way out.
+    """A server in this process on a free port (or `sock`, listening
+    already), shut down on the way out.
 
     The mock engine runs on a zero-cost device unless `device` says
     otherwise, and is loaded already unless `ready` is false. Its keys
@@ -81,7 +84,7 @@ async def running_server(
         session_factory(DirectScheduler(recognizer), limits.connection),
         key_check or ApiKeys.of(*keys), defaults or StreamDefaults(),
         limits, hooks or NoHooks(), routes or {})
-    await server.start("127.0.0.1", 0)
+    await server.start("127.0.0.1", 0, sock=sock)
     if ready:
         await recognizer.start()
     try:
