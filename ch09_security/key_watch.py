@@ -101,6 +101,8 @@ class KeyWatch:
     _seen: dict[KeyRecord, None] = field(default_factory=dict,
                                          init=False)
     _last_poll_ms: int | None = field(default=None, init=False)
+    _stop: asyncio.Event = field(default_factory=asyncio.Event,
+                                 init=False)
 
     # --8<-- [start:revocation_poll]
     async def poll(self) -> None:
@@ -151,10 +153,11 @@ class KeyWatch:
             self.end_if_invalid(now)
 
     async def run(self) -> None:
-        """Poll until cancelled."""
+        """Poll until `stop()`. A poll under way is never cut off: its
+        database call finishes, and its connection goes back to the
+        pool before the pool is closed."""
         polls = 0
-        while True:
-            await asyncio.sleep(self.poll_s)
+        while not await self._stopping(self.poll_s):
             polls += 1
             try:
                 await self.poll()
@@ -164,6 +167,18 @@ class KeyWatch:
                     await self.flush_uses()
             except Exception:  # a database hiccup must not stop the watch
                 log.exception("event=key_watch_failed")
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def _stopping(self, within_s: float) -> bool:
+        """Wait `within_s` for `stop()`; True if it came."""
+        try:
+            async with asyncio.timeout(within_s):
+                await self._stop.wait()
+        except TimeoutError:
+            return False
+        return True
 
     def _first_sight(self, record: KeyRecord) -> bool:
         if record in self._seen:  # the same version of the same key

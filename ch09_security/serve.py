@@ -164,7 +164,7 @@ async def serve(args: argparse.Namespace) -> int:
                                   service.speech.shutdown)
     finally:
         service.api.should_exit = True
-        watching.cancel()
+        service.watch.stop()  # a poll under way finishes first
         await asyncio.gather(watching, api, return_exceptions=True)
         await service.watch.flush_uses()
         await service.keeper.settled()  # streams kept at their close

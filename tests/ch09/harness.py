@@ -93,6 +93,6 @@ async def secured(start_server: Start, url: str,
                 http_api(layer) as api:
             yield Secured(running, store, layer, api)
     finally:
-        watching.cancel()
+        layer.watch.stop()  # a poll under way finishes first
         await asyncio.gather(watching, return_exceptions=True)
         store.engine.dispose()

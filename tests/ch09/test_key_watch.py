@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import pytest
@@ -119,3 +120,23 @@ async def test_an_ended_stream_is_no_longer_followed(
     stream = replica.streams.add(record)
     replica.streams.remove(stream)
     assert len(replica.streams) == 0 and replica.streams.keys_in_use() == []
+
+
+async def test_stop_ends_the_watch_after_the_poll_under_way(
+    store: KeyStore, replica: Replica,
+) -> None:
+    replica.watch.poll_s = 0.01
+    polls = 0
+    real_poll = replica.watch.poll
+
+    async def counted_poll() -> None:
+        nonlocal polls
+        await real_poll()
+        polls += 1
+        if polls == 3:
+            replica.watch.stop()
+
+    replica.watch.poll = counted_poll  # type: ignore[method-assign]
+    async with asyncio.timeout(5):
+        await replica.watch.run()
+    assert polls == 3  # every poll begun was finished, none after stop
