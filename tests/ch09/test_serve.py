@@ -5,7 +5,8 @@ key revoked with `keys revoke` (another process) ends its live stream
 with 1008 within the promised two seconds, and SIGTERM stops it all.
 With the certificates `certs` writes, the same service serves wss://,
 https:// (its HTTP API too, which refuses TLS 1.2) and gRPC under
-mutual TLS, to clients that trust its CA.
+mutual TLS, to clients that trust its CA; gRPC takes the same managed
+keys and the tokens they grant.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from ch04_streaming.client import (
     stream,
 )
 from ch09_security.master_key import MASTER_KEY_VARIABLE
+from ch09_security.tls import client_context
 from examples.service import Service, running_service, wait_until_ready
 from tests.ch04.harness import audio_of, reference
 from tests.ch09.conftest import SECRET
@@ -123,8 +125,12 @@ async def test_certificates_from_certs_serve_every_port_over_tls(
         [grpc_port] = GRPC_PORT.findall("".join(service.banner))
         [api] = API_URL.findall("".join(service.banner))
         await ready_over_https(service, tls / "ca.pem")
-        jwks = await get(f"{api}/.well-known/jwks.json", tls / "ca.pem")
-        assert jwks.status_code == 200
+        async with httpx.AsyncClient(verify=client_context(tls / "ca.pem"),
+                                     timeout=10) as backend:
+            granted = await backend.post(
+                f"{api}/v1/auth/grant", json={"ttl_seconds": 60},
+                headers={"Authorization": f"Token {key.decode()}"})
+        token = granted.json()["access_token"]
         async with httpx.AsyncClient(
                 verify=tls_1_2_only(tls / "ca.pem")) as older:
             with pytest.raises(httpx.ConnectError):  # the API's floor
@@ -134,7 +140,10 @@ async def test_certificates_from_certs_serve_every_port_over_tls(
                               DIALECTS["deepgram"], key.decode(),
                               load_audio(audio_of("quick_brown_fox")))
         service_client = Identity(tls / "client.pem", tls / "client-key.pem")
-        said = await GrpcOverTls(int(grpc_port)).transcript(
-            tls / "ca.pem", service_client, key.decode())
-    assert report.transcript == said == reference("quick_brown_fox")
+        grpc_tls = GrpcOverTls(int(grpc_port))
+        said = [await grpc_tls.transcript(tls / "ca.pem", service_client,
+                                          credential)
+                for credential in (key.decode(), token)]
+    assert report.transcript == reference("quick_brown_fox")
+    assert said == [reference("quick_brown_fox")] * 2  # key, then token
     assert service.process.returncode == 0
