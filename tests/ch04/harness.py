@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from ssl import SSLContext
 
@@ -41,7 +41,9 @@ AUDIO_DIR = MANIFEST_PATH.parent
 class Running:
     server: SpeechServer
     recognizer: MockRecognizer
-    secure: bool = False  # served over TLS (chapter 9)
+    # served over TLS (chapter 9); by keyword, so subclasses may add
+    # fields without defaults
+    secure: bool = field(default=False, kw_only=True)
 
     @property
     def url(self) -> str:
