@@ -1,9 +1,9 @@
 """TLS on every port: the contexts, and the files they are made from.
 
-Chapter 9, "Securing audio data: ... in transit (TLS 1.3)". The
-WebSocket port's context serves wss:// (and https:// for the plain
-routes on the same port, `/readyz`, `/metrics`, `/`) with TLS 1.3 as
-its minimum, so a TLS 1.2 client is refused during the handshake. gRPC
+Chapter 9, "Securing audio data: ... in transit (TLS 1.3)". One server
+context serves wss:// and https:// (the plain routes of the streaming
+port, such as `/readyz` and `/metrics`, and the HTTP API) with TLS 1.3
+as its minimum, so a TLS 1.2 client is refused during the handshake. gRPC
 brings its own TLS (BoringSSL inside grpcio), and grpcio's server
 credentials take no version: the gRPC port negotiates 1.3 with any
 client that offers it, as every current one does, but would still
@@ -43,7 +43,7 @@ class TlsFiles:
 class ServerTls:
     """What the service listens with: one context, one credential."""
 
-    context: ssl.SSLContext  # the WebSocket port: wss://, https://
+    context: ssl.SSLContext  # streaming and API ports: wss://, https://
     grpc: grpc.ServerCredentials  # the gRPC port
     mutual: bool  # gRPC callers must show a client certificate
 
