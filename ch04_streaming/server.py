@@ -24,6 +24,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
+from ssl import SSLContext
 from typing import Literal
 from urllib.parse import parse_qsl, urlsplit
 
@@ -446,12 +447,14 @@ class SpeechServer:
             await self.release(connection)
 
     async def start(self, host: str, port: int,
-                    sock: socket.socket | None = None) -> Server:
+                    sock: socket.socket | None = None,
+                    ssl: SSLContext | None = None) -> Server:
         """Listen on `host`:`port`, or on `sock`, a socket listening
-        already (chapter 3's warm pool binds one for all its workers)."""
+        already (chapter 3's warm pool binds one for all its workers);
+        with `ssl`, over TLS (chapter 9): wss:// and https://."""
         self._server = await serve(
             self.handle, None if sock else host, None if sock else port,
-            sock=sock,
+            sock=sock, ssl=ssl,
             process_request=self.admit,
             process_response=self.after_handshake,
             select_subprotocol=select_token_subprotocol,

@@ -26,7 +26,7 @@ from ch04_streaming.app import (
     build_device,
     build_recognizer,
 )
-from ch04_streaming.auth import ApiKeys, load_api_keys
+from ch04_streaming.auth import KeyCheck, load_api_keys
 from ch04_streaming.dialects.dialect import StreamDefaults
 from ch04_streaming.engine import Recognizer
 from ch04_streaming.scheduler import DecodeScheduler, DirectScheduler
@@ -60,7 +60,7 @@ class BuiltGrpc:
     dev_key: str | None  # set when SPEECH_API_KEYS was empty
 
 
-def recognition_services(speech: SpeechService, keys: ApiKeys
+def recognition_services(speech: SpeechService, keys: KeyCheck
                          ) -> list[Mounted]:
     """Every recognition service on the server, on one session core:
     ours, and Google's `google.cloud.speech.v1.Speech` beside it, built
@@ -107,18 +107,20 @@ def stream_defaults(settings: GrpcSettings) -> StreamDefaults:
 
 
 def build_grpc_server(
-    settings: GrpcSettings, keys: ApiKeys | None = None,
+    settings: GrpcSettings, keys: KeyCheck | None = None,
     hooks: StreamHooks | None = None,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
     recognizer: Recognizer | None = None,
     scheduler: DecodeScheduler | None = None,
     cadence: InterimCadence | None = None,
+    credentials: grpc.ServerCredentials | None = None,
 ) -> BuiltGrpc:
     """The chapter 5 gRPC server. Later chapters pass `hooks` to follow
     every stream, `interceptors` that run after the key check, the
     `recognizer` they already serve with, so one model serves both,
     and may pass their own `scheduler` (a cross-stream batcher) and
-    `cadence` of interims (chapter 6)."""
+    `cadence` of interims (chapter 6), their own key check (chapter
+    9's key store) and TLS `credentials` (chapter 9)."""
     dev_key = None
     if keys is None:
         keys, dev_key = load_api_keys(settings.env)
@@ -139,7 +141,8 @@ def build_grpc_server(
                   4 * settings.max_audio_bytes)])
     grpc_server = GrpcSpeechServer(speech,
                                    recognition_services(speech, keys),
-                                   server, settings.shutdown_grace_s)
+                                   server, settings.shutdown_grace_s,
+                                   credentials=credentials)
     return BuiltGrpc(grpc_server, recognizer, dev_key)
 
 

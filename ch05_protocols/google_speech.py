@@ -29,7 +29,7 @@ from google.cloud.speech_v1.types import (
     StreamingRecognizeResponse,
 )
 
-from ch04_streaming.auth import ApiKeys
+from ch04_streaming.auth import KeyCheck
 from ch04_streaming.dialects.dialect import StreamDefaults, StreamRequest
 from ch04_streaming.stream_handler import SessionFactory
 from ch04_streaming.stream_hooks import (
@@ -68,7 +68,7 @@ Context = grpc.aio.ServicerContext[StreamingRecognizeRequest,
 
 
 def check_credentials(metadata: Iterable[tuple[str, str | bytes]],
-                      keys: ApiKeys) -> None:
+                      keys: KeyCheck) -> None:
     """Google's two ways of saying who calls: an API key, or a bearer
     token (the client libraries send OAuth access tokens this way)."""
     sent: dict[str, list[str]] = {}
@@ -112,7 +112,7 @@ class GoogleSpeech:
 
     sessions: DeadlineSessions
     gate: StreamGate  # the server's admission, shared with our API
-    keys: ApiKeys
+    keys: KeyCheck
     hooks: StreamHooks = field(default_factory=NoHooks)
     limits: GoogleLimits = field(default_factory=GoogleLimits)
     defaults: StreamDefaults = field(default_factory=StreamDefaults)

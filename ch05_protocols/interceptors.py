@@ -19,7 +19,7 @@ import grpc
 from grpc_health.v1 import health
 from grpc_reflection.v1alpha import reflection
 
-from ch04_streaming.auth import ApiKeys, authorization_key
+from ch04_streaming.auth import KeyCheck, authorization_key
 
 # Services anyone may call: probes and tools, which hold no key.
 OPEN_SERVICES = frozenset({health.SERVICE_NAME, reflection.SERVICE_NAME})
@@ -64,7 +64,7 @@ def refusing(handler: Any, code: grpc.StatusCode, details: str) -> Any:
 class ApiKeyInterceptor(grpc.aio.ServerInterceptor):
     """UNAUTHENTICATED unless the call carries one of `keys`."""
 
-    def __init__(self, keys: ApiKeys,
+    def __init__(self, keys: KeyCheck,
                  open_services: Collection[str] = OPEN_SERVICES) -> None:
         self.keys = keys
         self.open_services = open_services

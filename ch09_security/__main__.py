@@ -1,9 +1,11 @@
 """`python -m ch09_security COMMAND`: the secured service and its tools.
 
 Chapter 9. `serve` runs chapter 4's streaming endpoints behind managed
-API keys; `keys` creates, lists, shows, rolls and revokes those keys;
-`audio` lists, exports, rotates and shreds the audio streams asked to
-have kept. Each command is a module with `add_parser` and `run`.
+API keys, over TLS when given a certificate; `keys` creates, lists,
+shows, rolls and revokes those keys; `audio` lists, exports, rotates
+and shreds the audio streams asked to have kept; `certs` writes TLS
+certificates for a development machine. Each command is a module
+with `add_parser` and `run`.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from ch09_security import audio_cli, keys_cli, serve
+from ch09_security import audio_cli, certs_cli, keys_cli, serve
 from ch09_security.log_redaction import redact_logs
 
-COMMANDS = {"serve": serve, "keys": keys_cli, "audio": audio_cli}
+COMMANDS = {"serve": serve, "keys": keys_cli, "audio": audio_cli,
+            "certs": certs_cli}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,11 +1,12 @@
 """`python -m ch09_security serve`: chapter 4's streams behind real
 credentials, and the endpoints that grant short-lived tokens.
 
-Chapter 9, "Authentication for streaming connections" and "API key
-management". The composition root: chapter 4's streaming server (the
-Deepgram and AssemblyAI dialects, port 8009), whose credential check
-is this chapter's `Credentials` (keys from `keys create`, tokens those
-keys grant, and `SPEECH_API_KEYS` for development), whose hooks are the
+Chapter 9, "Authentication for streaming connections", "API key
+management" and "Securing audio data ... in transit (TLS 1.3)". The
+composition root: chapter 4's streaming server (the Deepgram and
+AssemblyAI dialects, port 8009), whose credential check is this
+chapter's `Credentials` (keys from `keys create`, tokens those keys
+grant, and `SPEECH_API_KEYS` for development), whose hooks are the
 `StreamGuard`, and whose GET routes serve AssemblyAI's `/v3/token` and
 the JWKS; beside it, this chapter's HTTP API (port 8109: Deepgram's
 `POST /v1/auth/grant`, OAuth2's `POST /oauth/token`, and chapter 7's
@@ -16,9 +17,11 @@ the stream's query asks for (PII in interims and finals), and to keep
 nothing of a stream unless it asks with `retain=true` (then sealed for
 its owner in the same database). The abuse limits (`abuse_settings.py`)
 take pages' origins, keys' rates of new streams and chapter 4's
-per-address caps from flags; the other streaming settings come from
-`CH04_*`
-variables.
+per-address caps from flags. With `--grpc-port`, chapter 5's gRPC
+service listens too, behind the same credentials, on the same engine.
+With `--tls-cert` and `--tls-key`, every port speaks TLS: wss:// and
+https:// (TLS 1.3 only), gRPC over TLS (mutual TLS with `--tls-ca`).
+Other streaming settings come from `CH04_*` variables.
 """
 
 from __future__ import annotations
@@ -28,12 +31,14 @@ import asyncio
 import logging
 import os
 import socket
+import ssl
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 import uvicorn
+from fastapi import FastAPI
 
 from ch04_streaming.app import (
     build_server,
@@ -42,12 +47,17 @@ from ch04_streaming.app import (
     run_until_signalled,
 )
 from ch04_streaming.auth import ApiKeys, split_keys
+from ch04_streaming.dialects.dialect import Dialect
 from ch04_streaming.engine import Recognizer
 from ch04_streaming.server import SpeechServer
-from ch04_streaming.settings import parse_settings
+from ch04_streaming.settings import Settings, parse_settings
+from ch05_protocols.app import build_grpc_server
+from ch05_protocols.grpc_server import GrpcSpeechServer
+from ch05_protocols.settings import GrpcSettings
 from ch07_api.app import Parts, create_app
 from ch07_api.settings import parse_api_settings
 from ch08_metering.serve import EmbeddedServer
+from ch09_security import tls
 from ch09_security.abuse_settings import (
     abuse_limits,
     add_abuse_flags,
@@ -61,12 +71,14 @@ from ch09_security.origins import own_origins
 from ch09_security.recording_keeper import RecordingKeeper
 from ch09_security.redacting_dialect import redacting_dialects
 from ch09_security.retaining_dialect import retaining_dialects
-from ch09_security.security_layer import security_layer
+from ch09_security.security_layer import SecurityLayer, security_layer
 from ch09_security.server_secret import SecretError
+from ch09_security.tls import ServerTls, TlsConfigError
 
 log = logging.getLogger("ch09_security")
 DEFAULT_PORT = 8009
 DEFAULT_API_PORT = 8109
+GRPC_PORT = 8209  # the port the README and the certs command suggest
 
 
 @dataclass
@@ -78,11 +90,29 @@ class SecuredService:
     keeper: RecordingKeeper
     api: EmbeddedServer
     api_listener: socket.socket
+    grpc: GrpcSpeechServer | None = None  # with --grpc-port
+    tls: ServerTls | None = None  # with --tls-cert and --tls-key
 
     @property
     def api_port(self) -> int:
         port: int = self.api_listener.getsockname()[1]
         return port
+
+    async def start(self, host: str, port: int,
+                    grpc_port: int | None) -> None:
+        """The streaming port, and the gRPC port if there is one."""
+        context = self.tls.context if self.tls else None
+        await self.speech.start(host, port, sock=self.listener,
+                                ssl=context)
+        if self.grpc is not None and grpc_port is not None:
+            await self.grpc.start(host, grpc_port)
+
+    async def shutdown(self) -> None:
+        """Both streaming servers drain at once."""
+        drains = [self.speech.shutdown()]
+        if self.grpc is not None:
+            drains.append(self.grpc.shutdown())
+        await asyncio.gather(*drains)
 
 
 def add_parser(commands: Any, name: str) -> None:
@@ -98,6 +128,9 @@ def add_parser(commands: Any, name: str) -> None:
                         help="streaming port (default %(default)s)")
     parser.add_argument("--api-port", type=int, default=DEFAULT_API_PORT,
                         help="HTTP API port (default %(default)s)")
+    parser.add_argument("--grpc-port", type=int,
+                        help="serve chapter 5's gRPC service on this port "
+                        f"too, e.g. {GRPC_PORT} (default: no gRPC)")
     parser.add_argument("--database-url",
                         default=os.environ.get("DATABASE_URL"),
                         help="key store (env DATABASE_URL; default SQLite "
@@ -112,14 +145,62 @@ def add_parser(commands: Any, name: str) -> None:
                         help="how often revocations are looked for "
                         "(default %(default)s)")
     add_abuse_flags(parser, os.environ)
+    tls.add_arguments(parser, os.environ)
+
+
+def api_config(app: FastAPI, server_tls: ServerTls | None
+               ) -> uvicorn.Config:
+    """uvicorn for the HTTP API, with the streaming port's context
+    when there is one: the same certificate, the same TLS 1.3 floor."""
+    if server_tls is None:
+        return uvicorn.Config(app, log_level="warning")
+    context = server_tls.context
+
+    def same_context(config: uvicorn.Config,
+                     default: Callable[[], ssl.SSLContext]
+                     ) -> ssl.SSLContext:
+        return context
+
+    return uvicorn.Config(app, log_level="warning",
+                          ssl_context_factory=same_context)
+
+
+def grpc_beside(settings: Settings, env: Mapping[str, str],
+                layer: SecurityLayer, recognizer: Recognizer,
+                server_tls: ServerTls | None) -> GrpcSpeechServer:
+    """Chapter 5's gRPC service on the same engine, behind the same
+    credentials and guard; over TLS when the flags name a certificate
+    (mutual TLS with a client CA)."""
+    return build_grpc_server(
+        GrpcSettings(speech=settings, env=env), layer.credentials,
+        layer.guard, recognizer=recognizer,
+        credentials=server_tls.grpc if server_tls else None).server
+
+
+def guarded_dialects(settings: Settings, keeper: RecordingKeeper
+                     ) -> dict[str, Dialect]:
+    """Chapter 4's dialects, redacting and keeping only what a stream
+    asks for. Retention sits inside redaction: what is kept is what
+    the client saw."""
+    return redacting_dialects(retaining_dialects(dialects(settings),
+                                                 keeper))
+
+
+def transcription_api(env: Mapping[str, str],
+                      layer: SecurityLayer) -> FastAPI:
+    """Chapter 7's API, taking this chapter's credentials."""
+    return create_app(parse_api_settings([], env),
+                      Parts(keys=layer.credentials))
 
 
 # --8<-- [start:secured_root]
 def build_service(args: argparse.Namespace,
                   env: Mapping[str, str]) -> SecuredService:
-    """The composition root: chapter 4's server inside this chapter's
-    security layer, its dialects redacting and keeping only what a
-    stream asks for, and the HTTP API beside it."""
+    """The composition root: chapter 4's server (and chapter 5's)
+    inside this chapter's security layer, the HTTP API beside it, and
+    every port over TLS when the flags name a certificate."""
+    files = tls.tls_files(args)
+    server_tls = tls.load_server_tls(files) if files else None
     store = open_store(args.database_url)
     development = ApiKeys.of(*split_keys(env.get("SPEECH_API_KEYS", "")))
     listener = socket.create_server((args.host, args.port))
@@ -129,19 +210,17 @@ def build_service(args: argparse.Namespace,
     settings = replace(parse_settings([], env), host=args.host,
                        port=args.port, **server_caps(args))
     keeper = RecordingKeeper(open_vault(store.engine, env))
-    # Retention inside redaction: what is kept is what the client saw.
-    wrapped = redacting_dialects(retaining_dialects(dialects(settings),
-                                                    keeper))
     built = build_server(settings, keys=layer.credentials,
                          hooks=layer.guard, routes=layer.routes,
-                         more_dialects=wrapped)
-    transcription = create_app(parse_api_settings([], env),
-                               Parts(keys=layer.credentials))
-    api = EmbeddedServer(uvicorn.Config(
-        create_http_app(layer, transcription), log_level="warning"))
+                         more_dialects=guarded_dialects(settings, keeper))
+    grpc = (grpc_beside(settings, env, layer, built.recognizer, server_tls)
+            if args.grpc_port is not None else None)
+    api = EmbeddedServer(api_config(
+        create_http_app(layer, transcription_api(env, layer)), server_tls))
     api_listener = socket.create_server((args.host, args.api_port))
     return SecuredService(built.server, listener, built.recognizer,
-                          layer.watch, keeper, api, api_listener)
+                          layer.watch, keeper, api, api_listener, grpc,
+                          server_tls)
 # --8<-- [end:secured_root]
 
 
@@ -150,18 +229,21 @@ async def serve(args: argparse.Namespace) -> int:
     watching = asyncio.create_task(service.watch.run())
     api = asyncio.create_task(
         service.api.serve(sockets=[service.api_listener]))
-    await service.speech.start(args.host, args.port,
-                               sock=service.listener)
-    print(f"API on http://{args.host}:{service.api_port} "
+    await service.start(args.host, args.port, args.grpc_port)
+    http = "https" if service.tls else "http"
+    if service.grpc is not None:
+        print(grpc_banner(args.host, service.grpc.port, service.tls),
+              flush=True)
+    print(f"API on {http}://{args.host}:{service.api_port} "
           "(POST /v1/auth/grant, GET /v3/token, /.well-known/jwks.json)",
           flush=True)
-    print(f"listening on http://{args.host}:{service.speech.port} "
+    print(f"listening on {http}://{args.host}:{service.speech.port} "
           "(Deepgram /v1/listen, AssemblyAI /v3/ws and /v3/token) behind "
           "managed keys; make one: python -m ch09_security keys create "
           "--owner NAME", flush=True)
     try:
         await run_until_signalled(service.recognizer, service.speech,
-                                  service.speech.shutdown)
+                                  service.shutdown)
     finally:
         service.api.should_exit = True
         service.watch.stop()  # a poll under way finishes first
@@ -172,10 +254,19 @@ async def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def grpc_banner(host: str, port: int, server_tls: ServerTls | None
+                ) -> str:
+    if server_tls is None:
+        return f"gRPC streaming on grpc://{host}:{port} (speech.v1.Speech)"
+    clients = ", client certificates required" if server_tls.mutual else ""
+    return (f"gRPC streaming on grpcs://{host}:{port} (speech.v1.Speech;"
+            f" TLS{clients})")
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
             return runner.run(serve(args))
-    except SecretError as error:
+    except (SecretError, TlsConfigError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -95,6 +95,11 @@ COMMAND_TESTS: dict[str, tuple[str, ...]] = {
     "ch09_security audio": (
         "ch09/test_serve_retention.py::test_serve_keeps_only_what_was"
         "_asked_and_audio_exports_it",),
+    "ch09_security certs": (
+        "ch09/test_serve.py::test_certificates_from_certs_serve_every_port"
+        "_over_tls",
+        "ch09/test_certs_cli.py::test_certs_writes_a_ca_a_server_and_a"
+        "_client_certificate"),
     "ch11_slo jitter": (
         "ch11/test_jitter.py::test_the_command_runs_as_a_program",),
 }

@@ -10,8 +10,9 @@ from __future__ import annotations
 import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from ssl import SSLContext
 
 import numpy as np
 
@@ -41,14 +42,19 @@ AUDIO_DIR = MANIFEST_PATH.parent
 class Running:
     server: SpeechServer
     recognizer: MockRecognizer
+    # served over TLS (chapter 9); by keyword, so subclasses may add
+    # fields without defaults
+    secure: bool = field(default=False, kw_only=True)
 
     @property
     def url(self) -> str:
-        return f"ws://127.0.0.1:{self.server.port}"
+        scheme = "wss" if self.secure else "ws"
+        return f"{scheme}://127.0.0.1:{self.server.port}"
 
     @property
     def http(self) -> str:
-        return f"http://127.0.0.1:{self.server.port}"
+        scheme = "https" if self.secure else "http"
+        return f"{scheme}://127.0.0.1:{self.server.port}"
 
 
 Start = Callable[..., AbstractAsyncContextManager[Running]]
@@ -67,13 +73,15 @@ async def running_server(
     key_check: KeyCheck | None = None,
     routes: dict[str, HttpRoute] | None = None,
     sock: socket.socket | None = None,
+    ssl: SSLContext | None = None,
 ) -> AsyncIterator[Running]:
     """A server in this process on a free port (or `sock`, listening
     already), shut down on the way out.
 
     The mock engine runs on a zero-cost device unless `device` says
     otherwise, and is loaded already unless `ready` is false. Its keys
-    are `keys`, unless a `key_check` (chapter 9's store) is given.
+    are `keys`, unless a `key_check` (chapter 9's store) is given; with
+    `ssl` it serves over TLS (chapter 9), at wss:// and https://.
     """
     recognizer = MockRecognizer(
         LocalMatching(lexicon), device or Accelerator(PROFILES["zero"])
@@ -84,11 +92,11 @@ async def running_server(
         session_factory(DirectScheduler(recognizer), limits.connection),
         key_check or ApiKeys.of(*keys), defaults or StreamDefaults(),
         limits, hooks or NoHooks(), routes or {})
-    await server.start("127.0.0.1", 0, sock=sock)
+    await server.start("127.0.0.1", 0, sock=sock, ssl=ssl)
     if ready:
         await recognizer.start()
     try:
-        yield Running(server, recognizer)
+        yield Running(server, recognizer, secure=ssl is not None)
     finally:
         await server.shutdown()
 
