@@ -36,7 +36,11 @@ from ch04_streaming.session import (
     TranscriptEvent,
 )
 from ch04_streaming.stream_handler import SessionFactory
-from ch04_streaming.stream_hooks import StreamTracker, device_time_of
+from ch04_streaming.stream_hooks import (
+    StoppableTracker,
+    StreamTracker,
+    device_time_of,
+)
 from ch05_protocols.deadline import DeadlineExpiredError
 from ch05_protocols.google_config import (
     GoogleStreamConfig,
@@ -206,7 +210,18 @@ class RecognizeStream:
         self.session = self.new_session(config.request, self._emit)
         self.session.device_time = device_time_of(self.tracker)
         self._run(self.session.run())
+        if isinstance(self.tracker, StoppableTracker):
+            self._run(self._stop_when(self.tracker))
         return config
+
+    async def _stop_when(self, tracker: StoppableTracker) -> None:
+        """Chapter 9 ends a call whose key is revoked, or whose token's
+        session time is up."""
+        stop = await tracker.stopped()
+        if stop.expired:
+            raise refused(grpc.StatusCode.OUT_OF_RANGE, stop.reason)
+        raise refused(grpc.StatusCode.UNAUTHENTICATED,
+                      f"credential no longer valid: {stop.reason}")
 
     async def _read_audio(self, config: GoogleStreamConfig) -> None:
         first = True

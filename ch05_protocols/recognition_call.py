@@ -25,7 +25,11 @@ from ch04_streaming.dialects.dialect import StreamRequest
 from ch04_streaming.scheduler import DecodeUnavailableError
 from ch04_streaming.session import Session, SessionEvent
 from ch04_streaming.stream_handler import SessionFactory
-from ch04_streaming.stream_hooks import StreamTracker, device_time_of
+from ch04_streaming.stream_hooks import (
+    StoppableTracker,
+    StreamTracker,
+    device_time_of,
+)
 from ch05_protocols.deadline import DeadlineExpiredError
 from ch05_protocols.grpc_results import ResponseEncoder
 from ch05_protocols.requests import CallEndedError, RequestReader, audio_of
@@ -126,6 +130,8 @@ class RecognitionCall:
         self._reader = asyncio.create_task(self._read())
         decoder = asyncio.create_task(self.session.run())
         tasks = {self._reader, decoder}
+        if isinstance(self.tracker, StoppableTracker):
+            tasks.add(asyncio.create_task(self._stop_when(self.tracker)))
         try:
             done, _ = await asyncio.wait(
                 tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -137,6 +143,16 @@ class RecognitionCall:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _stop_when(self, tracker: StoppableTracker) -> None:
+        """Chapter 9 ends a call whose key is revoked (at once) or whose
+        token's session time is up (its finals first)."""
+        stop = await tracker.stopped()
+        if stop.expired:
+            raise CallEndedError(grpc.StatusCode.OUT_OF_RANGE, stop.reason,
+                                 orderly=True)
+        raise CallEndedError(grpc.StatusCode.UNAUTHENTICATED,
+                             f"credential no longer valid: {stop.reason}")
 
     def _outcome(self, task: asyncio.Task[None]) -> CallEndedError | None:
         """How to end, given the first task that finished."""
