@@ -230,10 +230,13 @@ class Deepgram:
     controls: Mapping[str, Control] = CONTROLS
     pacing = PacingRules()  # Deepgram takes audio at any pace
 
+    # --8<-- [start:subprotocol_auth]
     def credential(self, headers: Mapping[str, str],
                    query: Mapping[str, str]) -> str | None:
         """`Authorization: Token KEY` (or `Bearer TOKEN`), or a
-        browser's subprotocols `token, KEY` (or `bearer, TOKEN`)."""
+        browser's subprotocols `token, KEY` (or `bearer, TOKEN`): a
+        browser cannot set headers on a WebSocket. The server echoes
+        the kind, never the credential (`select_token_subprotocol`)."""
         if key := authorization_key(headers.get("Authorization", "")):
             return key
         protocols = [p.strip() for p in
@@ -241,6 +244,7 @@ class Deepgram:
         if len(protocols) == 2 and protocols[0].lower() in CREDENTIAL_KINDS:
             return protocols[1]
         return None
+    # --8<-- [end:subprotocol_auth]
 
     def error_headers(self, reason: str) -> dict[str, str]:
         # A header value must be Latin-1: escape what the reason echoes.

@@ -15,6 +15,7 @@ import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from ssl import SSLContext
 
 import uvicorn
 
@@ -71,6 +72,7 @@ async def secured(start_server: Start, url: str,
                   page_owner: str | None = None,
                   limits: ServerLimits = SERVED_LIMITS,
                   abuse: AbuseLimits | None = None,
+                  ssl: SSLContext | None = None,
                   ) -> AsyncIterator[Secured]:
     """With `page_owner`, a key of theirs serves the page's tokens; the
     pages allowed are `PAGE` and the service's own, unless `abuse`
@@ -89,7 +91,8 @@ async def secured(start_server: Start, url: str,
     try:
         async with start_server(key_check=layer.credentials,
                                 hooks=layer.guard, routes=layer.routes,
-                                limits=limits, sock=listener) as running, \
+                                limits=limits, sock=listener,
+                                ssl=ssl) as running, \
                 http_api(layer) as api:
             yield Secured(running, store, layer, api)
     finally:
