@@ -21,7 +21,6 @@ from dataclasses import dataclass, fields, replace
 from ch04_streaming.dialects.dialect import (
     Dialect,
     DialectStream,
-    Inbound,
     StreamDefaults,
     StreamRequest,
 )
@@ -34,6 +33,7 @@ from ch09_security.redaction_params import (
     assemblyai_policy,
     deepgram_policy,
 )
+from ch09_security.wrapped_dialect import WrappedDialect
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ class RedactingStream:
         return self.inner.closing(stats)
 
 
-class RedactingDialect:
+class RedactingDialect(WrappedDialect):
     """`inner`, with its provider's redaction parameters honoured."""
 
     def __init__(self, inner: Dialect,
@@ -102,25 +102,12 @@ class RedactingDialect:
         if reader is None and inner.name not in READERS:
             raise ValueError(f"no redaction parameters known for the"
                              f" {inner.name} dialect")
-        self.inner = inner
+        super().__init__(inner)
         self.reader = reader or READERS[inner.name]
-        self.name, self.path = inner.name, inner.path
-        self.codes, self.controls = inner.codes, inner.controls
-        self.pacing = inner.pacing
-
-    def credential(self, headers: Mapping[str, str],
-                   query: Mapping[str, str]) -> str | None:
-        return self.inner.credential(headers, query)
-
-    def error_headers(self, reason: str) -> dict[str, str]:
-        return self.inner.error_headers(reason)
 
     def parse(self, query: Mapping[str, str],
               defaults: StreamDefaults) -> StreamRequest:
         return self.reader(query, self.inner.parse(query, defaults))
-
-    def read_frame(self, frame: str | bytes) -> Inbound:
-        return self.inner.read_frame(frame)
 
     def open_stream(self, request: StreamRequest) -> DialectStream:
         stream = self.inner.open_stream(request)

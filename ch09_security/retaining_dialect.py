@@ -35,7 +35,6 @@ from dataclasses import dataclass, field
 from ch04_streaming.dialects.dialect import (
     Dialect,
     DialectStream,
-    Inbound,
     StreamDefaults,
     StreamRequest,
     parse_bool,
@@ -45,6 +44,7 @@ from ch04_streaming.wire import WireMessage
 from ch09_security.recording_keeper import Recording, RecordingKeeper
 from ch09_security.stream_owner import StreamOwner, stream_owner
 from ch09_security.vault import MAX_OBJECT_BYTES
+from ch09_security.wrapped_dialect import WrappedDialect
 
 log = logging.getLogger("ch09_security")
 RETAIN = "retain"  # the opt-in query parameter: retain=true
@@ -104,25 +104,13 @@ class RetainingStream:
         return messages
 
 
-class RetainingDialect:
+class RetainingDialect(WrappedDialect):
     """`inner`, with this service's `retain=true` honoured."""
 
     def __init__(self, inner: Dialect, keeper: RecordingKeeper,
                  max_bytes: int = MAX_OBJECT_BYTES) -> None:
-        self.inner, self.keeper, self.max_bytes = inner, keeper, max_bytes
-        self.name, self.path = inner.name, inner.path
-        self.codes, self.controls = inner.codes, inner.controls
-        self.pacing = inner.pacing
-
-    def credential(self, headers: Mapping[str, str],
-                   query: Mapping[str, str]) -> str | None:
-        return self.inner.credential(headers, query)
-
-    def error_headers(self, reason: str) -> dict[str, str]:
-        return self.inner.error_headers(reason)
-
-    def read_frame(self, frame: str | bytes) -> Inbound:
-        return self.inner.read_frame(frame)
+        super().__init__(inner)
+        self.keeper, self.max_bytes = keeper, max_bytes
 
     def parse(self, query: Mapping[str, str],
               defaults: StreamDefaults) -> StreamRequest:

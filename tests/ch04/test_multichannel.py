@@ -14,8 +14,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 from deepgram import AsyncDeepgramClient
-from deepgram.environment import DeepgramClientEnvironment
-from deepgram.listen.v1.types import ListenV1Metadata, ListenV1Results
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
@@ -41,6 +39,7 @@ from ch04_streaming.scheduler import (
 from ch04_streaming.session import ArrivalLog, SessionEvent, TranscriptEvent
 from ch04_streaming.stream_handler import ConnectionLimits
 from ch04_streaming.transcript import Hypothesis, Word
+from tests.ch04.deepgram_sdk import environment, exchange
 from tests.ch04.harness import (
     KEY,
     MANIFEST,
@@ -211,33 +210,16 @@ async def test_deepgram_sdk_reads_each_channels_results(
     start_server: Start,
 ) -> None:
     payload = stereo_pcm()
-    results: list[ListenV1Results] = []
-    metadata: list[ListenV1Metadata] = []
     async with start_server() as running:
-        environment = DeepgramClientEnvironment(
-            base=running.http, production=running.url,
-            agent=running.url, agent_rest=running.http,
-        )
-        client = AsyncDeepgramClient(api_key=KEY, environment=environment)
+        client = AsyncDeepgramClient(
+            api_key=KEY, environment=environment(running.http, running.url))
         async with client.listen.v1.connect(
             model="nova-3", encoding="linear16", sample_rate="16000",
             channels="2", multichannel="true", interim_results="true",
         ) as connection:
-
-            async def send() -> None:
-                for start in range(0, len(payload), 6_400):
-                    await connection.send_media(
-                        payload[start : start + 6_400])
-                await connection.send_close_stream()
-
-            sender = asyncio.create_task(send())
-            async with asyncio.timeout(30):
-                async for message in connection:
-                    if isinstance(message, ListenV1Results):
-                        results.append(message)
-                    elif isinstance(message, ListenV1Metadata):
-                        metadata.append(message)
-            await sender
+            heard = await exchange(connection, (
+                payload[i : i + 6_400] for i in range(0, len(payload), 6_400)))
+    results, metadata = heard.results, heard.metadata
     for channel, fixture_id in enumerate((LEFT, RIGHT)):
         finals = [r.channel.alternatives[0].transcript for r in results
                   if r.is_final and r.channel_index == [channel, 2]]

@@ -18,10 +18,9 @@ from assemblyai.streaming.v3 import (
     TurnEvent,
 )
 from deepgram import AsyncDeepgramClient
-from deepgram.environment import DeepgramClientEnvironment
-from deepgram.listen.v1.types import ListenV1Metadata, ListenV1Results
 
 from ch04_streaming.client import chunk_bounds, load_audio
+from tests.ch04.deepgram_sdk import environment, exchange
 from tests.ch04.harness import KEY, MANIFEST, Start, audio_of, reference
 
 
@@ -35,41 +34,23 @@ def chunks(fixture_id: str, chunk_ms: int = 100) -> list[bytes]:
 
 async def test_deepgram_sdk_streams_a_fixture(start_server: Start) -> None:
     async with start_server() as running:
-        environment = DeepgramClientEnvironment(
-            base=running.http, production=running.url,
-            agent=running.url, agent_rest=running.http,
-        )
-        client = AsyncDeepgramClient(api_key=KEY, environment=environment)
-        results: list[ListenV1Results] = []
-        metadata: list[ListenV1Metadata] = []
+        client = AsyncDeepgramClient(
+            api_key=KEY, environment=environment(running.http, running.url))
         async with client.listen.v1.connect(
             model="nova-3", encoding="linear16", sample_rate="16000",
             interim_results="true",
         ) as connection:
-
-            async def send() -> None:
-                for chunk in chunks("quick_brown_fox"):
-                    await connection.send_media(chunk)
-                await connection.send_close_stream()
-
-            sender = asyncio.create_task(send())
-            async with asyncio.timeout(30):
-                async for message in connection:
-                    if isinstance(message, ListenV1Results):
-                        results.append(message)
-                    elif isinstance(message, ListenV1Metadata):
-                        metadata.append(message)
-            await sender
-    finals = [r.channel.alternatives[0] for r in results if r.is_final]
-    assert " ".join(f.transcript for f in finals if f.transcript) == (
-        reference("quick_brown_fox"))
+            heard = await exchange(connection, chunks("quick_brown_fox"))
+    finals = [r.channel.alternatives[0] for r in heard.results
+              if r.is_final]
+    assert heard.transcript == reference("quick_brown_fox")
     words = [w for f in finals for w in f.words]
     truth = MANIFEST.get("quick_brown_fox").words
     assert [w.word for w in words] == [t.word for t in truth]
     assert all(abs(w.start - t.start) <= 0.05
                for w, t in zip(words, truth, strict=True))
-    assert any(not r.is_final for r in results)
-    (summary,) = metadata
+    assert any(not r.is_final for r in heard.results)
+    (summary,) = heard.metadata
     duration = MANIFEST.get("quick_brown_fox").duration_s
     assert abs(summary.duration - duration) < 0.001
 
@@ -80,32 +61,13 @@ async def test_deepgram_sdk_streams_a_container_with_no_encoding(
     """Deepgram's rule for containers: omit encoding and sample_rate."""
     ogg = audio_of("quick_brown_fox_opus").read_bytes()
     async with start_server() as running:
-        environment = DeepgramClientEnvironment(
-            base=running.http, production=running.url,
-            agent=running.url, agent_rest=running.http,
-        )
-        client = AsyncDeepgramClient(api_key=KEY, environment=environment)
-        results: list[ListenV1Results] = []
-        metadata: list[ListenV1Metadata] = []
+        client = AsyncDeepgramClient(
+            api_key=KEY, environment=environment(running.http, running.url))
         async with client.listen.v1.connect(model="nova-3") as connection:
-
-            async def send() -> None:
-                for start in range(0, len(ogg), 500):  # ~100 ms of Opus
-                    await connection.send_media(ogg[start : start + 500])
-                await connection.send_close_stream()
-
-            sender = asyncio.create_task(send())
-            async with asyncio.timeout(30):
-                async for message in connection:
-                    if isinstance(message, ListenV1Results):
-                        results.append(message)
-                    elif isinstance(message, ListenV1Metadata):
-                        metadata.append(message)
-            await sender
-    finals = [r.channel.alternatives[0] for r in results if r.is_final]
-    assert " ".join(f.transcript for f in finals if f.transcript) == (
-        reference("quick_brown_fox"))
-    (summary,) = metadata
+            heard = await exchange(connection, (  # ~100 ms of Opus each
+                ogg[i : i + 500] for i in range(0, len(ogg), 500)))
+    assert heard.transcript == reference("quick_brown_fox")
+    (summary,) = heard.metadata
     duration = MANIFEST.get("quick_brown_fox_opus").duration_s
     assert abs(summary.duration - duration) < 0.002
 

@@ -26,7 +26,6 @@ from assemblyai.streaming.v3 import (
 )
 from deepgram import AsyncDeepgramClient
 from deepgram.environment import DeepgramClientEnvironment
-from deepgram.listen.v1.types import ListenV1Results
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.typing import Subprotocol
@@ -35,15 +34,14 @@ from ch04_streaming.client import DIALECTS, load_audio, stream
 from ch09_security.key_store import Scope
 from ch09_security.log_redaction import redact_logs
 from ch09_security.token_grants import Granted
+from tests.ch04.deepgram_sdk import environment, exchange
 from tests.ch04.harness import Start, audio_of, reference
 from tests.ch04.test_sdks import chunks
 from tests.ch09.harness import Secured, secured
 
 
-def environment(service: Secured) -> DeepgramClientEnvironment:
-    url = service.running.url
-    return DeepgramClientEnvironment(base=service.api, production=url,
-                                     agent=url, agent_rest=service.api)
+def environment_of(service: Secured) -> DeepgramClientEnvironment:
+    return environment(service.api, service.running.url)
 
 
 async def test_deepgram_sdk_grants_a_token_and_streams_with_it(
@@ -53,31 +51,17 @@ async def test_deepgram_sdk_grants_a_token_and_streams_with_it(
                        ) as service, httpx.AsyncClient() as http:
         made = service.store.create("acme", [Scope.LISTEN])
         backend = AsyncDeepgramClient(api_key=made.key, httpx_client=http,
-                                      environment=environment(service))
+                                      environment=environment_of(service))
         grant = await backend.auth.v1.tokens.grant(ttl_seconds=60)
         assert grant.expires_in == 60
         browser = AsyncDeepgramClient(access_token=grant.access_token,
                                       httpx_client=http,
-                                      environment=environment(service))
-        finals: list[str] = []
+                                      environment=environment_of(service))
         async with browser.listen.v1.connect(
                 model="nova-3", encoding="linear16",
                 sample_rate="16000") as connection:
-
-            async def send() -> None:
-                for chunk in chunks("weather_forecast"):
-                    await connection.send_media(chunk)
-                await connection.send_close_stream()
-
-            sender = asyncio.create_task(send())
-            async with asyncio.timeout(30):
-                async for message in connection:
-                    if (isinstance(message, ListenV1Results)
-                            and message.is_final):
-                        finals.append(
-                            message.channel.alternatives[0].transcript)
-            await sender
-    assert " ".join(f for f in finals if f) == reference("weather_forecast")
+            heard = await exchange(connection, chunks("weather_forecast"))
+    assert heard.transcript == reference("weather_forecast")
 
 
 async def test_grant_refusals_keep_deepgrams_error_shape(

@@ -1,0 +1,46 @@
+"""A dialect around another: all of it passed through but what changes.
+
+Chapter 9, "PII in transcripts" and "Securing audio data". Redaction
+and retention each wrap chapter 4's dialects rather than change them:
+the same paths, credentials, close codes and frames, with only the
+request's parsing and the stream's messages touched. This base passes
+every part of the `Dialect` protocol to the inner dialect; a wrapper
+overrides what it changes, and wrappers nest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ch04_streaming.dialects.dialect import (
+    Dialect,
+    DialectStream,
+    Inbound,
+    StreamDefaults,
+    StreamRequest,
+)
+
+
+class WrappedDialect:
+    def __init__(self, inner: Dialect) -> None:
+        self.inner = inner
+        self.name, self.path = inner.name, inner.path
+        self.codes, self.controls = inner.codes, inner.controls
+        self.pacing = inner.pacing
+
+    def credential(self, headers: Mapping[str, str],
+                   query: Mapping[str, str]) -> str | None:
+        return self.inner.credential(headers, query)
+
+    def error_headers(self, reason: str) -> dict[str, str]:
+        return self.inner.error_headers(reason)
+
+    def read_frame(self, frame: str | bytes) -> Inbound:
+        return self.inner.read_frame(frame)
+
+    def parse(self, query: Mapping[str, str],
+              defaults: StreamDefaults) -> StreamRequest:
+        return self.inner.parse(query, defaults)
+
+    def open_stream(self, request: StreamRequest) -> DialectStream:
+        return self.inner.open_stream(request)
