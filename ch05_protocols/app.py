@@ -113,14 +113,13 @@ def build_grpc_server(
     recognizer: Recognizer | None = None,
     scheduler: DecodeScheduler | None = None,
     cadence: InterimCadence | None = None,
-    credentials: grpc.ServerCredentials | None = None,
 ) -> BuiltGrpc:
     """The chapter 5 gRPC server. Later chapters pass `hooks` to follow
     every stream, `interceptors` that run after the key check, the
     `recognizer` they already serve with, so one model serves both,
     and may pass their own `scheduler` (a cross-stream batcher) and
-    `cadence` of interims (chapter 6), their own key check (chapter
-    9's key store) and TLS `credentials` (chapter 9)."""
+    `cadence` of interims (chapter 6), and their own key check
+    (chapter 9's key store)."""
     dev_key = None
     if keys is None:
         keys, dev_key = load_api_keys(settings.env)
@@ -141,8 +140,7 @@ def build_grpc_server(
                   4 * settings.max_audio_bytes)])
     grpc_server = GrpcSpeechServer(speech,
                                    recognition_services(speech, keys),
-                                   server, settings.shutdown_grace_s,
-                                   credentials=credentials)
+                                   server, settings.shutdown_grace_s)
     return BuiltGrpc(grpc_server, recognizer, dev_key)
 
 

@@ -47,8 +47,6 @@ class GrpcSpeechServer:
     server: grpc.aio.Server
     shutdown_grace_s: float = 10.0
     readiness_poll_s: float = 0.05
-    # TLS (chapter 9): a secure port with these; plain HTTP/2 without
-    credentials: grpc.ServerCredentials | None = None
     health: health.aio.HealthServicer = field(
         default_factory=health.aio.HealthServicer)
     port: int = 0
@@ -69,11 +67,7 @@ class GrpcSpeechServer:
         reflection.enable_server_reflection(
             [*names, health.SERVICE_NAME, reflection.SERVICE_NAME],
             self.server)
-        address = f"{host}:{port}"
-        self.port = (
-            self.server.add_insecure_port(address)
-            if self.credentials is None
-            else self.server.add_secure_port(address, self.credentials))
+        self.port = self.server.add_insecure_port(f"{host}:{port}")
         await self.set_health(NOT_SERVING)
         await self.server.start()
         self._readiness = asyncio.create_task(self._report_ready())

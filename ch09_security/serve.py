@@ -19,8 +19,9 @@ its owner in the same database). The abuse limits (`abuse_settings.py`)
 take pages' origins, keys' rates of new streams and chapter 4's
 per-address caps from flags. With `--grpc-port`, chapter 5's gRPC
 service listens too, behind the same credentials, on the same engine.
-With `--tls-cert` and `--tls-key`, every port speaks TLS: wss:// and
-https:// (TLS 1.3 only), gRPC over TLS (mutual TLS with `--tls-ca`).
+With `--tls-cert` and `--tls-key`, every port speaks TLS 1.3 only:
+wss://, https://, and gRPC through a TLS terminator in front of a
+loopback gRPC port (`grpc_port.py`; mutual TLS with `--tls-ca`).
 Other streaming settings come from `CH04_*` variables.
 """
 
@@ -64,6 +65,7 @@ from ch09_security.abuse_settings import (
     server_caps,
 )
 from ch09_security.audio_cli import open_vault
+from ch09_security.grpc_port import GrpcPort, open_grpc_port
 from ch09_security.http_api import create_http_app
 from ch09_security.key_watch import KeyWatch
 from ch09_security.keys_cli import open_store
@@ -92,6 +94,7 @@ class SecuredService:
     api_listener: socket.socket
     grpc: GrpcSpeechServer | None = None  # with --grpc-port
     tls: ServerTls | None = None  # with --tls-cert and --tls-key
+    grpc_port: GrpcPort | None = None  # once started
 
     @property
     def api_port(self) -> int:
@@ -105,13 +108,15 @@ class SecuredService:
         await self.speech.start(host, port, sock=self.listener,
                                 ssl=context)
         if self.grpc is not None and grpc_port is not None:
-            await self.grpc.start(host, grpc_port)
+            self.grpc_port = await open_grpc_port(
+                self.grpc, host, grpc_port,
+                self.tls.grpc if self.tls else None)
 
     async def shutdown(self) -> None:
         """Both streaming servers drain at once."""
         drains = [self.speech.shutdown()]
-        if self.grpc is not None:
-            drains.append(self.grpc.shutdown())
+        if self.grpc_port is not None:
+            drains.append(self.grpc_port.shutdown())
         await asyncio.gather(*drains)
 
 
@@ -166,15 +171,13 @@ def api_config(app: FastAPI, server_tls: ServerTls | None
 
 
 def grpc_beside(settings: Settings, env: Mapping[str, str],
-                layer: SecurityLayer, recognizer: Recognizer,
-                server_tls: ServerTls | None) -> GrpcSpeechServer:
+                layer: SecurityLayer, recognizer: Recognizer
+                ) -> GrpcSpeechServer:
     """Chapter 5's gRPC service on the same engine, behind the same
-    credentials and guard; over TLS when the flags name a certificate
-    (mutual TLS with a client CA)."""
+    credentials and guard (TLS is the terminator's, in front)."""
     return build_grpc_server(
         GrpcSettings(speech=settings, env=env), layer.credentials,
-        layer.guard, recognizer=recognizer,
-        credentials=server_tls.grpc if server_tls else None).server
+        layer.guard, recognizer=recognizer).server
 
 
 def guarded_dialects(settings: Settings, keeper: RecordingKeeper
@@ -213,7 +216,7 @@ def build_service(args: argparse.Namespace,
     built = build_server(settings, keys=layer.credentials,
                          hooks=layer.guard, routes=layer.routes,
                          more_dialects=guarded_dialects(settings, keeper))
-    grpc = (grpc_beside(settings, env, layer, built.recognizer, server_tls)
+    grpc = (grpc_beside(settings, env, layer, built.recognizer)
             if args.grpc_port is not None else None)
     api = EmbeddedServer(api_config(
         create_http_app(layer, transcription_api(env, layer)), server_tls))
@@ -231,8 +234,8 @@ async def serve(args: argparse.Namespace) -> int:
         service.api.serve(sockets=[service.api_listener]))
     await service.start(args.host, args.port, args.grpc_port)
     http = "https" if service.tls else "http"
-    if service.grpc is not None:
-        print(grpc_banner(args.host, service.grpc.port, service.tls),
+    if service.grpc_port is not None:
+        print(grpc_banner(args.host, service.grpc_port.port, service.tls),
               flush=True)
     print(f"API on {http}://{args.host}:{service.api_port} "
           "(POST /v1/auth/grant, GET /v3/token, /.well-known/jwks.json)",
@@ -260,7 +263,7 @@ def grpc_banner(host: str, port: int, server_tls: ServerTls | None
         return f"gRPC streaming on grpc://{host}:{port} (speech.v1.Speech)"
     clients = ", client certificates required" if server_tls.mutual else ""
     return (f"gRPC streaming on grpcs://{host}:{port} (speech.v1.Speech;"
-            f" TLS{clients})")
+            f" TLS 1.3{clients})")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -3,14 +3,14 @@
 Chapter 9, "Securing audio data: ... in transit (TLS 1.3)". One server
 context serves wss:// and https:// (the plain routes of the streaming
 port, such as `/readyz` and `/metrics`, and the HTTP API) with TLS 1.3
-as its minimum, so a TLS 1.2 client is refused during the handshake. gRPC
-brings its own TLS (BoringSSL inside grpcio), and grpcio's server
-credentials take no version: the gRPC port negotiates 1.3 with any
-client that offers it, as every current one does, but would still
-accept 1.2. What it can do is mutual TLS: given a CA, it admits only
-callers holding a certificate that CA issued (service to service).
-Paths come from `--tls-cert`, `--tls-key` and `--tls-ca`, or from
-`TLS_CERT_FILE`, `TLS_KEY_FILE` and `TLS_CA_FILE`.
+as its minimum, so a TLS 1.2 client is refused during the handshake.
+The gRPC port has the same floor, from a context of its own that the
+TLS terminator in front of the gRPC server listens with
+(`tls_terminator.py`; grpcio's own TLS takes no minimum version): it
+offers HTTP/2 by ALPN, as gRPC needs, and given a CA it admits only
+callers holding a certificate that CA issued (mutual TLS, service to
+service). Paths come from `--tls-cert`, `--tls-key` and `--tls-ca`, or
+from `TLS_CERT_FILE`, `TLS_KEY_FILE` and `TLS_CA_FILE`.
 """
 
 from __future__ import annotations
@@ -20,8 +20,6 @@ import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-
-import grpc
 
 CERT_VARIABLE = "TLS_CERT_FILE"
 KEY_VARIABLE = "TLS_KEY_FILE"
@@ -41,10 +39,10 @@ class TlsFiles:
 
 @dataclass(frozen=True)
 class ServerTls:
-    """What the service listens with: one context, one credential."""
+    """What the service listens with: a context for each kind of port."""
 
     context: ssl.SSLContext  # streaming and API ports: wss://, https://
-    grpc: grpc.ServerCredentials  # the gRPC port
+    grpc: ssl.SSLContext  # the gRPC port's terminator: h2, mutual TLS
     mutual: bool  # gRPC callers must show a client certificate
 
 
@@ -91,13 +89,15 @@ def client_context(ca: Path, cert: Path | None = None,
     return context
 
 
-def grpc_credentials(files: TlsFiles) -> grpc.ServerCredentials:
-    """gRPC's own TLS (no minimum version can be set from Python);
-    with a client CA, a caller without its certificate gets none."""
-    ca = files.client_ca.read_bytes() if files.client_ca else None
-    return grpc.ssl_server_credentials(
-        [(files.key.read_bytes(), files.cert.read_bytes())],
-        root_certificates=ca, require_client_auth=ca is not None)
+def grpc_context(files: TlsFiles) -> ssl.SSLContext:
+    """The gRPC port: the same floor, HTTP/2 by ALPN, and with a client
+    CA, no connection for a caller without a certificate it issued."""
+    context = server_context(files)
+    context.set_alpn_protocols(["h2"])
+    if files.client_ca is not None:
+        context.verify_mode = ssl.CERT_REQUIRED
+        context.load_verify_locations(files.client_ca)
+    return context
 # --8<-- [end:tls_context]
 
 
@@ -106,10 +106,7 @@ def load_server_tls(files: TlsFiles) -> ServerTls:
     first handshake: a wrong path or a key that does not match its
     certificate stops the start with the reason."""
     try:
-        context = server_context(files)
-        if files.client_ca is not None:  # a CA OpenSSL can read
-            ssl.create_default_context(cafile=files.client_ca)
-        credentials = grpc_credentials(files)
+        context, grpc = server_context(files), grpc_context(files)
     except OSError as error:  # ssl.SSLError is one too
         raise TlsConfigError(f"cannot use the TLS files: {error}") from error
-    return ServerTls(context, credentials, files.client_ca is not None)
+    return ServerTls(context, grpc, files.client_ca is not None)

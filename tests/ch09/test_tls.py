@@ -6,10 +6,10 @@ WebSocket port (wss://,
 and https:// for its plain routes) takes TLS 1.3 only: the official
 Deepgram SDK streams through it, a TLS 1.2 client is refused in the
 handshake while others go on being served, and a plain ws:// client
-gets nothing. The gRPC port serves over TLS, and under mutual TLS
-turns away a caller without a certificate, or with one from another
-CA. It still accepts TLS 1.2, which grpcio cannot refuse: the last
-test proves what the README says of it.
+gets nothing. The gRPC port, served as `serve` serves it (a TLS
+terminator in front of a loopback gRPC port), streams over TLS 1.3,
+refuses a TLS 1.2 client, and under mutual TLS turns away a caller
+without a certificate, or with one from another CA.
 """
 
 from __future__ import annotations
@@ -39,11 +39,10 @@ from ch04_streaming.mock_matcher import Lexicon
 from ch05_protocols.app import build_grpc_server
 from ch05_protocols.settings import GrpcSettings
 from ch09_security.__main__ import main
+from ch09_security.grpc_port import open_grpc_port
 from ch09_security.tls import (
     TlsConfigError,
     TlsFiles,
-    client_context,
-    grpc_credentials,
     load_server_tls,
     server_context,
     tls_files,
@@ -172,13 +171,14 @@ async def grpc_over_tls(lexicon: Lexicon, files: TlsFiles
                                 Accelerator(PROFILES["zero"]))
     built = build_grpc_server(
         GrpcSettings(shutdown_grace_s=2.0), keys=ApiKeys.of(KEY),
-        recognizer=recognizer, credentials=grpc_credentials(files))
-    await built.server.start("127.0.0.1", 0)
+        recognizer=recognizer)
+    grpc_port = await open_grpc_port(built.server, "127.0.0.1", 0,
+                                     load_server_tls(files).grpc)
     await recognizer.start()
     try:
-        yield GrpcOverTls(built.server.port)
+        yield GrpcOverTls(grpc_port.port)
     finally:
-        await built.server.shutdown()
+        await grpc_port.shutdown()
 
 
 async def test_grpc_streams_over_tls_to_a_client_that_trusts_the_ca(
@@ -217,20 +217,24 @@ async def negotiated(port: int, context: ssl.SSLContext) -> str:
     return version
 
 
-async def test_grpc_still_accepts_tls_1_2_as_grpcio_sets_no_minimum(
+async def test_the_grpc_port_refuses_tls_1_2_and_negotiates_1_3(
     lexicon: Lexicon, pki: Pki,
 ) -> None:
-    """grpcio's server credentials take no TLS version (gRPC core's
-    bounds, TLS 1.2 to 1.3, are not exposed to Python): a client that
-    offers 1.3 gets it, one that offers only 1.2 is still served. The
-    WebSocket port's TLS 1.3 floor does not hold here; if this test
-    fails, grpcio has raised its floor, and the README should say so."""
+    """grpcio's own TLS takes no minimum version; the terminator in
+    front of the gRPC server does: a client that offers only TLS 1.2,
+    with the right certificate, gets no connection, while one that
+    offers both is given 1.3, and a gRPC call streams on."""
     async with grpc_over_tls(lexicon, pki.mutual) as server:
-        modern = client_context(pki.ca, pki.client.cert, pki.client.key)
         older = tls_1_2_only(pki.ca)
         older.load_cert_chain(pki.client.cert, pki.client.key)
-        assert await negotiated(server.port, modern) == "TLSv1.3"
-        assert await negotiated(server.port, older) == "TLSv1.2"
+        with pytest.raises((ssl.SSLError, ConnectionResetError)):
+            await negotiated(server.port, older)
+        either = ssl.create_default_context(cafile=pki.ca)
+        either.minimum_version = ssl.TLSVersion.TLSv1_2
+        either.load_cert_chain(pki.client.cert, pki.client.key)
+        assert await negotiated(server.port, either) == "TLSv1.3"
+        assert await server.transcript(pki.ca, pki.client) == (
+            reference("quick_brown_fox"))
 
 
 def flags(cert: str | None = None, key: str | None = None,
