@@ -3,7 +3,8 @@
 Chapter 9. `serve` runs chapter 4's streaming endpoints behind managed
 API keys, over TLS when given a certificate; `keys` creates, lists,
 shows, rolls and revokes those keys; `audio` lists, exports, rotates
-and shreds the audio streams asked to have kept; `certs` writes TLS
+and shreds the audio streams asked to have kept; `signing-keys`
+rotates and retires the keys that sign tokens; `certs` writes TLS
 certificates for a development machine. Each command is a module
 with `add_parser` and `run`.
 """
@@ -15,11 +16,17 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from ch09_security import audio_cli, certs_cli, keys_cli, serve
+from ch09_security import (
+    audio_cli,
+    certs_cli,
+    keys_cli,
+    serve,
+    signing_keys_cli,
+)
 from ch09_security.log_redaction import redact_logs
 
 COMMANDS = {"serve": serve, "keys": keys_cli, "audio": audio_cli,
-            "certs": certs_cli}
+            "certs": certs_cli, "signing-keys": signing_keys_cli}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -140,6 +140,16 @@ class SigningKeys:
             rows = connection.execute(query).scalars().all()
         return {"keys": [json.loads(row) for row in rows]}
 
+    def active(self) -> list[tuple[str, int]]:
+        """Each active key's kid and creation time, oldest first: the
+        last one signs."""
+        query = (select(signing_keys.c.kid, signing_keys.c.created_at_ms)
+                 .where(signing_keys.c.retired_at_ms.is_(None))
+                 .order_by(signing_keys.c.created_at_ms))
+        with reading(self.engine) as connection:
+            rows = connection.execute(query).all()
+        return [(str(kid), int(created)) for kid, created in rows]
+
     def retire(self, kid: str) -> None:
         """Tokens signed with `kid` stop verifying, everywhere."""
         with self.engine.begin() as connection:

@@ -89,6 +89,9 @@ COMMAND_TESTS: dict[str, tuple[str, ...]] = {
     "ch09_security serve": (
         "ch09/test_serve.py::test_keys_made_and_revoked_by_command_govern"
         "_the_service",),
+    "ch09_security signing-keys": (
+        "ch09/test_signing_keys_cli.py::test_rotate_then_retire_the_old"
+        "_key",),
     "ch09_security keys": (
         "ch09/test_keys_cli.py::test_create_shows_the_key_once_and_list"
         "_never",),
