@@ -153,3 +153,11 @@ def test_a_cached_verdict_spares_the_database(store: KeyStore,
     clock.advance(5_001)
     assert verifier.check(made.key).ok
     assert len(statements) == 2
+
+
+def test_a_roll_never_lengthens_a_keys_life(store: KeyStore,
+                                            clock: ManualClock) -> None:
+    made = store.create("acme", ttl_ms=HOUR_MS)
+    store.roll(made.record.key_id, overlap_ms=2 * HOUR_MS)
+    old = store.show(made.record.key_id)
+    assert old.expires_at_ms == made.record.expires_at_ms  # not 2 h on

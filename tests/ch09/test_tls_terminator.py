@@ -154,3 +154,47 @@ async def test_a_plaintext_client_gets_no_relay(pki: Pki) -> None:
         writer.close()
         assert terminator.open_connections == 0
         assert terminator.relayed.up == 0
+
+
+async def test_a_gone_grpc_server_closes_the_client_and_says_so(
+    pki: Pki, caplog: pytest.LogCaptureFixture,
+) -> None:
+    vacated = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = vacated.sockets[0].getsockname()[1]
+    vacated.close()
+    await vacated.wait_closed()  # nothing listens there any more
+    terminator = TlsTerminator(grpc_context(pki.server), port,
+                               TerminatorLimits())
+    await terminator.start("127.0.0.1", 0)
+    try:
+        async with asyncio.timeout(WAIT_S):
+            reader, writer = await connect(terminator, pki.ca)
+            assert await reader.read() == b""  # closed: nowhere to relay
+            writer.close()
+            assert await terminator.idle(WAIT_S)
+    finally:
+        await terminator.stop()
+    assert "event=grpc_unreachable" in caplog.text
+
+
+async def test_a_client_certificate_is_shown_when_given(pki: Pki) -> None:
+    """Mutual TLS from the client's side: `client_context` shows the
+    certificate, and a terminator that requires one relays."""
+    mutual = grpc_context(pki.mutual)
+    echo = Echo()
+    service = await asyncio.start_server(echo.serve, "127.0.0.1", 0)
+    terminator = TlsTerminator(mutual, service.sockets[0].getsockname()[1],
+                               TerminatorLimits())
+    await terminator.start("127.0.0.1", 0)
+    try:
+        async with asyncio.timeout(WAIT_S):
+            context = client_context(pki.ca, pki.client.cert,
+                                     pki.client.key)
+            context.set_alpn_protocols(["h2"])
+            connection = await asyncio.open_connection(
+                "127.0.0.1", terminator.port, ssl=context)
+            assert await echoes(connection, b"a service's call")
+            connection[1].close()
+    finally:
+        await terminator.stop()
+        service.close()

@@ -242,3 +242,14 @@ def test_a_verifier_rereads_keys_for_a_new_kid(store: KeyStore,
     keys.rotate()  # another replica rotated
     clock.advance(verifier.refresh_ms)
     assert verifier.verify(issuer.issue(record, ["listen"], 60)).subject
+
+
+def test_a_token_from_the_future_is_refused(layer: SecurityLayer,
+                                            store: KeyStore,
+                                            clock: ManualClock) -> None:
+    record = store.create("acme").record
+    clock.advance(60_000)  # the issuing replica's clock runs ahead
+    token = layer.grants.issuer.issue(record, ["listen"], 600)
+    clock.advance(-60_000)
+    assert refusal(layer, token) == (
+        "invalid token: token issued in the future")
