@@ -31,7 +31,12 @@ from ch04_streaming.audio import BYTES_PER_SAMPLE, Encoding
 from ch07_api import database
 from ch09_security.envelope import TamperedError
 from ch09_security.key_ring import KeyRing, NoKeysError, ShreddedError
-from ch09_security.keys_cli import DEFAULT_DATABASE, now_ms, when
+from ch09_security.keys_cli import (
+    DEFAULT_DATABASE,
+    add_store_argument,
+    now_ms,
+    when,
+)
 from ch09_security.master_key import load_master_key
 from ch09_security.server_secret import SecretError
 from ch09_security.vault import (
@@ -91,10 +96,7 @@ def add_parser(commands: Any, name: str) -> None:
         name, help="kept audio: list, show, export, rotate, shred",
         description="Audio and transcripts kept at a stream's request "
         "(retain=true), sealed under per-owner keys.")
-    parser.add_argument("--database-url",
-                        default=os.environ.get("DATABASE_URL"),
-                        help="the store (env DATABASE_URL; default SQLite "
-                        "build/security.sqlite3)")
+    add_store_argument(parser)
     actions = parser.add_subparsers(dest="action", required=True)
     listing = actions.add_parser("list", help="objects, never decrypted")
     listing.add_argument("--owner")

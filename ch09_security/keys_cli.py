@@ -83,14 +83,19 @@ def describe(record: KeyRecord) -> str:
     return "\n".join(lines)
 
 
-def add_parser(commands: Any, name: str) -> None:
-    parser = commands.add_parser(
-        name, help="API keys: create, list, show, roll, revoke",
-        description="API keys with scopes, an owner and a lifecycle.")
+def add_store_argument(parser: argparse.ArgumentParser) -> None:
+    """`--database-url`, for every command that opens the key store."""
     parser.add_argument("--database-url",
                         default=os.environ.get("DATABASE_URL"),
                         help="key store (env DATABASE_URL; default SQLite "
                         "build/security.sqlite3)")
+
+
+def add_parser(commands: Any, name: str) -> None:
+    parser = commands.add_parser(
+        name, help="API keys: create, list, show, roll, revoke",
+        description="API keys with scopes, an owner and a lifecycle.")
+    add_store_argument(parser)
     actions = parser.add_subparsers(dest="action", required=True)
     create = actions.add_parser("create", help="a new key, shown once")
     create.add_argument("--owner", required=True,

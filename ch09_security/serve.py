@@ -68,7 +68,7 @@ from ch09_security.audio_cli import open_vault
 from ch09_security.grpc_port import GrpcPort, open_grpc_port
 from ch09_security.http_api import create_http_app
 from ch09_security.key_watch import KeyWatch
-from ch09_security.keys_cli import open_store
+from ch09_security.keys_cli import add_store_argument, open_store
 from ch09_security.origins import own_origins
 from ch09_security.recording_keeper import RecordingKeeper
 from ch09_security.redacting_dialect import redacting_dialects
@@ -136,10 +136,7 @@ def add_parser(commands: Any, name: str) -> None:
     parser.add_argument("--grpc-port", type=int,
                         help="serve chapter 5's gRPC service on this port "
                         f"too, e.g. {GRPC_PORT} (default: no gRPC)")
-    parser.add_argument("--database-url",
-                        default=os.environ.get("DATABASE_URL"),
-                        help="key store (env DATABASE_URL; default SQLite "
-                        "build/security.sqlite3)")
+    add_store_argument(parser)
     parser.add_argument("--page-tokens-for",
                         default=os.environ.get("PAGE_TOKENS_FOR"),
                         metavar="KEY_ID",

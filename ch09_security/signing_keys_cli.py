@@ -13,11 +13,15 @@ database and secret (`--database-url`, `KEY_HASH_SECRET`).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Any
 
-from ch09_security.keys_cli import now_ms, open_store, when
+from ch09_security.keys_cli import (
+    add_store_argument,
+    now_ms,
+    open_store,
+    when,
+)
 from ch09_security.server_secret import SecretError
 from ch09_security.signing_keys import SigningKeys
 
@@ -26,10 +30,7 @@ def add_parser(commands: Any, name: str) -> None:
     parser = commands.add_parser(
         name, help="token signing keys: list, rotate, retire",
         description="The Ed25519 keys that sign this service's tokens.")
-    parser.add_argument("--database-url",
-                        default=os.environ.get("DATABASE_URL"),
-                        help="key store (env DATABASE_URL; default SQLite "
-                        "build/security.sqlite3)")
+    add_store_argument(parser)
     actions = parser.add_subparsers(dest="action", required=True)
     actions.add_parser("list", help="the active keys, newest last")
     actions.add_parser("rotate", help="a new key signs from now on")

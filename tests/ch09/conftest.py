@@ -8,7 +8,7 @@ test moves, so expiry and overlap windows are exact.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -18,6 +18,7 @@ import pytest
 from ch04_streaming.engine import load_lexicon
 from ch04_streaming.mock_matcher import Lexicon
 from ch07_api import database
+from ch09_security.__main__ import main
 from ch09_security.key_store import KeyHasher, KeyStore
 from examples.fixtures import MANIFEST_PATH
 from tests.ch04.harness import Start, running_server
@@ -62,6 +63,28 @@ def store(database_url: str, clock: ManualClock) -> Iterator[KeyStore]:
     opened = open_store(database_url, clock)
     yield opened
     opened.engine.dispose()
+
+
+# A command of `python -m ch09_security`, run in this process on a
+# store of the test's own: its arguments in; exit code, stdout, stderr
+# out.
+Command = Callable[..., tuple[int, str, str]]
+
+
+@pytest.fixture
+def command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+            capsys: pytest.CaptureFixture[str]) -> Callable[[str], Command]:
+    monkeypatch.setenv("KEY_HASH_SECRET", SECRET.decode())
+    url = f"sqlite:///{tmp_path}/keys.sqlite3"
+
+    def of(name: str) -> Command:
+        def run(*args: str) -> tuple[int, str, str]:
+            code = main([name, "--database-url", url, *args])
+            captured = capsys.readouterr()
+            return code, captured.out, captured.err
+        return run
+
+    return of
 
 
 @pytest.fixture(scope="session")

@@ -10,30 +10,18 @@ import pytest
 
 from ch09_security.__main__ import main
 from ch09_security.key_format import KEY_LENGTH, PREFIX
-from tests.ch09.conftest import SECRET
+from tests.ch09.conftest import Command
 
 KEY = re.compile(rf"{PREFIX}[0-9A-Za-z]{{{KEY_LENGTH - len(PREFIX)}}}")
 KEY_ID = re.compile(r"key_[0-9a-f]{16}")
 
 
-Keys = Callable[..., tuple[int, str, str]]  # exit code, stdout, stderr
-
-
 @pytest.fixture
-def keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-         capsys: pytest.CaptureFixture[str]) -> Keys:
-    monkeypatch.setenv("KEY_HASH_SECRET", SECRET.decode())
-    url = f"sqlite:///{tmp_path}/keys.sqlite3"
-
-    def run(*args: str) -> tuple[int, str, str]:
-        code = main(["keys", "--database-url", url, *args])
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return run
+def keys(command: Callable[[str], Command]) -> Command:
+    return command("keys")
 
 
-def test_create_shows_the_key_once_and_list_never(keys: Keys) -> None:
+def test_create_shows_the_key_once_and_list_never(keys: Command) -> None:
     code, out, _ = keys("create", "--owner", "acme", "--scope", "listen",
                         "--label", "call centre", "--expires-in", "90d")
     assert code == 0
@@ -48,7 +36,7 @@ def test_create_shows_the_key_once_and_list_never(keys: Keys) -> None:
     assert "expires    20" in out  # a date, 90 days on
 
 
-def test_roll_then_revoke(keys: Keys) -> None:
+def test_roll_then_revoke(keys: Command) -> None:
     _, out, _ = keys("create", "--owner", "acme")
     [old_id] = set(KEY_ID.findall(out))
     code, out, _ = keys("roll", old_id, "--overlap", "1h")
@@ -63,7 +51,7 @@ def test_roll_then_revoke(keys: Keys) -> None:
     assert shown.splitlines()[0].endswith("revoked")
 
 
-def test_mistakes_are_errors_with_reasons(keys: Keys) -> None:
+def test_mistakes_are_errors_with_reasons(keys: Command) -> None:
     code, _, error = keys("revoke", "key_0000")
     assert (code, error) == (1, "error: no key key_0000\n")
     with pytest.raises(SystemExit) as bad:

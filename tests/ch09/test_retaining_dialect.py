@@ -19,7 +19,6 @@ from ch04_streaming.dialects.deepgram import Deepgram, DeepgramStream
 from ch04_streaming.dialects.dialect import (
     Dialect,
     DialectStream,
-    Inbound,
     RequestError,
     StreamDefaults,
     StreamRequest,
@@ -33,6 +32,7 @@ from ch09_security.recording_keeper import RecordingKeeper
 from ch09_security.retaining_dialect import RetainingDialect, RetainingStream
 from ch09_security.stream_owner import StreamOwner, admitted, stream_owner
 from ch09_security.vault import AudioVault, ObjectKind
+from ch09_security.wrapped_dialect import WrappedDialect
 
 T = TypeVar("T")
 ACME = StreamOwner("stream-1", "acme", "key_1")
@@ -204,23 +204,7 @@ class MaskingStream:
         return self.inner.closing(stats)
 
 
-class MaskingDialect:
-    def __init__(self, inner: Dialect) -> None:
-        self.inner = inner
-        self.name, self.path = inner.name, inner.path
-        self.codes, self.controls = inner.codes, inner.controls
-        self.pacing = inner.pacing
-
-    def credential(self, headers: Mapping[str, str],
-                   query: Mapping[str, str]) -> str | None:
-        return self.inner.credential(headers, query)
-
-    def error_headers(self, reason: str) -> dict[str, str]:
-        return self.inner.error_headers(reason)
-
-    def read_frame(self, frame: str | bytes) -> Inbound:
-        return self.inner.read_frame(frame)
-
+class MaskingDialect(WrappedDialect):
     def parse(self, query: Mapping[str, str],
               defaults: StreamDefaults) -> StreamRequest:
         inner = self.inner.parse(query, defaults)

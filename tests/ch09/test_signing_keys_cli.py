@@ -4,31 +4,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
-from ch09_security.__main__ import main
-from tests.ch09.conftest import SECRET
-
-Run = Callable[..., tuple[int, str, str]]  # exit code, stdout, stderr
+from tests.ch09.conftest import Command
 
 
 @pytest.fixture
-def signing_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                 capsys: pytest.CaptureFixture[str]) -> Run:
-    monkeypatch.setenv("KEY_HASH_SECRET", SECRET.decode())
-    url = f"sqlite:///{tmp_path}/keys.sqlite3"
-
-    def run(*args: str) -> tuple[int, str, str]:
-        code = main(["signing-keys", "--database-url", url, *args])
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return run
+def signing_keys(command: Callable[[str], Command]) -> Command:
+    return command("signing-keys")
 
 
-def test_rotate_then_retire_the_old_key(signing_keys: Run) -> None:
+def test_rotate_then_retire_the_old_key(signing_keys: Command) -> None:
     _, first, _ = signing_keys("rotate")
     _, second, _ = signing_keys("rotate")
     old = first.split()[0]
