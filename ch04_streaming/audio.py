@@ -122,14 +122,12 @@ class AudioDecoder:
         if self.sample_rate not in SUPPORTED_RATES:
             raise AudioFormatError(
                 f"sample rate {self.sample_rate} Hz is not supported;"
-                f" use one of {', '.join(map(str, SUPPORTED_RATES))}"
-            )
+                f" use one of {', '.join(map(str, SUPPORTED_RATES))}")
         if self.sample_rate != MODEL_RATE:
             # Resampler state spans frames: a fresh one per frame would
             # click at every frame edge.
             self._resampler = soxr.ResampleStream(
-                self.sample_rate, MODEL_RATE, 1, dtype="float32"
-            )
+                self.sample_rate, MODEL_RATE, 1, dtype="float32")
 
     def decode(self, payload: bytes) -> np.ndarray:
         frames = sample_frames(payload, self.encoding, self.channels)

@@ -21,6 +21,7 @@ from ch09_security.token_grants import Granted, Refused
 from ch09_security.tokens import (
     AUDIENCE,
     ISSUER,
+    TokenClaims,
     TokenError,
     TokenIssuer,
     TokenVerifier,
@@ -253,3 +254,26 @@ def test_a_token_from_the_future_is_refused(layer: SecurityLayer,
     clock.advance(-60_000)
     assert refusal(layer, token) == (
         "invalid token: token issued in the future")
+
+
+def test_a_handshakes_second_check_reuses_the_first(
+    layer: SecurityLayer, store: KeyStore, clock: ManualClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    made = store.create("acme")
+    token = granted(layer.grants.deepgram(f"Token {made.key}", 60))
+    verifier = layer.credentials.tokens
+    verified: list[str] = []
+    signed = verifier.verify_signed
+
+    def counted(token: str) -> TokenClaims:
+        verified.append(token)
+        return signed(token)
+
+    monkeypatch.setattr(verifier, "verify_signed", counted)
+    assert layer.credentials.verify(token)  # chapter 4, at the upgrade
+    assert layer.credentials.check(token).ok  # the stream guard
+    assert len(verified) == 1
+    clock.advance(verifier.recent_ms)
+    assert layer.credentials.check(token).ok
+    assert len(verified) == 2  # verified afresh after recent_ms
