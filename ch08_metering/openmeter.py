@@ -58,11 +58,7 @@ def as_usage_event(raw: object) -> object | Rejected:
              if not (value is None and name in OPTIONAL)}
     kind = event.get("type")
     if not isinstance(kind, str) or kind not in METER_OF_TYPE:
-        known = ", ".join(sorted(METER_OF_TYPE))
-        what = (f"{kind[:100]!r} is not" if isinstance(kind, str)
-                else "must be")
-        return Rejected(given_id(raw), f"type: {what} an event type"
-                        f" metered here; known: {known}")
+        return unknown_type(raw, kind)
     meter = METER_OF_TYPE[kind]
     data = event.get("data")
     if meter is None or not isinstance(data, dict):
@@ -72,6 +68,13 @@ def as_usage_event(raw: object) -> object | Rejected:
                         f" the meter ({meter}); leave it out")
     return {**event, "type": EVENT_TYPE, "data": {"meter": meter, **data}}
 # --8<-- [end:openmeter_mapping]
+
+
+def unknown_type(raw: dict[str, object], kind: object) -> Rejected:
+    known = ", ".join(sorted(METER_OF_TYPE))
+    what = f"{kind[:100]!r} is not" if isinstance(kind, str) else "must be"
+    return Rejected(given_id(raw), f"type: {what} an event type metered"
+                    f" here; known: {known}")
 
 
 def problem(status: int, detail: str,
