@@ -1,0 +1,1 @@
+"""Chapter 10: compliance and data governance for audio ML APIs."""
