@@ -1,0 +1,37 @@
+"""`python -m ch10_compliance COMMAND`: compliance, run as code.
+
+Chapter 10. `audit` verifies the tamper-evident audit log, proves an
+entry is in it and records an operator's action. Each command is a
+module with `add_parser` and `run`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from ch09_security.log_redaction import redact_logs
+from ch10_compliance import audit_cli
+
+COMMANDS = {"audit": audit_cli}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m ch10_compliance",
+        description="Compliance and data governance for audio ML APIs.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, module in COMMANDS.items():
+        module.add_parser(commands, name)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(message)s")
+    redact_logs()
+    code: int = COMMANDS[args.command].run(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
