@@ -29,16 +29,15 @@ from sqlalchemy import (
     Column,
     Connection,
     Engine,
+    Index,
     LargeBinary,
     MetaData,
-    PrimaryKeyConstraint,
     SmallInteger,
     Table,
     Text,
     func,
     select,
     text,
-    tuple_,
 )
 
 from ch07_api import database
@@ -69,10 +68,12 @@ audit_entries = Table(
 )
 audit_nodes = Table(
     "audit_nodes", metadata,
+    # (level, idx) as one number, so a proof's nodes are one IN list
+    Column("node_id", BigInteger, primary_key=True, autoincrement=False),
     Column("level", SmallInteger, nullable=False),  # 0: a leaf
     Column("idx", BigInteger, nullable=False),
     Column("hash", LargeBinary(32), nullable=False),
-    PrimaryKeyConstraint("level", "idx"),
+    Index("audit_nodes_by_level", "level", "idx", unique=True),
 )
 audit_checkpoints = Table(
     "audit_checkpoints", metadata,
@@ -122,6 +123,11 @@ POSTGRES_TRIGGERS = [
        FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only()""",
 ]
 # --8<-- [end:append_only_trigger]
+
+
+def node_id(node: Node) -> int:
+    level, idx = node
+    return idx << 6 | level  # a tree of 2**63 leaves has 64 levels
 
 
 def now_ms() -> int:
@@ -230,9 +236,10 @@ class AuditLog:
                 seq = frontier.size
                 entry = canonical_entry(seq, at_ms, event)
                 entries.append({"seq": seq, "at_ms": at_ms, "entry": entry})
-                for (level, idx), value in frontier.append(
+                for node, value in frontier.append(
                         leaf_hash(entry.encode())):
-                    nodes.append({"level": level, "idx": idx,
+                    nodes.append({"node_id": node_id(node),
+                                  "level": node[0], "idx": node[1],
                                   "hash": value})
             if entries:
                 connection.execute(audit_entries.insert(), entries)
@@ -344,7 +351,7 @@ class AuditLog:
         n = audit_nodes.c
         rows = connection.execute(
             select(n.level, n.idx, n.hash)
-            .where(tuple_(n.level, n.idx).in_(list(wanted)))).all()
+            .where(n.node_id.in_([node_id(w) for w in wanted]))).all()
         found = {(row.level, row.idx): bytes(row.hash) for row in rows}
         if missing := [w for w in wanted if w not in found]:
             raise LookupError(f"audit tree nodes missing: {missing[:3]}; "

@@ -23,6 +23,7 @@ from ch10_compliance.audit import (
     audit_entries,
     audit_nodes,
     audit_pruned,
+    node_id,
 )
 from ch10_compliance.audit_event import (
     Action,
@@ -102,9 +103,10 @@ def rebuild_nodes(engine: Engine) -> None:
                                   .order_by(audit_entries.c.seq)).all()
         frontier, nodes = Frontier(), []
         for row in rows:
-            for (level, idx), value in frontier.append(
+            for node, value in frontier.append(
                     leaf_hash(row.entry.encode())):
-                nodes.append({"level": level, "idx": idx, "hash": value})
+                nodes.append({"node_id": node_id(node), "level": node[0],
+                              "idx": node[1], "hash": value})
         connection.execute(delete(audit_nodes))
         connection.execute(insert(audit_nodes), nodes)
 
