@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -209,6 +209,7 @@ DESCRIBED_NAMES = ("object_id", "owner", "subject", "region", "stream_id",
 DESCRIBED = [c for c in governed_objects.c
              if c.name not in ("kek_version", "wrapped_key", "nonce",
                                "ciphertext")]
+JOURNALLED = ("object_id", "owner", "subject", "data_class")
 WITH_KEYS = governed_objects.join(owner_keys, and_(
     owner_keys.c.owner == governed_objects.c.key_scope,
     owner_keys.c.version == governed_objects.c.kek_version))
@@ -356,21 +357,18 @@ class RegionalStore:
                         tuple(row["object_id"] for row in rows))
 
     def _delete(self, connection: Connection,
-                rows: Iterable[RowMapping], reason: str) -> None:
+                rows: Sequence[RowMapping], reason: str) -> None:
         """Delete these rows and journal each, in the caller's
         transaction: no deletion without its journal entry."""
-        rows = list(rows)
-        if not rows:
-            return
-        connection.execute(delete(governed_objects).where(
-            governed_objects.c.object_id.in_([r["object_id"]
-                                              for r in rows])))
-        connection.execute(deletion_journal.insert(), [
-            {"object_id": r["object_id"], "owner": r["owner"],
-             "subject": r["subject"], "data_class": r["data_class"],
-             "region": self.region, "reason": reason,
-             "deleted_at_ms": self.clock_ms(), "audited": False}
-            for r in rows])
+        if rows:
+            connection.execute(delete(governed_objects).where(
+                governed_objects.c.object_id.in_(
+                    [row["object_id"] for row in rows])))
+            connection.execute(deletion_journal.insert(), [
+                {**{name: row[name] for name in JOURNALLED},
+                 "region": self.region, "reason": reason,
+                 "deleted_at_ms": self.clock_ms(), "audited": False}
+                for row in rows])
     # --8<-- [end:crypto_shredding]
 
     def unaudited(self) -> list[JournalEntry]:
