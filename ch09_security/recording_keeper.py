@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from ch09_security.vault import AudioVault, ObjectKind, Plaintext
 
@@ -40,6 +41,13 @@ class Recording:
                 Plaintext(self.owner, ObjectKind.TRANSCRIPT,
                           self.stream_id, transcript,
                           truncated=self.finals_cut))
+
+
+class Keeper(Protocol):
+    """Where a finished stream's recording goes: sealed here, or a
+    later chapter's governed stores."""
+
+    def keep(self, recording: Recording) -> None: ...
 
 
 @dataclass

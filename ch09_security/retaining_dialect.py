@@ -41,7 +41,7 @@ from ch04_streaming.dialects.dialect import (
 )
 from ch04_streaming.session import SessionEvent, SessionStats, TranscriptEvent
 from ch04_streaming.wire import WireMessage
-from ch09_security.recording_keeper import Recording, RecordingKeeper
+from ch09_security.recording_keeper import Keeper, Recording
 from ch09_security.stream_owner import StreamOwner, stream_owner
 from ch09_security.vault import MAX_OBJECT_BYTES
 from ch09_security.wrapped_dialect import WrappedDialect
@@ -57,7 +57,7 @@ class RetainingStream:
     """A dialect stream that also keeps what it is shown, bounded."""
 
     inner: DialectStream
-    keeper: RecordingKeeper
+    keeper: Keeper
     owner: StreamOwner
     request: StreamRequest
     max_bytes: int = MAX_OBJECT_BYTES
@@ -107,7 +107,7 @@ class RetainingStream:
 class RetainingDialect(WrappedDialect):
     """`inner`, with this service's `retain=true` honoured."""
 
-    def __init__(self, inner: Dialect, keeper: RecordingKeeper,
+    def __init__(self, inner: Dialect, keeper: Keeper,
                  max_bytes: int = MAX_OBJECT_BYTES) -> None:
         super().__init__(inner)
         self.keeper, self.max_bytes = keeper, max_bytes
@@ -133,7 +133,7 @@ class RetainingDialect(WrappedDialect):
 
 
 def retaining_dialects(dialects: Mapping[str, Dialect],
-                       keeper: RecordingKeeper) -> dict[str, Dialect]:
+                       keeper: Keeper) -> dict[str, Dialect]:
     """Every dialect wrapped, under the same paths."""
     return {path: RetainingDialect(dialect, keeper)
             for path, dialect in dialects.items()}

@@ -70,7 +70,7 @@ from ch09_security.http_api import create_http_app
 from ch09_security.key_watch import KeyWatch
 from ch09_security.keys_cli import add_store_argument, open_store
 from ch09_security.origins import own_origins
-from ch09_security.recording_keeper import RecordingKeeper
+from ch09_security.recording_keeper import Keeper, RecordingKeeper
 from ch09_security.redacting_dialect import redacting_dialects
 from ch09_security.retaining_dialect import retaining_dialects
 from ch09_security.security_layer import SecurityLayer, security_layer
@@ -177,7 +177,7 @@ def grpc_beside(settings: Settings, env: Mapping[str, str],
         layer.guard, recognizer=recognizer).server
 
 
-def guarded_dialects(settings: Settings, keeper: RecordingKeeper
+def guarded_dialects(settings: Settings, keeper: Keeper
                      ) -> dict[str, Dialect]:
     """Chapter 4's dialects, redacting and keeping only what a stream
     asks for. Retention sits inside redaction: what is kept is what

@@ -16,7 +16,7 @@ spoken under a withdrawal, and a later grant cannot reach back.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from sqlalchemy import (
@@ -35,6 +35,7 @@ from sqlalchemy import (
 
 from ch09_security.key_store import reading
 from ch10_compliance.audit_event import Action, AuditEvent, AuditSink
+from ch10_compliance.subject_ref import SubjectRefs
 
 MAX_NAME = 200
 
@@ -94,6 +95,7 @@ class ConsentLedger:
     engine: Engine
     clock_ms: Callable[[], int]
     sink: AuditSink | None = None
+    refs: SubjectRefs = field(default_factory=SubjectRefs.ephemeral)
 
     def create_schema(self) -> None:
         metadata.create_all(self.engine)
@@ -167,5 +169,5 @@ class ConsentLedger:
             self.sink.record(AuditEvent(
                 action=(Action.CONSENT_GRANTED if granted
                         else Action.CONSENT_WITHDRAWN),
-                actor=source, owner=owner, target=subject,
+                actor=source, owner=owner, target=self.refs(owner, subject),
                 details={"purpose": str(purpose)}))

@@ -65,12 +65,16 @@ def test_withdrawal_ends_consent_and_both_are_audited(
     ledger.withdraw("acme", "alice", Purpose.RETENTION,
                     source="operator:dana")
     assert not ledger.allowed("acme", "alice", Purpose.RETENTION)
+    alice = ledger.refs("acme", "alice")  # never the id itself
+    assert alice.startswith("subj_") and "alice" not in alice
     assert [(e.action, e.actor, e.owner, e.target, dict(e.details))
             for e in sink.events] == [
-        (Action.CONSENT_GRANTED, "api", "acme", "alice",
+        (Action.CONSENT_GRANTED, "api", "acme", alice,
          {"purpose": "retention"}),
-        (Action.CONSENT_WITHDRAWN, "operator:dana", "acme", "alice",
+        (Action.CONSENT_WITHDRAWN, "operator:dana", "acme", alice,
          {"purpose": "retention"})]
+    assert ledger.refs("acme", "bob") != alice
+    assert ledger.refs("globex", "alice") != alice
     assert ledger.history("acme", "alice") == [
         ConsentRecord("acme", "alice", Purpose.RETENTION, True, NOON,
                       "api"),
