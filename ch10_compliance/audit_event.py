@@ -105,6 +105,12 @@ def screened(event: AuditEvent) -> AuditEvent:
     return event
 
 
+def clipped(text: str) -> str:
+    """Text from elsewhere (an error, a client's value), made fit for
+    an entry: anything shaped like a secret masked, cut to the limit."""
+    return SECRET_VALUE.sub("[redacted]", text)[:MAX_TEXT]
+
+
 class AuditSink(Protocol):
     """Where audit events go: the log, or a test's list."""
 

@@ -34,6 +34,7 @@ class AuditWriter:
     retries_at_stop: int = 3
     _pending: deque[AuditEvent] = field(default_factory=deque)
     _failures: int = 0
+    _loop: asyncio.AbstractEventLoop | None = None
     _dropped: int = 0
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _stopping: bool = False
@@ -44,15 +45,22 @@ class AuditWriter:
         return len(self._pending) < self.max_pending // 2
 
     def record(self, event: AuditEvent) -> None:
-        """Queue an event; never blocks the event loop."""
+        """Queue an event; never blocks. Safe from worker threads."""
         if len(self._pending) >= self.max_pending:
             self._dropped += 1
             return
         self._pending.append(event)
-        self._wake.set()
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # a worker thread: wake the loop safely
+            if self._loop is not None:
+                self._loop.call_soon_threadsafe(self._wake.set)
+        else:
+            self._wake.set()
 
     async def run(self) -> None:
         """Write until stopped, then write what is left."""
+        self._loop = asyncio.get_running_loop()
         while not (self._stopping and not self._pending
                    and not self._dropped):
             if not self._pending and not self._dropped:
