@@ -1,8 +1,10 @@
 """`python -m ch10_compliance COMMAND`: compliance, run as code.
 
-Chapter 10. `audit` verifies the tamper-evident audit log, proves an
-entry is in it and records an operator's action. Each command is a
-module with `add_parser` and `run`.
+Chapter 10. `serve` runs chapter 9's service with the audit, residency,
+consent and retention wired in; `audit` verifies the tamper-evident
+audit log, proves an entry is in it and records an operator's action;
+`retention` runs the deletion job. Each command is a module with
+`add_parser` and `run`.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ import sys
 from collections.abc import Sequence
 
 from ch09_security.log_redaction import redact_logs
-from ch10_compliance import audit_cli
+from ch10_compliance import audit_cli, retention_cli, serve
 
-COMMANDS = {"audit": audit_cli}
+COMMANDS = {"serve": serve, "audit": audit_cli,
+            "retention": retention_cli}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
