@@ -1,7 +1,8 @@
 """`python -m ch10_compliance COMMAND`: compliance, run as code.
 
 Chapter 10. `serve` runs chapter 9's service with the audit, residency,
-consent and retention wired in; `audit` verifies the tamper-evident
+consent and retention wired in; `keys` is chapter 9's key command,
+audited; `audit` verifies the tamper-evident
 audit log, proves an entry is in it and records an operator's action;
 `retention` runs the deletion job. Each command is a module with
 `add_parser` and `run`.
@@ -15,9 +16,9 @@ import sys
 from collections.abc import Sequence
 
 from ch09_security.log_redaction import redact_logs
-from ch10_compliance import audit_cli, retention_cli, serve
+from ch10_compliance import audit_cli, keys_cli, retention_cli, serve
 
-COMMANDS = {"serve": serve, "audit": audit_cli,
+COMMANDS = {"serve": serve, "keys": keys_cli, "audit": audit_cli,
             "retention": retention_cli}
 
 
