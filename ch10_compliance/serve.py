@@ -26,12 +26,12 @@ import logging
 import os
 import socket
 import sys
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 
 from ch04_streaming.app import (
     build_server,
@@ -42,6 +42,7 @@ from ch04_streaming.auth import ApiKeys, split_keys
 from ch04_streaming.engine import Recognizer
 from ch04_streaming.server import SpeechServer
 from ch04_streaming.settings import parse_settings
+from ch04_streaming.stream_hooks import StreamHooks
 from ch08_metering.serve import EmbeddedServer
 from ch09_security import tls
 from ch09_security.abuse_settings import (
@@ -50,6 +51,7 @@ from ch09_security.abuse_settings import (
     server_caps,
 )
 from ch09_security.http_api import create_http_app
+from ch09_security.key_store import KeyStore
 from ch09_security.key_watch import KeyWatch
 from ch09_security.keys_cli import add_store_argument, open_store
 from ch09_security.master_key import MasterKeyError, load_master_key
@@ -152,8 +154,7 @@ def add_parser(commands: Any, name: str) -> None:
     tls.add_arguments(parser, os.environ)
 
 
-def governed_api(writer: AuditWriter, service_api: FastAPI,
-                 routes: Any) -> FastAPI:
+def governed_api(service_api: FastAPI, routes: APIRouter) -> FastAPI:
     """This chapter's routes first, chapter 9's API behind them."""
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -167,17 +168,29 @@ def governed_api(writer: AuditWriter, service_api: FastAPI,
     return app
 
 
-# --8<-- [start:governed_root]
-def build_service(args: argparse.Namespace,
-                  env: Mapping[str, str]) -> GovernedService:
-    """Chapter 9's composition, with the audit, residency, consent and
-    retention wired in where requests pass."""
-    files = tls.tls_files(args)
-    server_tls = tls.load_server_tls(files) if files else None
-    store, audit = open_store(args.database_url), open_audit_log(
-        args.database_url)
-    clock, writer = store.clock_ms, AuditWriter(audit)
-    refs = SubjectRefs(load_secret(env))
+@dataclass
+class Governance:
+    """This chapter's parts, for one control database."""
+
+    writer: AuditWriter
+    refs: SubjectRefs
+    residency: ResidencyGuard
+    consent: ConsentLedger
+    processing: ProcessingRecords
+    keeper: GovernedKeeper
+
+    def hooks(self, guard: StreamHooks, clock: Callable[[], int]
+              ) -> GovernanceHooks:
+        return GovernanceHooks(guard, self.residency, self.consent,
+                               self.processing, self.writer, self.refs,
+                               clock)
+
+
+def governance(args: argparse.Namespace, env: Mapping[str, str],
+               store: KeyStore, writer: AuditWriter) -> Governance:
+    """Regions' stores, residency, consent, processing records and the
+    keeper, from the flags and the environment."""
+    clock, refs = store.clock_ms, SubjectRefs(load_secret(env))
     regions = open_regional_stores(
         env.get("REGION_STORES", DEFAULT_REGION_STORES),
         load_master_key(env), clock,
@@ -189,30 +202,43 @@ def build_service(args: argparse.Namespace,
     for table in (consent, processing):
         table.create_schema()
     policy = load_policy(args.retention_policy)
-    keeper = GovernedKeeper(residency, consent, writer, refs, {
-        c: policy.of(c).keep_ms for c in (DataClass.AUDIO,
-                                          DataClass.TRANSCRIPT)}, clock)
+    keep_ms = {c: policy.of(c).keep_ms
+               for c in (DataClass.AUDIO, DataClass.TRANSCRIPT)}
+    return Governance(writer, refs, residency, consent, processing,
+                      GovernedKeeper(residency, consent, writer, refs,
+                                     keep_ms, clock))
+
+
+# --8<-- [start:governed_root]
+def build_service(args: argparse.Namespace,
+                  env: Mapping[str, str]) -> GovernedService:
+    """Chapter 9's composition, with the audit log, residency, consent
+    and retention wired in where requests pass."""
+    files = tls.tls_files(args)
+    server_tls = tls.load_server_tls(files) if files else None
+    store = open_store(args.database_url)
+    audit = open_audit_log(args.database_url)
+    parts = governance(args, env, store, AuditWriter(audit))
     listener = socket.create_server((args.host, args.port))
+    own = own_origins(args.host, listener.getsockname()[1])
     layer = security_layer(
         store, ApiKeys.of(*split_keys(env.get("SPEECH_API_KEYS", ""))),
-        args.poll_s, args.page_tokens_for,
-        abuse_limits(args, own_origins(args.host, args.port)))
+        args.poll_s, args.page_tokens_for, abuse_limits(args, own))
     settings = replace(parse_settings([], env), host=args.host,
                        port=args.port, **server_caps(args))
     built = build_server(
-        settings, keys=AuditedCredentials(layer.credentials, writer),
-        hooks=GovernanceHooks(layer.guard, residency, consent, processing,
-                              writer, refs, clock),
-        routes=layer.routes, more_dialects=audited_dialects(
-            guarded_dialects(settings, keeper), writer))
+        settings, keys=AuditedCredentials(layer.credentials, parts.writer),
+        hooks=parts.hooks(layer.guard, store.clock_ms), routes=layer.routes,
+        more_dialects=audited_dialects(guarded_dialects(
+            settings, parts.keeper), parts.writer))
     signer = load_signer(env)
-    api = EmbeddedServer(api_config(governed_api(
-        writer, create_http_app(layer, transcription_api(env, layer)),
-        compliance_routes(layer.credentials, consent, audit, signer)),
-        server_tls))
+    api = governed_api(create_http_app(layer, transcription_api(env, layer)),
+                       compliance_routes(layer.credentials, parts.consent,
+                                         audit, signer))
     return GovernedService(
-        built.server, listener, built.recognizer, layer.watch, keeper,
-        writer, audit, signer, api,
+        built.server, listener, built.recognizer, layer.watch,
+        parts.keeper, parts.writer, audit,
+        signer, EmbeddedServer(api_config(api, server_tls)),
         socket.create_server((args.host, args.api_port)), server_tls)
 # --8<-- [end:governed_root]
 

@@ -230,6 +230,9 @@ async def test_a_full_eu_store_refuses_and_nothing_lands_in_the_us(
         kept = WithQuery(DIALECTS["deepgram"],
                          {"subject": "dave", "retain": "true"})
         await stream(running.url, kept, key, sent)
+        async with asyncio.timeout(30):  # kept after the stream closed
+            while len(objects(tmp_path / "eu.sqlite3")) < 2:
+                await asyncio.sleep(0.05)
         status, body = await refused(running.url, key, sent,
                                      subject="dave", retain="true")
         assert status == 507 and "the eu store is full" in body
