@@ -332,7 +332,8 @@ class RegionalStore:
             scopes = connection.scalars(
                 select(s.scope_id).where(passed, s.scope_id.in_(
                     select(owner_keys.c.owner)
-                    .where(owner_keys.c.wrapped_kek.is_not(None))))).all()
+                    .where(owner_keys.c.wrapped_kek.is_not(None))))
+                .order_by(s.scope_id)).all()
             destroyed = sum(self.ring.destroy(connection, scope)
                             for scope in scopes)
         return Deletion(self.region, destroyed, len(deleted),
@@ -340,30 +341,30 @@ class RegionalStore:
 
     # --8<-- [start:crypto_shredding]
     def erase_subject(self, owner: str, subject: str) -> Deletion:
-        """Destroy the subject's keys, then their rows: every copy of
-        the ciphertext, backups included, is unreadable from here on."""
+        """Destroy the subject's keys, then rows: no copy is readable."""
         s, o = key_scopes.c, governed_objects.c
         with self.engine.begin() as connection:
             scopes = connection.scalars(select(s.scope_id).where(
-                s.owner == owner, s.subject == subject)).all()
+                s.owner == owner, s.subject == subject)
+                .order_by(s.scope_id)).all()
             destroyed = sum(self.ring.destroy(connection, scope)
                             for scope in scopes)
-            rows = connection.execute(
-                select(*DESCRIBED)
-                .where(o.owner == owner, o.subject == subject)
-                .order_by(o.created_at_ms, o.object_id)).mappings().all()
+            rows = connection.execute(select(*DESCRIBED).where(
+                o.owner == owner, o.subject == subject).order_by(
+                o.created_at_ms, o.object_id)).mappings().all()
             self._delete(connection, rows, "erasure")
         return Deletion(self.region, destroyed, len(rows),
                         tuple(row["object_id"] for row in rows))
 
     def _delete(self, connection: Connection,
                 rows: Sequence[RowMapping], reason: str) -> None:
-        """Delete these rows and journal each, in the caller's
-        transaction: no deletion without its journal entry."""
+        """Delete rows, journalled in the caller's transaction."""
+        ids = [row["object_id"] for row in rows]
+        for table in (governed_objects, deletion_journal):
+            # A row restored from a backup is deleted and audited anew.
+            connection.execute(
+                delete(table).where(table.c.object_id.in_(ids)))
         if rows:
-            connection.execute(delete(governed_objects).where(
-                governed_objects.c.object_id.in_(
-                    [row["object_id"] for row in rows])))
             connection.execute(deletion_journal.insert(), [
                 {**{name: row[name] for name in JOURNALLED},
                  "region": self.region, "reason": reason,
