@@ -217,6 +217,9 @@ class SubjectService:
     clock_ms: Callable[[], int]
     exports_dir: Path
     ledger_engine: Engine | None = None
+    # How the audit log names a subject: a keyed hash, never the id,
+    # since the log outlives the erasure it records.
+    refs: Callable[[str, str], str] = field(kw_only=True)
 
     # ----- access and portability -----
 
@@ -248,9 +251,9 @@ class SubjectService:
         self.requests.complete(request.request_id)
         self.sink.record(AuditEvent(
             action=Action.SUBJECT_EXPORTED, actor=actor, owner=owner,
-            target=subject, details={"request_id": request.request_id,
-                                     "law": str(law), "kind": str(kind),
-                                     **counts}))
+            target=self.refs(owner, subject),
+            details={"request_id": request.request_id, "law": str(law),
+                     "kind": str(kind), **counts}))
         return ExportResult(request.request_id, path, counts)
 
     def _write_contents(self, archive: Archive, request: SubjectRequest,
@@ -264,7 +267,8 @@ class SubjectService:
             if objects:
                 self.sink.record(AuditEvent(
                     action=Action.DATA_READ, actor=actor, owner=owner,
-                    target=subject, reason="subject export",
+                    target=self.refs(owner, subject),
+                    reason="subject export",
                     details={"region": region, "objects": len(objects),
                              "request_id": request.request_id}))
         streams = self.processing.streams(owner, subject)
@@ -396,7 +400,8 @@ class SubjectService:
         if entries:
             self.sink.record(AuditEvent(
                 action=Action.DATA_DELETED, actor=actor,
-                owner=request.owner, target=request.subject,
+                owner=request.owner,
+                target=self.refs(request.owner, request.subject),
                 reason="erasure", details={
                     "region": store.region, "objects": len(entries),
                     "request_id": request.request_id}))
@@ -447,7 +452,8 @@ class SubjectService:
                                   for r in regions.values())}
         self.sink.record(AuditEvent(
             action=Action.SUBJECT_ERASED, actor=actor, owner=request.owner,
-            target=request.subject, details=details))
+            target=self.refs(request.owner, request.subject),
+            details=details))
         return ErasureReceipt(request.request_id, document)
 
     def _finished_erasure(self, owner: str,
@@ -493,7 +499,7 @@ class SubjectService:
         request = self.requests.open(owner, subject, kind, law)
         self.sink.record(AuditEvent(
             action=Action.SUBJECT_REQUESTED, actor=actor, owner=owner,
-            target=subject, details={
+            target=self.refs(owner, subject), details={
                 "request_id": request.request_id, "kind": str(kind),
                 "law": str(law), "due_at_ms": request.due_at_ms}))
         return request
@@ -505,7 +511,8 @@ class SubjectService:
             return
         self.sink.record(AuditEvent(
             action=action, actor=actor, outcome=Outcome.FAILURE,
-            owner=owner, target=subject, reason="unknown subject",
+            owner=owner, target=self.refs(owner, subject),
+            reason="unknown subject",
             details={"law": str(law)}))
         raise UnknownSubjectError(
             f"{owner} holds nothing about subject {subject!r}: no object "

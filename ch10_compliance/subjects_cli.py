@@ -12,8 +12,9 @@ chapter 9's SQLite file: requests, consents, stream records and the
 audit log), `--ledger-url` (env `LEDGER_URL`: chapter 8's usage
 ledger; without it, outputs say usage is not configured) and
 `--exports-dir` (env `SUBJECT_EXPORTS_DIR`); the regional stores come
-from `REGION_STORES`, their keys from `AUDIO_MASTER_KEY`, and receipts
-are signed with `AUDIT_SIGNING_KEY`.
+from `REGION_STORES`, their keys from `AUDIO_MASTER_KEY`, receipts are
+signed with `AUDIT_SIGNING_KEY`, and the audit log names each subject
+by a keyed hash under `KEY_HASH_SECRET`, as the service does.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import argparse
 import getpass
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ from sqlalchemy import Engine
 from ch07_api import database
 from ch09_security.keys_cli import DEFAULT_DATABASE, now_ms, when
 from ch09_security.master_key import load_master_key
-from ch09_security.server_secret import SecretError
+from ch09_security.server_secret import SecretError, load_secret
 from ch10_compliance.audit_event import AuditSink
 from ch10_compliance.consent import ConsentLedger, Purpose
 from ch10_compliance.processing import ProcessingRecords
@@ -63,6 +64,14 @@ def audit_log(url: str | None) -> Iterator[AuditSink]:
         yield log
     finally:
         log.engine.dispose()
+
+
+def subject_refs(env: Mapping[str, str]) -> Callable[[str, str], str]:
+    """How the audit log names a subject: the service's keyed hash,
+    under the key store's secret (`KEY_HASH_SECRET`)."""
+    from ch10_compliance.subject_ref import SubjectRefs
+
+    return SubjectRefs(load_secret(env))
 
 
 def operator() -> str:
@@ -119,12 +128,14 @@ def run(args: argparse.Namespace) -> int:
     control = database.open_engine(args.database_url or DEFAULT_DATABASE)
     engines = [control]
     try:
+        refs = subject_refs(os.environ)
         with audit_log(args.database_url) as sink:
             consent = ConsentLedger(control, now_ms, sink)
             consent.create_schema()
             if args.action == "consent":
                 return change_consent(consent, args)
-            service = open_service(control, consent, sink, args, engines)
+            service = open_service(control, consent, sink, refs, args,
+                                   engines)
             return {"export": export, "erase": erase,
                     "status": status}[args.action](service, args)
     except (SecretError, SigningKeyError) as error:  # configuration
@@ -139,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def open_service(control: Engine, consent: ConsentLedger, sink: AuditSink,
-                 args: argparse.Namespace,
+                 refs: Callable[[str, str], str], args: argparse.Namespace,
                  engines: list[Engine]) -> SubjectService:
     """The service on this configuration; each engine it opens is added
     to `engines`, for the caller to close."""
@@ -159,7 +170,7 @@ def open_service(control: Engine, consent: ConsentLedger, sink: AuditSink,
     requests.create_schema()
     return SubjectService(stores, consent, processing, requests, sink,
                           load_signer(env), now_ms, args.exports_dir,
-                          ledger)
+                          ledger, refs=refs)
 
 
 def change_consent(consent: ConsentLedger, args: argparse.Namespace) -> int:

@@ -65,6 +65,11 @@ from tests.environment import unavailable
 DATABASES = ("control", "ledger", "eu", "us")
 
 
+def ref(owner: str, subject: str) -> str:
+    """The audit log's name for a subject (a keyed hash in service)."""
+    return "subj_" + sha256(f"{owner}/{subject}".encode()).hexdigest()[:20]
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def databases(request: pytest.FixtureRequest,
               tmp_path: Path) -> Iterator[dict[str, str]]:
@@ -123,7 +128,7 @@ def world(databases: dict[str, str], tmp_path: Path) -> Iterator[World]:
     signer = Signer(Ed25519PrivateKey.generate())
     service = SubjectService(
         {"eu": eu, "us": us}, consent, processing, requests, sink, signer,
-        clock, tmp_path / "exports", ledger)
+        clock, tmp_path / "exports", ledger, refs=ref)
     yield World(service, sink, clock, eu, us, consent, processing,
                 requests, ledger, signer)
     for engine in (control, ledger, eu.engine, us.engine):
@@ -231,7 +236,7 @@ def test_export_is_audited_and_completes_its_request(
     reads = [e for e in world.sink.events if e.action == Action.DATA_READ]
     assert {e.details["region"] for e in reads} == {"eu", "us"}
     exported = world.sink.events[-1]
-    assert exported.target == "alice"
+    assert exported.target == ref("acme", "alice")
     assert exported.details["request_id"] == result.request_id
     assert exported.details["recordings"] == 2
     request = world.requests.get(result.request_id)
@@ -347,6 +352,17 @@ def test_erasure_withdraws_consent_before_touching_a_store(
         "objects": 4, "keys_destroyed": 4}
 
 
+def test_the_audit_log_never_names_the_subject(world: World) -> None:
+    alice_and_neighbours(world)
+    world.service.export("acme", "alice", Law.GDPR)
+    world.service.erase("acme", "alice", Law.GDPR)
+    ours = [e for e in world.sink.events
+            if e.action.startswith(("subject.", "data."))]
+    assert len(ours) == 8
+    assert {e.target for e in ours} == {ref("acme", "alice")}
+    assert not any("alice" in repr(e) for e in ours)
+
+
 class CrashError(Exception):
     """The process dies here."""
 
@@ -423,7 +439,7 @@ def test_erasure_of_an_unknown_subject_is_refused_and_audited(
         world.service.erase("acme", "carol", Law.GDPR)
     failed = world.sink.events[-1]
     assert (failed.action, failed.outcome, failed.target) == (
-        Action.SUBJECT_ERASED, Outcome.FAILURE, "carol")
+        Action.SUBJECT_ERASED, Outcome.FAILURE, ref("acme", "carol"))
     assert world.requests.for_subject("acme", "carol") == []
     # Another customer's subject of that name is unknown to acme too.
     with pytest.raises(UnknownSubjectError):

@@ -46,7 +46,8 @@ from tests.ch10.store_fixtures import (
 )
 
 databases = test_subjects.databases
-AUDIT_LOG = subjects_cli.audit_log  # the real one, before any test's
+# The real ones, before any test's stand-in.
+AUDIT_LOG, SUBJECT_REFS = subjects_cli.audit_log, subjects_cli.subject_refs
 SEED = new_seed()
 PUBLIC_KEY = signer_from_seed(SEED, "test").public_key
 Command = Callable[..., tuple[int, str, str]]
@@ -87,6 +88,8 @@ def subject(databases: dict[str, str], tmp_path: Path, sink: ListSink,
         assert url == databases["control"]  # the log is the control DB's
         yield sink
     monkeypatch.setattr(subjects_cli, "audit_log", listed)
+    monkeypatch.setattr(subjects_cli, "subject_refs",
+                        lambda env: test_subjects.ref)
 
     def run(action: str, *args: str, ledger: bool = True) -> tuple[
             int, str, str]:
@@ -273,16 +276,22 @@ def test_an_operator_without_a_login_name_is_still_named(
     assert sink.events[-1].actor == "operator:unknown"
 
 
+@pytest.mark.usefixtures("alice")
 def test_commands_write_to_the_control_databases_audit_log(
         subject: Command, databases: dict[str, str],
         monkeypatch: pytest.MonkeyPatch) -> None:
     audit = pytest.importorskip("ch10_compliance.audit")
+    refs = pytest.importorskip("ch10_compliance.subject_ref")
+    secret = "k" * 32
+    monkeypatch.setenv("KEY_HASH_SECRET", secret)
     monkeypatch.setattr(subjects_cli, "audit_log", AUDIT_LOG)
-    code, _, _ = subject("consent", "grant", "alice", "--owner", "acme",
-                         "--purpose", "retention")
+    monkeypatch.setattr(subjects_cli, "subject_refs", SUBJECT_REFS)
+    code, _, _ = subject("erase", "alice", "--owner", "acme")
     assert code == 0
     log = audit.open_audit_log(databases["control"])
-    assert log.size() == 1
+    entries = json.dumps([str(entry) for entry in log.entries()])
+    alice = refs.SubjectRefs(secret.encode())("acme", "alice")
+    assert "subject.erased" in entries and alice in entries
     log.engine.dispose()
 
 
