@@ -4,7 +4,8 @@ Chapter 10. `serve` runs chapter 9's service with the audit, residency,
 consent and retention wired in; `keys` is chapter 9's key command,
 audited; `audit` verifies the tamper-evident
 audit log, proves an entry is in it and records an operator's action;
-`retention` runs the deletion job. Each command is a module with
+`retention` runs the deletion job; `subject` exports or erases a
+person's data and tracks the law's deadlines. Each command is a module with
 `add_parser` and `run`.
 """
 
@@ -16,10 +17,16 @@ import sys
 from collections.abc import Sequence
 
 from ch09_security.log_redaction import redact_logs
-from ch10_compliance import audit_cli, keys_cli, retention_cli, serve
+from ch10_compliance import (
+    audit_cli,
+    keys_cli,
+    retention_cli,
+    serve,
+    subjects_cli,
+)
 
 COMMANDS = {"serve": serve, "keys": keys_cli, "audit": audit_cli,
-            "retention": retention_cli}
+            "retention": retention_cli, "subject": subjects_cli}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

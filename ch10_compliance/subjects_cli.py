@@ -34,6 +34,7 @@ from ch07_api import database
 from ch09_security.keys_cli import DEFAULT_DATABASE, now_ms, when
 from ch09_security.master_key import load_master_key
 from ch09_security.server_secret import SecretError, load_secret
+from ch10_compliance.audit import open_audit_log
 from ch10_compliance.audit_event import AuditSink
 from ch10_compliance.consent import ConsentLedger, Purpose
 from ch10_compliance.processing import ProcessingRecords
@@ -43,6 +44,7 @@ from ch10_compliance.regional_store import (
     parse_capacities,
 )
 from ch10_compliance.signer import SigningKeyError, load_signer
+from ch10_compliance.subject_ref import SubjectRefs
 from ch10_compliance.subject_requests import Law, SubjectRequests
 from ch10_compliance.subjects import (
     NOT_CONFIGURED,
@@ -57,8 +59,6 @@ DEFAULT_EXPORTS = "build/subject-exports"
 @contextmanager
 def audit_log(url: str | None) -> Iterator[AuditSink]:
     """The audit log in the control database, closed afterwards."""
-    from ch10_compliance.audit import open_audit_log
-
     log = open_audit_log(url)
     try:
         yield log
@@ -66,11 +66,9 @@ def audit_log(url: str | None) -> Iterator[AuditSink]:
         log.engine.dispose()
 
 
-def subject_refs(env: Mapping[str, str]) -> Callable[[str, str], str]:
+def subject_refs(env: Mapping[str, str]) -> SubjectRefs:
     """How the audit log names a subject: the service's keyed hash,
     under the key store's secret (`KEY_HASH_SECRET`)."""
-    from ch10_compliance.subject_ref import SubjectRefs
-
     return SubjectRefs(load_secret(env))
 
 
@@ -130,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         refs = subject_refs(os.environ)
         with audit_log(args.database_url) as sink:
-            consent = ConsentLedger(control, now_ms, sink)
+            consent = ConsentLedger(control, now_ms, sink, refs)
             consent.create_schema()
             if args.action == "consent":
                 return change_consent(consent, args)
