@@ -5,7 +5,9 @@ consent and retention wired in; `keys` is chapter 9's key command,
 audited; `audit` verifies the tamper-evident
 audit log, proves an entry is in it and records an operator's action;
 `retention` runs the deletion job; `subject` exports or erases a
-person's data and tracks the law's deadlines. Each command is a module with
+person's data and tracks the law's deadlines; `matrix` maps each
+requirement to the code and test that meet it, and `evidence` runs the
+controls' checks into a dated report. Each command is a module with
 `add_parser` and `run`.
 """
 
@@ -19,14 +21,17 @@ from collections.abc import Sequence
 from ch09_security.log_redaction import redact_logs
 from ch10_compliance import (
     audit_cli,
+    evidence_cli,
     keys_cli,
+    matrix_cli,
     retention_cli,
     serve,
     subjects_cli,
 )
 
 COMMANDS = {"serve": serve, "keys": keys_cli, "audit": audit_cli,
-            "retention": retention_cli, "subject": subjects_cli}
+            "retention": retention_cli, "subject": subjects_cli,
+            "matrix": matrix_cli, "evidence": evidence_cli}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

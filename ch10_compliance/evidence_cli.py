@@ -26,6 +26,8 @@ from sqlalchemy import Engine
 
 from ch07_api import database
 from ch09_security.keys_cli import DEFAULT_DATABASE, now_ms
+from ch10_compliance import audit_verify
+from ch10_compliance.audit import open_audit_log
 from ch10_compliance.evidence import (
     AuditVerification,
     EvidenceReport,
@@ -40,6 +42,11 @@ from ch10_compliance.evidence import (
     zero_retention_by_default,
 )
 from ch10_compliance.matrix import load_matrix
+from ch10_compliance.regional_store import (
+    DEFAULT_REGION_STORES,
+    open_regional_stores,
+)
+from ch10_compliance.retention import last_run
 from ch10_compliance.signer import load_signer, parse_public_key
 
 DEFAULT_OUT = Path("build/evidence")
@@ -75,11 +82,7 @@ def add_parser(commands: Any, name: str) -> None:
                         help=f"where reports go ({DEFAULT_OUT}/<date>/)")
 
 
-# Imported when a check runs: a store that is missing or unreachable
-# fails its own check, and the others still run and are reported.
 def verify_audit_log(url: str, public_key: str | None) -> AuditVerification:
-    from ch10_compliance import audit_verify
-    from ch10_compliance.audit import open_audit_log
     key = (parse_public_key(public_key) if public_key
            else load_signer(os.environ).public_key)
     log = open_audit_log(url)
@@ -91,16 +94,11 @@ def verify_audit_log(url: str, public_key: str | None) -> AuditVerification:
 
 
 def last_retention_run(engine: Engine) -> RetentionRun | None:
-    from ch10_compliance.retention import last_run
     run: RetentionRun | None = last_run(engine)
     return run
 
 
 def regional_stores(master_key: bytes) -> Mapping[str, SealedStore]:
-    from ch10_compliance.regional_store import (
-        DEFAULT_REGION_STORES,
-        open_regional_stores,
-    )
     spec = os.environ.get("REGION_STORES", DEFAULT_REGION_STORES)
     stores: Mapping[str, SealedStore] = open_regional_stores(
         spec, master_key, now_ms)
