@@ -27,6 +27,7 @@ from examples.tour_ch06 import many_streams
 from examples.tour_ch07 import api_styles
 from examples.tour_ch08 import metering_and_billing
 from examples.tour_ch09 import keys_tokens_and_redaction
+from examples.tour_ch10 import compliance_records
 from examples.tour_ch11 import records_missing, slo_report
 
 BUILD = Path("build")
@@ -69,6 +70,8 @@ STOPS: list[Stop] = [
          metering_and_billing),
     Stop(9, "Chapter 9: API keys, short-lived tokens, redaction and"
          " revocation", keys_tokens_and_redaction),
+    Stop(10, "Chapter 10: an audited stream, a subject's export and"
+         " erasure, a tampered log caught", compliance_records),
     # The SLIs are measured on chapter 4's streams: their records.
     Stop(11, "Chapter 11: SLOs, error budgets and burn-rate alerts",
          slo_report, needs=records_missing, needed=streaming_service),

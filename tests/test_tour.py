@@ -111,14 +111,26 @@ def test_tour_runs_as_a_program() -> None:
     assert "redact=numbers: 'my card number is [NUMBER_1]'" in done.stdout
     assert "1008 credential no longer valid: API key revoked" in (
         done.stdout)
+    # Chapter 10: a kept stream in its region, a refused one, the
+    # subject's export and erasure, a proof checked, a tampered log.
+    assert "subject=alice&retain=true: 'please read me the weather" in (
+        done.stdout)
+    assert ("region=us: refused 403" in done.stdout
+            and "may not keep data in region us" in done.stdout)
+    assert '"data.stored"' in done.stdout or "data.stored" in done.stdout
+    assert re.search(r"1 recordings, 1 transcripts", done.stdout)
+    assert '"signature"' in done.stdout
+    assert "valid: entry 0 is in the log" in done.stdout
+    assert "position 0: edited: entry 0 was edited" in done.stdout
+    assert "audit verify exits 1" in done.stdout
     # Chapter 11: the synthetic month (`python -m ch11_slo scenario`)
     assert "error budget left at the end of the period" in done.stdout
     assert "Tour complete" in done.stdout
     # The summary: every stop, its time, and the plots written.
     summary = done.stdout.split("== Summary ==")[1]
     assert len(re.findall(r"^  ok +\d+\.\d s  ", summary,
-                          re.MULTILINE)) == 9
-    assert "9 stops in" in summary
+                          re.MULTILINE)) == 10
+    assert "10 stops in" in summary
     assert "build/demo/batching.png" in summary
     assert "build/ch11/scenario.png" in summary
 
@@ -134,10 +146,10 @@ def test_one_chapter_is_toured_alone() -> None:
 
 def test_a_chapter_without_a_stop_is_refused() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "examples.tour", "--chapter", "10"],
+        [sys.executable, "-m", "examples.tour", "--chapter", "12"],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
-    assert "invalid choice: 10" in done.stderr
+    assert "invalid choice: 12" in done.stderr
 
 
 def test_a_stop_alone_runs_what_it_reads_first_and_a_failure_shows(
