@@ -65,7 +65,8 @@ NO_LEDGER = "no usage store configured (--ledger-url or LEDGER_URL)"
 metadata = MetaData()
 retention_runs = Table(
     "retention_runs", metadata,
-    Column("run_id", String(40), primary_key=True),
+    Column("run_id", BigInteger().with_variant(Integer, "sqlite"),
+           primary_key=True, autoincrement=True),
     Column("started_at_ms", BigInteger, nullable=False),
     Column("finished_at_ms", BigInteger),  # null: running, or killed
     Column("policy_effective", String(10), nullable=False),
@@ -135,7 +136,7 @@ class Deleted:
 class RetentionRun:
     """One run of the job, as the evidence report shows it."""
 
-    run_id: str
+    run_id: int  # in the order runs started
     started_at_ms: int
     finished_at_ms: int | None
     policy_effective: str
@@ -213,6 +214,8 @@ def why_due(rule: ClassRetention, cutoff_ms: int) -> str:
 
 @dataclass
 class RetentionJob:
+    """The schedule, applied to every store that keeps data."""
+
     policy: RetentionPolicy
     stores: Mapping[str, RegionalStore]
     control_engine: Engine
@@ -263,7 +266,10 @@ class RetentionJob:
                        why_due(rule, cutoff)))
         return due
 
+    # --8<-- [start:retention_run]
     def run(self, dry_run: bool = False) -> RetentionReport:
+        """Delete what is due, each deletion journalled where it is
+        made and audited from the journal; record the run."""
         now = self.clock_ms()
         if dry_run:
             return RetentionReport(now, True, tuple(self.plan(now)), ())
@@ -272,26 +278,23 @@ class RetentionJob:
         deleted: list[Deleted] = []
         destroyed = 0
         try:
-            # --8<-- [start:retention_run]
             for store in self.stores.values():
-                # Rows first, then the keys of every day fully passed;
-                # each row deleted is journalled in its transaction.
+                # Rows first, then the keys of every day fully passed.
                 destroyed += store.delete_expired(
                     now, batch=self.batch).keys_destroyed
                 deleted += self._audit_regional(store)
             for rows, engine in self._kept:
-                rule = self.policy.of(rows.data_class)
-                self._delete_rows(engine, rows, rule, now)
+                self._delete_rows(engine, rows, now)
                 deleted += self._audit_journal(engine, rows.data_class)
             deleted += self._prune_audit(now)
-            # --8<-- [end:retention_run]
-        except BaseException as error:
+        except BaseException as error:  # kill -9 leaves it "running"
             self._finish(run_id, deleted, destroyed,
                          f"failed: {type(error).__name__}")
             raise
         run = self._finish(run_id, deleted, destroyed, "completed")
         return RetentionReport(now, False, (), tuple(deleted), destroyed,
                                run)
+    # --8<-- [end:retention_run]
 
     def _check_in_effect(self, now_ms: int) -> None:
         today = utc_date(now_ms)
@@ -323,11 +326,12 @@ class RetentionJob:
         return deleted
 
     def _delete_rows(self, engine: Engine, rows: KeptRows,
-                     rule: ClassRetention, now_ms: int) -> None:
+                     now_ms: int) -> None:
         """Delete due rows `batch` at a time, each batch journalled in
-        its own transaction."""
+        its transaction."""
         if not has_table(engine, rows.table):
             return  # that chapter's store was never made: nothing kept
+        rule = self.policy.of(rows.data_class)
         cutoff = rule.cutoff_ms(now_ms)
         key = tuple_(*(rows.table.c[name] for name in rows.key))
         batch = (select(*(rows.table.c[name] for name in rows.key))
@@ -392,16 +396,17 @@ class RetentionJob:
                 select(func.count()).select_from(rows.table)
                 .where(rows.due(cutoff_ms))) or 0)
 
-    def _start(self, now_ms: int) -> str:
-        run_id = "run_" + secrets.token_hex(8)
+    def _start(self, now_ms: int) -> int:
         with self.control_engine.begin() as connection:
-            connection.execute(retention_runs.insert().values(
-                run_id=run_id, started_at_ms=now_ms,
-                policy_effective=self.policy.effective.isoformat(),
-                outcome="running", counts="{}", keys_destroyed=0))
+            run_id: int = connection.execute(
+                retention_runs.insert().values(
+                    started_at_ms=now_ms,
+                    policy_effective=self.policy.effective.isoformat(),
+                    outcome="running", counts="{}", keys_destroyed=0)
+                .returning(retention_runs.c.run_id)).scalar_one()
         return run_id
 
-    def _finish(self, run_id: str, deleted: list[Deleted], destroyed: int,
+    def _finish(self, run_id: int, deleted: list[Deleted], destroyed: int,
                 outcome: str) -> RetentionRun:
         counts = {c.value: sum(d.count for d in deleted
                                if d.data_class == c) for c in DataClass}
@@ -435,6 +440,6 @@ def last_run(engine: Engine) -> RetentionRun | None:
     with reading(engine) as connection:
         row = connection.execute(
             select(retention_runs)
-            .order_by(r.started_at_ms.desc(), r.run_id.desc())
+            .order_by(r.run_id.desc())
             .limit(1)).mappings().first()
     return None if row is None else run_of_row(row)

@@ -61,13 +61,16 @@ def now_ms() -> int:
     return round(time.time() * 1000)
 
 
-def audit_log_for(url: str | None) -> AuditTrail:
+def audit_log_for(engine: Engine) -> AuditTrail:
+    """The audit log in the control database, on the job's clock."""
     from ch10_compliance.audit import (  # type: ignore[import-not-found, unused-ignore]
-        open_audit_log,
+        AuditLog,
     )
 
-    log: AuditTrail = open_audit_log(url)
-    return log
+    log = AuditLog(engine, now_ms)
+    log.create_schema()
+    trail: AuditTrail = log
+    return trail
 
 
 def add_parser(commands: Any, name: str) -> None:
@@ -136,7 +139,7 @@ def build_job(policy: RetentionPolicy, args: argparse.Namespace,
     if args.ledger_url is not None:
         ledger = database.open_engine(args.ledger_url)
         engines.append(ledger)
-    log = audit_log_for(args.database_url)
+    log = audit_log_for(control)
     job = RetentionJob(policy, stores, control, log, log, now_ms, ledger)
     if not args.dry_run:
         job.create_schema()
@@ -168,8 +171,10 @@ def describe_due(due: Due) -> str:
 def describe_deleted(policy: RetentionPolicy,
                      deleted: tuple[Deleted, ...]) -> list[str]:
     """One line per class and store, however many owners it spans."""
+    order = list(DataClass)
     totals: dict[tuple[DataClass, str], list[Deleted]] = defaultdict(list)
-    for done in deleted:
+    for done in sorted(deleted, key=lambda d: (order.index(d.data_class),
+                                               d.store)):
         totals[done.data_class, done.store].append(done)
     lines = []
     for (data_class, store), group in totals.items():

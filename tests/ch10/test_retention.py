@@ -48,36 +48,25 @@ from ch10_compliance.retention_policy import (
     RetentionPolicy,
     load_policy,
 )
+from tests.ch10.store_fixtures import (
+    AUDIO,
+    MASTER,
+    WORDS,
+    ListSink,
+    ManualClock,
+)
 from tests.databases import POSTGRES
 from tests.environment import unavailable
 
 NOW = int(datetime(2027, 1, 15, 12, tzinfo=UTC).timestamp() * 1000)
 POLICY = load_policy()
-MASTER = bytes(range(32))
-AUDIO = bytes(range(256)) * 4
-WORDS = b"please read me the weather forecast"
 DATABASES = ("control", "ledger", "eu", "us")
 DETAILS = {"data_class", "count", "region", "cutoff_ms", "basis"}
 
 
-@dataclass
-class ManualClock:
-    now_ms: int = NOW
-
-    def __call__(self) -> int:
-        return self.now_ms
-
-
-@dataclass
-class ListSink:
-    events: list[AuditEvent] = field(default_factory=list)
-
-    def record(self, event: AuditEvent) -> None:
-        self.events.append(event)
-
-
-class Killed(Exception):
-    """Stands for the process dying at this point."""
+class ProcessKilledError(Exception):
+    """Stands for the process dying here: the audit entry is never
+    written."""
 
 
 @dataclass
@@ -89,7 +78,8 @@ class DyingSink(ListSink):
 
     def record(self, event: AuditEvent) -> None:
         if event.details["data_class"] == self.data_class:
-            raise Killed(f"killed before auditing {self.data_class}")
+            raise ProcessKilledError(
+                f"killed before auditing {self.data_class}")
         super().record(event)
 
 
@@ -190,7 +180,7 @@ class World:
 
 @pytest.fixture
 def world(urls: dict[str, str]) -> Iterator[World]:
-    clock = ManualClock()
+    clock = ManualClock(NOW)
     stores = {}
     for region in ("eu", "us"):
         stores[region] = RegionalStore(
@@ -262,7 +252,7 @@ def counted(events: list[AuditEvent], data_class: DataClass,
 
 
 def journal_rows(world: World) -> list[tuple[str, bool]]:
-    rows = []
+    rows: list[tuple[str, bool]] = []
     for store in world.stores.values():
         with reading(store.engine) as connection:
             rows += connection.execute(select(
@@ -404,10 +394,11 @@ def test_a_run_killed_before_its_audit_is_completed_by_the_next_once(
     seed(world)
     dying = DyingSink(data_class=data_class)
 
-    with pytest.raises(Killed):
+    with pytest.raises(ProcessKilledError):
         world.job(sink=dying).run()
     failed = last_run(world.control)
-    assert failed is not None and failed.outcome == "failed: Killed"
+    assert failed is not None
+    assert failed.outcome == "failed: ProcessKilledError"
     assert counted(dying.events, data_class) == 0  # deleted, unaudited
 
     world.job().run()
@@ -459,7 +450,7 @@ def test_without_a_ledger_the_plan_says_so_and_usage_is_untouched(
 def test_stores_never_made_hold_nothing_due(urls: dict[str, str]) -> None:
     control = database.open_engine(urls["control"])
     ledger = database.open_engine(urls["ledger"])
-    clock = ManualClock()
+    clock = ManualClock(NOW)
     job = RetentionJob(POLICY, {}, control, FakeAuditLog(), ListSink(),
                        clock, ledger)
     try:
@@ -481,9 +472,9 @@ def test_a_policy_not_yet_in_effect_is_refused(world: World) -> None:
         datetime(2026, 12, 5, 23, tzinfo=UTC).timestamp() * 1000)
     job = world.job()
 
-    for attempt in (job.run, lambda: job.run(dry_run=True)):
+    for dry_run in (False, True):
         with pytest.raises(PolicyNotInEffectError) as caught:
-            attempt()
+            job.run(dry_run=dry_run)
         assert str(caught.value) == (
             "the retention policy takes effect on 2026-12-06, after today "
             "(2026-12-05): nothing deleted under it")
