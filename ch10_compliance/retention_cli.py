@@ -26,6 +26,7 @@ from sqlalchemy import Engine
 
 from ch07_api import database
 from ch09_security.master_key import load_master_key
+from ch10_compliance.audit import AuditLog
 from ch10_compliance.audit_event import AuditSink
 from ch10_compliance.data_classes import DataClass
 from ch10_compliance.regional_store import (
@@ -63,10 +64,6 @@ def now_ms() -> int:
 
 def audit_log_for(engine: Engine) -> AuditTrail:
     """The audit log in the control database, on the job's clock."""
-    from ch10_compliance.audit import (  # type: ignore[import-not-found, unused-ignore]
-        AuditLog,
-    )
-
     log = AuditLog(engine, now_ms)
     log.create_schema()
     trail: AuditTrail = log

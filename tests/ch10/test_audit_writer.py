@@ -57,10 +57,11 @@ async def test_events_are_written_in_batches(
 async def test_past_its_bound_it_refuses_and_counts_what_it_drops(
         log: AuditLog) -> None:
     writer = AuditWriter(log, max_pending=4)
-    assert writer.accepting
+    accepting = [writer.accepting]
     for n in range(2):
         writer.record(event(n))
-    assert not writer.accepting  # half full: no new streams
+    accepting.append(writer.accepting)
+    assert accepting == [True, False]  # half full: no new streams
     for n in range(2, 7):
         writer.record(event(n))  # 4 kept, 3 dropped
     writer.stop()

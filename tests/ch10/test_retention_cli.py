@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from ch10_compliance import retention_cli
+from ch10_compliance import audit, retention_cli
 from ch10_compliance.data_classes import DataClass
 from ch10_compliance.retention import last_run
 from ch10_compliance.retention_policy import DEFAULT_POLICY
@@ -231,7 +231,6 @@ def test_a_run_audits_into_the_real_audit_log(
         command: Command, world: World,  # noqa: F811 (the fixture)
         monkeypatch: pytest.MonkeyPatch,
         urls: dict[str, str]) -> None:  # noqa: F811
-    audit = pytest.importorskip("ch10_compliance.audit")
     monkeypatch.setattr(retention_cli, "audit_log_for", REAL_AUDIT_LOG)
     seed(world)
 
@@ -255,7 +254,7 @@ def test_a_run_audits_into_the_real_audit_log(
 # it there, after a deletion has committed and before its audit entry.
 CHILD = f"""
 import argparse, sys, threading
-from ch10_compliance import retention_cli
+from ch10_compliance import audit, retention_cli
 
 class AuditLogKilledHere:
     def prune_before(self, at_ms):
