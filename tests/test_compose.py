@@ -100,7 +100,8 @@ def test_every_service_of_the_stack_is_there() -> None:
         assert backend in services
     modules = {s["command"][2] for s in our_services().values()}
     assert modules == {"ch04_streaming", "ch05_protocols", "ch06_pipeline",
-                       "ch07_api", "ch08_metering", "ch09_security"}
+                       "ch07_api", "ch08_metering", "ch09_security",
+                       "ch10_compliance"}
 
 
 def commands() -> list[tuple[str, tuple[str, ...]]]:
