@@ -114,6 +114,7 @@ BEGIN
   RAISE EXCEPTION '%% is append-only', TG_TABLE_NAME
     USING ERRCODE = 'insufficient_privilege';
 END $$"""
+# --8<-- [end:append_only_trigger]
 POSTGRES_TRIGGERS = [
     """CREATE OR REPLACE TRIGGER {table}_append_only
        BEFORE UPDATE OR DELETE ON {table}
@@ -122,7 +123,6 @@ POSTGRES_TRIGGERS = [
        BEFORE TRUNCATE ON {table}
        FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only()""",
 ]
-# --8<-- [end:append_only_trigger]
 
 
 def node_id(node: Node) -> int:

@@ -23,7 +23,7 @@ from ch09_security.credentials import Credentials
 from ch10_compliance.audit import AuditLog, NotCheckpointedError
 from ch10_compliance.audit import UnknownEntryError as UnknownAuditEntry
 from ch10_compliance.consent import ConsentLedger, Purpose
-from ch10_compliance.governance_hooks import SUBJECT_ID
+from ch10_compliance.governance_hooks import SUBJECT_ID, SUBJECT_RULE
 from ch10_compliance.signer import Signer
 
 
@@ -58,8 +58,7 @@ def compliance_routes(credentials: Credentials, consent: ConsentLedger,
 
     def subject_of(subject: str) -> str:
         if not SUBJECT_ID.match(subject):
-            raise HTTPException(400, "subject must be 1 to 128 letters, "
-                                "digits or . _ : @ -")
+            raise HTTPException(400, SUBJECT_RULE)
         return subject
 
     def state(owner: str, subject: str) -> ConsentState:

@@ -50,6 +50,9 @@ from ch10_compliance.subject_ref import SubjectRefs
 
 SUBJECT, REGION = "subject", "region"  # this service's query parameters
 SUBJECT_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
+SUBJECT_RULE = "subject must be 1 to 128 letters, digits or . _ : @ -"
+RETAIN_RULE = ("retain=true needs subject=ID (the speaker, as you name "
+               "them) so the recording can be found for access and erasure")
 INSUFFICIENT_STORAGE = 507
 
 
@@ -152,12 +155,9 @@ class GovernanceHooks:
         subject, retain = query.get(SUBJECT, ""), parse_bool(
             query, RETAIN, False)
         if subject and not SUBJECT_ID.match(subject):
-            return Refusal(400, "subject must be 1 to 128 letters, "
-                           "digits or . _ : @ -")
+            return Refusal(400, SUBJECT_RULE)
         if retain and not subject:
-            return Refusal(400, "retain=true needs subject=ID (the "
-                           "speaker, as you name them) so the recording"
-                           " can be found for access and erasure")
+            return Refusal(400, RETAIN_RULE)
         try:
             region = self.residency.region_for(customer, query.get(REGION))
         except RegionNotAllowedError as error:
