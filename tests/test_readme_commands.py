@@ -103,6 +103,27 @@ COMMAND_TESTS: dict[str, tuple[str, ...]] = {
         "_over_tls",
         "ch09/test_certs_cli.py::test_certs_writes_a_ca_a_server_and_a"
         "_client_certificate"),
+    "ch10_compliance serve": (
+        "ch10/test_serve.py::test_a_governed_stream_is_audited_kept_in"
+        "_region_and_verified",),
+    "ch10_compliance keys": (
+        "ch10/test_keys_cli.py::test_create_roll_revoke_are_audited",),
+    "ch10_compliance audit": (
+        "ch10/test_audit_cli.py::test_a_tampered_log_fails_verify_with_the"
+        "_position",
+        "ch10/test_audit_cli.py::test_a_proof_is_checked_by_a_third_party"),
+    "ch10_compliance subject": (
+        "ch10/test_subjects_cli.py::test_erase_prints_a_receipt_the_public"
+        "_key_verifies",),
+    "ch10_compliance retention": (
+        "ch10/test_retention_cli.py::test_a_run_deletes_what_is_due_and"
+        "_says_under_which_basis",),
+    "ch10_compliance matrix": (
+        "ch10/test_matrix.py::test_the_command_prints_markdown_and_writes"
+        "_html",),
+    "ch10_compliance evidence": (
+        "ch10/test_evidence.py::test_the_command_runs_every_check_and"
+        "_writes_the_report",),
     "ch11_slo jitter": (
         "ch11/test_jitter.py::test_the_command_runs_as_a_program",),
 }
