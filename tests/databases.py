@@ -35,3 +35,23 @@ def postgres_url() -> Iterator[str]:
             yield f"{POSTGRES}?options=-csearch_path%3D{schema}"
         finally:
             admin.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def postgres_schemas(names: tuple[str, ...]) -> Iterator[dict[str, str]]:
+    """A new PostgreSQL schema per name, each dropped afterwards: a
+    database apiece for tests that must show what did not reach
+    another (chapter 10's regions)."""
+    schemas = {name: f"t_{name}_{uuid.uuid4().hex[:10]}" for name in names}
+    try:
+        admin = psycopg.connect(POSTGRES, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as error:
+        unavailable(f"PostgreSQL not reachable at {POSTGRES}: {error}")
+    with admin:
+        for schema in schemas.values():
+            admin.execute(f"CREATE SCHEMA {schema}")
+        try:
+            yield {name: f"{POSTGRES}?options=-csearch_path%3D{schema}"
+                   for name, schema in schemas.items()}
+        finally:
+            for schema in schemas.values():
+                admin.execute(f"DROP SCHEMA {schema} CASCADE")

@@ -1,30 +1,20 @@
-"""Fixtures for the regional stores, consents and processing records.
+"""What the chapter 10 tests build stores and objects with.
 
-Every store test runs on SQLite and on PostgreSQL. `database_url` is
-one database; `region_urls` is two (two SQLite files, or two
-PostgreSQL schemas), one per region, for tests that must show what
-did not reach the other region. Time is a `ManualClock` the test
-moves; audit events land in a `ListSink`.
+A regional store on a test's database, under a fixed master key; the
+audio and transcript objects the tests keep; time as a `ManualClock`
+the test moves (the fixtures are in `conftest.py`); audit events in a
+`ListSink`.
 """
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
-
-import psycopg
-import pytest
 
 from ch07_api import database
 from ch09_security.key_ring import KeyRing
 from ch10_compliance.audit_event import AuditEvent
 from ch10_compliance.data_classes import DataClass
 from ch10_compliance.regional_store import Governed, RegionalStore
-from tests.databases import POSTGRES
-from tests.databases import postgres_url as postgres_url
-from tests.environment import unavailable
 
 MASTER = bytes(range(32))
 DAY_MS = 86_400_000
@@ -50,44 +40,6 @@ class ListSink:
 
     def record(self, event: AuditEvent) -> None:
         self.events.append(event)
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/control.sqlite3"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def region_urls(request: pytest.FixtureRequest,
-                tmp_path: Path) -> Iterator[dict[str, str]]:
-    """A database per region: eu and us."""
-    if request.param == "sqlite":
-        yield {region: f"sqlite:///{tmp_path}/region-{region}.sqlite3"
-               for region in ("eu", "us")}
-        return
-    schemas = {region: f"t_{region}_{uuid.uuid4().hex[:10]}"
-               for region in ("eu", "us")}
-    try:
-        admin = psycopg.connect(POSTGRES, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as error:
-        unavailable(f"PostgreSQL not reachable at {POSTGRES}: {error}")
-    with admin:
-        for schema in schemas.values():
-            admin.execute(f"CREATE SCHEMA {schema}")
-        try:
-            yield {region: f"{POSTGRES}?options=-csearch_path%3D{schema}"
-                   for region, schema in schemas.items()}
-        finally:
-            for schema in schemas.values():
-                admin.execute(f"DROP SCHEMA {schema} CASCADE")
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
 
 
 def open_store(url: str, region: str, clock: ManualClock,

@@ -18,12 +18,7 @@ from ch10_compliance.consent import (
     Purpose,
     consent_events,
 )
-from tests.ch10 import store_fixtures
 from tests.ch10.store_fixtures import NOON, ListSink, ManualClock
-
-clock = store_fixtures.clock
-database_url = store_fixtures.database_url
-postgres_url = store_fixtures.postgres_url
 
 
 @pytest.fixture

@@ -21,7 +21,6 @@ from ch10_compliance.governed_keeper import GovernedKeeper
 from ch10_compliance.regional_store import RegionalStore
 from ch10_compliance.residency import ResidencyGuard, ResidencyPolicy
 from ch10_compliance.subject_ref import SubjectRefs
-from tests.ch10 import store_fixtures
 from tests.ch10.store_fixtures import (
     AUDIO,
     DAY_MS,
@@ -29,10 +28,6 @@ from tests.ch10.store_fixtures import (
     ManualClock,
     open_store,
 )
-
-clock = store_fixtures.clock
-postgres_url = store_fixtures.postgres_url
-region_urls = store_fixtures.region_urls
 
 POLICY = ResidencyPolicy(regions=("eu", "us"), default_regions=("us",),
                          customers={"acme-eu": ("eu",)})

@@ -37,7 +37,6 @@ from ch10_compliance.regional_store import (
     parse_capacities,
     parse_region_stores,
 )
-from tests.ch10 import store_fixtures
 from tests.ch10.store_fixtures import (
     AUDIO,
     DAY_MS,
@@ -49,11 +48,6 @@ from tests.ch10.store_fixtures import (
     open_store,
     transcript,
 )
-
-clock = store_fixtures.clock
-database_url = store_fixtures.database_url
-postgres_url = store_fixtures.postgres_url
-region_urls = store_fixtures.region_urls
 
 
 @pytest.fixture

@@ -23,7 +23,6 @@ from ch10_compliance.residency import (
     ResidencyPolicy,
     load_residency,
 )
-from tests.ch10 import store_fixtures
 from tests.ch10.store_fixtures import (
     AUDIO,
     ListSink,
@@ -32,10 +31,6 @@ from tests.ch10.store_fixtures import (
     open_store,
     transcript,
 )
-
-clock = store_fixtures.clock
-postgres_url = store_fixtures.postgres_url
-region_urls = store_fixtures.region_urls
 
 POLICY = ResidencyPolicy(
     regions=("eu", "us"), default_regions=("us", "eu"),

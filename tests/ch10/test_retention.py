@@ -10,13 +10,10 @@ in a list.
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
-import psycopg
 import pytest
 from sqlalchemy import Engine, insert, select
 
@@ -55,12 +52,9 @@ from tests.ch10.store_fixtures import (
     ListSink,
     ManualClock,
 )
-from tests.databases import POSTGRES
-from tests.environment import unavailable
 
 NOW = int(datetime(2027, 1, 15, 12, tzinfo=UTC).timestamp() * 1000)
 POLICY = load_policy()
-DATABASES = ("control", "ledger", "eu", "us")
 DETAILS = {"data_class", "count", "region", "cutoff_ms", "basis"}
 
 
@@ -94,34 +88,6 @@ class FakeAuditLog:
         self.asked.append(at_ms)
         pruned, self.prunable = self.prunable, 0
         return pruned
-
-
-def postgres_schemas(names: tuple[str, ...]) -> Iterator[dict[str, str]]:
-    """A new PostgreSQL schema per name, dropped afterwards."""
-    schemas = {name: f"t_{name}_{uuid.uuid4().hex[:10]}" for name in names}
-    try:
-        admin = psycopg.connect(POSTGRES, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as error:
-        unavailable(f"PostgreSQL not reachable at {POSTGRES}: {error}")
-    with admin:
-        for schema in schemas.values():
-            admin.execute(f"CREATE SCHEMA {schema}")
-        try:
-            yield {name: f"{POSTGRES}?options=-csearch_path%3D{schema}"
-                   for name, schema in schemas.items()}
-        finally:
-            for schema in schemas.values():
-                admin.execute(f"DROP SCHEMA {schema} CASCADE")
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def urls(request: pytest.FixtureRequest,
-         tmp_path: Path) -> Iterator[dict[str, str]]:
-    if request.param == "sqlite":
-        yield {name: f"sqlite:///{tmp_path}/{name}.sqlite3"
-               for name in DATABASES}
-    else:
-        yield from postgres_schemas(DATABASES)
 
 
 @dataclass
@@ -179,17 +145,17 @@ class World:
 
 
 @pytest.fixture
-def world(urls: dict[str, str]) -> Iterator[World]:
+def world(databases: dict[str, str]) -> Iterator[World]:
     clock = ManualClock(NOW)
     stores = {}
     for region in ("eu", "us"):
         stores[region] = RegionalStore(
-            region, database.open_engine(urls[region]),
+            region, database.open_engine(databases[region]),
             KeyRing(MASTER, clock), clock)
         stores[region].create_schema()
-    ledger = database.open_engine(urls["ledger"])
+    ledger = database.open_engine(databases["ledger"])
     ledger_metadata.create_all(ledger)
-    keys = KeyStore(database.open_engine(urls["control"]),
+    keys = KeyStore(database.open_engine(databases["control"]),
                     KeyHasher(b"s" * 32), clock)
     keys.create_schema()
     yield World(clock, stores, keys.engine, ledger, keys)
@@ -447,9 +413,9 @@ def test_without_a_ledger_the_plan_says_so_and_usage_is_untouched(
     assert len(usage_ids(world)) == 7
 
 
-def test_stores_never_made_hold_nothing_due(urls: dict[str, str]) -> None:
-    control = database.open_engine(urls["control"])
-    ledger = database.open_engine(urls["ledger"])
+def test_stores_never_made_hold_nothing_due(databases: dict[str, str]) -> None:
+    control = database.open_engine(databases["control"])
+    ledger = database.open_engine(databases["ledger"])
     clock = ManualClock(NOW)
     job = RetentionJob(POLICY, {}, control, FakeAuditLog(), ListSink(),
                        clock, ledger)
@@ -515,8 +481,8 @@ def test_each_run_is_recorded_for_the_evidence_report(
     assert second.keys_destroyed == 0
 
 
-def test_no_record_of_runs_means_none(urls: dict[str, str]) -> None:
-    engine = database.open_engine(urls["control"])
+def test_no_record_of_runs_means_none(databases: dict[str, str]) -> None:
+    engine = database.open_engine(databases["control"])
     try:
         assert last_run(engine) is None
     finally:

@@ -36,7 +36,6 @@ from tests.ch10.test_retention import (
     journal_rows,
     object_ids,
     seed,
-    urls,  # noqa: F401 (a fixture)
     usage_ids,
     world,  # noqa: F401 (a fixture)
 )
@@ -59,12 +58,12 @@ def trail() -> FakeTrail:
 
 
 @pytest.fixture
-def environment(urls: dict[str, str],  # noqa: F811 (the fixture)
+def environment(databases: dict[str, str],
                 monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     values = {
-        "REGION_STORES": f"eu={urls['eu']} us={urls['us']}",
+        "REGION_STORES": f"eu={databases['eu']} us={databases['us']}",
         "AUDIO_MASTER_KEY": base64.b64encode(MASTER).decode(),
-        "DATABASE_URL": urls["control"]}
+        "DATABASE_URL": databases["control"]}
     for name, value in values.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("LEDGER_URL", raising=False)
@@ -121,12 +120,12 @@ def test_an_unusable_policy_is_refused_with_its_reason(
 
 def test_a_dry_run_prints_what_would_go_and_why_and_deletes_nothing(
         command: Command, world: World,  # noqa: F811 (the fixture)
-        trail: FakeTrail, urls: dict[str, str]) -> None:  # noqa: F811
+        trail: FakeTrail, databases: dict[str, str]) -> None:
     seed(world)
     before = object_ids(world), usage_ids(world)
 
     code, out, _ = command("run", "--dry-run", "--ledger-url",
-                           urls["ledger"])
+                           databases["ledger"])
 
     assert code == 0
     assert out.splitlines() == [
@@ -155,10 +154,10 @@ def test_a_dry_run_prints_what_would_go_and_why_and_deletes_nothing(
 
 def test_a_run_deletes_what_is_due_and_says_under_which_basis(
         command: Command, world: World,  # noqa: F811 (the fixture)
-        trail: FakeTrail, urls: dict[str, str]) -> None:  # noqa: F811
+        trail: FakeTrail, databases: dict[str, str]) -> None:
     seeded = seed(world)
 
-    code, out, _ = command("run", "--ledger-url", urls["ledger"])
+    code, out, _ = command("run", "--ledger-url", databases["ledger"])
 
     assert code == 0
     lines = out.splitlines()
@@ -179,7 +178,7 @@ def test_a_run_deletes_what_is_due_and_says_under_which_basis(
     assert usage_ids(world) == seeded.kept_usage
     assert counted(trail.events, DataClass.AUDIO) == 3
 
-    code, out, _ = command("run", "--ledger-url", urls["ledger"])
+    code, out, _ = command("run", "--ledger-url", databases["ledger"])
     assert (code, out.splitlines()[1]) == (0, "nothing was due")
 
 
@@ -230,13 +229,13 @@ def test_a_policy_not_yet_in_effect_deletes_nothing(
 def test_a_run_audits_into_the_real_audit_log(
         command: Command, world: World,  # noqa: F811 (the fixture)
         monkeypatch: pytest.MonkeyPatch,
-        urls: dict[str, str]) -> None:  # noqa: F811
+        databases: dict[str, str]) -> None:
     monkeypatch.setattr(retention_cli, "audit_log_for", REAL_AUDIT_LOG)
     seed(world)
 
-    code, _, _ = command("run", "--ledger-url", urls["ledger"])
+    code, _, _ = command("run", "--ledger-url", databases["ledger"])
 
-    log = audit.open_audit_log(urls["control"])
+    log = audit.open_audit_log(databases["control"])
     try:
         entries = [json.loads(entry) for _, entry in log.entries()]
     finally:
@@ -299,11 +298,11 @@ def killed_while_auditing(environment: dict[str, str], *argv: str) -> str:
 def test_a_run_killed_with_sigkill_is_completed_by_the_next_run_once(
         command: Command, world: World,  # noqa: F811 (the fixture)
         trail: FakeTrail, environment: dict[str, str],
-        urls: dict[str, str]) -> None:  # noqa: F811
+        databases: dict[str, str]) -> None:
     seed(world)
 
     announced = killed_while_auditing(environment, "run", "--ledger-url",
-                                      urls["ledger"])
+                                      databases["ledger"])
 
     killed = last_run(world.control)
     assert killed is not None
@@ -312,8 +311,8 @@ def test_a_run_killed_with_sigkill_is_completed_by_the_next_run_once(
     unaudited = [i for i, audited in journal_rows(world) if not audited]
     assert len(unaudited) == 3  # the eu region's deletions, committed
 
-    code, _, _ = command("run", "--ledger-url", urls["ledger"])
-    command("run", "--ledger-url", urls["ledger"])
+    code, _, _ = command("run", "--ledger-url", databases["ledger"])
+    command("run", "--ledger-url", databases["ledger"])
 
     assert code == 0
     assert {c: counted(trail.events, c) for c in DataClass} == {

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
@@ -38,14 +37,6 @@ class ManualClock:
 
     def __call__(self) -> int:
         return self.now_ms
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/control.sqlite3"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ regions' erasures, or just after one region's commit.
 from __future__ import annotations
 
 import json
-import uuid
 import wave
 import zipfile
 from collections.abc import Iterator
@@ -20,7 +19,6 @@ from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
@@ -59,40 +57,11 @@ from tests.ch10.store_fixtures import (
     open_store,
     transcript,
 )
-from tests.databases import POSTGRES
-from tests.environment import unavailable
-
-DATABASES = ("control", "ledger", "eu", "us")
 
 
 def ref(owner: str, subject: str) -> str:
     """The audit log's name for a subject (a keyed hash in service)."""
     return "subj_" + sha256(f"{owner}/{subject}".encode()).hexdigest()[:20]
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def databases(request: pytest.FixtureRequest,
-              tmp_path: Path) -> Iterator[dict[str, str]]:
-    """Four databases: control, ledger, eu and us."""
-    if request.param == "sqlite":
-        yield {name: f"sqlite:///{tmp_path}/{name}.sqlite3"
-               for name in DATABASES}
-        return
-    schemas = {name: f"t_{name}_{uuid.uuid4().hex[:10]}"
-               for name in DATABASES}
-    try:
-        admin = psycopg.connect(POSTGRES, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as error:
-        unavailable(f"PostgreSQL not reachable at {POSTGRES}: {error}")
-    with admin:
-        for schema in schemas.values():
-            admin.execute(f"CREATE SCHEMA {schema}")
-        try:
-            yield {name: f"{POSTGRES}?options=-csearch_path%3D{schema}"
-                   for name, schema in schemas.items()}
-        finally:
-            for schema in schemas.values():
-                admin.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 @dataclass

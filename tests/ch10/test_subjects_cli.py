@@ -45,7 +45,6 @@ from tests.ch10.store_fixtures import (
     transcript,
 )
 
-databases = test_subjects.databases
 # The real ones, before any test's stand-in.
 AUDIT_LOG, SUBJECT_REFS = subjects_cli.audit_log, subjects_cli.subject_refs
 SEED = new_seed()
