@@ -4,7 +4,7 @@ verification, real proofs and a real erasure (here at a small scale)."""
 from __future__ import annotations
 
 from bench.__main__ import discover, validate
-from bench.ch10_compliance import figures
+from bench.ch10_compliance import figures, latency_figures
 
 
 def test_the_benchmark_measures_each_figure_at_a_small_scale() -> None:
@@ -18,3 +18,11 @@ def test_the_benchmark_measures_each_figure_at_a_small_scale() -> None:
         assert measured[name] > 0, name
     assert measured["inclusion_proof_p50_us"] <= measured[
         "inclusion_proof_us"]
+
+
+def test_the_latency_figures_come_from_both_services() -> None:
+    measured = latency_figures(("weather_forecast",), realtime=False)
+    assert set(measured) == {"governed_interim_p95_ms",
+                             "governed_result_p99_ms",
+                             "ch09_result_p99_ms"}
+    assert all(value >= 0 for value in measured.values())
