@@ -35,6 +35,7 @@ from sqlalchemy import (
     SmallInteger,
     Table,
     Text,
+    bindparam,
     func,
     select,
     text,
@@ -86,6 +87,16 @@ audit_pruned = Table(  # retention's marks: entries below may go
     Column("below", BigInteger, primary_key=True, autoincrement=False),
     Column("at_ms", BigInteger, nullable=False),
 )
+# A proof's statements, built once: building them costs more than
+# running them.
+ENTRY = select(audit_entries.c.entry).where(
+    audit_entries.c.seq == bindparam("seq"))
+COVERING = (select(audit_checkpoints.c.size, audit_checkpoints.c.note)
+            .where(audit_checkpoints.c.size > bindparam("seq"))
+            .order_by(audit_checkpoints.c.size).limit(1))
+NODES = select(audit_nodes.c.level, audit_nodes.c.idx, audit_nodes.c.hash
+               ).where(audit_nodes.c.node_id.in_(
+                   bindparam("ids", expanding=True)))
 APPEND_ONLY = ("audit_entries", "audit_nodes", "audit_checkpoints",
                "audit_pruned")
 
@@ -285,15 +296,12 @@ class AuditLog:
 
     def prove(self, seq: int) -> InclusionProof:
         """Entry `seq`'s inclusion in the first checkpoint covering it."""
-        e, c = audit_entries.c, audit_checkpoints.c
         with reading(self.engine) as connection:
-            entry = connection.scalar(select(e.entry).where(e.seq == seq))
+            entry = connection.scalar(ENTRY, {"seq": seq})
             if entry is None:
                 raise UnknownEntryError(f"no audit entry {seq} (never "
                                         "written, or pruned)")
-            found = connection.execute(
-                select(c.size, c.note).where(c.size > seq)
-                .order_by(c.size).limit(1)).first()
+            found = connection.execute(COVERING, {"seq": seq}).first()
             if found is None:
                 raise NotCheckpointedError(
                     f"entry {seq} is not under a checkpoint yet")
@@ -348,10 +356,8 @@ class AuditLog:
                wanted: Sequence[Node]) -> dict[Node, bytes]:
         if not wanted:
             return {}
-        n = audit_nodes.c
         rows = connection.execute(
-            select(n.level, n.idx, n.hash)
-            .where(n.node_id.in_([node_id(w) for w in wanted]))).all()
+            NODES, {"ids": [node_id(w) for w in wanted]}).all()
         found = {(row.level, row.idx): bytes(row.hash) for row in rows}
         if missing := [w for w in wanted if w not in found]:
             raise LookupError(f"audit tree nodes missing: {missing[:3]}; "
