@@ -9,7 +9,8 @@ keys, the audit log, the record of runs) and chapter 8's ledger when
 one is given (`--ledger-url`, env `LEDGER_URL`), and prints what it
 deleted under which basis; `--dry-run` prints what would go and why,
 and changes nothing. It is meant to run daily from a scheduler: a run
-killed half-way is completed, and audited once, by the next.
+killed half-way is completed, and audited once, by the next, and a
+second run while one is under way is refused (`run_lock.py`).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from ch10_compliance.retention_policy import (
     RetentionPolicyError,
     load_policy,
 )
+from ch10_compliance.run_lock import RunLockedError, only_run
 
 DEFAULT_DATABASE = "sqlite:///build/security.sqlite3"
 
@@ -108,8 +110,9 @@ def run(args: argparse.Namespace) -> int:
     engines: list[Engine] = []
     try:
         job = build_job(policy, args, engines)
-        report = job.run(dry_run=args.dry_run)
-    except PolicyNotInEffectError as error:
+        with only_run(job.control_engine, "retention"):
+            report = job.run(dry_run=args.dry_run)
+    except (PolicyNotInEffectError, RunLockedError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     except ValueError as error:  # a store, a URL or a key misconfigured

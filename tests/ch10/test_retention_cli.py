@@ -23,10 +23,12 @@ from pathlib import Path
 
 import pytest
 
+from ch07_api import database
 from ch10_compliance import audit, retention_cli
 from ch10_compliance.data_classes import DataClass
 from ch10_compliance.retention import last_run
 from ch10_compliance.retention_policy import DEFAULT_POLICY
+from ch10_compliance.run_lock import only_run
 from tests.ch10.store_fixtures import MASTER, ListSink
 from tests.ch10.test_retention import (
     NOW,
@@ -321,3 +323,17 @@ def test_a_run_killed_with_sigkill_is_completed_by_the_next_run_once(
     assert all(audited for _, audited in journal_rows(world))
     finished = last_run(world.control)
     assert finished is not None and finished.outcome == "completed"
+
+
+def test_a_second_run_while_one_is_under_way_is_refused(
+        command: Command, databases: dict[str, str]) -> None:
+    control = database.open_engine(databases["control"])
+    try:
+        with only_run(control, "retention"):
+            code, _, err = command("run")
+            assert code == 1
+            assert "another retention run is under way" in err
+        code, _, _ = command("run")
+        assert code == 0
+    finally:
+        control.dispose()
