@@ -12,6 +12,7 @@ import os
 import re
 import sqlite3
 import sys
+import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -24,7 +25,12 @@ from websockets.exceptions import InvalidStatus
 
 from ch04_streaming.client import DIALECTS, ClientAudio, load_audio, stream
 from ch09_security.master_key import MASTER_KEY_VARIABLE
-from ch10_compliance.signer import new_seed
+from ch10_compliance.checkpoints import parse_checkpoint
+from ch10_compliance.signer import (
+    new_seed,
+    parse_public_key,
+    signer_from_seed,
+)
 from examples.service import Service, running_service, wait_until_ready
 from examples.stream_file import WithQuery
 from tests.ch04.harness import audio_of, reference
@@ -75,12 +81,12 @@ def environment(tmp: Path, eu_capacity: int | None = None
 
 
 @asynccontextmanager
-async def governed(tmp: Path, eu_capacity: int | None = None
-                   ) -> AsyncIterator[Governed]:
+async def governed(tmp: Path, eu_capacity: int | None = None,
+                   checkpoint_s: float = 3600) -> AsyncIterator[Governed]:
     env = environment(tmp, eu_capacity)
     async with running_service(
             ("-m", "ch10_compliance", "serve", "--port", "0",
-             "--api-port", "0", "--checkpoint-s", "3600"),
+             "--api-port", "0", "--checkpoint-s", str(checkpoint_s)),
             env) as service:
         await wait_until_ready(service.port)
         yield Governed(service, env, tmp)
@@ -242,3 +248,31 @@ async def test_a_full_eu_store_refuses_and_nothing_lands_in_the_us(
     assert objects(tmp_path / "eu.sqlite3") == [
         ("eu", "audio", "dave"), ("eu", "transcript", "dave")]
     assert objects(tmp_path / "us.sqlite3") == []
+
+
+async def test_checkpoints_are_published_while_the_log_grows(
+    tmp_path: Path,
+) -> None:
+    sent = load_audio(audio_of("silence"))
+    async with governed(tmp_path, checkpoint_s=0.2) as running:
+        status, _ = await refused(running.url, "spk_wrong", sent)
+        assert status == 401  # an entry: auth.failed
+
+        def latest() -> dict[str, str] | None:
+            try:
+                with urllib.request.urlopen(
+                        f"{running.api}/v1/audit/checkpoint",
+                        timeout=5) as reply:
+                    body: dict[str, str] = json.load(reply)
+                    return body
+            except urllib.error.HTTPError:
+                return None  # 404: none published yet
+
+        async with asyncio.timeout(30):
+            while (published := await asyncio.to_thread(latest)) is None:
+                await asyncio.sleep(0.1)
+        key = parse_public_key(published["public_key"])
+        assert parse_checkpoint(published["checkpoint"], key).size >= 1
+        seed = running.env["AUDIT_SIGNING_KEY"]
+        assert published["public_key"] == signer_from_seed(
+            seed, "test").public_key_text
