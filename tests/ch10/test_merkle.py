@@ -119,6 +119,7 @@ def test_the_frontier_names_the_nodes_each_leaf_completes() -> None:
     assert [n for n, _ in completed[3]] == [(0, 3), (1, 1), (2, 0)]
     assert Frontier.nodes_of(6) == [(2, 0), (1, 2)]
     assert perfect_subtrees(4, 7) == [(1, 2), (0, 6)]
+    assert perfect_subtrees(2, 7) == [(1, 1), (1, 2), (0, 6)]
 
 
 def test_proofs_out_of_range_are_refused() -> None:
@@ -127,5 +128,14 @@ def test_proofs_out_of_range_are_refused() -> None:
     with pytest.raises(ValueError, match="no consistency proof"):
         consistency_ranges(6, 5)
     assert not verify_inclusion(leaf_hash(b""), 3, 3, [], EMPTY_ROOT)
+    # A path longer than the tree is tall: refused, not folded on.
+    leaves = [leaf_hash(bytes([i])) for i in range(4)]
+    root = root_of(leaves)
+    path = [leaves[1], node_hash(leaves[2], leaves[3])]
+    assert verify_inclusion(leaves[0], 0, 4, path, root)
+    assert not verify_inclusion(leaves[0], 0, 4, [*path, root], root)
+    assert not verify_consistency(
+        2, 4, root_of(leaves[:2]), root,
+        [node_hash(leaves[2], leaves[3]), root])
     assert not verify_consistency(2, 1, EMPTY_ROOT, EMPTY_ROOT, [])
     assert verify_consistency(3, 3, EMPTY_ROOT, EMPTY_ROOT, [])
