@@ -48,17 +48,19 @@ def test_a_second_holder_is_refused_until_the_first_lets_go(
 
 def test_a_holder_killed_with_sigkill_leaves_no_lock(
         engine: Engine, database_url: str) -> None:
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, database_url],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout is not None
-        assert holder.stdout.readline().strip() == "holding"
-        with pytest.raises(RunLockedError), only_run(engine, "retention"):
-            pass  # never reached
-    finally:
-        holder.kill()
-        holder.wait(30)
+    with subprocess.Popen(
+            [sys.executable, "-c", HOLDER, database_url],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            text=True) as holder:
+        try:
+            assert holder.stdout is not None
+            assert holder.stdout.readline().strip() == "holding"
+            with (pytest.raises(RunLockedError),
+                  only_run(engine, "retention")):
+                pass  # never reached
+        finally:
+            holder.kill()
+            holder.wait(30)
     with only_run(engine, "retention"):
         pass
     engine.dispose()
