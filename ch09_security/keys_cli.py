@@ -18,6 +18,7 @@ import os
 import re
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -87,8 +88,9 @@ def add_store_argument(parser: argparse.ArgumentParser) -> None:
     """`--database-url`, for every command that opens the key store."""
     parser.add_argument("--database-url",
                         default=os.environ.get("DATABASE_URL"),
-                        help="key store (env DATABASE_URL; default SQLite "
-                        "build/security.sqlite3)")
+                        help="the service's database: keys, and what is "
+                        "kept beside them (env DATABASE_URL; default SQLite"
+                        " build/security.sqlite3)")
 
 
 def add_parser(commands: Any, name: str) -> None:
@@ -119,14 +121,19 @@ def add_parser(commands: Any, name: str) -> None:
                       "(default 24h; 0s is not allowed: use revoke)")
 
 
-def run(args: argparse.Namespace) -> int:
+Perform = Callable[[KeyStore, argparse.Namespace], int]
+
+
+def run(args: argparse.Namespace, perform: Perform | None = None) -> int:
+    """The command, `perform` (default: `act`) on the key store: a
+    later chapter wraps `act` in its own."""
     try:
         store = open_store(args.database_url)
     except SecretError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     try:
-        return act(store, args)
+        return (perform or act)(store, args)
     except (UnknownKeyError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

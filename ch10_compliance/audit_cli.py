@@ -22,6 +22,7 @@ import os
 import sys
 from typing import Any
 
+from ch09_security.keys_cli import add_store_argument
 from ch10_compliance import audit_verify
 from ch10_compliance.audit import (
     AuditLog,
@@ -66,10 +67,7 @@ def add_parser(commands: Any, name: str) -> None:
              "another"),
             ("record", "record an operator's out-of-band action")]:
         sub = actions.add_parser(action, help=text, description=text)
-        sub.add_argument("--database-url",
-                         default=os.environ.get("DATABASE_URL"),
-                         help="env DATABASE_URL; default SQLite "
-                         "build/security.sqlite3")
+        add_store_argument(sub)
         if action == "verify":
             sub.add_argument("--public-key", help="the log's public key "
                              "(default: this machine's signing key's)")

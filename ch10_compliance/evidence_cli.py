@@ -25,7 +25,11 @@ from typing import Any
 from sqlalchemy import Engine
 
 from ch07_api import database
-from ch09_security.keys_cli import DEFAULT_DATABASE, now_ms
+from ch09_security.keys_cli import (
+    DEFAULT_DATABASE,
+    add_store_argument,
+    now_ms,
+)
 from ch10_compliance import audit_verify
 from ch10_compliance.audit import open_audit_log
 from ch10_compliance.evidence import (
@@ -64,10 +68,7 @@ def add_parser(commands: Any, name: str) -> None:
         name, help="run the controls' checks; write a dated report",
         description="Check that the controls operate, and keep the "
         "evidence.")
-    parser.add_argument("--database-url",
-                        default=os.environ.get("DATABASE_URL"),
-                        help="the control database (env DATABASE_URL; "
-                        "default SQLite build/security.sqlite3)")
+    add_store_argument(parser)
     parser.add_argument("--audit-public-key",
                         help="the audit log's public key, as published "
                         "(default: this machine's signing key's)")

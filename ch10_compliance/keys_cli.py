@@ -16,14 +16,11 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import sys
 from collections.abc import Mapping
 from typing import Any
 
 from ch09_security import keys_cli
-from ch09_security.key_store import KeyRecord, UnknownKeyError
-from ch09_security.keys_cli import open_store
-from ch09_security.server_secret import SecretError
+from ch09_security.key_store import KeyRecord, KeyStore, UnknownKeyError
 from ch10_compliance.audit import open_audit_log
 from ch10_compliance.audit_event import Action, AuditEvent, Outcome, clipped
 
@@ -61,11 +58,12 @@ def key_changes(before: Mapping[str, KeyRecord],
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        store = open_store(args.database_url)
-    except SecretError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    return keys_cli.run(args, audited)
+
+
+def audited(store: KeyStore, args: argparse.Namespace) -> int:
+    """Chapter 9's action, with what it changed (or why it could not)
+    in the audit log."""
     audit = open_audit_log(args.database_url)
     try:
         before = {r.key_id: r for r in store.owned()}
@@ -76,11 +74,9 @@ def run(args: argparse.Namespace) -> int:
                 f"admin.key_{args.action}", args.actor, Outcome.FAILURE,
                 target=getattr(args, "key_id", ""),
                 reason=clipped(str(error))))
-            print(f"error: {error}", file=sys.stderr)
-            return 1
+            raise
         after = {r.key_id: r for r in store.owned()}
         audit.append(key_changes(before, after, args.actor))
         return code
     finally:
-        store.engine.dispose()
         audit.engine.dispose()

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from sqlalchemy import Engine
 
 from ch07_api import database
+from ch09_security.keys_cli import add_store_argument
 from ch09_security.master_key import load_master_key
 from ch10_compliance.audit import AuditLog
 from ch10_compliance.audit_event import AuditSink
@@ -83,10 +84,7 @@ def add_parser(commands: Any, name: str) -> None:
     run_parser.add_argument(
         "--dry-run", action="store_true",
         help="print what would be deleted and why; change nothing")
-    run_parser.add_argument(
-        "--database-url", default=os.environ.get("DATABASE_URL"),
-        help="control database: keys, audit log, runs (env DATABASE_URL;"
-        " default SQLite build/security.sqlite3)")
+    add_store_argument(run_parser)
     run_parser.add_argument(
         "--ledger-url", default=os.environ.get("LEDGER_URL"),
         help="chapter 8's usage ledger (env LEDGER_URL; default none: "

@@ -31,7 +31,12 @@ from typing import Any
 from sqlalchemy import Engine
 
 from ch07_api import database
-from ch09_security.keys_cli import DEFAULT_DATABASE, now_ms, when
+from ch09_security.keys_cli import (
+    DEFAULT_DATABASE,
+    add_store_argument,
+    now_ms,
+    when,
+)
 from ch09_security.master_key import load_master_key
 from ch09_security.server_secret import SecretError, load_secret
 from ch10_compliance.audit import open_audit_log
@@ -109,9 +114,7 @@ def add_parser(commands: Any, name: str) -> None:
 
 def add_store_arguments(parser: argparse.ArgumentParser) -> None:
     env = os.environ
-    parser.add_argument("--database-url", default=env.get("DATABASE_URL"),
-                        help="env DATABASE_URL; default SQLite "
-                        "build/security.sqlite3")
+    add_store_argument(parser)
     parser.add_argument("--ledger-url", default=env.get("LEDGER_URL"),
                         help="chapter 8's usage ledger (env LEDGER_URL; "
                         "default: none)")
