@@ -45,6 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.ch09_security import QUICK_START, SPEECH
 from ch04_streaming.client import DIALECTS, Report, load_audio, stream
 from ch07_api import database
 from ch09_security.key_ring import KeyRing
@@ -69,10 +70,7 @@ CHECKPOINT_EVERY = 10_000
 PROOFS = 2_000
 ERASED_OBJECTS = 10_000
 DAY_MS = 86_400_000
-SPEECH = ("card_number", "call_back", "weather_forecast",
-          "quick_brown_fox")  # 5 to 7 s each
 OWNER = "acme-eu"  # residency.toml: EU only
-QUICK_START = {"CH04_LOAD_S": "0", "CH04_WARMUP_S": "0"}
 
 
 def stream_ended(n: int) -> AuditEvent:

@@ -8,6 +8,7 @@ the test moves (the fixtures are in `conftest.py`); audit events in a
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from ch07_api import database
@@ -40,6 +41,18 @@ class ListSink:
 
     def record(self, event: AuditEvent) -> None:
         self.events.append(event)
+
+
+def open_stores(urls: dict[str, str], clock: ManualClock,
+                eu_capacity: int) -> Iterator[dict[str, RegionalStore]]:
+    """A store per region, the EU's holding `eu_capacity` bytes;
+    closed when the test is done."""
+    opened = {region: open_store(url, region, clock,
+                                 eu_capacity if region == "eu" else None)
+              for region, url in urls.items()}
+    yield opened
+    for store in opened.values():
+        store.engine.dispose()
 
 
 def open_store(url: str, region: str, clock: ManualClock,

@@ -58,14 +58,6 @@ CHECKS = ("audit_chain_verifies", "retention_ran", "encryption_on",
           "zero_retention_by_default", "no_pii_in_logs")
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/region.sqlite3"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
-
 # The runner ---------------------------------------------------------------
 
 

@@ -26,7 +26,7 @@ from tests.ch10.store_fixtures import (
     DAY_MS,
     ListSink,
     ManualClock,
-    open_store,
+    open_stores,
 )
 
 POLICY = ResidencyPolicy(regions=("eu", "us"), default_regions=("us",),
@@ -40,12 +40,7 @@ RECORDING = Recording("acme-eu", "st_1", "linear16", 16_000, AUDIO,
 @pytest.fixture
 def stores(region_urls: dict[str, str], clock: ManualClock
            ) -> Iterator[dict[str, RegionalStore]]:
-    opened = {region: open_store(url, region, clock,
-                                 len(AUDIO) if region == "eu" else None)
-              for region, url in region_urls.items()}
-    yield opened
-    for store in opened.values():
-        store.engine.dispose()
+    yield from open_stores(region_urls, clock, len(AUDIO))
 
 
 @pytest.fixture

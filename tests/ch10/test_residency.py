@@ -28,7 +28,7 @@ from tests.ch10.store_fixtures import (
     ListSink,
     ManualClock,
     audio,
-    open_store,
+    open_stores,
     transcript,
 )
 
@@ -41,12 +41,7 @@ POLICY = ResidencyPolicy(
 @pytest.fixture
 def stores(region_urls: dict[str, str],
            clock: ManualClock) -> Iterator[dict[str, RegionalStore]]:
-    opened = {region: open_store(url, region, clock,
-                                 2 * len(AUDIO) if region == "eu" else None)
-              for region, url in region_urls.items()}
-    yield opened
-    for store in opened.values():
-        store.engine.dispose()
+    yield from open_stores(region_urls, clock, 2 * len(AUDIO))
 
 
 @pytest.fixture
