@@ -24,7 +24,7 @@ from ch04_streaming.dialects.dialect import (
     StreamDefaults,
     StreamRequest,
 )
-from ch04_streaming.session import SessionEvent, SessionStats, TranscriptEvent
+from ch04_streaming.session import SessionEvent, TranscriptEvent
 from ch04_streaming.wire import WireMessage
 from ch09_security.interim_safe import InterimSafeRedactor
 from ch09_security.redaction import NO_REDACTION, RedactionPolicy
@@ -33,7 +33,7 @@ from ch09_security.redaction_params import (
     assemblyai_policy,
     deepgram_policy,
 )
-from ch09_security.wrapped_dialect import WrappedDialect
+from ch09_security.wrapped_dialect import WrappedDialect, WrappedStream
 
 
 @dataclass(frozen=True)
@@ -72,26 +72,16 @@ READERS: dict[str, RedactionReader] = {"deepgram": read_deepgram,
 
 
 @dataclass
-class RedactingStream:
+class RedactingStream(WrappedStream):
     """A dialect stream that is handed only redacted hypotheses."""
 
-    inner: DialectStream
     redactor: InterimSafeRedactor
-
-    def opening(self) -> list[WireMessage]:
-        return self.inner.opening()
-
-    def on_audio(self, payload: bytes) -> None:
-        self.inner.on_audio(payload)
 
     def encode(self, event: SessionEvent) -> list[WireMessage]:
         if isinstance(event, TranscriptEvent):
             hypothesis = self.redactor.redact(event.hypothesis)
             event = replace(event, hypothesis=hypothesis)
         return self.inner.encode(event)
-
-    def closing(self, stats: SessionStats) -> list[WireMessage]:
-        return self.inner.closing(stats)
 
 
 class RedactingDialect(WrappedDialect):

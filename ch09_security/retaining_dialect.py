@@ -44,7 +44,7 @@ from ch04_streaming.wire import WireMessage
 from ch09_security.recording_keeper import Keeper, Recording
 from ch09_security.stream_owner import StreamOwner, stream_owner
 from ch09_security.vault import MAX_OBJECT_BYTES
-from ch09_security.wrapped_dialect import WrappedDialect
+from ch09_security.wrapped_dialect import WrappedDialect, WrappedStream
 
 log = logging.getLogger("ch09_security")
 RETAIN = "retain"  # the opt-in query parameter: retain=true
@@ -53,10 +53,9 @@ _retain_asked: ContextVar[bool] = ContextVar("retain_asked", default=False)
 
 
 @dataclass
-class RetainingStream:
+class RetainingStream(WrappedStream):
     """A dialect stream that also keeps what it is shown, bounded."""
 
-    inner: DialectStream
     keeper: Keeper
     owner: StreamOwner
     request: StreamRequest
@@ -66,9 +65,6 @@ class RetainingStream:
     _final_bytes: int = 0
     _audio_cut: bool = False
     _finals_cut: bool = False
-
-    def opening(self) -> list[WireMessage]:
-        return self.inner.opening()
 
     def on_audio(self, payload: bytes) -> None:
         room = self.max_bytes - len(self._audio)

@@ -3,14 +3,15 @@
 Chapter 9, "PII in transcripts" and "Securing audio data". Redaction
 and retention each wrap chapter 4's dialects rather than change them:
 the same paths, credentials, close codes and frames, with only the
-request's parsing and the stream's messages touched. This base passes
-every part of the `Dialect` protocol to the inner dialect; a wrapper
-overrides what it changes, and wrappers nest.
+request's parsing and the stream's messages touched. These bases pass
+every part of the `Dialect` and `DialectStream` protocols to the inner
+one; a wrapper overrides what it changes, and wrappers nest.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from ch04_streaming.dialects.dialect import (
     Dialect,
@@ -19,6 +20,8 @@ from ch04_streaming.dialects.dialect import (
     StreamDefaults,
     StreamRequest,
 )
+from ch04_streaming.session import SessionEvent, SessionStats
+from ch04_streaming.wire import WireMessage
 
 
 class WrappedDialect:
@@ -44,3 +47,20 @@ class WrappedDialect:
 
     def open_stream(self, request: StreamRequest) -> DialectStream:
         return self.inner.open_stream(request)
+
+
+@dataclass
+class WrappedStream:
+    inner: DialectStream
+
+    def opening(self) -> list[WireMessage]:
+        return self.inner.opening()
+
+    def on_audio(self, payload: bytes) -> None:
+        self.inner.on_audio(payload)
+
+    def encode(self, event: SessionEvent) -> list[WireMessage]:
+        return self.inner.encode(event)
+
+    def closing(self, stats: SessionStats) -> list[WireMessage]:
+        return self.inner.closing(stats)

@@ -32,7 +32,7 @@ from ch09_security.recording_keeper import RecordingKeeper
 from ch09_security.retaining_dialect import RetainingDialect, RetainingStream
 from ch09_security.stream_owner import StreamOwner, admitted, stream_owner
 from ch09_security.vault import AudioVault, ObjectKind
-from ch09_security.wrapped_dialect import WrappedDialect
+from ch09_security.wrapped_dialect import WrappedDialect, WrappedStream
 
 T = TypeVar("T")
 ACME = StreamOwner("stream-1", "acme", "key_1")
@@ -182,15 +182,8 @@ class MaskedRequest(StreamRequest):
 
 
 @dataclass
-class MaskingStream:
-    inner: DialectStream
+class MaskingStream(WrappedStream):
     mask: str
-
-    def opening(self) -> list[WireMessage]:
-        return self.inner.opening()
-
-    def on_audio(self, payload: bytes) -> None:
-        self.inner.on_audio(payload)
 
     def encode(self, event: SessionEvent) -> list[WireMessage]:
         if isinstance(event, TranscriptEvent):
@@ -199,9 +192,6 @@ class MaskingStream:
             event = replace(event, hypothesis=replace(event.hypothesis,
                                                       words=words))
         return self.inner.encode(event)
-
-    def closing(self, stats: SessionStats) -> list[WireMessage]:
-        return self.inner.closing(stats)
 
 
 class MaskingDialect(WrappedDialect):
