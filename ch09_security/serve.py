@@ -128,14 +128,21 @@ def add_parser(commands: Any, name: str) -> None:
         "endpoints; a stream is kept, encrypted, only if its query says "
         "retain=true. Other streaming settings come from CH04_* "
         "variables.")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
-                        help="streaming port (default %(default)s)")
-    parser.add_argument("--api-port", type=int, default=DEFAULT_API_PORT,
-                        help="HTTP API port (default %(default)s)")
+    add_service_arguments(parser, DEFAULT_PORT, DEFAULT_API_PORT)
     parser.add_argument("--grpc-port", type=int,
                         help="serve chapter 5's gRPC service on this port "
                         f"too, e.g. {GRPC_PORT} (default: no gRPC)")
+
+
+def add_service_arguments(parser: argparse.ArgumentParser, port: int,
+                          api_port: int) -> None:
+    """The flags of a secured service: its ports, its key store, the
+    page's tokens, revocation polling, abuse limits and TLS."""
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=port,
+                        help="streaming port (default %(default)s)")
+    parser.add_argument("--api-port", type=int, default=api_port,
+                        help="HTTP API port (default %(default)s)")
     add_store_argument(parser)
     parser.add_argument("--page-tokens-for",
                         default=os.environ.get("PAGE_TOKENS_FOR"),

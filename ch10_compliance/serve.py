@@ -47,17 +47,17 @@ from ch08_metering.serve import EmbeddedServer
 from ch09_security import tls
 from ch09_security.abuse_settings import (
     abuse_limits,
-    add_abuse_flags,
     server_caps,
 )
 from ch09_security.http_api import create_http_app
 from ch09_security.key_store import KeyStore
 from ch09_security.key_watch import KeyWatch
-from ch09_security.keys_cli import add_store_argument, open_store
+from ch09_security.keys_cli import open_store
 from ch09_security.master_key import MasterKeyError, load_master_key
 from ch09_security.origins import own_origins
 from ch09_security.security_layer import security_layer
 from ch09_security.serve import (
+    add_service_arguments,
     api_config,
     guarded_dialects,
     transcription_api,
@@ -129,18 +129,7 @@ def add_parser(commands: Any, name: str) -> None:
         "and consent enforced, and kept streams stored in their region "
         "until their retention deadline. Other streaming settings come "
         "from CH04_* variables.")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
-                        help="streaming port (default %(default)s)")
-    parser.add_argument("--api-port", type=int, default=DEFAULT_API_PORT,
-                        help="HTTP API port (default %(default)s)")
-    add_store_argument(parser)
-    parser.add_argument("--page-tokens-for",
-                        default=os.environ.get("PAGE_TOKENS_FOR"),
-                        metavar="KEY_ID", help="serve the browser page "
-                        "60 s tokens under this key (env PAGE_TOKENS_FOR)")
-    parser.add_argument("--poll-s", type=float, default=0.5,
-                        help="how often revocations are looked for")
+    add_service_arguments(parser, DEFAULT_PORT, DEFAULT_API_PORT)
     parser.add_argument("--checkpoint-s", type=float, default=60.0,
                         help="publish a signed checkpoint this often, "
                         "if the log grew (default %(default)s)")
@@ -150,8 +139,6 @@ def add_parser(commands: Any, name: str) -> None:
     parser.add_argument("--retention-policy", type=Path,
                         default=DEFAULT_POLICY,
                         help="the retention schedule (TOML)")
-    add_abuse_flags(parser, os.environ)
-    tls.add_arguments(parser, os.environ)
 
 
 def governed_api(service_api: FastAPI, routes: APIRouter) -> FastAPI:
