@@ -46,10 +46,7 @@ from ch10_compliance.evidence import (
     zero_retention_by_default,
 )
 from ch10_compliance.matrix import load_matrix
-from ch10_compliance.regional_store import (
-    DEFAULT_REGION_STORES,
-    open_regional_stores,
-)
+from ch10_compliance.regional_store import configured_stores
 from ch10_compliance.retention import last_run
 from ch10_compliance.signer import load_signer, parse_public_key
 
@@ -100,9 +97,8 @@ def last_retention_run(engine: Engine) -> RetentionRun | None:
 
 
 def regional_stores(master_key: bytes) -> Mapping[str, SealedStore]:
-    spec = os.environ.get("REGION_STORES", DEFAULT_REGION_STORES)
-    stores: Mapping[str, SealedStore] = open_regional_stores(
-        spec, master_key, now_ms)
+    stores: Mapping[str, SealedStore] = configured_stores(
+        os.environ, now_ms, master_key)
     return stores
 
 

@@ -56,6 +56,7 @@ from ch09_security.envelope import Sealed, seal, unseal
 from ch09_security.key_ring import KeyRing, owner_keys
 from ch09_security.key_ring import metadata as key_metadata
 from ch09_security.key_store import reading
+from ch09_security.master_key import load_master_key
 from ch09_security.vault import (
     MAX_OBJECT_BYTES,
     ObjectTooLargeError,
@@ -554,3 +555,15 @@ def open_regional_stores(spec: str, master_key: bytes,
     for store in stores.values():
         store.create_schema()
     return stores
+
+
+def configured_stores(env: Mapping[str, str], clock_ms: Callable[[], int],
+                      master_key: bytes | None = None
+                      ) -> dict[str, RegionalStore]:
+    """The stores `REGION_STORES` names (default: two SQLite files),
+    sized by `REGION_CAPACITY_BYTES`, under `AUDIO_MASTER_KEY` unless
+    a master key is given."""
+    return open_regional_stores(
+        env.get("REGION_STORES", DEFAULT_REGION_STORES),
+        load_master_key(env) if master_key is None else master_key,
+        clock_ms, parse_capacities(env.get("REGION_CAPACITY_BYTES", "")))

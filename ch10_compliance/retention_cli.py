@@ -27,14 +27,10 @@ from sqlalchemy import Engine
 
 from ch07_api import database
 from ch09_security.keys_cli import add_store_argument
-from ch09_security.master_key import load_master_key
 from ch10_compliance.audit import AuditLog
 from ch10_compliance.audit_event import AuditSink
 from ch10_compliance.data_classes import DataClass
-from ch10_compliance.regional_store import (
-    DEFAULT_REGION_STORES,
-    open_regional_stores,
-)
+from ch10_compliance.regional_store import configured_stores
 from ch10_compliance.retention import (
     NO_LEDGER,
     Deleted,
@@ -129,9 +125,7 @@ def build_job(policy: RetentionPolicy, args: argparse.Namespace,
     to `engines`, for the caller to close."""
     control = database.open_engine(args.database_url or DEFAULT_DATABASE)
     engines.append(control)
-    stores = open_regional_stores(
-        os.environ.get("REGION_STORES", DEFAULT_REGION_STORES),
-        load_master_key(os.environ), now_ms)
+    stores = configured_stores(os.environ, now_ms)
     engines.extend(store.engine for store in stores.values())
     ledger = None
     if args.ledger_url is not None:

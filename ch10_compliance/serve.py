@@ -53,7 +53,7 @@ from ch09_security.http_api import create_http_app
 from ch09_security.key_store import KeyStore
 from ch09_security.key_watch import KeyWatch
 from ch09_security.keys_cli import open_store
-from ch09_security.master_key import MasterKeyError, load_master_key
+from ch09_security.master_key import MasterKeyError
 from ch09_security.origins import own_origins
 from ch09_security.security_layer import security_layer
 from ch09_security.serve import (
@@ -77,11 +77,7 @@ from ch10_compliance.data_classes import DataClass
 from ch10_compliance.governance_hooks import GovernanceHooks
 from ch10_compliance.governed_keeper import GovernedKeeper
 from ch10_compliance.processing import ProcessingRecords
-from ch10_compliance.regional_store import (
-    DEFAULT_REGION_STORES,
-    open_regional_stores,
-    parse_capacities,
-)
+from ch10_compliance.regional_store import configured_stores
 from ch10_compliance.residency import (
     DEFAULT_RESIDENCY,
     ResidencyError,
@@ -178,10 +174,7 @@ def governance(args: argparse.Namespace, env: Mapping[str, str],
     """Regions' stores, residency, consent, processing records and the
     keeper, from the flags and the environment."""
     clock, refs = store.clock_ms, SubjectRefs(load_secret(env))
-    regions = open_regional_stores(
-        env.get("REGION_STORES", DEFAULT_REGION_STORES),
-        load_master_key(env), clock,
-        parse_capacities(env.get("REGION_CAPACITY_BYTES", "")))
+    regions = configured_stores(env, clock)
     residency = ResidencyGuard(load_residency(args.residency), regions,
                                writer)
     consent = ConsentLedger(store.engine, clock, writer, refs)

@@ -37,17 +37,12 @@ from ch09_security.keys_cli import (
     now_ms,
     when,
 )
-from ch09_security.master_key import load_master_key
 from ch09_security.server_secret import SecretError, load_secret
 from ch10_compliance.audit import open_audit_log
 from ch10_compliance.audit_event import AuditSink
 from ch10_compliance.consent import ConsentLedger, Purpose
 from ch10_compliance.processing import ProcessingRecords
-from ch10_compliance.regional_store import (
-    DEFAULT_REGION_STORES,
-    open_regional_stores,
-    parse_capacities,
-)
+from ch10_compliance.regional_store import configured_stores
 from ch10_compliance.signer import SigningKeyError, load_signer
 from ch10_compliance.subject_ref import SubjectRefs
 from ch10_compliance.subject_requests import Law, SubjectRequests
@@ -156,10 +151,7 @@ def open_service(control: Engine, consent: ConsentLedger, sink: AuditSink,
     """The service on this configuration; each engine it opens is added
     to `engines`, for the caller to close."""
     env = os.environ
-    stores = open_regional_stores(
-        env.get("REGION_STORES", DEFAULT_REGION_STORES),
-        load_master_key(env), now_ms,
-        parse_capacities(env.get("REGION_CAPACITY_BYTES", "")))
+    stores = configured_stores(env, now_ms)
     engines.extend(store.engine for store in stores.values())
     ledger = database.open_engine(args.ledger_url) \
         if args.ledger_url else None
