@@ -81,14 +81,22 @@ class KeyRing:
     def current(self, connection: Connection, owner: str) -> OwnerKey:
         """The owner's newest KEK, made if it has none; no rotation or
         shredding of this owner can commit before this transaction."""
-        rows = self._live(connection, owner, exclusive=False)
-        return self._key(rows[-1]) if rows else self.add(connection, owner)
+        rows = self._versions(connection, owner, exclusive=False)
+        live = [row for row in rows if row["wrapped_kek"] is not None]
+        if live:
+            return self._key(live[-1])
+        # Numbered from what this statement saw: a replica that makes
+        # the owner's key meanwhile collides on the primary key, and
+        # the caller's retry uses its key (no second version).
+        return self.add(connection, owner, rows[-1]["version"] if rows
+                        else 0)
 
     def live(self, connection: Connection, owner: str) -> list[OwnerKey]:
         """The owner's KEKs not yet destroyed, held for a change: no
         other transaction may seal under them until this one ends."""
-        rows = self._live(connection, owner, exclusive=True)
-        return [self._key(row) for row in rows]
+        rows = self._versions(connection, owner, exclusive=True)
+        return [self._key(row) for row in rows
+                if row["wrapped_kek"] is not None]
 
     def kek(self, owner: str, version: int, wrapped: bytes | None) -> bytes:
         """A stored KEK, unwrapped: ShreddedError if it was destroyed."""
@@ -104,11 +112,14 @@ class KeyRing:
                 "this master key: another AUDIO_MASTER_KEY, or an altered"
                 " key table") from None
 
-    def add(self, connection: Connection, owner: str) -> OwnerKey:
-        """A new version, above every version the owner ever had."""
+    def add(self, connection: Connection, owner: str,
+            newest: int | None = None) -> OwnerKey:
+        """A new version, above every version the owner ever had (or
+        above `newest`, when the caller has just read it)."""
         t = owner_keys.c
-        newest = connection.scalar(
-            select(func.max(t.version)).where(t.owner == owner))
+        if newest is None:
+            newest = connection.scalar(
+                select(func.max(t.version)).where(t.owner == owner))
         kek = new_key()
         version = (newest or 0) + 1
         connection.execute(owner_keys.insert().values(
@@ -141,14 +152,14 @@ class KeyRing:
             select(t.version).where(t.owner == owner).order_by(t.version)
             .limit(1).with_for_update(read=not exclusive))
 
-    def _live(self, connection: Connection, owner: str,
-              exclusive: bool) -> Sequence[RowMapping]:
+    def _versions(self, connection: Connection, owner: str,
+                  exclusive: bool) -> Sequence[RowMapping]:
+        """Every version of the owner's keys, destroyed ones too."""
         self._lock(connection, owner, exclusive)
         t = owner_keys.c
         # Read after the lock: every change before it is seen.
         return connection.execute(
-            select(owner_keys)
-            .where(t.owner == owner, t.wrapped_kek.is_not(None))
+            select(owner_keys).where(t.owner == owner)
             .order_by(t.version)).mappings().all()
 
     def _key(self, row: RowMapping) -> OwnerKey:
