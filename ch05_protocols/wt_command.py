@@ -64,6 +64,9 @@ class WtSettings:
     max_waiting_frames: int = option(
         250, "frames and events waiting to be read before datagram audio"
         " is dropped (a stream's closes the session)")
+    close_timeout_s: float = option(
+        5.0, "seconds a client has to close its session once its results"
+        " have ended, before the server closes it")
     shutdown_grace_s: float = option(
         10.0, "seconds to finish sessions on SIGTERM")
     speech: Settings = field(default_factory=Settings)  # chapter 4's
@@ -99,7 +102,8 @@ def webtransport_limits(settings: WtSettings) -> WebTransportLimits:
     return WebTransportLimits(
         max_sessions=settings.max_sessions,
         session=SessionLimits(max_waiting=settings.max_waiting_frames,
-                              reorder_depth=settings.reorder_frames),
+                              reorder_depth=settings.reorder_frames,
+                              close_timeout_s=settings.close_timeout_s),
         connection=ConnectionLimits(
             send_queue=engine.send_queue,
             max_pending_audio_s=engine.max_pending_audio_s,

@@ -157,6 +157,7 @@ class WebTransportServer:
                    done: Callable[[], None]) -> None:
         try:
             closing = await handler.run()
+            await session.wait_closed()  # the client's close, or ours
             report = session.report()
             log.info("event=session_closed session=%d code=%s frames=%d"
                      " concealed_s=%.3f errors=%d", session.session_id,

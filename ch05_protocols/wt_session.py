@@ -3,20 +3,22 @@
 Chapter 5, "WebTransport: QUIC datagrams". The session adapter lets
 chapter 4's `StreamHandler` serve a WebTransport session as it serves
 a WebSocket: `recv()` gives audio (bytes) and client events (text),
-`send()` writes one result, `close()` ends the session. What comes in:
-client events, one JSON per line, on the first bidirectional stream the
-client opens; audio as datagrams (`audio=datagram`), placed in order by
-the reassembler, or as the same frames on one unidirectional stream
-(`audio=stream`). What goes out: every message, one JSON per line, on a
+`send()` writes one result, `close()` ends the session. In: client
+events, one JSON per line, on the first bidirectional stream the
+client opens; audio as datagrams (`audio=datagram`), put in order by
+the reassembler, or the same frames on one unidirectional stream
+(`audio=stream`). Out: every message, one JSON per line, on a
 unidirectional stream the server opens. A datagram or a line that
 cannot be read gets an `error` event and the session goes on. The
-input ends when the client finishes its events stream (and, with
-`audio=stream`, its audio stream): the handler then sends the last
-finals and closes. What waits for the reader is bounded: past
-`max_waiting`, datagram audio is dropped and counted (nothing can slow
-a datagram's sender), and anything else closes the session with 1008,
-since aioquic grants a stream's flow-control credit as data arrives
-and cannot make a sender wait.
+input ends when the client finishes its events stream (and its audio
+stream), datagrams still in flight being waited for a moment; the
+handler then sends the last finals, and the close is said in the
+results stream's last message before the session itself closes. What
+waits for the reader is bounded: past `max_waiting`, datagram audio is
+dropped and counted (nothing can slow a datagram's sender), and
+anything else closes the session with 1008, since aioquic grants a
+stream's flow-control credit as data arrives and cannot make a sender
+wait.
 """
 
 from __future__ import annotations
@@ -70,6 +72,9 @@ class SessionLimits:
     # at most.
     end_quiet_s: float = 0.1
     max_end_wait_s: float = 1.0
+    # For the client to close the session once the results stream has
+    # ended; then the server closes it, with the close capsule.
+    close_timeout_s: float = 5.0
 
 
 class WebTransportSession:
@@ -99,6 +104,8 @@ class WebTransportSession:
         self._refused: set[int] = set()  # streams it should not open
         self._line = b""
         self._end_timer: asyncio.TimerHandle | None = None
+        self._close_timer: asyncio.TimerHandle | None = None
+        self._gone = asyncio.Event()  # closed, by either side
         self._end_by = 0.0  # loop time the input ends by, at the latest
         self.errors = 0
         self.dropped = 0
@@ -129,6 +136,12 @@ class WebTransportSession:
 
     async def close(self, code: int, reason: str) -> None:
         self._close(code, reason)
+        await self.wait_closed()
+
+    async def wait_closed(self) -> None:
+        """Until the session is closed, by the client or, once it has
+        had `close_timeout_s` to do so, by the server."""
+        await self._gone.wait()
 
     # What arrives from the QUIC connection.
     def datagram_received(self, data: bytes) -> None:
@@ -175,18 +188,12 @@ class WebTransportSession:
         except CapsuleError as error:
             self._close(1008, f"invalid capsule: {error}")
             return
-        if (closed is not None or ended) and self.connection_lost():
-            self._end_streams(b"")  # our side of it ends too
+        if closed is not None or ended:
+            self._end_session(b"")  # the client's close: ours follows
 
-    def connection_lost(self) -> bool:
-        """The client closed the session, or the connection went; True
-        if it was open until now."""
-        was_open = self._state is State.OPEN
-        self._state = State.CLOSED
-        if self._end_timer is not None:
-            self._end_timer.cancel()
-        self._arrived.set()
-        return was_open
+    def connection_lost(self) -> None:
+        """The connection went: nothing more can be sent or read."""
+        self._set_closed()
 
     # Reading what arrived.
     def _place(self, seq: int, pcm: bytes) -> None:
@@ -298,15 +305,40 @@ class WebTransportSession:
             late_frames=stats.late, duplicate_frames=stats.duplicates,
             dropped_frames=self.dropped, errors=self.errors)
 
+    # --8<-- [start:webtransport_close]
     def _close(self, code: int, reason: str) -> None:
-        """The last message, then the close capsule."""
-        if not self.connection_lost():
+        """Say why in the results stream's last message and end it; the
+        client then closes the session, or the server does, with the
+        close capsule, `close_timeout_s` later. A browser errors every
+        stream of a session as soon as it closes, unread data and all:
+        the server must not close before the client has read."""
+        if self._state is not State.OPEN:
             return
+        self._state = State.CLOSING
+        self._arrived.set()
         self._write(TransportClosed(code=code, reason=reason,
                                     audio=self.report()).to_json())
-        self._end_streams(close_capsule(code, reason))
-
-    def _end_streams(self, capsule: bytes) -> None:
         self.quic.send_stream_data(self.results, b"", end_stream=True)
+        self.transmit()
+        self._close_timer = asyncio.get_running_loop().call_later(
+            self.limits.close_timeout_s, self._end_session,
+            close_capsule(code, reason))
+
+    def _end_session(self, capsule: bytes) -> None:
+        """End the CONNECT stream, after `capsule` if there is one."""
+        if self._state is State.CLOSED:
+            return
+        if self._state is State.OPEN:  # the client left: nothing to say
+            self.quic.send_stream_data(self.results, b"", end_stream=True)
+        self._set_closed()
         self.h3.send_data(self.session_id, capsule, end_stream=True)
         self.transmit()
+    # --8<-- [end:webtransport_close]
+
+    def _set_closed(self) -> None:
+        self._state = State.CLOSED
+        for timer in (self._end_timer, self._close_timer):
+            if timer is not None:
+                timer.cancel()
+        self._arrived.set()
+        self._gone.set()
