@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import hmac
 import json
 import os
@@ -47,7 +48,7 @@ from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import stream_is_unidirectional
 from aioquic.quic.events import ConnectionTerminated, QuicEvent
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 
 from ch05_protocols.wt_capsules import (
     CapsuleReader,
@@ -151,9 +152,7 @@ def check_pin(protocol: ClientProtocol, sha256: bytes,
     """Accept the server's certificate only if it has this hash and is
     valid now, as a browser checks `serverCertificateHashes`."""
     der = protocol.peer_certificate_der()
-    digest = hashes.Hash(hashes.SHA256())
-    digest.update(der)
-    if not hmac.compare_digest(digest.finalize(), sha256):
+    if not hmac.compare_digest(hashlib.sha256(der).digest(), sha256):
         raise CertificateMismatchError(
             "the server's certificate does not have the pinned hash")
     certificate = x509.load_der_x509_certificate(der)

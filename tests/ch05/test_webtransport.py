@@ -239,6 +239,28 @@ async def test_a_bad_request_is_refused_before_the_session(
     assert wt.server.handlers == {}
 
 
+async def test_a_full_or_loading_server_answers_503(
+    lexicon: Lexicon,
+) -> None:
+    settings = WtSettings(max_sessions=1)
+    async with running_wt_server(lexicon, settings) as wt, open_session(
+            wt.url, wt.certificate.sha256, key=KEY):
+        with pytest.raises(SessionRefusedError) as full:
+            async with open_session(wt.url, wt.certificate.sha256,
+                                    key=KEY):
+                pass
+    async with running_wt_server(lexicon, ready=False) as wt:
+        with pytest.raises(SessionRefusedError) as loading:
+            async with open_session(wt.url, wt.certificate.sha256,
+                                    key=KEY):
+                pass
+    assert full.value.status == loading.value.status == 503
+    assert json.loads(full.value.body)["error"]["message"] == (
+        "at capacity: 1 sessions")
+    assert json.loads(loading.value.body)["error"]["message"] == (
+        "model loading")
+
+
 async def test_an_unknown_path_is_404(wt: RunningWt) -> None:
     with pytest.raises(SessionRefusedError) as refused:
         async with open_session(wt.url.replace("realtime", "listen"),
@@ -295,8 +317,9 @@ async def test_a_line_that_is_not_text_gets_an_error_event(
     assert " ".join(transcript.finals) == reference(FIXTURE)
 
 
+@pytest.mark.parametrize("leaving", ["capsule", "connection"])
 async def test_a_client_that_leaves_frees_its_session(
-    wt: RunningWt,
+    wt: RunningWt, leaving: str,
 ) -> None:
     frames = frames_of(load_pcm(audio_of(FIXTURE)))
     async with open_session(wt.url, wt.certificate.sha256, "datagram",
@@ -304,6 +327,9 @@ async def test_a_client_that_leaves_frees_its_session(
         for frame in frames[:50]:
             client.send_audio(frame)
         assert len(wt.server.handlers) == 1  # since the CONNECT's 200
+        if leaving == "connection":  # no close capsule: QUIC's close
+            client.protocol.close()
+            await client.protocol.wait_closed()
     async with asyncio.timeout(WAIT_S):
         while wt.server.handlers:  # the close capsule, then the end
             await asyncio.sleep(0.01)
@@ -337,3 +363,17 @@ async def test_shutdown_finishes_the_utterance_and_closes_1001(
         await wt.server.shutdown()
         transcript = await reading
     assert closed(transcript)["code"] == 1001
+
+
+async def test_shutdown_cuts_a_session_whose_client_never_closes(
+    lexicon: Lexicon,
+) -> None:
+    settings = WtSettings(shutdown_grace_s=0.2, close_timeout_s=60.0)
+    async with running_wt_server(lexicon, settings) as wt, open_session(
+            wt.url, wt.certificate.sha256, "stream", KEY) as client:
+        reading = asyncio.create_task(read_all(client))
+        async with asyncio.timeout(WAIT_S):
+            await wt.server.shutdown()  # 0.2 s, not a minute
+        transcript = await reading
+    assert closed(transcript)["code"] == 1001
+    assert wt.server.handlers == {}

@@ -23,6 +23,7 @@ from ch05_protocols.wt_capsules import (
     close_capsule,
 )
 from ch05_protocols.wt_certificate import MAX_VALIDITY, make_certificate
+from ch05_protocols.wt_client import final_text
 from ch05_protocols.wt_frames import (
     FrameError,
     StreamFrames,
@@ -160,6 +161,17 @@ def test_other_capsules_are_skipped_and_a_huge_one_refused() -> None:
         SessionClose(0, ""))
     with pytest.raises(CapsuleError):
         CapsuleReader().feed(b"\x01\x80\x01\x00\x00")  # 65536 bytes
+
+
+def test_finals_are_read_in_either_dialect() -> None:
+    realtime = {"type": "conversation.item.input_audio_transcription"
+                ".completed", "transcript": "hello there"}
+    deepgram = {"type": "Results", "is_final": True, "channel": {
+        "alternatives": [{"transcript": "hello there"}]}}
+    interim = {**deepgram, "is_final": False}
+    assert final_text(realtime) == final_text(deepgram) == "hello there"
+    assert final_text(interim) is None
+    assert final_text({"type": "error"}) is None
 
 
 def test_the_certificate_is_what_chrome_pins(tmp_path: Path) -> None:

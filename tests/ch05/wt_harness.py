@@ -36,7 +36,10 @@ class RunningWt:
 @asynccontextmanager
 async def running_wt_server(lexicon: Lexicon,
                             settings: WtSettings | None = None,
+                            ready: bool = True,
                             ) -> AsyncIterator[RunningWt]:
+    """The model is loaded before the first session unless `ready` is
+    false; then it never is."""
     certificate = make_certificate(["127.0.0.1"], datetime.now(UTC))
     recognizer = MockRecognizer(LocalMatching(lexicon),
                                 Accelerator(PROFILES["zero"]))
@@ -44,7 +47,8 @@ async def running_wt_server(lexicon: Lexicon,
                                       keys=ApiKeys.of(KEY),
                                       recognizer=recognizer)
     await built.server.listen("127.0.0.1", 0)
-    await recognizer.start()
+    if ready:
+        await recognizer.start()
     try:
         yield RunningWt(built.server, certificate)
     finally:
