@@ -181,8 +181,8 @@ class WebTransportClient:
     _results: int | None = None  # the server's results stream
     _line: bytes = b""
     _ended: bool = False
-    _received: asyncio.Queue[Received | None] = field(
-        default_factory=lambda: asyncio.Queue(MAX_EVENTS))
+    _received: asyncio.Queue[Received | None] = field(  # None: the end,
+        default_factory=lambda: asyncio.Queue(MAX_EVENTS + 1))  # kept room
     _capsules: CapsuleReader = field(default_factory=CapsuleReader)
     _next_seq: int = 0
 
@@ -254,7 +254,8 @@ class WebTransportClient:
         if event is None:  # the connection ended
             self._end_of_results()
         elif isinstance(event, HeadersReceived) and (
-                event.stream_id == self.session_id):
+                event.stream_id == self.session_id
+                and not self._response.done()):
             self._status = int(dict(event.headers).get(b":status", b"0"))
             if self._status == 200:
                 self._response.set_result((200, ""))
@@ -290,10 +291,10 @@ class WebTransportClient:
         if ended:
             self._end_of_results()
 
-    def _deliver(self, received: Received | None) -> None:
-        try:
+    def _deliver(self, received: Received) -> None:
+        if self._received.qsize() < MAX_EVENTS:
             self._received.put_nowait(received)
-        except asyncio.QueueFull:
+        else:
             self.lost_events += 1
 
     def _end_of_results(self) -> None:
@@ -302,7 +303,7 @@ class WebTransportClient:
                 ConnectionError("the connection ended"))
         if not self._ended:
             self._ended = True
-            self._deliver(None)
+            self._received.put_nowait(None)
 
 
 def quic_configuration(host: str) -> QuicConfiguration:
