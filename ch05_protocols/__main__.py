@@ -2,7 +2,8 @@
 
 Chapter 5. Each command has its own flags: `grpc` serves streaming
 recognition over gRPC, `ws` serves binary and
-base64 WebSocket audio side by side on chapter 4's service, `stall`
+base64 WebSocket audio side by side on chapter 4's service, `rtc`
+serves audio over WebRTC with OpenAI's signalling, `stall`
 compares buffering with dropping stale audio after a stalled link, and
 `choose` recommends a protocol for a client's constraints. Bad flags
 stop with exit status 2 and a message naming the flag.
@@ -14,7 +15,13 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from ch05_protocols import choose, grpc_command, stall, ws_server
+from ch05_protocols import (
+    choose,
+    grpc_command,
+    rtc_command,
+    stall,
+    ws_server,
+)
 
 Command = Callable[[Sequence[str]], int]
 COMMANDS: dict[str, tuple[Command, str]] = {
@@ -22,6 +29,8 @@ COMMANDS: dict[str, tuple[Command, str]] = {
              " (speech.v1.Speech)"),
     "ws": (ws_server.main, "binary and base64 WebSocket audio, side by"
            " side on one server"),
+    "rtc": (rtc_command.main, "audio over WebRTC, signalled as OpenAI's"
+            " Realtime API signals it"),
     "stall": (stall.main, "a stalled link: buffering against dropping"
               " stale audio"),
     "choose": (choose.main, "the protocol for a client's constraints"),
