@@ -32,7 +32,6 @@ class AudioCounts:
     late_frames: int  # frames dropped: they overlapped what came before
 
 
-# --8<-- [start:track_to_pcm]
 @dataclass
 class TrackPcm:
     """Decoded WebRTC frames -> PCM16 mono at `rate`, gaps concealed."""
@@ -49,7 +48,10 @@ class TrackPcm:
         self._resampler = av.AudioResampler(format="s16", layout="mono",
                                             rate=self.rate)
 
+    # --8<-- [start:track_to_pcm]
     def convert(self, frame: av.AudioFrame) -> bytes:
+        """One decoded frame -> PCM, after silence for audio lost before
+        it; nothing for a frame that came twice, or too late."""
         start_s = seconds(frame.pts, frame.time_base)
         duration_s = frame.samples / frame.sample_rate
         silence = b""
@@ -65,7 +67,7 @@ class TrackPcm:
             self._next_s = start_s + duration_s
         self.received_s += duration_s
         return silence + pcm_of(self._resampler.resample(frame))
-# --8<-- [end:track_to_pcm]
+    # --8<-- [end:track_to_pcm]
 
     def silence(self, seconds: float) -> bytes:
         return bytes(round(seconds * self.rate) * SAMPLE_BYTES)

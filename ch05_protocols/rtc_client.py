@@ -38,6 +38,7 @@ import soundfile as sf
 from aiortc import (
     MediaStreamTrack,
     RTCConfiguration,
+    RTCDataChannel,
     RTCPeerConnection,
     RTCSessionDescription,
 )
@@ -87,7 +88,7 @@ class FileTrack(MediaStreamTrack):
         self.samples = np.concatenate([samples, tail])
         self.clock = clock
         self.chunks: list[SentChunk] = []
-        self.done = asyncio.Event()
+        self.finished = asyncio.Event()  # nothing more to send
         self._started: float | None = None
 
     @property
@@ -98,7 +99,7 @@ class FileTrack(MediaStreamTrack):
         index = len(self.chunks)
         offset = index * self.step
         if offset >= len(self.samples):
-            self.done.set()
+            self.finished.set()
             self.stop()
             raise MediaStreamError
         if self._started is None:
@@ -118,12 +119,11 @@ class FileTrack(MediaStreamTrack):
         return frame
 
 
-@dataclass
+@dataclass(frozen=True)
 class RtcResult:
     call_id: str
     chunks: list[SentChunk]
     events: list[ReceivedEvent]
-    stats: dict[str, Any] = field(default_factory=dict)
 
     @property
     def transcripts(self) -> list[str]:
@@ -173,6 +173,29 @@ async def call_stats(url: str, key: str, call_id: str,
     return stats
 
 
+@dataclass
+class EventLog:
+    """The data channel's events, each dated as it arrives."""
+
+    clock: Callable[[], float]
+    on_event: Callable[[ReceivedEvent], None] | None = None
+    received: list[ReceivedEvent] = field(default_factory=list)
+    closed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def listen(self, channel: RTCDataChannel, track: FileTrack) -> None:
+        @channel.on("message")
+        def received(message: str | bytes) -> None:
+            self.received.append(ReceivedEvent(self.clock(),
+                                               json.loads(message)))
+            if self.on_event is not None:
+                self.on_event(self.received[-1])
+
+        @channel.on("close")
+        def ended() -> None:
+            self.closed.set()
+            track.finished.set()  # the server ended the call: stop
+
+
 # --8<-- [start:rtc_client]
 async def stream_file(
     path: Path, url: str, key: str, *,
@@ -180,34 +203,24 @@ async def stream_file(
     on_event: Callable[[ReceivedEvent], None] | None = None,
     tail_s: float = 0.5, slack_s: float = 30.0,
 ) -> RtcResult:
-    """Stream `path` over one WebRTC call; every event, timed."""
+    """Stream `path` over one WebRTC call; every event, dated."""
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     track = FileTrack(path, clock, tail_s)
     sender = pc.addTrack(track)
-    channel = pc.createDataChannel("oai-events")
-    events: list[ReceivedEvent] = []
-    closed = asyncio.Event()
-
-    @channel.on("message")
-    def received(message: str | bytes) -> None:
-        events.append(ReceivedEvent(clock(), json.loads(message)))
-        if on_event is not None:
-            on_event(events[-1])
-
-    channel.on("close", closed.set)
+    events = EventLog(clock, on_event)
+    events.listen(pc.createDataChannel("oai-events"), track)
     try:
         await pc.setLocalDescription(await pc.createOffer())
         answer, call_id = await post_offer(url, key, offer_of(pc))
         await pc.setRemoteDescription(
             RTCSessionDescription(sdp=answer, type="answer"))
         async with asyncio.timeout(track.duration_s + slack_s):
-            await track.done.wait()
+            await track.finished.wait()
             await sender.stop()  # RTCP BYE: the input is over
-            await closed.wait()  # the server's last events came
+            await events.closed.wait()  # the server's last events came
     finally:
         await pc.close()
-    stats = await call_stats(url, key, call_id)
-    return RtcResult(call_id, track.chunks, events, stats)
+    return RtcResult(call_id, track.chunks, events.received)
 # --8<-- [end:rtc_client]
 
 
@@ -248,15 +261,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="an API key or a client secret")
     args = parser.parse_args(argv)
     try:
-        result = asyncio.run(stream_file(args.file, args.url, args.key,
-                                         on_event=print_final))
+        asyncio.run(stream_and_report(args.file, args.url, args.key))
     except SignallingError as error:
         print(f"refused: {error}", file=sys.stderr)
         return 1
-    print(f"call {result.call_id}")
-    for line in describe_stats(result.stats):
-        print(f"  {line}")
     return 0
+
+
+async def stream_and_report(path: Path, url: str, key: str) -> RtcResult:
+    """Stream, printing each completed transcript as it comes, then
+    the call's codec and jitter-buffer delay."""
+    result = await stream_file(path, url, key, on_event=print_final)
+    stats = await call_stats(url, key, result.call_id)
+    print(f"  call {result.call_id}")
+    for line in describe_stats(stats):
+        print(f"  {line}")
+    return result
 
 
 if __name__ == "__main__":

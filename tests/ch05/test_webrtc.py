@@ -9,22 +9,35 @@ reference text on the `oai-events` data channel.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender
+from aiortc import (
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCSessionDescription,
+)
 from aiortc.mediastreams import AudioStreamTrack
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
+from av.frame import Frame
 
 from ch04_streaming.mock_matcher import Lexicon
+from ch04_streaming.settings import Settings
 from ch05_protocols.rtc_client import (
+    ReceivedEvent,
     RtcResult,
     SignallingError,
+    call_stats,
+    offer_of,
+    post_offer,
     stream_file,
 )
 from ch05_protocols.rtc_settings import RtcSettings
+from examples.service import running_service, wait_until_ready
 from tests.ch04.harness import KEY, MANIFEST, audio_of
 from tests.ch05.rtc_harness import running_rtc
 
@@ -83,8 +96,8 @@ async def test_a_fixture_comes_back_as_its_reference_text(
     async with running_rtc(lexicon) as running:
         result = await stream_file(audio_of("quick_brown_fox"),
                                    running.url, KEY)
+        stats = await call_stats(running.url, KEY, result.call_id)
     assert heard(result) == utterances("quick_brown_fox")
-    stats = result.stats
     assert (stats["codec"], stats["status"]) == ("opus/48000/2", "ended")
     # aiortc's jitter buffer lets a 20 ms frame go when the fourth after
     # it has arrived: about 80 ms, when nothing is lost.
@@ -261,48 +274,73 @@ async def test_a_call_that_goes_quiet_is_closed_with_its_reason(
 ) -> None:
     """Audio stops, yet the peer connection stays up: the idle timeout
     ends the call, and the data channel's last event says why."""
-    settings = RtcSettings()
-    settings = RtcSettings(speech=replace_speech(settings, 0.5))
+    settings = RtcSettings(speech=Settings(idle_timeout_s=0.5))
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    pc.addTrack(SilentThenStuck())
+    pc.addTrack(SilenceThenNothing())
     channel = pc.createDataChannel("oai-events")
-    messages: list[str] = []
+    events: list[dict[str, Any]] = []
     closed = asyncio.Event()
-    channel.on("message", messages.append)
+    channel.on("message", lambda text: events.append(json.loads(text)))
     channel.on("close", closed.set)
-    async with running_rtc(lexicon, settings) as running:
-        await pc.setLocalDescription(await pc.createOffer())
-        assert pc.localDescription is not None
-        async with httpx.AsyncClient(base_url=running.url) as client:
-            reply = await client.post(
-                CALLS, content=pc.localDescription.sdp,
-                headers={**bearer(KEY), **SDP})
-        from aiortc import RTCSessionDescription
-
-        await pc.setRemoteDescription(
-            RTCSessionDescription(reply.text, "answer"))
-        async with asyncio.timeout(20):
-            await closed.wait()
+    try:
+        async with running_rtc(lexicon, settings) as running:
+            await pc.setLocalDescription(await pc.createOffer())
+            answer, _ = await post_offer(running.url, KEY, offer_of(pc))
+            await pc.setRemoteDescription(
+                RTCSessionDescription(sdp=answer, type="answer"))
+            async with asyncio.timeout(20):
+                await closed.wait()
+    finally:
         await pc.close()
-    assert '"1011 NET-0001"' in messages[-1] or "NET-0001" in messages[-1]
+    assert events[-1]["type"] == "error"
+    assert events[-1]["error"]["code"] == "session_closed"
+    assert events[-1]["error"]["message"] == "1011 NET-0001"
 
 
-class SilentThenStuck(AudioStreamTrack):
-    """Half a second of silence, then no more frames, ever."""
+class SilenceThenNothing(AudioStreamTrack):
+    """Half a second of silence, then no more frames, ever: a client
+    whose microphone stopped while its connection stayed up."""
 
     def __init__(self) -> None:
         super().__init__()
         self.frames = 0
         self.never = asyncio.Event()
 
-    async def recv(self) -> Any:
+    async def recv(self) -> Frame:
         self.frames += 1
         if self.frames > 25:
             await self.never.wait()
         return await super().recv()
 
 
-def replace_speech(settings: RtcSettings, idle_s: float) -> Any:
-    from dataclasses import replace
+async def test_sigterm_finishes_the_open_utterance_then_exits_0() -> None:
+    """`python -m ch05_protocols rtc` as an operator runs it: SIGTERM
+    mid-sentence, and the call still gets the final of what was said,
+    then the reason it ends; the process exits 0."""
+    args = ("-m", "ch05_protocols", "rtc", "--port", "0")
+    env = {"SPEECH_API_KEYS": "rtc-key", "CH04_LOAD_S": "0",
+           "CH04_WARMUP_S": "0", "CH04_LEXICON_CACHE": ""}
+    speaking = asyncio.Event()
 
-    return replace(settings.speech, idle_timeout_s=idle_s)
+    def on_event(received: ReceivedEvent) -> None:
+        if received.event.get("type") == "Results":
+            speaking.set()
+
+    async with running_service(args, env) as service:
+        await wait_until_ready(service.port)
+        streaming = asyncio.create_task(stream_file(
+            audio_of("quick_brown_fox"), f"http://127.0.0.1:{service.port}",
+            "rtc-key", on_event=on_event))
+        async with asyncio.timeout(30):
+            await speaking.wait()
+            service.process.terminate()
+            result = await streaming
+            exit_code = await service.process.wait()
+    assert exit_code == 0
+    said = heard(result)
+    assert len(said) == 1
+    assert "the quick brown fox jumps over the lazy dog".startswith(said[0])
+    last = result.events[-1].event
+    assert last["error"] == {"type": "server_error",
+                             "code": "session_closed",
+                             "message": "1001 server shutting down"}
