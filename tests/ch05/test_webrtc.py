@@ -344,3 +344,45 @@ async def test_sigterm_finishes_the_open_utterance_then_exits_0() -> None:
     assert last["error"] == {"type": "server_error",
                              "code": "session_closed",
                              "message": "1001 server shutting down"}
+
+
+def as_fields(form: dict[str, str]) -> list[tuple[str, Any]]:
+    """Multipart fields (no file name), as OpenAI's SDK sends them."""
+    return [(name, (None, value.encode())) for name, value in form.items()]
+
+
+@pytest.mark.parametrize(("form", "param", "message"), [
+    ({"session": '{"type": "transcription"}'}, "sdp",
+     "Missing required parameter: 'sdp'."),
+    ({"sdp": "OFFER", "session": '{"type": "realtime"}'}, "session.type",
+     "Invalid value for 'session.type'"),
+    ({"sdp": "OFFER", "session": "not json"}, "session",
+     "Invalid value for 'session'"),
+    ({"sdp": "OFFER", "session": "{}", "extra": "x"}, None,
+     "Invalid multipart body: Too many fields"),
+])
+async def test_a_multipart_offer_with_bad_fields_is_400(
+    lexicon: Lexicon, form: dict[str, str], param: str | None,
+    message: str,
+) -> None:
+    sdp = await offer()
+    form = {name: value.replace("OFFER", sdp) for name, value in form.items()}
+    async with running_rtc(lexicon) as running, httpx.AsyncClient(
+            base_url=running.url) as client:
+        reply = await client.post(CALLS, headers=bearer(KEY),
+                                  files=as_fields(form))
+    error = error_of(reply)
+    assert reply.status_code == 400
+    assert error["param"] == param
+    assert error["message"].startswith(message)
+
+
+async def test_an_offer_sent_as_a_file_is_400(lexicon: Lexicon) -> None:
+    sdp = await offer()
+    async with running_rtc(lexicon) as running, httpx.AsyncClient(
+            base_url=running.url) as client:
+        reply = await client.post(
+            CALLS, headers=bearer(KEY),
+            files={"sdp": ("offer.sdp", sdp.encode(), "application/sdp")})
+    assert reply.status_code == 400
+    assert "Too many files" in error_of(reply)["message"]
