@@ -24,12 +24,12 @@ from aiortc import (
 from aiortc.mediastreams import AudioStreamTrack
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 from av.frame import Frame
+from openai import AsyncOpenAI
 
 from ch04_streaming.mock_matcher import Lexicon
 from ch04_streaming.settings import Settings
 from ch05_protocols.rtc_client import (
     ReceivedEvent,
-    RtcResult,
     SignallingError,
     call_stats,
     offer_of,
@@ -39,6 +39,7 @@ from ch05_protocols.rtc_client import (
 from ch05_protocols.rtc_settings import RtcSettings
 from examples.service import running_service, wait_until_ready
 from tests.ch04.harness import KEY, MANIFEST, audio_of
+from tests.ch04.test_browser import WAIT_MS, chromium_page
 from tests.ch05.rtc_harness import running_rtc
 
 CALLS = "/v1/realtime/calls"
@@ -52,13 +53,6 @@ def bearer(key: str) -> dict[str, str]:
 
 def utterances(fixture_id: str) -> list[str]:
     return [u.text for u in MANIFEST.get(fixture_id).utterances]
-
-
-def heard(result: RtcResult) -> list[str]:
-    """The final transcripts the call's events carried."""
-    return [e.event["channel"]["alternatives"][0]["transcript"]
-            for e in result.events
-            if e.event.get("type") == "Results" and e.event["is_final"]]
 
 
 async def offer(codecs: Callable[[RTCRtpCodecCapability], bool] | None
@@ -97,7 +91,7 @@ async def test_a_fixture_comes_back_as_its_reference_text(
         result = await stream_file(audio_of("quick_brown_fox"),
                                    running.url, KEY)
         stats = await call_stats(running.url, KEY, result.call_id)
-    assert heard(result) == utterances("quick_brown_fox")
+    assert result.transcripts == utterances("quick_brown_fox")
     assert (stats["codec"], stats["status"]) == ("opus/48000/2", "ended")
     # aiortc's jitter buffer lets a 20 ms frame go when the fourth after
     # it has arrived: about 80 ms, when nothing is lost.
@@ -164,7 +158,7 @@ async def test_offers_that_cannot_be_answered_are_400_and_the_next_call_is_serve
     assert "audio only" in messages["video"]
     assert messages["not SDP"] == "the offer is not valid SDP"
     assert wrong_type[0] == 415 and too_big[0] == 413
-    assert heard(result) == utterances("living_room")
+    assert result.transcripts == utterances("living_room")
 
 
 @pytest.mark.parametrize(("authorization", "message"), [
@@ -214,7 +208,8 @@ async def test_a_client_secret_opens_calls_until_it_expires(
     assert reply.status_code == 200
     assert secret["value"].startswith("ek_")
     assert secret["expires_at"] == int(running.clock.now)
-    assert secret["session"] == {"type": "transcription"}
+    assert secret["session"]["type"] == "transcription"
+    assert secret["session"]["object"] == "realtime.transcription_session"
     assert live.status_code == 400
     assert expired.status_code == 401
     assert "expired" in error_of(expired)["message"]
@@ -266,7 +261,7 @@ async def test_a_full_service_refuses_and_a_call_that_never_connects_frees_its_s
     assert (stats["status"], stats["outcome"]) == (
         "ended", "not connected within 0.5 s")
     assert missing.status_code == 404
-    assert heard(result) == utterances("living_room")
+    assert result.transcripts == utterances("living_room")
 
 
 async def test_a_call_that_goes_quiet_is_closed_with_its_reason(
@@ -294,7 +289,7 @@ async def test_a_call_that_goes_quiet_is_closed_with_its_reason(
         await pc.close()
     assert events[-1]["type"] == "error"
     assert events[-1]["error"]["code"] == "session_closed"
-    assert events[-1]["error"]["message"] == "1011 NET-0001"
+    assert events[-1]["error"]["message"] == "1000 idle timeout"
 
 
 class SilenceThenNothing(AudioStreamTrack):
@@ -323,7 +318,7 @@ async def test_sigterm_finishes_the_open_utterance_then_exits_0() -> None:
     speaking = asyncio.Event()
 
     def on_event(received: ReceivedEvent) -> None:
-        if received.event.get("type") == "Results":
+        if received.event["type"] == "input_audio_buffer.speech_started":
             speaking.set()
 
     async with running_service(args, env) as service:
@@ -337,7 +332,7 @@ async def test_sigterm_finishes_the_open_utterance_then_exits_0() -> None:
             result = await streaming
             exit_code = await service.process.wait()
     assert exit_code == 0
-    said = heard(result)
+    said = result.transcripts
     assert len(said) == 1
     assert "the quick brown fox jumps over the lazy dog".startswith(said[0])
     last = result.events[-1].event
@@ -386,3 +381,92 @@ async def test_an_offer_sent_as_a_file_is_400(lexicon: Lexicon) -> None:
             files={"sdp": ("offer.sdp", sdp.encode(), "application/sdp")})
     assert reply.status_code == 400
     assert "Too many files" in error_of(reply)["message"]
+
+
+async def test_openais_sdk_signals_a_call_with_its_session(
+    lexicon: Lexicon,
+) -> None:
+    """OpenAI's own SDK asks for a client secret, then sends the offer
+    as multipart with a session; the call opens with `session.created`,
+    then `session.updated` with what the SDK asked for."""
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTrack(SilenceThenNothing())
+    channel = pc.createDataChannel("oai-events")
+    events: list[dict[str, Any]] = []
+    both = asyncio.Event()
+
+    @channel.on("message")
+    def received(text: str) -> None:
+        events.append(json.loads(text))
+        if len(events) == 2:
+            both.set()
+
+    asked: Any = {"type": "transcription", "audio": {
+        "input": {"transcription": {"model": "whisper-1"}}}}
+    try:
+        async with running_rtc(lexicon) as running:
+            server = AsyncOpenAI(api_key=KEY, base_url=f"{running.url}/v1",
+                                 max_retries=0)
+            secret = await server.realtime.client_secrets.create(
+                expires_after={"anchor": "created_at", "seconds": 60},
+                session={"type": "transcription"})
+            page = AsyncOpenAI(api_key=secret.value,
+                               base_url=f"{running.url}/v1", max_retries=0)
+            await pc.setLocalDescription(await pc.createOffer())
+            answer = await page.realtime.calls.create(sdp=offer_of(pc),
+                                                      session=asked)
+            await pc.setRemoteDescription(RTCSessionDescription(
+                sdp=answer.content.decode(), type="answer"))
+            async with asyncio.timeout(10):
+                await both.wait()
+            await server.close()
+            await page.close()
+    finally:
+        await pc.close()
+    assert secret.value.startswith("ek_")
+    assert secret.session.type == "transcription"
+    assert answer.response.status_code == 201
+    assert answer.response.headers["location"].startswith(
+        "/v1/realtime/calls/rtc_")
+    assert [e["type"] for e in events[:2]] == ["session.created",
+                                               "session.updated"]
+    updated = events[1]["session"]["audio"]["input"]
+    assert updated["transcription"]["model"] == "whisper-1"
+
+
+async def test_a_browser_microphone_comes_back_as_the_reference_text(
+    lexicon: Lexicon,
+) -> None:
+    """Headless Chromium plays a fixture as its microphone; the page at
+    `/` trades the key for a client secret, sends the microphone on a
+    peer connection with an `oai-events` channel, POSTs its offer, and
+    shows each completed transcript."""
+    fixture = "weather_forecast"
+    async with running_rtc(lexicon) as running, chromium_page(
+            audio_of(fixture)) as page:
+        await page.goto(f"{running.url}/?key={KEY}")
+        await page.click("#start")
+        await page.wait_for_function(
+            "n => document.querySelectorAll('#finals .final').length >= n",
+            arg=len(utterances(fixture)), timeout=WAIT_MS)
+        finals = await page.locator("#finals .text").all_text_contents()
+        stats = await call_stats(running.url, KEY,
+                                 await page.evaluate("window.callId"))
+        await page.click("#stop")
+    assert finals == utterances(fixture)
+    assert (stats["codec"], stats["status"]) == ("opus/48000/2", "active")
+    assert stats["jitter_buffer"]["frames"] > 0
+    assert stats["audio"]["lost_s"] == 0
+
+
+async def test_a_browser_with_a_wrong_key_is_told_why(
+    lexicon: Lexicon,
+) -> None:
+    async with running_rtc(lexicon) as running, chromium_page() as page:
+        await page.goto(f"{running.url}/?key=not-{KEY}")
+        await page.click("#start")
+        await page.wait_for_function(
+            "() => document.querySelector('#status').textContent"
+            ".startsWith('failed')", timeout=WAIT_MS)
+        status = await page.text_content("#status")
+    assert status == "failed: 401 Incorrect API key provided."
