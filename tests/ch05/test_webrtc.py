@@ -338,7 +338,8 @@ async def test_sigterm_finishes_the_open_utterance_then_exits_0() -> None:
     last = result.events[-1].event
     assert last["error"] == {"type": "server_error",
                              "code": "session_closed",
-                             "message": "1001 server shutting down"}
+                             "message": "1001 server shutting down",
+                             "param": None, "event_id": None}
 
 
 def as_fields(form: dict[str, str]) -> list[tuple[str, Any]]:

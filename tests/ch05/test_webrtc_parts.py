@@ -235,7 +235,8 @@ async def test_a_server_close_says_why_then_closes_the_channel() -> None:
     assert channel.sent == [{
         "type": "error", "event_id": channel.sent[0]["event_id"],
         "error": {"type": "server_error", "code": "session_closed",
-                  "message": "1001 server shutting down"}}]
+                  "message": "1001 server shutting down", "param": None,
+                  "event_id": None}}]
     assert channel.readyState == "closed"
     assert connection.state is State.CLOSED
     with pytest.raises(ConnectionClosed):
