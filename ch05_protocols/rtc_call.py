@@ -197,9 +197,9 @@ class RtcCall:
                 self.jitter.decoded(frame.pts)
                 connection.audio(self.audio.convert(frame))
         except MediaStreamError:
-            if self.pc.connectionState != "connected":
-                connection.lost()
-            else:
+            # The client's RTCP BYE, if still connected; a peer
+            # connection that closed ends the track too, and the call.
+            if self.pc.connectionState == "connected":
                 connection.audio(self.audio.flush())
                 connection.end_of_input()
     # --8<-- [end:track_pump]

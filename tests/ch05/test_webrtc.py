@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+import re
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -29,6 +33,7 @@ from openai import AsyncOpenAI
 from ch04_streaming.mock_matcher import Lexicon
 from ch04_streaming.settings import Settings
 from ch05_protocols.rtc_client import (
+    FileTrack,
     ReceivedEvent,
     SignallingError,
     call_stats,
@@ -45,6 +50,12 @@ from tests.ch05.rtc_harness import running_rtc
 CALLS = "/v1/realtime/calls"
 SECRETS = "/v1/realtime/client_secrets"
 SDP = {"Content-Type": "application/sdp"}
+
+
+async def chunks(count: int, size: int) -> AsyncIterator[bytes]:
+    """A body sent in chunks, its length not declared up front."""
+    for _ in range(count):
+        yield b"v" * size
 
 
 def bearer(key: str) -> dict[str, str]:
@@ -101,10 +112,15 @@ async def test_a_fixture_comes_back_as_its_reference_text(
     # The client's clock dates every chunk it sent and event it read.
     sent = [chunk.sent_at for chunk in result.chunks]
     assert sent == sorted(sent)
-    assert all(e.at > sent[0] for e in result.events)
+    arrived = [e.at for e in result.events]
+    assert arrived == sorted(arrived)
+    heard = [e.at for e in result.events
+             if e.event["type"].startswith("conversation.item.")]
+    assert heard and min(heard) > sent[0]
 
 
-async def refused(client: httpx.AsyncClient, body: str | bytes,
+async def refused(client: httpx.AsyncClient,
+                  body: str | bytes | AsyncIterator[bytes],
                   headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
     reply = await client.post(CALLS, content=body,
                               headers={**bearer(KEY), **headers})
@@ -140,6 +156,8 @@ async def test_offers_that_cannot_be_answered_are_400_and_the_next_call_is_serve
         wrong_type = await refused(client, opus_offer,
                                    {"Content-Type": "text/plain"})
         too_big = await refused(client, "v=0\r\n" * 20_000, SDP)
+        too_big_unsaid = await refused(client, chunks(20, 8192), SDP)
+        not_text = await refused(client, b"v=0\r\n\xff\xfe", SDP)
         result = await stream_file(audio_of("living_room"), running.url,
                                    KEY)
     assert {name: status for name, (status, _) in answers.items()} == {
@@ -157,7 +175,11 @@ async def test_offers_that_cannot_be_answered_are_400_and_the_next_call_is_serve
                                                   " offer: ")
     assert "audio only" in messages["video"]
     assert messages["not SDP"] == "the offer is not valid SDP"
-    assert wrong_type[0] == 415 and too_big[0] == 413
+    assert wrong_type[0] == 415
+    assert too_big[0] == too_big_unsaid[0] == 413
+    assert not_text == (400, {"message": "sdp is not UTF-8 text.",
+                              "type": "invalid_request_error",
+                              "param": "sdp", "code": "invalid_value"})
     assert result.transcripts == utterances("living_room")
 
 
@@ -214,6 +236,20 @@ async def test_a_client_secret_opens_calls_until_it_expires(
     assert expired.status_code == 401
     assert "expired" in error_of(expired)["message"]
     assert minted.status_code == 401
+
+
+async def test_client_secrets_are_refused_429_when_too_many_are_live(
+    lexicon: Lexicon,
+) -> None:
+    settings = RtcSettings(max_client_secrets=1)
+    async with running_rtc(lexicon, settings) as running, httpx.AsyncClient(
+            base_url=running.url) as client:
+        first = await client.post(SECRETS, headers=bearer(KEY))
+        second = await client.post(SECRETS, headers=bearer(KEY))
+    assert first.status_code == 200
+    assert second.status_code == 429
+    assert second.headers["Retry-After"] == "10"
+    assert error_of(second)["type"] == "rate_limit_error"
 
 
 @pytest.mark.parametrize(("body", "param"), [
@@ -393,6 +429,9 @@ async def test_openais_sdk_signals_a_call_with_its_session(
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     pc.addTrack(SilenceThenNothing())
     channel = pc.createDataChannel("oai-events")
+    other = pc.createDataChannel("metrics")  # events go on one channel
+    other_closed = asyncio.Event()
+    other.on("close", other_closed.set)
     events: list[dict[str, Any]] = []
     both = asyncio.Event()
 
@@ -420,6 +459,7 @@ async def test_openais_sdk_signals_a_call_with_its_session(
                 sdp=answer.content.decode(), type="answer"))
             async with asyncio.timeout(10):
                 await both.wait()
+                await other_closed.wait()
             await server.close()
             await page.close()
     finally:
@@ -471,3 +511,83 @@ async def test_a_browser_with_a_wrong_key_is_told_why(
             ".startsWith('failed')", timeout=WAIT_MS)
         status = await page.text_content("#status")
     assert status == "failed: 401 Incorrect API key provided."
+
+
+async def test_a_client_that_hangs_up_mid_call_frees_its_call(
+    lexicon: Lexicon,
+) -> None:
+    """The client closes its peer connection while it speaks, without
+    a BYE: the call ends as closed by the client, at once."""
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTrack(FileTrack(audio_of("quick_brown_fox"), time.monotonic))
+    channel = pc.createDataChannel("oai-events")
+    speaking = asyncio.Event()
+
+    @channel.on("message")
+    def received(text: str) -> None:
+        if json.loads(text)["type"] == "input_audio_buffer.speech_started":
+            speaking.set()
+
+    async with running_rtc(lexicon) as running:
+        try:
+            await pc.setLocalDescription(await pc.createOffer())
+            answer, call_id = await post_offer(running.url, KEY,
+                                               offer_of(pc))
+            await pc.setRemoteDescription(
+                RTCSessionDescription(sdp=answer, type="answer"))
+            async with asyncio.timeout(20):
+                await speaking.wait()
+        finally:
+            await pc.close()
+        async with asyncio.timeout(10):
+            await running.calls.tasks[call_id]
+        stats = await call_stats(running.url, KEY, call_id)
+    assert (stats["status"], stats["outcome"]) == ("ended",
+                                                   "closed by the client")
+    assert stats["audio"]["received_s"] > 0
+
+
+async def test_a_call_still_connecting_ends_at_once_on_shutdown(
+    lexicon: Lexicon,
+) -> None:
+    sdp = await offer()
+    settings = RtcSettings(connect_timeout_s=60.0, shutdown_grace_s=60.0)
+    async with running_rtc(lexicon, settings) as running, httpx.AsyncClient(
+            base_url=running.url) as client:
+        reply = await client.post(CALLS, content=sdp,
+                                  headers={**bearer(KEY), **SDP})
+        call_id = reply.headers["Location"].rsplit("/", 1)[-1]
+    stats = await running.calls.stats(call_id)
+    assert stats is not None
+    assert stats.outcome == "server shutting down"
+
+
+async def test_the_client_command_prints_transcript_codec_and_delay(
+    lexicon: Lexicon,
+) -> None:
+    async with running_rtc(lexicon) as running:
+        ran = await run_client(str(audio_of("living_room")), "--url",
+                               running.url, "--key", KEY)
+        refused = await run_client(str(audio_of("living_room")), "--url",
+                                   running.url, "--key", "not-the-key")
+    assert ran.returncode == 0, ran.stderr
+    lines = ran.stdout.splitlines()
+    assert lines[0] == "  [webrtc] turn off the lights in the living room"
+    assert lines[2] == "  codec: opus/48000/2"
+    assert re.fullmatch(r"  jitter buffer: \d+\.\d ms median, .*",
+                        lines[3])
+    assert refused.returncode == 1
+    assert refused.stderr == ("refused: 401: Incorrect API key"
+                              " provided.\n")
+
+
+async def run_client(*args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m ch05_protocols.rtc_client ARGS`, to its end."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "ch05_protocols.rtc_client", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    async with asyncio.timeout(60):
+        out, err = await process.communicate()
+    assert process.returncode is not None
+    return subprocess.CompletedProcess(args, process.returncode,
+                                       out.decode(), err.decode())
