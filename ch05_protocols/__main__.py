@@ -2,9 +2,9 @@
 
 Chapter 5. Each command has its own flags: `grpc` serves streaming
 recognition over gRPC, `ws` serves binary and
-base64 WebSocket audio side by side on chapter 4's service, `wt`
-serves WebTransport sessions (audio as QUIC datagrams or on a
-stream), `stall`
+base64 WebSocket audio side by side on chapter 4's service, `rtc`
+serves audio over WebRTC with OpenAI's signalling, `wt` serves
+WebTransport sessions (audio as QUIC datagrams or on a stream), `stall`
 compares buffering with dropping stale audio after a stalled link, and
 `choose` recommends a protocol for a client's constraints. Bad flags
 stop with exit status 2 and a message naming the flag.
@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from ch05_protocols import (
     choose,
     grpc_command,
+    rtc_command,
     stall,
     ws_server,
     wt_command,
@@ -30,6 +31,8 @@ COMMANDS: dict[str, tuple[Command, str]] = {
              " (speech.v1.Speech)"),
     "ws": (ws_server.main, "binary and base64 WebSocket audio, side by"
            " side on one server"),
+    "rtc": (rtc_command.main, "audio over WebRTC, signalled as OpenAI's"
+            " Realtime API signals it"),
     "wt": (wt_command.main, "WebTransport sessions: audio as QUIC"
            " datagrams or on a stream"),
     "stall": (stall.main, "a stalled link: buffering against dropping"
