@@ -38,6 +38,12 @@ COMMAND_TESTS: dict[str, tuple[str, ...]] = {
         "ch05/test_grpc_process.py::test_serves_then_drains_on_sigterm",),
     "ch05_protocols ws": (
         "ch05/test_commands.py::test_ws_serves_base64_beside_deepgram",),
+    "ch05_protocols rtc": (
+        "ch05/test_webrtc.py::test_sigterm_finishes_the_open_utterance"
+        "_then_exits_0",),
+    "ch05_protocols wt": (
+        "ch05/test_wt_command.py::test_the_client_command_prints_the"
+        "_fixtures_finals",),
     "ch05_protocols.stall": (
         "ch05/test_stall.py::test_a_short_stall_costs_latency_buffered_and"
         "_words_dropped",
