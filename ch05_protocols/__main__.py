@@ -3,7 +3,8 @@
 Chapter 5. Each command has its own flags: `grpc` serves streaming
 recognition over gRPC, `ws` serves binary and
 base64 WebSocket audio side by side on chapter 4's service, `stall`
-compares buffering with dropping stale audio after a stalled link, and
+compares buffering with dropping stale audio after a stalled link,
+`lossy` measures each transport on a link that loses packets, and
 `choose` recommends a protocol for a client's constraints. Bad flags
 stop with exit status 2 and a message naming the flag.
 """
@@ -14,7 +15,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from ch05_protocols import choose, grpc_command, stall, ws_server
+from ch05_protocols import choose, grpc_command, lossy, stall, ws_server
 
 Command = Callable[[Sequence[str]], int]
 COMMANDS: dict[str, tuple[Command, str]] = {
@@ -24,6 +25,8 @@ COMMANDS: dict[str, tuple[Command, str]] = {
            " side on one server"),
     "stall": (stall.main, "a stalled link: buffering against dropping"
               " stale audio"),
+    "lossy": (lossy.main, "head-of-line blocking: each transport on a"
+              " link that loses packets"),
     "choose": (choose.main, "the protocol for a client's constraints"),
 }
 
