@@ -1,6 +1,6 @@
 """Benchmark of chapter 5's lossy-link lab: head-of-line blocking.
 
-Runs `python -m ch05_protocols.lossy` (about 30 s of speech per
+Runs `python -m ch05_protocols.lossy` (60 s of speech per
 transport and loss rate, 0, 1, 2 and 5%; it needs root, `ip` and
 `nft`) and records, for each transport at each rate, the
 chunk-to-result latency (p50, p99, max), how many chunks it was

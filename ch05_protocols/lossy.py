@@ -4,9 +4,13 @@ Chapter 5, "WebTransport: QUIC datagrams, head-of-line blocking". The
 lab makes a network namespace of its own, whose nftables input hook
 drops a chosen share of packets at random, both ways (`netns.py`,
 `loss_rule.py`), re-runs itself inside it, starts each transport's
-server there and streams the speech fixtures, back to back, at the pace
-of speech in 20 ms chunks of 16 kHz linear16, interim results on, over
-each transport at each loss rate (0, 1, 2 and 5% by default).
+server there and streams 60 s of the speech fixtures, back to back, at
+the pace of speech in 20 ms chunks of linear16, interim results on,
+over each transport at each loss rate (0, 1, 2 and 5% by default). At
+each rate the transports stream side by side, each on its own
+connection to its own server: the rule drops each packet on its own
+chance, and the loopback has bandwidth to spare, so one stream's losses
+do not touch another's.
 
 Definitions. Each result covers the audio up to some stream time (a
 binary WebSocket `transcript`'s `end`, a gRPC result's
@@ -21,10 +25,10 @@ share of the seconds sent that the server says it never received (the
 WebSocket's `closed` `audio_s`, gRPC's `total_billed_time`, whole
 seconds). On TCP that is zero by construction: a lost packet is sent
 again, and everything behind it waits (head-of-line blocking), so TCP
-pays for loss in latency; datagrams pay in audio. The loss each run
+pays for loss in latency; datagrams pay in audio. The loss each rate
 really had is counted by the rule and printed beside it.
 
-    python -m ch05_protocols.lossy [--rates 0,1,2,5] [--seconds 30]
+    python -m ch05_protocols.lossy [--rates 0,1,2,5] [--seconds 60]
         [--transports websocket,grpc] [--out build/ch05/lossy] [--quick]
 
 Writes `lossy.json` and `lossy.png` under `--out`. It needs root, `ip`
@@ -50,8 +54,15 @@ from types import FrameType
 from ch05_protocols.loss_rule import CommandError, counted, set_loss
 from ch05_protocols.lossy_plot import plot
 from ch05_protocols.lossy_stats import Cell, summarize
-from ch05_protocols.lossy_stream import CHUNK_S, speech, stream_speech
-from ch05_protocols.lossy_tcp import CONNECT_TIMEOUT_S
+from ch05_protocols.lossy_stream import (
+    CHUNK_S,
+    CONNECT_TIMEOUT_S,
+    Speech,
+    Trace,
+    Transport,
+    speech,
+    stream_speech,
+)
 from ch05_protocols.lossy_transports import TRANSPORTS
 from ch05_protocols.netns import (
     PREFIX,
@@ -62,8 +73,9 @@ from ch05_protocols.netns import (
 
 RATES = (0.0, 1.0, 2.0, 5.0)
 QUICK_RATES = (0.0, 5.0)
-SECONDS = 30.0
+SECONDS = 60.0
 QUICK_SECONDS = 6.0
+WARMUP_S = 2.0
 STOP_S = 30.0  # for the lab inside to stop its servers
 
 
@@ -124,26 +136,40 @@ HEADER = (f"{'transport':<12} {'loss':>6} {'dropped':>8} {'chunks':>6}"
           f" {'lost %':>8}")
 
 
+async def measured(transport: Transport, port: int,
+                   audio: Speech) -> Trace:
+    async with asyncio.timeout(CONNECT_TIMEOUT_S):
+        stream = await transport.connect(port)
+    return await stream_speech(stream, audio.chunks)
+
+
 async def measure(names: Sequence[str], rates: Sequence[float],
                   seconds: float,
                   report: Callable[[Cell], None] = show) -> list[Cell]:
-    """Every transport at every rate, inside the lab's namespace."""
-    audio = speech(seconds)
+    """Every transport at every rate, inside the lab's namespace: at
+    each rate the transports stream side by side, each to its own
+    server, on its own connections."""
     transports = [TRANSPORTS[name]() for name in names]
+    audio = {t.rate: speech(seconds, t.rate) for t in transports}
     cells = []
     async with AsyncExitStack() as servers:
         ports = [await servers.enter_async_context(t.serve())
                  for t in transports]
+        # A first stream loads what each server loads lazily: unmeasured.
+        async with asyncio.TaskGroup() as warming:
+            for t, port in zip(transports, ports, strict=True):
+                warming.create_task(measured(t, port,
+                                             speech(WARMUP_S, t.rate)))
         for rate in rates:
             set_loss(rate)
-            for transport, port in zip(transports, ports, strict=True):
-                before = counted()
-                async with asyncio.timeout(CONNECT_TIMEOUT_S):
-                    stream = await transport.connect(port)
-                trace = await stream_speech(stream, audio.chunks)
-                link = counted() - before
-                cells.append(summarize(transport.name, rate, trace,
-                                       audio.timed, round(link.loss_pct, 3)))
+            before = counted()
+            async with asyncio.TaskGroup() as streams:
+                runs = [streams.create_task(measured(t, port, audio[t.rate]))
+                        for t, port in zip(transports, ports, strict=True)]
+            dropped = round((counted() - before).loss_pct, 3)
+            for transport, run in zip(transports, runs, strict=True):
+                cells.append(summarize(transport.name, rate, run.result(),
+                                       audio[transport.rate].timed, dropped))
                 report(cells[-1])
     return cells
 

@@ -22,13 +22,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
+import soxr
+
+from ch04_streaming.audio import to_pcm16
 from ch04_streaming.client import load_audio
 from ch04_streaming.settings import DEFAULT_MANIFEST, fixture_file
 
 RATE = 16_000
 CHUNK_S = 0.02
-CHUNK_BYTES = round(CHUNK_S * RATE) * 2  # linear16
 SPEECH_KINDS = ("utterance", "conversation")
+CONNECT_TIMEOUT_S = 30.0  # a lost SYN costs a second, or more
 
 
 @dataclass(frozen=True)
@@ -41,10 +45,24 @@ class Speech:
         return len(self.chunks) * CHUNK_S
 
 
-def speech(seconds: float, manifest: Path = DEFAULT_MANIFEST) -> Speech:
+def chunk_bytes(rate: int = RATE) -> int:
+    return round(CHUNK_S * rate) * 2  # linear16
+
+
+def at_rate(pcm: bytes, rate: int) -> bytes:
+    """16 kHz linear16 as linear16 at `rate`, resampled in one go."""
+    if rate == RATE:
+        return pcm
+    samples = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768
+    return to_pcm16(soxr.resample(samples, RATE, rate))
+
+
+def speech(seconds: float, rate: int = RATE,
+           manifest: Path = DEFAULT_MANIFEST) -> Speech:
     """The first `seconds` of the speech fixtures, one after another,
-    in 20 ms chunks; a chunk is timed if it lies inside an utterance
-    after its first word has ended (before it no result has words)."""
+    in 20 ms chunks at `rate`; a chunk is timed if it lies inside an
+    utterance after its first word has ended (before it no result has
+    words)."""
     audio, spans = b"", list[tuple[float, float]]()
     for entry in json.loads(manifest.read_text())["fixtures"]:
         if (entry["kind"] in SPEECH_KINDS and entry["sample_rate"] == RATE
@@ -54,9 +72,9 @@ def speech(seconds: float, manifest: Path = DEFAULT_MANIFEST) -> Speech:
                       for u in entry["utterances"]]
             audio += load_audio(fixture_file(manifest,
                                              entry["path"])).payload
-    count = min(round(seconds / CHUNK_S), len(audio) // CHUNK_BYTES)
-    chunks = [audio[i * CHUNK_BYTES:(i + 1) * CHUNK_BYTES]
-              for i in range(count)]
+    audio, size = at_rate(audio, rate), chunk_bytes(rate)
+    count = min(round(seconds / CHUNK_S), len(audio) // size)
+    chunks = [audio[i * size:(i + 1) * size] for i in range(count)]
     timed = [any(s <= i * CHUNK_S and (i + 1) * CHUNK_S <= e
                  for s, e in spans) for i in range(count)]
     return Speech(chunks, timed)
@@ -92,6 +110,7 @@ class Transport(Protocol):
     """A transport of the lab: its server, and streams to it."""
 
     name: str
+    rate: int  # of the linear16 audio its streams send
 
     def serve(self) -> AbstractAsyncContextManager[int]: ...  # its port
     async def connect(self, port: int) -> Stream: ...

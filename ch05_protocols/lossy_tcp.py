@@ -22,7 +22,13 @@ import grpc
 from websockets.asyncio.client import ClientConnection, connect
 
 from ch05_protocols.compare import KEY, service_args
-from ch05_protocols.lossy_stream import RATE, Covered, Event, Received
+from ch05_protocols.lossy_stream import (
+    CONNECT_TIMEOUT_S,
+    RATE,
+    Covered,
+    Event,
+    Received,
+)
 from ch05_protocols.service_process import running
 from ch05_protocols.speech.v1.speech_pb2 import (
     RecognitionConfig,
@@ -35,7 +41,6 @@ from ch05_protocols.transports import QUERY
 
 Call = grpc.aio.StreamStreamCall[StreamingRecognizeRequest,
                                 StreamingRecognizeResponse]
-CONNECT_TIMEOUT_S = 30.0  # a lost SYN costs a second, or more
 
 
 @asynccontextmanager
@@ -69,7 +74,7 @@ class SocketStream:
 
 
 class WebSocketTransport:
-    name = "websocket"
+    name, rate = "websocket", RATE
 
     def serve(self) -> AbstractAsyncContextManager[int]:
         return service("ws_binary")
@@ -109,7 +114,7 @@ class GrpcStream:
 
 
 class GrpcTransport:
-    name = "grpc"
+    name, rate = "grpc", RATE
 
     def serve(self) -> AbstractAsyncContextManager[int]:
         return service("grpc")

@@ -33,7 +33,7 @@ from ch05_protocols.lossy_stats import (
     percentile,
     summarize,
 )
-from ch05_protocols.lossy_stream import CHUNK_BYTES, Trace, speech
+from ch05_protocols.lossy_stream import Trace, chunk_bytes, speech
 from ch05_protocols.netns import (
     Namespace,
     missing_requirements,
@@ -155,12 +155,19 @@ def test_the_speech_is_the_fixtures_back_to_back_in_20_ms_chunks() -> None:
 
     assert len(audio.chunks) == len(audio.timed) == 1500
     assert audio.audio_s == pytest.approx(30.0)
-    assert {len(c) for c in audio.chunks} == {CHUNK_BYTES}
+    assert {len(c) for c in audio.chunks} == {chunk_bytes()} == {640}
     # The first fixture's one utterance: first word ends at 0.78 s, the
     # utterance at 4.86 s.
     assert audio.timed[39:41] == [False, True]
     assert audio.timed[241:243] == [True, False]
     assert 0.5 < sum(audio.timed) / len(audio.timed) < 0.9
+
+
+def test_the_speech_at_another_rate_keeps_its_chunks_and_times() -> None:
+    at_16k, at_24k = speech(10), speech(10, 24_000)
+
+    assert {len(c) for c in at_24k.chunks} == {chunk_bytes(24_000)} == {960}
+    assert at_24k.timed == at_16k.timed
 
 
 def test_bench_figures_name_transport_measure_and_rate() -> None:
