@@ -1,11 +1,11 @@
 """`python -m ch05_protocols COMMAND`: the chapter's servers and labs.
 
 Chapter 5. Each command has its own flags: `grpc` serves streaming
-recognition over gRPC, `ws` serves binary and
-base64 WebSocket audio side by side on chapter 4's service, `stall`
-compares buffering with dropping stale audio after a stalled link,
-`lossy` measures each transport on a link that loses packets, and
-`choose` recommends a protocol for a client's constraints. Bad flags
+recognition over gRPC, `ws` serves binary and base64 WebSocket audio
+side by side on chapter 4's service, `wt` serves WebTransport sessions
+(audio as QUIC datagrams or on a stream), `stall` compares buffering
+with dropping stale audio after a stalled link, `lossy` measures each
+transport on a link that loses packets, and `choose` recommends a protocol for a client's constraints. Bad flags
 stop with exit status 2 and a message naming the flag.
 """
 
@@ -15,7 +15,14 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from ch05_protocols import choose, grpc_command, lossy, stall, ws_server
+from ch05_protocols import (
+    choose,
+    grpc_command,
+    lossy,
+    stall,
+    ws_server,
+    wt_command,
+)
 
 Command = Callable[[Sequence[str]], int]
 COMMANDS: dict[str, tuple[Command, str]] = {
@@ -23,6 +30,8 @@ COMMANDS: dict[str, tuple[Command, str]] = {
              " (speech.v1.Speech)"),
     "ws": (ws_server.main, "binary and base64 WebSocket audio, side by"
            " side on one server"),
+    "wt": (wt_command.main, "WebTransport sessions: audio as QUIC"
+           " datagrams or on a stream"),
     "stall": (stall.main, "a stalled link: buffering against dropping"
               " stale audio"),
     "lossy": (lossy.main, "head-of-line blocking: each transport on a"
