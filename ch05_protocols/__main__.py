@@ -5,8 +5,9 @@ recognition over gRPC, `ws` serves binary and base64 WebSocket audio
 side by side on chapter 4's service, `wt` serves WebTransport sessions
 (audio as QUIC datagrams or on a stream), `stall` compares buffering
 with dropping stale audio after a stalled link, `lossy` measures each
-transport on a link that loses packets, and `choose` recommends a protocol for a client's constraints. Bad flags
-stop with exit status 2 and a message naming the flag.
+transport on a link that loses packets, and `choose` recommends a
+protocol for a client's constraints. Bad flags stop with exit status 2
+and a message naming the flag.
 """
 
 from __future__ import annotations

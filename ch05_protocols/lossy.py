@@ -5,8 +5,10 @@ lab makes a network namespace of its own, whose nftables input hook
 drops a chosen share of packets at random, both ways (`netns.py`,
 `loss_rule.py`), re-runs itself inside it, starts each transport's
 server there and streams 60 s of the speech fixtures, back to back, at
-the pace of speech in 20 ms chunks of linear16, interim results on,
-over each transport at each loss rate (0, 1, 2 and 5% by default). At
+the pace of speech in 20 ms chunks of 24 kHz linear16 (the rate
+WebTransport and WebRTC serve, so that every transport's audio is
+resampled alike), interim results on, over each transport at each loss
+rate (0, 1, 2 and 5% by default). At
 each rate the transports stream side by side, each on its own
 connection to its own server: the rule drops each packet on its own
 chance, and the loopback has bandwidth to spare, so one stream's losses

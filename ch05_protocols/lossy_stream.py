@@ -109,8 +109,10 @@ class Stream(Protocol):
 class Transport(Protocol):
     """A transport of the lab: its server, and streams to it."""
 
-    name: str
-    rate: int  # of the linear16 audio its streams send
+    @property
+    def name(self) -> str: ...
+    @property
+    def rate(self) -> int: ...  # of the linear16 audio its streams send
 
     def serve(self) -> AbstractAsyncContextManager[int]: ...  # its port
     async def connect(self, port: int) -> Stream: ...

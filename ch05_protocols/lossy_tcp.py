@@ -2,13 +2,13 @@
 
 Chapter 5, "WebTransport: QUIC datagrams, head-of-line blocking". Each
 starts its service as `compare.py` does (its own process, the mock at
-model time zero, so the transport is what differs) and streams to it:
-binary WebSocket frames at `/ws/binary`, whose results say up to where
-they cover (`end`) and whose last message says how much audio arrived
-(`closed`, `audio_s`); and a `StreamingRecognize` call, whose results
-carry `result_end_time` and whose last response bills the audio
-received by the started second (`total_billed_time`). Only results with
-words count, on both, as gRPC sends no others.
+model time zero, so the transport is what differs) and streams 24 kHz
+linear16 to it: binary WebSocket frames at `/ws/binary`, whose results
+say up to where they cover (`end`) and whose last message says how much
+audio arrived (`closed`, `audio_s`); and a `StreamingRecognize` call,
+whose results carry `result_end_time` and whose last response bills the
+audio received by the started second (`total_billed_time`). Only
+results with words count, on both, as gRPC sends no others.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from websockets.asyncio.client import ClientConnection, connect
 from ch05_protocols.compare import KEY, service_args
 from ch05_protocols.lossy_stream import (
     CONNECT_TIMEOUT_S,
-    RATE,
     Covered,
     Event,
     Received,
@@ -37,10 +36,13 @@ from ch05_protocols.speech.v1.speech_pb2 import (
     StreamingRecognizeResponse,
 )
 from ch05_protocols.speech.v1.speech_pb2_grpc import SpeechStub
-from ch05_protocols.transports import QUERY
 
 Call = grpc.aio.StreamStreamCall[StreamingRecognizeRequest,
                                 StreamingRecognizeResponse]
+# The rate WebTransport and WebRTC serve (the realtime API's): every
+# transport resamples to the model's 16 kHz, and so waits the same.
+RATE = 24_000
+QUERY = f"?encoding=linear16&sample_rate={RATE}&interim_results=true"
 
 
 @asynccontextmanager

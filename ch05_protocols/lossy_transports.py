@@ -10,11 +10,15 @@ transport is one class and one line here.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 from ch05_protocols.lossy_stream import Transport
 from ch05_protocols.lossy_tcp import GrpcTransport, WebSocketTransport
+from ch05_protocols.lossy_wt import WebTransportTransport
 
 TRANSPORTS: dict[str, Callable[[], Transport]] = {
     "websocket": WebSocketTransport,
     "grpc": GrpcTransport,
+    "wt_datagrams": partial(WebTransportTransport, "datagram"),
+    "wt_streams": partial(WebTransportTransport, "stream"),
 }

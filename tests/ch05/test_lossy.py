@@ -33,7 +33,13 @@ from ch05_protocols.lossy_stats import (
     percentile,
     summarize,
 )
-from ch05_protocols.lossy_stream import Trace, chunk_bytes, speech
+from ch05_protocols.lossy_stream import (
+    Covered,
+    Trace,
+    chunk_bytes,
+    speech,
+)
+from ch05_protocols.lossy_wt import covered, heard_s
 from ch05_protocols.netns import (
     Namespace,
     missing_requirements,
@@ -168,6 +174,22 @@ def test_the_speech_at_another_rate_keeps_its_chunks_and_times() -> None:
 
     assert {len(c) for c in at_24k.chunks} == {chunk_bytes(24_000)} == {960}
     assert at_24k.timed == at_16k.timed
+
+
+def test_webtransport_results_and_report_are_read() -> None:
+    results = {"type": "Results", "start": 1.5, "duration": 0.25,
+               "channel": {"alternatives": [{"transcript": "hello"}]}}
+    empty = {**results, "channel": {"alternatives": [{"transcript": ""}]}}
+    closed = {"type": "webtransport.closed", "code": 1000, "reason": "",
+              "audio": {"mode": "datagram", "frames": 290,
+                        "concealed_s": 0.2, "late_frames": 1,
+                        "duplicate_frames": 0, "dropped_frames": 5,
+                        "errors": 0}}
+
+    assert covered(results) == Covered(1.75)
+    assert covered(empty) is None and covered(closed) is None
+    assert heard_s(closed) == 5.7  # 285 frames of 20 ms reached it
+    assert heard_s(results) is None
 
 
 def test_bench_figures_name_transport_measure_and_rate() -> None:
