@@ -3,8 +3,9 @@
 Chapter 5. Each command has its own flags: `grpc` serves streaming
 recognition over gRPC, `ws` serves binary and base64 WebSocket audio
 side by side on chapter 4's service, `wt` serves WebTransport sessions
-(audio as QUIC datagrams or on a stream), `stall` compares buffering
-with dropping stale audio after a stalled link, `lossy` measures each
+(audio as QUIC datagrams or on a stream), `rtc` serves audio over
+WebRTC with OpenAI's signalling, `stall` compares buffering with
+dropping stale audio after a stalled link, `lossy` measures each
 transport on a link that loses packets, and `choose` recommends a
 protocol for a client's constraints. Bad flags stop with exit status 2
 and a message naming the flag.
@@ -20,6 +21,7 @@ from ch05_protocols import (
     choose,
     grpc_command,
     lossy,
+    rtc_command,
     stall,
     ws_server,
     wt_command,
@@ -33,6 +35,8 @@ COMMANDS: dict[str, tuple[Command, str]] = {
            " side on one server"),
     "wt": (wt_command.main, "WebTransport sessions: audio as QUIC"
            " datagrams or on a stream"),
+    "rtc": (rtc_command.main, "audio over WebRTC, signalled as OpenAI's"
+            " Realtime API signals it"),
     "stall": (stall.main, "a stalled link: buffering against dropping"
               " stale audio"),
     "lossy": (lossy.main, "head-of-line blocking: each transport on a"

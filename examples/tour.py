@@ -22,7 +22,7 @@ from examples.catalogue import catalogue_table
 from examples.fixtures import load_manifest
 from examples.tour_ch03 import accelerator_lab
 from examples.tour_ch04 import streaming_service
-from examples.tour_ch05 import grpc_stream
+from examples.tour_ch05 import grpc_and_webrtc
 from examples.tour_ch06 import many_streams
 from examples.tour_ch07 import api_styles
 from examples.tour_ch08 import metering_and_billing
@@ -60,8 +60,8 @@ STOPS: list[Stop] = [
          " accelerator", accelerator_lab),
     Stop(4, "Chapter 4: streaming speech recognition over WebSocket",
          streaming_service),
-    Stop(5, "Chapter 5: the same audio over gRPC bidirectional streaming",
-         grpc_stream),
+    Stop(5, "Chapter 5: the same audio over gRPC bidirectional streaming"
+         " and WebRTC", grpc_and_webrtc),
     Stop(6, "Chapter 6: many streams, one accelerator, one batching"
          " pipeline", many_streams),
     Stop(7, "Chapter 7: one service, an OpenAI-compatible and an"

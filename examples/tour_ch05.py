@@ -1,10 +1,13 @@
-"""The chapter 5 stop of the tour: the same audio over gRPC.
+"""The chapter 5 stop of the tour: the same audio over gRPC and WebRTC.
 
 Starts `python -m ch05_protocols grpc` as its own process, waits for
 its health service to say SERVING (the gRPC form of `/readyz`), streams
 a fixture at the pace of speech with `examples.stream_grpc`'s client,
 prints each final with the billed duration, and stops the service with
-SIGTERM.
+SIGTERM. Then the same for `python -m ch05_protocols rtc`: a shorter
+fixture as Opus over a WebRTC call, signalled as OpenAI's Realtime API
+signals it, with its completed transcript, the codec the offer and
+answer settled on, and the delay the receiver's jitter buffer added.
 """
 
 from __future__ import annotations
@@ -17,11 +20,13 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from ch04_streaming.client import load_audio
+from ch05_protocols.rtc_client import stream_and_report
 from examples.fixtures import load_manifest
-from examples.service import running_service
+from examples.service import running_service, wait_until_ready
 from examples.stream_grpc import Pace, recognize
 
 FIXTURE = "call_back"
+RTC_FIXTURE = "living_room"  # the shortest: 4.5 s
 SERVING = health_pb2.HealthCheckResponse.SERVING
 
 
@@ -63,9 +68,26 @@ async def run() -> None:
     print("gRPC service stopped on SIGTERM")
 
 
-def grpc_stream() -> None:
+async def webrtc() -> None:
+    key = "demo-" + secrets.token_hex(8)
+    fixture = load_manifest().get(RTC_FIXTURE)
+    async with running_service(
+            ("-m", "ch05_protocols", "rtc", "--port", "0"),
+            {"SPEECH_API_KEYS": key}) as service:
+        print(f"WebRTC service started: pid {service.pid}, port"
+              f" {service.port}")
+        await wait_until_ready(service.port)
+        print(f"  streaming {fixture.file().name} as Opus over a WebRTC"
+              " call (POST /v1/realtime/calls):", flush=True)
+        await stream_and_report(fixture.file(),
+                                f"http://127.0.0.1:{service.port}", key)
+    print("WebRTC service stopped on SIGTERM")
+
+
+def grpc_and_webrtc() -> None:
     asyncio.run(run())
+    asyncio.run(webrtc())
 
 
 if __name__ == "__main__":
-    grpc_stream()
+    grpc_and_webrtc()
