@@ -16,11 +16,11 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import soxr
@@ -28,6 +28,7 @@ import soxr
 from ch04_streaming.audio import to_pcm16
 from ch04_streaming.client import load_audio
 from ch04_streaming.settings import DEFAULT_MANIFEST, fixture_file
+from ch05_protocols.compare import ENGINE, KEY
 
 RATE = 16_000
 CHUNK_S = 0.02
@@ -43,6 +44,13 @@ class Speech:
     @property
     def audio_s(self) -> float:
         return len(self.chunks) * CHUNK_S
+
+
+def service_env() -> dict[str, str]:
+    """A service's key and engine (the mock at model time zero, as the
+    transports compared elsewhere in the chapter), by variable."""
+    return {"SPEECH_API_KEYS": KEY,
+            **{f"CH04_{k.upper()}": v for k, v in ENGINE.items()}}
 
 
 def chunk_bytes(rate: int = RATE) -> int:
@@ -95,6 +103,16 @@ class Received:
 
 
 Event = Covered | Received
+
+
+def deepgram_covered(message: Mapping[str, Any]) -> Covered | None:
+    """A Deepgram `Results` with words (as the WebTransport and WebRTC
+    services speak): it covers the stream to `start` + `duration`."""
+    if message.get("type") != "Results":
+        return None
+    if not message["channel"]["alternatives"][0]["transcript"]:
+        return None
+    return Covered(round(message["start"] + message["duration"], 3))
 
 
 class Stream(Protocol):

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 
+from ch05_protocols.lossy_rtc import WebRtcTransport
 from ch05_protocols.lossy_stream import Transport
 from ch05_protocols.lossy_tcp import GrpcTransport, WebSocketTransport
 from ch05_protocols.lossy_wt import WebTransportTransport
@@ -21,4 +22,5 @@ TRANSPORTS: dict[str, Callable[[], Transport]] = {
     "grpc": GrpcTransport,
     "wt_datagrams": partial(WebTransportTransport, "datagram"),
     "wt_streams": partial(WebTransportTransport, "stream"),
+    "webrtc": WebRtcTransport,
 }

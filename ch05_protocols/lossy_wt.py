@@ -24,8 +24,13 @@ from contextlib import (
 )
 from dataclasses import dataclass, field
 
-from ch05_protocols.compare import ENGINE, KEY
-from ch05_protocols.lossy_stream import CONNECT_TIMEOUT_S, Covered, Event
+from ch05_protocols.compare import KEY
+from ch05_protocols.lossy_stream import (
+    CONNECT_TIMEOUT_S,
+    Event,
+    deepgram_covered,
+    service_env,
+)
 from ch05_protocols.lossy_stream import Received as AudioReceived
 from ch05_protocols.service_process import running
 from ch05_protocols.wt_client import (
@@ -38,20 +43,6 @@ from ch05_protocols.wt_frames import FRAME_MS
 
 HASH_LINE = "certificate sha256 (hex): "
 RETRY_S = 0.2  # a session refused while the model loads (503)
-
-
-def covered(message: dict[str, object]) -> Covered | None:
-    """A Deepgram `Results` with words: the stream time it reaches."""
-    if message.get("type") != "Results":
-        return None
-    channel = message["channel"]
-    assert isinstance(channel, dict)
-    if not channel["alternatives"][0]["transcript"]:
-        return None
-    start, duration = message["start"], message["duration"]
-    assert isinstance(start, float | int)
-    assert isinstance(duration, float | int)
-    return Covered(round(start + duration, 3))
 
 
 def heard_s(message: dict[str, object]) -> float | None:
@@ -77,7 +68,7 @@ class SessionStream:
 
     async def events(self) -> AsyncIterator[Event]:
         async for received in self.client.events():
-            if found := covered(received.message):
+            if found := deepgram_covered(received.message):
                 yield found
             elif (audio_s := heard_s(received.message)) is not None:
                 yield AudioReceived(audio_s)
@@ -101,9 +92,7 @@ class WebTransportTransport:
 
     @asynccontextmanager
     async def service(self) -> AsyncIterator[int]:
-        env = {"SPEECH_API_KEYS": KEY,
-               **{f"CH04_{k.upper()}": v for k, v in ENGINE.items()}}
-        async with running(["wt", "--port", "0"], env) as served:
+        async with running(["wt", "--port", "0"], service_env()) as served:
             self.pin = next(bytes.fromhex(line.removeprefix(HASH_LINE))
                             for line in served.printed
                             if line.startswith(HASH_LINE))

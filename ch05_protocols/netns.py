@@ -32,6 +32,7 @@ from ch05_protocols.loss_rule import (
 
 PREFIX = "ch05-lossy-"
 OURS = re.compile(rf"^{PREFIX}(\d+)\b")
+ICE_ADDRESS = "127.0.0.2/8"
 
 
 def missing_requirements(
@@ -75,6 +76,10 @@ class Namespace:
     def create(self) -> None:
         self.run(["ip", "netns", "add", self.name], None)
         self.run(["ip", "-n", self.name, "link", "set", "lo", "up"], None)
+        # WebRTC's ICE offers no candidate on 127.0.0.1: a second
+        # loopback address gives it one.
+        self.run(["ip", "-n", self.name, "addr", "add", ICE_ADDRESS,
+                  "dev", "lo"], None)
         set_loss(0.0, self.nft, self.run)
 
     def pids(self) -> list[int]:

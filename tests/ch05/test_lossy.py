@@ -37,9 +37,10 @@ from ch05_protocols.lossy_stream import (
     Covered,
     Trace,
     chunk_bytes,
+    deepgram_covered,
     speech,
 )
-from ch05_protocols.lossy_wt import covered, heard_s
+from ch05_protocols.lossy_wt import heard_s
 from ch05_protocols.netns import (
     Namespace,
     missing_requirements,
@@ -186,8 +187,9 @@ def test_webtransport_results_and_report_are_read() -> None:
                         "duplicate_frames": 0, "dropped_frames": 5,
                         "errors": 0}}
 
-    assert covered(results) == Covered(1.75)
-    assert covered(empty) is None and covered(closed) is None
+    assert deepgram_covered(results) == Covered(1.75)
+    assert deepgram_covered(empty) is None
+    assert deepgram_covered(closed) is None
     assert heard_s(closed) == 5.7  # 285 frames of 20 ms reached it
     assert heard_s(results) is None
 
