@@ -63,6 +63,7 @@ from ch05_protocols.lossy_stream import (
     Trace,
     Transport,
     speech,
+    speech_s,
     stream_speech,
 )
 from ch05_protocols.lossy_transports import TRANSPORTS
@@ -115,8 +116,14 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
                      f" choose from {', '.join(TRANSPORTS)}")
     if args.rates is None:
         args.rates = list(QUICK_RATES if args.quick else RATES)
+    if not all(0 <= rate <= 100 for rate in args.rates):
+        parser.error("--rates: each rate is a percentage, 0 to 100")
     if args.seconds is None:
         args.seconds = QUICK_SECONDS if args.quick else SECONDS
+    available = speech_s()
+    if not 0 < args.seconds <= available:
+        parser.error(f"--seconds: the fixtures hold {available:.0f} s of"
+                     " speech; ask for up to that")
     return args
 
 

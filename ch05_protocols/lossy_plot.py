@@ -26,6 +26,7 @@ def plot(cells: Sequence[Cell], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
     fig, (latency, lost) = plt.subplots(1, 2, figsize=(10, 4))
     for name in dict.fromkeys(c.transport for c in cells):
@@ -39,6 +40,9 @@ def plot(cells: Sequence[Cell], path: Path) -> None:
         lost.plot(rates, shown([c.audio_lost_pct for c in mine]), "o-",
                   color=line.get_color(), label=name)
     latency.set_yscale("log")
+    plain = FuncFormatter(lambda value, _: f"{value:g}")
+    latency.yaxis.set_major_formatter(plain)
+    latency.yaxis.set_minor_formatter(plain)
     latency.set_xlabel("packets dropped (%)")
     latency.set_ylabel("chunk-to-result latency (ms)")
     latency.legend(fontsize="small")

@@ -65,6 +65,18 @@ def at_rate(pcm: bytes, rate: int) -> bytes:
     return to_pcm16(soxr.resample(samples, RATE, rate))
 
 
+def speech_fixtures(manifest: Path) -> list[dict[str, Any]]:
+    return [entry for entry in json.loads(manifest.read_text())["fixtures"]
+            if entry["kind"] in SPEECH_KINDS and entry["sample_rate"] == RATE
+            and entry["encoding"] == "linear16"]
+
+
+def speech_s(manifest: Path = DEFAULT_MANIFEST) -> float:
+    """How much speech the fixtures hold, back to back."""
+    return sum(float(entry["duration_s"])
+               for entry in speech_fixtures(manifest))
+
+
 def speech(seconds: float, rate: int = RATE,
            manifest: Path = DEFAULT_MANIFEST) -> Speech:
     """The first `seconds` of the speech fixtures, one after another,
@@ -72,14 +84,11 @@ def speech(seconds: float, rate: int = RATE,
     utterance after its first word has ended (before it no result has
     words)."""
     audio, spans = b"", list[tuple[float, float]]()
-    for entry in json.loads(manifest.read_text())["fixtures"]:
-        if (entry["kind"] in SPEECH_KINDS and entry["sample_rate"] == RATE
-                and entry["encoding"] == "linear16"):
-            offset = len(audio) / 2 / RATE
-            spans += [(offset + u["words"][0]["end"], offset + u["end"])
-                      for u in entry["utterances"]]
-            audio += load_audio(fixture_file(manifest,
-                                             entry["path"])).payload
+    for entry in speech_fixtures(manifest):
+        offset = len(audio) / 2 / RATE
+        spans += [(offset + u["words"][0]["end"], offset + u["end"])
+                  for u in entry["utterances"]]
+        audio += load_audio(fixture_file(manifest, entry["path"])).payload
     audio, size = at_rate(audio, rate), chunk_bytes(rate)
     count = min(round(seconds / CHUNK_S), len(audio) // size)
     chunks = [audio[i * size:(i + 1) * size] for i in range(count)]

@@ -224,13 +224,22 @@ def test_without_requirements_the_lab_says_why_and_exits_0(
         "the lossy-link lab needs root (to ...). Nothing was measured.\n")
 
 
-def test_an_unknown_transport_is_refused(
-        capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--transports", "websocket,carrier_pigeon"],
+     "--transports: unknown carrier_pigeon; choose from websocket, grpc,"),
+    (["--rates", "0,150"], "--rates: each rate is a percentage, 0 to 100"),
+    (["--rates", "five"], "--rates: invalid numbers value: 'five'"),
+    (["--seconds", "900"], "--seconds: the fixtures hold 77 s of speech"),
+    (["--seconds", "0"], "--seconds: the fixtures hold 77 s of speech"),
+])
+def test_bad_flags_are_refused_by_name(
+        capsys: pytest.CaptureFixture[str], flags: list[str],
+        message: str) -> None:
     with pytest.raises(SystemExit) as stopped:
-        lossy.main(["--transports", "websocket,carrier_pigeon"])
+        lossy.main(flags, missing=lambda: [])
 
     assert stopped.value.code == 2
-    assert "--transports: unknown carrier_pigeon" in capsys.readouterr().err
+    assert message in capsys.readouterr().err
 
 
 class FakeIp:
