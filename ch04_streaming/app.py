@@ -39,6 +39,7 @@ from ch04_streaming.dialects.dialect import (
     StreamDefaults,
     StreamRequest,
 )
+from ch04_streaming.dialects.openai_realtime import OpenAIRealtime
 from ch04_streaming.engine import (
     LocalMatching,
     Matching,
@@ -74,15 +75,16 @@ class Built:
 
 
 def dialects(settings: Settings | None = None) -> dict[str, Dialect]:
-    """Both dialects, with AssemblyAI's pacing limits from `settings`."""
+    """The three dialects, with AssemblyAI's pacing limits from
+    `settings`."""
     assemblyai = AssemblyAI()
     if settings is not None:
         assemblyai = AssemblyAI(
             max_ahead_s=settings.assemblyai_max_ahead_s,
             chunk_ms=(settings.assemblyai_min_chunk_ms,
                       settings.assemblyai_max_chunk_ms))
-    both: tuple[Dialect, ...] = (Deepgram(), assemblyai)
-    return {d.path: d for d in both}
+    served: tuple[Dialect, ...] = (Deepgram(), assemblyai, OpenAIRealtime())
+    return {d.path: d for d in served}
 
 
 # --8<-- [start:session_factory]

@@ -520,8 +520,10 @@ def select_token_subprotocol(
     connection: ServerConnection, offered: object
 ) -> Subprotocol | None:
     """Browsers send their key as subprotocols `token, KEY` (a token as
-    `bearer, TOKEN`): answer the kind, which they require to be echoed,
-    never the credential itself."""
+    `bearer, TOKEN`; OpenAI's `realtime, openai-insecure-api-key.KEY`):
+    answer the kind, which they require to be echoed, never the
+    credential itself."""
     protocols = list(offered) if isinstance(offered, list | tuple) else []
-    kind = next((p for p in protocols if p in ("token", "bearer")), None)
+    kinds = ("token", "bearer", "realtime")  # "realtime": OpenAI's
+    kind = next((p for p in protocols if p in kinds), None)
     return Subprotocol(kind) if kind else None

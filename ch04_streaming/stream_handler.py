@@ -38,6 +38,8 @@ from ch04_streaming.containers import (
     pcm_decoder,
 )
 from ch04_streaming.dialects.dialect import (
+    AnsweringStream,
+    ClientEvent,
     Closing,
     Control,
     Dialect,
@@ -257,7 +259,9 @@ class StreamHandler:
             inbound = self.dialect.read_frame(frame)
             if isinstance(inbound, Closing):
                 return inbound  # a frame this dialect does not take
-            if isinstance(inbound, Control):
+            if isinstance(inbound, ClientEvent):
+                closing = self._answer(inbound)
+            elif isinstance(inbound, Control):
                 closing = self._control(inbound)
             else:
                 closing = await self._audio(inbound, pace)
@@ -285,6 +289,16 @@ class StreamHandler:
             return codes.over_limit.because(over_limit)
         return None
     # --8<-- [end:audio_frame]
+
+    def _answer(self, event: ClientEvent) -> Closing | None:
+        """An event the dialect's stream answers, the stream going on."""
+        if not isinstance(self.stream, AnsweringStream):
+            return self.dialect.codes.bad_control
+        answer = self.stream.answer(event)
+        for message in answer.messages:
+            self.outbox.put(message)
+        return None if answer.control is None else self._control(
+            answer.control)
 
     def _control(self, control: Control) -> Closing | None:
         if control is Control.FINALIZE:

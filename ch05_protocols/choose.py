@@ -7,12 +7,15 @@ typed recommendation: the protocol, the reasons, and each alternative
 with why it lost. WebSocket is the default, as in production; gRPC
 serves server-to-server streams in ecosystems that already speak it;
 WebRTC carries browser and mobile media, above all on lossy networks or
-for conversation both ways; WebTransport (no Safari) and Media over
+for conversation both ways; WebTransport (new in Safari) and Media over
 QUIC (a draft) are where the field is going, not where to ship today.
 
     python -m ch05_protocols.choose --client browser --latency-ms 300 \\
         [--no-bidirectional] [--safari] [--google-ecosystem] \\
-        [--lossy-network]
+        [--lossy-network] [--loss-pct 2 [--measured FILE]]
+
+With `--loss-pct`, the pick is checked against what the lossy-link lab
+measured at that loss (`measured_choice.py`).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 
 # Below this, a conversation both ways needs media transport: a jitter
 # buffer, echo cancellation and no retransmission stalls (WebRTC).
@@ -50,6 +54,7 @@ class Constraints:
     safari: bool = False  # must work in Safari (and so on iOS browsers)
     google_ecosystem: bool = False  # services already speak gRPC
     lossy_network: bool = False  # cellular, Wi-Fi at the edge
+    loss_pct: float | None = None  # packet loss expected, if known
 
 
 @dataclass(frozen=True)
@@ -94,9 +99,11 @@ def why_not(protocol: Protocol, c: Constraints, pick: Protocol) -> str:
     """Why `protocol` lost to `pick`, for these constraints."""
     if protocol is Protocol.WEBTRANSPORT:
         if c.safari:
-            return "Safari does not support it; Chrome and Edge do"
-        return ("not production-ready: no Safari, few servers, and"
-                " speech APIs do not offer it yet")
+            return ("Safari has it only since 26.4 (March 2026), with"
+                    " interop problems reported; Chrome, Edge and"
+                    " Firefox for years")
+        return ("not production-ready: few servers, no CDN or load"
+                " balancer path, and no speech API offers it yet")
     if protocol is Protocol.MOQ:
         return "an IETF draft: no production deployments to build on"
     if protocol is Protocol.GRPC:
@@ -144,15 +151,35 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="the services already speak gRPC")
     parser.add_argument("--lossy-network", action="store_true",
                         help="cellular or congested Wi-Fi")
+    parser.add_argument("--loss-pct", type=float, default=None,
+                        help="packet loss expected: checks the pick"
+                        " against the lossy-link lab's figures")
+    parser.add_argument("--measured", type=Path, default=None,
+                        help="the lab's figures (default: bench/results/"
+                        "ch05_rtc.json)")
     args = parser.parse_args(argv)
     if args.latency_ms <= 0:
         parser.error("--latency-ms must be positive")
+    if args.loss_pct is not None and not 0 <= args.loss_pct <= 100:
+        parser.error("--loss-pct must be from 0 to 100")
     constraints = Constraints(
         client=Client(args.client), latency_ms=args.latency_ms,
         bidirectional=args.bidirectional, safari=args.safari,
         google_ecosystem=args.google_ecosystem,
-        lossy_network=args.lossy_network)
-    print(report(choose_protocol(constraints)))
+        lossy_network=args.lossy_network, loss_pct=args.loss_pct)
+    if args.loss_pct is None:
+        print(report(choose_protocol(constraints)))
+        return 0
+    # Imported here: the measured check builds on this module.
+    from ch05_protocols import measured_choice
+    lab = measured_choice.load_lab_figures(
+        args.measured or measured_choice.RESULTS)
+    if lab is None:
+        print("no lab figures: run `make bench` (the lossy-link lab)"
+              " first; deciding without them", file=sys.stderr)
+        print(report(choose_protocol(constraints)))
+        return 0
+    print(report(measured_choice.choose_measured(constraints, lab)))
     return 0
 
 

@@ -2,12 +2,12 @@
 
 Chapter 5, "WebTransport: QUIC datagrams". WebTransport runs over
 HTTP/3, so over TLS, and a development server has no certificate a CA
-signed. Chrome lets a page name the certificate it expects instead,
+signed. A browser lets a page name the certificate it expects instead,
 with `serverCertificateHashes`: the SHA-256 of the certificate's DER
-bytes, accepted without any CA provided the certificate is ECDSA and
-valid for at most 14 days. `make_certificate` makes one such
-certificate (P-256, valid for 10 days) for a run of the server; its
-hash is what a client pins.
+bytes, accepted without any CA provided the certificate is ECDSA
+(P-256; RSA is refused) and valid for less than two weeks.
+`make_certificate` makes one such certificate (valid for 10 days) for
+a run of the server; its hash is what a client pins.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-# Chrome refuses a pinned certificate valid for longer than this.
+# The W3C WebTransport API refuses a pinned certificate valid this long.
 MAX_VALIDITY = timedelta(days=14)
 VALIDITY = timedelta(days=10)
 CLOCK_SKEW = timedelta(hours=1)  # a client's clock a little behind
@@ -83,9 +83,9 @@ def make_certificate(hosts: Sequence[str], now: datetime,
                      valid_for: timedelta = VALIDITY) -> PinnedCertificate:
     """A self-signed ECDSA P-256 certificate for `hosts`, valid from a
     little before `now` for `valid_for` in all."""
-    if valid_for > MAX_VALIDITY:
-        raise ValueError(f"a pinned certificate may be valid for at most"
-                         f" {MAX_VALIDITY.days} days, not {valid_for}")
+    if valid_for >= MAX_VALIDITY:
+        raise ValueError(f"a pinned certificate must be valid for less"
+                         f" than {MAX_VALIDITY.days} days, not {valid_for}")
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])])
     start = now - CLOCK_SKEW

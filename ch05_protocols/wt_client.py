@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import hmac
 import json
 import os
@@ -47,7 +48,7 @@ from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import stream_is_unidirectional
 from aioquic.quic.events import ConnectionTerminated, QuicEvent
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 
 from ch05_protocols.wt_capsules import (
     CapsuleReader,
@@ -151,9 +152,7 @@ def check_pin(protocol: ClientProtocol, sha256: bytes,
     """Accept the server's certificate only if it has this hash and is
     valid now, as a browser checks `serverCertificateHashes`."""
     der = protocol.peer_certificate_der()
-    digest = hashes.Hash(hashes.SHA256())
-    digest.update(der)
-    if not hmac.compare_digest(digest.finalize(), sha256):
+    if not hmac.compare_digest(hashlib.sha256(der).digest(), sha256):
         raise CertificateMismatchError(
             "the server's certificate does not have the pinned hash")
     certificate = x509.load_der_x509_certificate(der)
@@ -182,8 +181,8 @@ class WebTransportClient:
     _results: int | None = None  # the server's results stream
     _line: bytes = b""
     _ended: bool = False
-    _received: asyncio.Queue[Received | None] = field(
-        default_factory=lambda: asyncio.Queue(MAX_EVENTS))
+    _received: asyncio.Queue[Received | None] = field(  # None: the end,
+        default_factory=lambda: asyncio.Queue(MAX_EVENTS + 1))  # kept room
     _capsules: CapsuleReader = field(default_factory=CapsuleReader)
     _next_seq: int = 0
 
@@ -255,7 +254,8 @@ class WebTransportClient:
         if event is None:  # the connection ended
             self._end_of_results()
         elif isinstance(event, HeadersReceived) and (
-                event.stream_id == self.session_id):
+                event.stream_id == self.session_id
+                and not self._response.done()):
             self._status = int(dict(event.headers).get(b":status", b"0"))
             if self._status == 200:
                 self._response.set_result((200, ""))
@@ -291,10 +291,10 @@ class WebTransportClient:
         if ended:
             self._end_of_results()
 
-    def _deliver(self, received: Received | None) -> None:
-        try:
+    def _deliver(self, received: Received) -> None:
+        if self._received.qsize() < MAX_EVENTS:
             self._received.put_nowait(received)
-        except asyncio.QueueFull:
+        else:
             self.lost_events += 1
 
     def _end_of_results(self) -> None:
@@ -303,7 +303,7 @@ class WebTransportClient:
                 ConnectionError("the connection ended"))
         if not self._ended:
             self._ended = True
-            self._deliver(None)
+            self._received.put_nowait(None)
 
 
 def quic_configuration(host: str) -> QuicConfiguration:

@@ -3,7 +3,8 @@
 Chapter 5, "WebTransport: QUIC datagrams". `build_webtransport_server`
 is the service's composition root: chapter 4's engine, scheduler,
 stream defaults and per-stream sessions, its API keys, a certificate
-made for the run, and the dialect served at `/v1/realtime`. The command
+made for the run, and the dialect served at `/v1/realtime`, OpenAI's
+realtime transcription events with the audio beside them. The command
 prints the certificate's SHA-256 (base64 for a page's
 `serverCertificateHashes`, hex for `wt_client --cert-hash`) and the
 URL, then serves on UDP until SIGTERM or Ctrl-C. Flags (and
@@ -30,8 +31,8 @@ from ch04_streaming.app import (
     vad_config,
 )
 from ch04_streaming.auth import KeyCheck, load_api_keys
-from ch04_streaming.dialects.deepgram import Deepgram
 from ch04_streaming.dialects.dialect import StreamDefaults
+from ch04_streaming.dialects.openai_realtime import OpenAIRealtime
 from ch04_streaming.engine import Recognizer
 from ch04_streaming.scheduler import DirectScheduler
 from ch04_streaming.settings import Settings, option, parse_settings
@@ -91,10 +92,10 @@ def parse_wt_settings(argv: Sequence[str],
 
 
 def served_route() -> WebTransportRoute:
-    """The dialect at `/v1/realtime`, and the parameters it is given."""
-    return WebTransportRoute(PATH, Deepgram(), {
-        "encoding": "linear16", "sample_rate": "24000",
-        "interim_results": "true"})
+    """OpenAI's realtime transcription events at `/v1/realtime`, the
+    audio beside them as PCM16 at 24 kHz."""
+    return WebTransportRoute(PATH, OpenAIRealtime(audio_frames=True),
+                             {"intent": "transcription"})
 
 
 def webtransport_limits(settings: WtSettings) -> WebTransportLimits:

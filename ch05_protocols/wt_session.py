@@ -272,7 +272,7 @@ class WebTransportSession:
 
     def _end_input(self) -> None:
         self._end_timer = None
-        if self._input_ended or self._state is not State.OPEN:
+        if self._state is not State.OPEN:  # closing already
             return
         tail = self.reassembler.flush()
         if tail:

@@ -67,8 +67,11 @@ def read_assemblyai(query: Mapping[str, str],
     return RedactedRequest.of(replace(request, options=options), policy)
 
 
+# OpenAI's realtime API has no redaction parameter: its path takes
+# Deepgram's (`redact=pci`, ...), this service's own extension.
 READERS: dict[str, RedactionReader] = {"deepgram": read_deepgram,
-                                       "assemblyai": read_assemblyai}
+                                       "assemblyai": read_assemblyai,
+                                       "openai": read_deepgram}
 
 
 @dataclass

@@ -14,6 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ch04_streaming.dialects.dialect import (
+    Answer,
+    AnsweringStream,
+    ClientEvent,
     Dialect,
     DialectStream,
     Inbound,
@@ -64,3 +67,9 @@ class WrappedStream:
 
     def closing(self, stats: SessionStats) -> list[WireMessage]:
         return self.inner.closing(stats)
+
+    def answer(self, event: ClientEvent) -> Answer:
+        """Only a dialect whose frames are `ClientEvent`s asks."""
+        if not isinstance(self.inner, AnsweringStream):
+            raise TypeError(f"{type(self.inner).__name__} answers no events")
+        return self.inner.answer(event)

@@ -280,7 +280,8 @@ def zero_retention_by_default() -> CheckResult:
 
 
 async def kept_by_streams() -> tuple[int, int, list[str]]:
-    default = {"sample_rate": "16000"}
+    # Each dialect reads what it knows: OpenAI's needs its intent.
+    default = {"sample_rate": "16000", "intent": "transcription"}
     with tempfile.TemporaryDirectory() as scratch:
         quiet, paths = await objects_kept(Path(scratch, "a"), default)
         asked, _ = await objects_kept(Path(scratch, "b"),

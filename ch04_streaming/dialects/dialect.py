@@ -9,7 +9,8 @@ that provider's typed messages. A dialect reads each frame into audio,
 a `Control` or the reason it refuses it: binary frames are audio and
 text frames controls in both providers' dialects, and one parser reads
 every dialect's control messages into `Control`s, each dialect naming
-its own; chapter 5's base64 dialect carries audio in text frames.
+its own; chapter 5's base64 dialect carries audio in text frames, and
+OpenAI's answers events (`ClientEvent`) without ending the stream.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from pydantic import BaseModel, ValidationError
 
@@ -108,8 +109,23 @@ class CloseCodes:
     revoked: Closing = Closing(1008, "credential no longer valid")
 
 
-# What a frame is to a dialect: audio, a control, or why it is refused.
-Inbound = bytes | Control | Closing
+@dataclass(frozen=True)
+class ClientEvent:
+    """A text frame the stream answers itself, and goes on: OpenAI's
+    `session.update`, a commit, or an event it refuses."""
+
+    event: BaseModel  # the dialect's own typed event
+
+
+@dataclass(frozen=True)
+class Answer:
+    messages: list[WireMessage]
+    control: Control | None = None  # what the event asks of the session
+
+
+# What a frame is to a dialect: audio, a control, an event its stream
+# answers, or why it is refused.
+Inbound = bytes | Control | ClientEvent | Closing
 
 
 class DialectStream(Protocol):
@@ -122,6 +138,13 @@ class DialectStream(Protocol):
     def encode(self, event: SessionEvent) -> list[WireMessage]: ...
 
     def closing(self, stats: SessionStats) -> list[WireMessage]: ...
+
+
+@runtime_checkable
+class AnsweringStream(DialectStream, Protocol):
+    """The stream of a dialect whose frames may be `ClientEvent`s."""
+
+    def answer(self, event: ClientEvent) -> Answer: ...
 
 
 class Dialect(Protocol):

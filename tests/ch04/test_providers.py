@@ -95,7 +95,7 @@ def test_every_fact_cites_the_provider_or_is_listed_as_notes_only() -> None:
 def test_demonstrated_and_not_yet() -> None:
     shown = {p.key: bool(p.demonstrated_by) for p in COMPARISON.providers}
     assert shown == {"deepgram": True, "assemblyai": True, "google": True,
-                     "amazon": False, "openai": False}
+                     "amazon": False, "openai": True}
 
 
 def assert_code_serves(demo: Demonstration) -> None:
@@ -123,7 +123,7 @@ def test_every_demonstration_names_code_that_serves_it() -> None:
     demos = [demo for provider in COMPARISON.providers
              for demo in provider.demonstrated_by]
     assert {demo.serves for demo in demos} == {
-        "/v1/listen", "/v3/ws",
+        "/v1/listen", "/v3/ws", "/v1/realtime",
         "google.cloud.speech.v1.Speech/StreamingRecognize"}
     for demo in demos:
         assert_code_serves(demo)
@@ -147,7 +147,7 @@ def test_the_plain_table_shows_every_provider_in_79_columns(
     out = capsys.readouterr().out
     for key, name in FIVE.items():
         assert f"{name} ({key})" in out
-    assert out.count(NONE_YET) == 2
+    assert out.count(NONE_YET) == 1  # Amazon Transcribe only
     assert max(map(len, out.splitlines())) <= WIDTH
     assert "Sources, checked 2026-12-06:" in out
 

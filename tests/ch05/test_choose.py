@@ -50,8 +50,7 @@ def test_the_decision_tree(constraints: Constraints,
 def test_webtransport_is_never_chosen_and_safari_says_why() -> None:
     safari = Constraints(Client.BROWSER, 100, safari=True)
     chrome = Constraints(Client.BROWSER, 100)
-    assert "Safari does not support it" in why_not(
-        safari, Protocol.WEBTRANSPORT)
+    assert "only since 26.4" in why_not(safari, Protocol.WEBTRANSPORT)
     assert "not production-ready" in why_not(chrome, Protocol.WEBTRANSPORT)
     assert "draft" in why_not(chrome, Protocol.MOQ)
 

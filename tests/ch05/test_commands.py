@@ -8,6 +8,7 @@ import pytest
 from ch04_streaming.client import DIALECTS, load_audio, stream
 from ch05_protocols.__main__ import COMMANDS, main
 from ch05_protocols.ws_client import base64_client, base64_frame
+from examples.realtime_sdk import pcm24k, transcribe
 from examples.service import running_service, wait_until_ready
 from tests.ch04.harness import audio_of, reference
 
@@ -46,4 +47,7 @@ async def test_ws_serves_base64_beside_deepgram() -> None:
         text = await stream(url, base64_client(), "ws-key", audio,
                             frame_audio=base64_frame)
         binary = await stream(url, DIALECTS["deepgram"], "ws-key", audio)
+        openai = await transcribe(f"http://127.0.0.1:{service.port}/v1",
+                                  "ws-key", pcm24k(audio_of("low_latency")))
     assert text.transcript == binary.transcript == reference("low_latency")
+    assert " ".join(openai.transcripts) == reference("low_latency")

@@ -2,10 +2,12 @@
 
 Chapter 5, "WebTransport: QUIC datagrams". A fixture streamed as
 datagrams, or as the same frames on a stream, comes back as its
-reference text; lost, reordered and repeated datagrams are placed by
-sequence number, a loss concealed so that words keep their times; and
-bad input (a datagram too large or too short, a wrong key, a line too
-long) is refused clearly while other sessions go on being served.
+reference text in OpenAI's realtime events (or another dialect's);
+client events on the events stream are answered; lost, reordered and
+repeated datagrams are placed by sequence number, a loss concealed so
+that speech keeps its times; and bad input (a datagram too large or
+too short, a wrong key, a line too long) is refused clearly while
+other sessions go on being served.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from ch04_streaming.dialects.deepgram import Deepgram
 from ch04_streaming.mock_matcher import Lexicon
 from ch05_protocols.wt_client import (
     CertificateMismatchError,
@@ -23,6 +26,7 @@ from ch05_protocols.wt_client import (
     SessionRefusedError,
     Transcript,
     WebTransportClient,
+    final_text,
     frames_of,
     load_pcm,
     open_session,
@@ -30,6 +34,7 @@ from ch05_protocols.wt_client import (
 )
 from ch05_protocols.wt_command import WtSettings
 from ch05_protocols.wt_frames import datagram_limit, pack_frame
+from ch05_protocols.wt_server import WebTransportRoute
 from tests.ch04.harness import KEY, audio_of, reference
 from tests.ch05.wt_harness import RunningWt, running_wt_server
 
@@ -51,10 +56,12 @@ def error_codes(transcript: Transcript) -> list[str]:
     return [m["error"]["code"] for m in of_type(transcript, "error")]
 
 
-def first_word_starts(transcript: Transcript) -> list[float]:
-    return [m["channel"]["alternatives"][0]["words"][0]["start"]
-            for m in of_type(transcript, "Results")
-            if m["is_final"] and m["channel"]["alternatives"][0]["words"]]
+def speech_times(transcript: Transcript) -> list[int]:
+    """Where the server VAD heard speech start and stop, in ms."""
+    started = of_type(transcript, "input_audio_buffer.speech_started")
+    stopped = of_type(transcript, "input_audio_buffer.speech_stopped")
+    return ([m["audio_start_ms"] for m in started]
+            + [m["audio_end_ms"] for m in stopped])
 
 
 async def read_all(client: WebTransportClient) -> Transcript:
@@ -63,12 +70,9 @@ async def read_all(client: WebTransportClient) -> Transcript:
     async with asyncio.timeout(WAIT_S):
         async for received in client.events():
             transcript.received.append(received)
-    return Transcript(
-        finals=[m["channel"]["alternatives"][0]["transcript"]
-                for m in of_type(transcript, "Results")
-                if m["is_final"]
-                and m["channel"]["alternatives"][0]["transcript"]],
-        received=transcript.received)
+            if text := final_text(received.message):
+                transcript.finals.append(text)
+    return transcript
 
 
 @pytest.fixture
@@ -106,6 +110,52 @@ async def test_a_longer_conversation_over_datagrams(wt: RunningWt) -> None:
     assert closed(transcript)["audio"]["concealed_s"] == 0.0
 
 
+async def test_client_events_on_the_events_stream_are_answered(
+    wt: RunningWt,
+) -> None:
+    pcm = load_pcm(audio_of(FIXTURE))
+    async with open_session(wt.url, wt.certificate.sha256, "datagram",
+                            KEY) as client:
+        client.send_event({"type": "session.update", "session": {
+            "type": "transcription", "audio": {"input": {"transcription": {
+                "model": "whisper-1"}}}}})
+        client.send_event({"type": "input_audio_buffer.shout"})
+        transcript = await transcribe(client, pcm, realtime=False)
+    (created,) = of_type(transcript, "session.created")
+    (updated,) = of_type(transcript, "session.updated")
+    assert created["session"]["audio"]["input"]["format"] == {
+        "type": "audio/pcm", "rate": 24_000}
+    assert updated["session"]["audio"]["input"]["transcription"][
+        "model"] == "whisper-1"
+    (error,) = of_type(transcript, "error")  # the dialect's own answer
+    assert error["error"]["type"] == "invalid_request_error"
+    assert " ".join(transcript.finals) == reference(FIXTURE)
+    assert closed(transcript)["code"] == 1000
+
+
+async def test_another_dialect_is_served_the_same_way(
+    lexicon: Lexicon,
+) -> None:
+    route = WebTransportRoute("/v1/realtime", Deepgram(), {
+        "encoding": "linear16", "sample_rate": "24000"})
+    pcm = load_pcm(audio_of(FIXTURE))
+    async with running_wt_server(lexicon, route=route) as wt:
+        async with open_session(wt.url, wt.certificate.sha256, "stream",
+                                KEY) as client:
+            transcript = await transcribe(client, pcm, realtime=False)
+        with pytest.raises(SessionRefusedError) as refused:
+            async with open_session(wt.url + "?encoding=mulaw",
+                                    wt.certificate.sha256, key=KEY):
+                pass
+    assert " ".join(transcript.finals) == reference(FIXTURE)
+    assert of_type(transcript, "Results")
+    (metadata,) = of_type(transcript, "Metadata")  # Deepgram's last
+    assert metadata["duration"] == round(len(frames_of(pcm)) * 0.02, 3)
+    assert refused.value.status == 400
+    assert "PCM16 mono" in json.loads(refused.value.body)["error"][
+        "message"]
+
+
 async def send_in_order(client: WebTransportClient, frames: list[bytes],
                         order: list[int]) -> None:
     """Datagrams of `frames` in `order` (indices may repeat or be left
@@ -135,9 +185,9 @@ async def test_a_lost_datagram_is_concealed_and_words_keep_their_times(
     whole, concealed = runs
     assert " ".join(concealed.finals) == reference(FIXTURE)
     assert closed(concealed)["audio"]["concealed_s"] == 0.2
-    # Were the gap not filled, every word would come 200 ms early.
-    assert first_word_starts(whole)
-    assert first_word_starts(concealed) == first_word_starts(whole)
+    # Were the gap not filled, speech would be heard 200 ms early.
+    assert speech_times(whole)
+    assert speech_times(concealed) == speech_times(whole)
 
 
 async def test_reordered_and_repeated_datagrams_are_placed_by_number(
@@ -223,8 +273,7 @@ async def test_audio_sent_the_other_way_is_refused(wt: RunningWt) -> None:
     ("", "datagram", 401, "missing_api_key"),
     (f"?key=not-{KEY}", "datagram", 401, "invalid_api_key"),
     (f"?key={KEY}", "pigeon", 400, "invalid_request"),
-    (f"?key={KEY}&sample_rate=12345", "stream", 400, "invalid_request"),
-    (f"?key={KEY}&encoding=mulaw", "datagram", 400, "invalid_request"),
+    (f"?key={KEY}&intent=conversation", "stream", 400, "invalid_request"),
 ])
 async def test_a_bad_request_is_refused_before_the_session(
     wt: RunningWt, query: str, mode: str, status: int, code: str,
@@ -237,6 +286,28 @@ async def test_a_bad_request_is_refused_before_the_session(
     body = json.loads(refused.value.body)
     assert body["type"] == "error" and body["error"]["code"] == code
     assert wt.server.handlers == {}
+
+
+async def test_a_full_or_loading_server_answers_503(
+    lexicon: Lexicon,
+) -> None:
+    settings = WtSettings(max_sessions=1)
+    async with running_wt_server(lexicon, settings) as wt, open_session(
+            wt.url, wt.certificate.sha256, key=KEY):
+        with pytest.raises(SessionRefusedError) as full:
+            async with open_session(wt.url, wt.certificate.sha256,
+                                    key=KEY):
+                pass
+    async with running_wt_server(lexicon, ready=False) as wt:
+        with pytest.raises(SessionRefusedError) as loading:
+            async with open_session(wt.url, wt.certificate.sha256,
+                                    key=KEY):
+                pass
+    assert full.value.status == loading.value.status == 503
+    assert json.loads(full.value.body)["error"]["message"] == (
+        "at capacity: 1 sessions")
+    assert json.loads(loading.value.body)["error"]["message"] == (
+        "model loading")
 
 
 async def test_an_unknown_path_is_404(wt: RunningWt) -> None:
@@ -267,7 +338,8 @@ async def test_a_line_too_long_closes_only_its_session(
         serving = asyncio.create_task(transcribe(good, pcm,
                                                  realtime=False))
         bad.protocol.h3.send_datagram(bad.session_id, b"\xff")
-        bad.send_event({"type": "KeepAlive", "pad": "x" * 70_000})
+        bad.send_event({"type": "input_audio_buffer.commit",
+                        "pad": "x" * 70_000})
         misbehaved, served = await asyncio.gather(reading_bad, serving)
     assert error_codes(misbehaved) == ["datagram_too_short"]
     report = closed(misbehaved)
@@ -295,8 +367,9 @@ async def test_a_line_that_is_not_text_gets_an_error_event(
     assert " ".join(transcript.finals) == reference(FIXTURE)
 
 
+@pytest.mark.parametrize("leaving", ["capsule", "connection"])
 async def test_a_client_that_leaves_frees_its_session(
-    wt: RunningWt,
+    wt: RunningWt, leaving: str,
 ) -> None:
     frames = frames_of(load_pcm(audio_of(FIXTURE)))
     async with open_session(wt.url, wt.certificate.sha256, "datagram",
@@ -304,6 +377,9 @@ async def test_a_client_that_leaves_frees_its_session(
         for frame in frames[:50]:
             client.send_audio(frame)
         assert len(wt.server.handlers) == 1  # since the CONNECT's 200
+        if leaving == "connection":  # no close capsule: QUIC's close
+            client.protocol.close()
+            await client.protocol.wait_closed()
     async with asyncio.timeout(WAIT_S):
         while wt.server.handlers:  # the close capsule, then the end
             await asyncio.sleep(0.01)
@@ -337,3 +413,17 @@ async def test_shutdown_finishes_the_utterance_and_closes_1001(
         await wt.server.shutdown()
         transcript = await reading
     assert closed(transcript)["code"] == 1001
+
+
+async def test_shutdown_cuts_a_session_whose_client_never_closes(
+    lexicon: Lexicon,
+) -> None:
+    settings = WtSettings(shutdown_grace_s=0.2, close_timeout_s=60.0)
+    async with running_wt_server(lexicon, settings) as wt, open_session(
+            wt.url, wt.certificate.sha256, "stream", KEY) as client:
+        reading = asyncio.create_task(read_all(client))
+        async with asyncio.timeout(WAIT_S):
+            await wt.server.shutdown()  # 0.2 s, not a minute
+        transcript = await reading
+    assert closed(transcript)["code"] == 1001
+    assert wt.server.handlers == {}

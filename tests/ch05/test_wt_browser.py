@@ -26,13 +26,13 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from ch04_streaming.mock_matcher import Lexicon
-from ch05_protocols.wt_client import frames_of, load_pcm
+from ch05_protocols.wt_client import final_text, frames_of, load_pcm
 from ch05_protocols.wt_frames import FRAME_MS, frame_bytes
-from tests.ch04.harness import KEY, audio_of, reference
+from tests.ch04.harness import KEY, MANIFEST, audio_of, reference
 from tests.ch04.test_browser import chromium_page
 from tests.ch05.wt_harness import RunningWt, running_wt_server
 
-WAIT_MS = 30_000
+FIXTURE = "quick_brown_fox_24k"
 
 # Open a session, send `datagrams` (base64) at one frame per 20 ms, end
 # the input, read every message of the results stream to its end, then
@@ -121,26 +121,23 @@ async def run_session(page: Page, wt: RunningWt,
     return session
 
 
-def finals(session: dict[str, Any]) -> list[tuple[float, dict[str, Any]]]:
-    return [(m["at"], m["message"]) for m in session["messages"]
-            if m["message"]["type"] == "Results"
-            and m["message"]["is_final"]
-            and m["message"]["channel"]["alternatives"][0]["transcript"]]
+def finals(session: dict[str, Any]) -> list[tuple[float, str]]:
+    """Each final transcript, and when the page had it (ms)."""
+    return [(m["at"], text) for m in session["messages"]
+            if (text := final_text(m["message"]))]
 
 
 async def test_chromium_streams_datagrams_and_reads_the_reference_text(
     lexicon: Lexicon,
 ) -> None:
-    frames = frames_of(load_pcm(audio_of("quick_brown_fox_24k")))
+    frames = frames_of(load_pcm(audio_of(FIXTURE)))
     async with running_wt_server(lexicon) as wt, page_origin() as origin, \
             chromium_page() as page:
         await page.goto(origin)
         session = await run_session(
             page, wt, [datagram(i, f) for i, f in enumerate(frames)])
     heard = finals(session)
-    text = " ".join(m["channel"]["alternatives"][0]["transcript"]
-                    for _, m in heard)
-    assert text == reference("quick_brown_fox_24k")
+    assert " ".join(text for _, text in heard) == reference(FIXTURE)
     closed = session["messages"][-1]["message"]
     assert closed["type"] == "webtransport.closed"
     assert closed["audio"]["frames"] == len(frames)
@@ -149,11 +146,12 @@ async def test_chromium_streams_datagrams_and_reads_the_reference_text(
         0, "read to the end")
     # What Chromium says a datagram may carry, less its own headers.
     assert 1_000 < session["maxDatagramSize"] < 1_500
-    for at, message in heard:  # the frame holding the last word's end
-        end_s = message["channel"]["alternatives"][0]["words"][-1]["end"]
-        sent = session["sentAt"][math.ceil(end_s * 1000 / FRAME_MS) - 1]
-        # The endpointer waits for 300 ms of silence after the word.
-        assert 300 <= at - sent < 1_000
+    spoken = MANIFEST.get(FIXTURE).utterances
+    for (at, _), utterance in zip(heard, spoken, strict=True):
+        # From the datagram holding the utterance's last sound: the
+        # endpointer waits for 300 ms of silence after it.
+        last = math.ceil(utterance.end * 1000 / FRAME_MS) - 1
+        assert 300 <= at - session["sentAt"][last] < 1_000
 
 
 async def test_chromium_gets_an_error_event_for_a_bad_datagram(

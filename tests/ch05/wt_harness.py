@@ -19,7 +19,7 @@ from ch04_streaming.engine import LocalMatching, MockRecognizer
 from ch04_streaming.mock_matcher import Lexicon
 from ch05_protocols.wt_certificate import PinnedCertificate, make_certificate
 from ch05_protocols.wt_command import WtSettings, build_webtransport_server
-from ch05_protocols.wt_server import WebTransportServer
+from ch05_protocols.wt_server import WebTransportRoute, WebTransportServer
 from tests.ch04.harness import KEY
 
 
@@ -36,15 +36,21 @@ class RunningWt:
 @asynccontextmanager
 async def running_wt_server(lexicon: Lexicon,
                             settings: WtSettings | None = None,
+                            ready: bool = True,
+                            route: WebTransportRoute | None = None,
                             ) -> AsyncIterator[RunningWt]:
+    """The served route (the realtime dialect) unless `route` says
+    otherwise. The model is loaded before the first session unless
+    `ready` is false; then it never is."""
     certificate = make_certificate(["127.0.0.1"], datetime.now(UTC))
     recognizer = MockRecognizer(LocalMatching(lexicon),
                                 Accelerator(PROFILES["zero"]))
     built = build_webtransport_server(settings or WtSettings(), certificate,
                                       keys=ApiKeys.of(KEY),
-                                      recognizer=recognizer)
+                                      recognizer=recognizer, route=route)
     await built.server.listen("127.0.0.1", 0)
-    await recognizer.start()
+    if ready:
+        await recognizer.start()
     try:
         yield RunningWt(built.server, certificate)
     finally:

@@ -22,6 +22,7 @@ anyway. Its interims hide them all the same: no interim can know that.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import re
 from collections.abc import AsyncIterator
@@ -43,10 +44,11 @@ from ch04_streaming.session import SessionEvent
 from ch04_streaming.stream_handler import ConnectionLimits
 from ch09_security.redacting_dialect import redacting_dialects
 from examples.fixtures import MANIFEST_PATH
+from examples.realtime_sdk import pcm24k
 from tests.ch04.harness import KEY, Running, audio_of, running_server
 
 Message = dict[str, object]
-TEXT_FIELDS = {"transcript", "word", "punctuated_word", "text"}
+TEXT_FIELDS = {"transcript", "word", "punctuated_word", "text", "delta"}
 SECRETS = {  # the words that say the digits, and the first four digits
     "card_number": ({"four", "one", "two"}, "4111"),
     "call_back": ({"five", "zero", "one", "nine"}, "5550"),
@@ -180,6 +182,44 @@ async def test_without_redaction_the_digits_are_on_the_wire(
         assemblyai = await streamed(running, ASSEMBLYAI, fixture_id)
     for messages in (deepgram, assemblyai):
         assert leaks(results(messages, final=True), fixture_id)
+
+
+async def realtime_streamed(running: Running, query: str,
+                            fixture_id: str) -> list[Message]:
+    """Every event of an OpenAI realtime stream of `fixture_id`, up to
+    the transcript its commit completes."""
+    pcm = pcm24k(audio_of(fixture_id))
+    target = f"{running.url}/v1/realtime?intent=transcription{query}"
+    messages: list[Message] = []
+    async with connect(target, additional_headers={
+            "Authorization": f"Bearer {KEY}"}) as ws:
+        for start in range(0, len(pcm), 4800):
+            await ws.send(json.dumps({
+                "type": "input_audio_buffer.append",
+                "audio": base64.b64encode(pcm[start:start + 4800]).decode()}))
+        await ws.send(json.dumps({"type": "input_audio_buffer.commit"}))
+        async with asyncio.timeout(30):
+            while not str(messages[-1:] and messages[-1]["type"]).endswith(
+                    "completed"):
+                messages.append(json.loads(await ws.recv()))
+    return messages
+
+
+@pytest.mark.parametrize(("fixture_id", "redact", "label"), [
+    ("card_number", "numbers", "[NUMBER_1]"),
+    ("call_back", "pii", "[PHONE_NUMBER_1]"),
+])
+async def test_the_openai_dialect_takes_deepgrams_redact_parameter(
+    lexicon: Lexicon, fixture_id: str, redact: str, label: str,
+) -> None:
+    """OpenAI has no redaction parameter: its path takes Deepgram's."""
+    async with redacting_server(lexicon) as running:
+        plain = await realtime_streamed(running, "", fixture_id)
+        redacted = await realtime_streamed(running, f"&redact={redact}",
+                                           fixture_id)
+    assert leaks(plain, fixture_id)
+    assert leaks(redacted, fixture_id) == []
+    assert str(redacted[-1]["transcript"]).endswith(label)
 
 
 WRAPPED = redacting_dialects(dialects())

@@ -254,8 +254,9 @@ def test_the_service_keeps_nothing_a_stream_did_not_ask_to_keep() -> None:
     result = zero_retention_by_default()
     assert result.passed, result.detail
     assert result.detail == (
-        "2 dialects (/v1/listen, /v3/ws): streams that did not ask kept 0 "
-        "objects; streams with retain=true kept 4 (expected 4)")
+        "3 dialects (/v1/listen, /v3/ws, /v1/realtime): streams that did"
+        " not ask kept 0 objects; streams with retain=true kept 6"
+        " (expected 6)")
 
 
 class KeepingByDefault(RetainingDialect):
@@ -277,7 +278,7 @@ def test_a_service_that_keeps_by_default_fails_the_check(
     monkeypatch.setattr(evidence, "guarded_dialects", keeping)
     result = zero_retention_by_default()
     assert not result.passed
-    assert "streams that did not ask kept 4 objects" in result.detail
+    assert "streams that did not ask kept 6 objects" in result.detail
 
 
 def test_a_service_that_cannot_keep_at_all_fails_the_check(
@@ -287,7 +288,7 @@ def test_a_service_that_cannot_keep_at_all_fails_the_check(
                         lambda settings, keeper: dialects(settings))
     result = zero_retention_by_default()
     assert not result.passed
-    assert "streams with retain=true kept 0 (expected 4)" in result.detail
+    assert "streams with retain=true kept 0 (expected 6)" in result.detail
 
 
 # PII in logs --------------------------------------------------------------
