@@ -2,9 +2,9 @@
 
 Chapter 5. Each command has its own flags: `grpc` serves streaming
 recognition over gRPC, `ws` serves binary and base64 WebSocket audio
-side by side on chapter 4's service, `wt` serves WebTransport sessions
-(audio as QUIC datagrams or on a stream), `rtc` serves audio over
-WebRTC with OpenAI's signalling, `stall` compares buffering with
+side by side on chapter 4's service, `rtc` serves audio over WebRTC
+with OpenAI's signalling, `wt` serves WebTransport sessions (audio as
+QUIC datagrams or on a stream), `stall` compares buffering with
 dropping stale audio after a stalled link, `lossy` measures each
 transport on a link that loses packets, and `choose` recommends a
 protocol for a client's constraints. Bad flags stop with exit status 2
@@ -33,10 +33,10 @@ COMMANDS: dict[str, tuple[Command, str]] = {
              " (speech.v1.Speech)"),
     "ws": (ws_server.main, "binary and base64 WebSocket audio, side by"
            " side on one server"),
-    "wt": (wt_command.main, "WebTransport sessions: audio as QUIC"
-           " datagrams or on a stream"),
     "rtc": (rtc_command.main, "audio over WebRTC, signalled as OpenAI's"
             " Realtime API signals it"),
+    "wt": (wt_command.main, "WebTransport sessions: audio as QUIC"
+           " datagrams or on a stream"),
     "stall": (stall.main, "a stalled link: buffering against dropping"
               " stale audio"),
     "lossy": (lossy.main, "head-of-line blocking: each transport on a"

@@ -3,7 +3,8 @@
 Chapter 5, "WebRTC: jitter buffers, NAT traversal, codec negotiation".
 `create_rtc_app` composes chapter 4 through its composition root (the
 engine on its simulated device, the decode scheduler, each stream's
-session), picks the dialect the calls speak, and wires the signalling
+session), picks the dialect the calls speak (OpenAI's realtime events,
+the audio coming from the track), and wires the signalling
 routes, the client secrets and the calls into one FastAPI app. Every
 call's stream drops stale audio rather than buffer it (chapter 4's
 `DropStaleAudio`): RTP cannot be paused, so a reader that waited would
@@ -36,12 +37,12 @@ from ch04_streaming.app import (
 )
 from ch04_streaming.auth import KeyCheck, load_api_keys
 from ch04_streaming.backpressure import Backpressure
-from ch04_streaming.dialects.deepgram import Deepgram
 from ch04_streaming.dialects.dialect import (
     Dialect,
     StreamDefaults,
     StreamRequest,
 )
+from ch04_streaming.dialects.openai_realtime import OpenAIRealtime
 from ch04_streaming.engine import Recognizer
 from ch04_streaming.scheduler import DirectScheduler
 from ch04_streaming.stream_handler import (
@@ -63,8 +64,7 @@ from ch05_protocols.rtc_signalling import (
 log = logging.getLogger("ch05_protocols")
 
 # What a call's stream asks of the dialect, as its upgrade would.
-QUERY: Mapping[str, str] = {"encoding": "linear16", "sample_rate": "24000",
-                            "interim_results": "true"}
+QUERY: Mapping[str, str] = {"intent": "transcription"}
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,8 @@ def create_rtc_app(settings: RtcSettings,
         max_session_s=speech.max_session_s)
     defaults = StreamDefaults(vad=vad_config(speech),
                               idle_timeout_s=speech.idle_timeout_s)
-    dialect = parts.dialect or Deepgram()
+    # OpenAI's realtime events, with the audio from the call's track.
+    dialect = parts.dialect or OpenAIRealtime(audio_frames=True)
     new_handler = handler_factory(
         dialect, call_request(dialect, defaults),
         session_factory(DirectScheduler(recognizer), limits), limits)

@@ -151,8 +151,8 @@ class RtcCall:
             self.outcome = await self._serve(new_handler)
         finally:
             self.status = "ended"
-            self._final = await self.stats()
             await self._hang_up()
+            self._final = await self.stats()  # the receiver keeps them
             log.info("event=call_ended call=%s codec=%s outcome=%r"
                      " jitter_p50_ms=%s lost_s=%s", self.id, self.codec,
                      self.outcome, self._final.jitter_buffer.delay_ms_p50,
@@ -197,9 +197,9 @@ class RtcCall:
                 self.jitter.decoded(frame.pts)
                 connection.audio(self.audio.convert(frame))
         except MediaStreamError:
-            if self.pc.connectionState != "connected":
-                connection.lost()
-            else:
+            # The client's RTCP BYE, if still connected; a peer
+            # connection that closed ends the track too, and the call.
+            if self.pc.connectionState == "connected":
                 connection.audio(self.audio.flush())
                 connection.end_of_input()
     # --8<-- [end:track_pump]

@@ -19,19 +19,16 @@ the channel.
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Literal
 
 from aiortc import RTCDataChannel
-from pydantic import BaseModel
 from websockets.exceptions import ConnectionClosedError
 from websockets.protocol import State
 from websockets.typing import Data
 
 from ch04_streaming.backpressure import SlowConsumerError
-from ch04_streaming.wire import WireMessage
+from ch04_streaming.dialects.openai_events import ErrorEvent, RealtimeError
 from ch05_protocols.rtc_audio import RATE, SAMPLE_BYTES
 
 # Close codes that are the server's state, not the client's doing.
@@ -47,26 +44,11 @@ class ChannelLimits:
     close_timeout_s: float = 2.0  # for the last event to leave
 
 
-class ErrorDetail(BaseModel):
-    type: str
-    code: str
-    message: str
-    param: str | None = None
-
-
-class ErrorEvent(WireMessage):
-    """OpenAI's realtime `error` event, for what the transport refuses."""
-
-    type: Literal["error"] = "error"
-    event_id: str
-    error: ErrorDetail
-
-
 def error_event(code: str, message: str,
                 kind: str = "invalid_request_error") -> ErrorEvent:
-    return ErrorEvent(event_id="event_" + secrets.token_hex(12),
-                      error=ErrorDetail(type=kind, code=code,
-                                        message=message))
+    """OpenAI's realtime `error` event, for what the transport refuses."""
+    return ErrorEvent(error=RealtimeError(type=kind, code=code,
+                                          message=message))
 
 
 def closing_event(code: int, reason: str) -> ErrorEvent:

@@ -18,6 +18,7 @@ once, here.
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 
@@ -42,6 +43,7 @@ from ch05_protocols.rtc_offer import OfferError, read_offer
 CALLS = "/v1/realtime/calls"
 CLIENT = "invalid_request_error"
 MAX_SECRET_REQUEST_BYTES = 16 * 1024
+SESSION_OBJECT = {"object": "realtime.transcription_session"}
 NO_KEY = ("You didn't provide an API key. Send it in an Authorization"
           " header: Authorization: Bearer YOUR_KEY.")
 
@@ -96,6 +98,10 @@ class Credentials:
         if check is Check.UNKNOWN or issued is None:
             raise unauthenticated(key)
         return issued.session
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(10)}"
 
 
 def bearer(request: Request) -> str | None:
@@ -233,7 +239,8 @@ def signalling_router(calls: RtcCalls, credentials: Credentials,
                            headers={"Retry-After": "10"}) from None
         session = asked.session or SessionConfig(type="transcription")
         return ClientSecret(value=value, expires_at=int(issued.expires_at),
-                            session=session.model_dump())
+                            session={**SESSION_OBJECT, "id": new_id("sess"),
+                                     **session.model_dump()})
 
     return router
 

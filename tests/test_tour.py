@@ -74,6 +74,12 @@ def test_tour_runs_as_a_program() -> None:
     assert "[grpc] call me back at five five five zero one nine nine" in (
         done.stdout)
     assert "gRPC service stopped on SIGTERM" in done.stdout
+    # ... and another over WebRTC: its transcript, the codec negotiated
+    # and the delay the receiver's jitter buffer added.
+    assert "[webrtc] turn off the lights in the living room" in done.stdout
+    assert "codec: opus/48000/2" in done.stdout
+    assert re.search(r"jitter buffer: \d+\.\d ms median", done.stdout)
+    assert "WebRTC service stopped on SIGTERM" in done.stdout
     # Chapter 6: a short load through the pipeline, and its batches.
     assert "final latency after end of speech" in done.stdout
     assert re.search(r"pipeline: \d+ batches of \d+\.\d requests",

@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+import re
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -24,12 +28,13 @@ from aiortc import (
 from aiortc.mediastreams import AudioStreamTrack
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 from av.frame import Frame
+from openai import AsyncOpenAI
 
 from ch04_streaming.mock_matcher import Lexicon
 from ch04_streaming.settings import Settings
 from ch05_protocols.rtc_client import (
+    FileTrack,
     ReceivedEvent,
-    RtcResult,
     SignallingError,
     call_stats,
     offer_of,
@@ -39,11 +44,18 @@ from ch05_protocols.rtc_client import (
 from ch05_protocols.rtc_settings import RtcSettings
 from examples.service import running_service, wait_until_ready
 from tests.ch04.harness import KEY, MANIFEST, audio_of
+from tests.ch04.test_browser import WAIT_MS, chromium_page
 from tests.ch05.rtc_harness import running_rtc
 
 CALLS = "/v1/realtime/calls"
 SECRETS = "/v1/realtime/client_secrets"
 SDP = {"Content-Type": "application/sdp"}
+
+
+async def chunks(count: int, size: int) -> AsyncIterator[bytes]:
+    """A body sent in chunks, its length not declared up front."""
+    for _ in range(count):
+        yield b"v" * size
 
 
 def bearer(key: str) -> dict[str, str]:
@@ -52,13 +64,6 @@ def bearer(key: str) -> dict[str, str]:
 
 def utterances(fixture_id: str) -> list[str]:
     return [u.text for u in MANIFEST.get(fixture_id).utterances]
-
-
-def heard(result: RtcResult) -> list[str]:
-    """The final transcripts the call's events carried."""
-    return [e.event["channel"]["alternatives"][0]["transcript"]
-            for e in result.events
-            if e.event.get("type") == "Results" and e.event["is_final"]]
 
 
 async def offer(codecs: Callable[[RTCRtpCodecCapability], bool] | None
@@ -97,7 +102,7 @@ async def test_a_fixture_comes_back_as_its_reference_text(
         result = await stream_file(audio_of("quick_brown_fox"),
                                    running.url, KEY)
         stats = await call_stats(running.url, KEY, result.call_id)
-    assert heard(result) == utterances("quick_brown_fox")
+    assert result.transcripts == utterances("quick_brown_fox")
     assert (stats["codec"], stats["status"]) == ("opus/48000/2", "ended")
     # aiortc's jitter buffer lets a 20 ms frame go when the fourth after
     # it has arrived: about 80 ms, when nothing is lost.
@@ -107,10 +112,15 @@ async def test_a_fixture_comes_back_as_its_reference_text(
     # The client's clock dates every chunk it sent and event it read.
     sent = [chunk.sent_at for chunk in result.chunks]
     assert sent == sorted(sent)
-    assert all(e.at > sent[0] for e in result.events)
+    arrived = [e.at for e in result.events]
+    assert arrived == sorted(arrived)
+    heard = [e.at for e in result.events
+             if e.event["type"].startswith("conversation.item.")]
+    assert heard and min(heard) > sent[0]
 
 
-async def refused(client: httpx.AsyncClient, body: str | bytes,
+async def refused(client: httpx.AsyncClient,
+                  body: str | bytes | AsyncIterator[bytes],
                   headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
     reply = await client.post(CALLS, content=body,
                               headers={**bearer(KEY), **headers})
@@ -146,6 +156,8 @@ async def test_offers_that_cannot_be_answered_are_400_and_the_next_call_is_serve
         wrong_type = await refused(client, opus_offer,
                                    {"Content-Type": "text/plain"})
         too_big = await refused(client, "v=0\r\n" * 20_000, SDP)
+        too_big_unsaid = await refused(client, chunks(20, 8192), SDP)
+        not_text = await refused(client, b"v=0\r\n\xff\xfe", SDP)
         result = await stream_file(audio_of("living_room"), running.url,
                                    KEY)
     assert {name: status for name, (status, _) in answers.items()} == {
@@ -163,8 +175,12 @@ async def test_offers_that_cannot_be_answered_are_400_and_the_next_call_is_serve
                                                   " offer: ")
     assert "audio only" in messages["video"]
     assert messages["not SDP"] == "the offer is not valid SDP"
-    assert wrong_type[0] == 415 and too_big[0] == 413
-    assert heard(result) == utterances("living_room")
+    assert wrong_type[0] == 415
+    assert too_big[0] == too_big_unsaid[0] == 413
+    assert not_text == (400, {"message": "sdp is not UTF-8 text.",
+                              "type": "invalid_request_error",
+                              "param": "sdp", "code": "invalid_value"})
+    assert result.transcripts == utterances("living_room")
 
 
 @pytest.mark.parametrize(("authorization", "message"), [
@@ -214,11 +230,26 @@ async def test_a_client_secret_opens_calls_until_it_expires(
     assert reply.status_code == 200
     assert secret["value"].startswith("ek_")
     assert secret["expires_at"] == int(running.clock.now)
-    assert secret["session"] == {"type": "transcription"}
+    assert secret["session"]["type"] == "transcription"
+    assert secret["session"]["object"] == "realtime.transcription_session"
     assert live.status_code == 400
     assert expired.status_code == 401
     assert "expired" in error_of(expired)["message"]
     assert minted.status_code == 401
+
+
+async def test_client_secrets_are_refused_429_when_too_many_are_live(
+    lexicon: Lexicon,
+) -> None:
+    settings = RtcSettings(max_client_secrets=1)
+    async with running_rtc(lexicon, settings) as running, httpx.AsyncClient(
+            base_url=running.url) as client:
+        first = await client.post(SECRETS, headers=bearer(KEY))
+        second = await client.post(SECRETS, headers=bearer(KEY))
+    assert first.status_code == 200
+    assert second.status_code == 429
+    assert second.headers["Retry-After"] == "10"
+    assert error_of(second)["type"] == "rate_limit_error"
 
 
 @pytest.mark.parametrize(("body", "param"), [
@@ -266,7 +297,7 @@ async def test_a_full_service_refuses_and_a_call_that_never_connects_frees_its_s
     assert (stats["status"], stats["outcome"]) == (
         "ended", "not connected within 0.5 s")
     assert missing.status_code == 404
-    assert heard(result) == utterances("living_room")
+    assert result.transcripts == utterances("living_room")
 
 
 async def test_a_call_that_goes_quiet_is_closed_with_its_reason(
@@ -294,7 +325,7 @@ async def test_a_call_that_goes_quiet_is_closed_with_its_reason(
         await pc.close()
     assert events[-1]["type"] == "error"
     assert events[-1]["error"]["code"] == "session_closed"
-    assert events[-1]["error"]["message"] == "1011 NET-0001"
+    assert events[-1]["error"]["message"] == "1000 idle timeout"
 
 
 class SilenceThenNothing(AudioStreamTrack):
@@ -323,7 +354,7 @@ async def test_sigterm_finishes_the_open_utterance_then_exits_0() -> None:
     speaking = asyncio.Event()
 
     def on_event(received: ReceivedEvent) -> None:
-        if received.event.get("type") == "Results":
+        if received.event["type"] == "input_audio_buffer.speech_started":
             speaking.set()
 
     async with running_service(args, env) as service:
@@ -337,13 +368,14 @@ async def test_sigterm_finishes_the_open_utterance_then_exits_0() -> None:
             result = await streaming
             exit_code = await service.process.wait()
     assert exit_code == 0
-    said = heard(result)
+    said = result.transcripts
     assert len(said) == 1
     assert "the quick brown fox jumps over the lazy dog".startswith(said[0])
     last = result.events[-1].event
     assert last["error"] == {"type": "server_error",
                              "code": "session_closed",
-                             "message": "1001 server shutting down"}
+                             "message": "1001 server shutting down",
+                             "param": None, "event_id": None}
 
 
 def as_fields(form: dict[str, str]) -> list[tuple[str, Any]]:
@@ -386,3 +418,176 @@ async def test_an_offer_sent_as_a_file_is_400(lexicon: Lexicon) -> None:
             files={"sdp": ("offer.sdp", sdp.encode(), "application/sdp")})
     assert reply.status_code == 400
     assert "Too many files" in error_of(reply)["message"]
+
+
+async def test_openais_sdk_signals_a_call_with_its_session(
+    lexicon: Lexicon,
+) -> None:
+    """OpenAI's own SDK asks for a client secret, then sends the offer
+    as multipart with a session; the call opens with `session.created`,
+    then `session.updated` with what the SDK asked for."""
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTrack(SilenceThenNothing())
+    channel = pc.createDataChannel("oai-events")
+    other = pc.createDataChannel("metrics")  # events go on one channel
+    other_closed = asyncio.Event()
+    other.on("close", other_closed.set)
+    events: list[dict[str, Any]] = []
+    both = asyncio.Event()
+
+    @channel.on("message")
+    def received(text: str) -> None:
+        events.append(json.loads(text))
+        if len(events) == 2:
+            both.set()
+
+    asked: Any = {"type": "transcription", "audio": {
+        "input": {"transcription": {"model": "whisper-1"}}}}
+    try:
+        async with running_rtc(lexicon) as running:
+            server = AsyncOpenAI(api_key=KEY, base_url=f"{running.url}/v1",
+                                 max_retries=0)
+            secret = await server.realtime.client_secrets.create(
+                expires_after={"anchor": "created_at", "seconds": 60},
+                session={"type": "transcription"})
+            page = AsyncOpenAI(api_key=secret.value,
+                               base_url=f"{running.url}/v1", max_retries=0)
+            await pc.setLocalDescription(await pc.createOffer())
+            answer = await page.realtime.calls.create(sdp=offer_of(pc),
+                                                      session=asked)
+            await pc.setRemoteDescription(RTCSessionDescription(
+                sdp=answer.content.decode(), type="answer"))
+            async with asyncio.timeout(10):
+                await both.wait()
+                await other_closed.wait()
+            await server.close()
+            await page.close()
+    finally:
+        await pc.close()
+    assert secret.value.startswith("ek_")
+    assert secret.session.type == "transcription"
+    assert answer.response.status_code == 201
+    assert answer.response.headers["location"].startswith(
+        "/v1/realtime/calls/rtc_")
+    assert [e["type"] for e in events[:2]] == ["session.created",
+                                               "session.updated"]
+    updated = events[1]["session"]["audio"]["input"]
+    assert updated["transcription"]["model"] == "whisper-1"
+
+
+async def test_a_browser_microphone_comes_back_as_the_reference_text(
+    lexicon: Lexicon,
+) -> None:
+    """Headless Chromium plays a fixture as its microphone; the page at
+    `/` trades the key for a client secret, sends the microphone on a
+    peer connection with an `oai-events` channel, POSTs its offer, and
+    shows each completed transcript."""
+    fixture = "weather_forecast"
+    async with running_rtc(lexicon) as running, chromium_page(
+            audio_of(fixture)) as page:
+        await page.goto(f"{running.url}/?key={KEY}")
+        await page.click("#start")
+        await page.wait_for_function(
+            "n => document.querySelectorAll('#finals .final').length >= n",
+            arg=len(utterances(fixture)), timeout=WAIT_MS)
+        finals = await page.locator("#finals .text").all_text_contents()
+        stats = await call_stats(running.url, KEY,
+                                 await page.evaluate("window.callId"))
+        await page.click("#stop")
+    assert finals == utterances(fixture)
+    assert (stats["codec"], stats["status"]) == ("opus/48000/2", "active")
+    assert stats["jitter_buffer"]["frames"] > 0
+    assert stats["audio"]["lost_s"] == 0
+
+
+async def test_a_browser_with_a_wrong_key_is_told_why(
+    lexicon: Lexicon,
+) -> None:
+    async with running_rtc(lexicon) as running, chromium_page() as page:
+        await page.goto(f"{running.url}/?key=not-{KEY}")
+        await page.click("#start")
+        await page.wait_for_function(
+            "() => document.querySelector('#status').textContent"
+            ".startsWith('failed')", timeout=WAIT_MS)
+        status = await page.text_content("#status")
+    assert status == "failed: 401 Incorrect API key provided."
+
+
+async def test_a_client_that_hangs_up_mid_call_frees_its_call(
+    lexicon: Lexicon,
+) -> None:
+    """The client closes its peer connection while it speaks, without
+    a BYE: the call ends as closed by the client, at once."""
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTrack(FileTrack(audio_of("quick_brown_fox"), time.monotonic))
+    channel = pc.createDataChannel("oai-events")
+    speaking = asyncio.Event()
+
+    @channel.on("message")
+    def received(text: str) -> None:
+        if json.loads(text)["type"] == "input_audio_buffer.speech_started":
+            speaking.set()
+
+    async with running_rtc(lexicon) as running:
+        try:
+            await pc.setLocalDescription(await pc.createOffer())
+            answer, call_id = await post_offer(running.url, KEY,
+                                               offer_of(pc))
+            await pc.setRemoteDescription(
+                RTCSessionDescription(sdp=answer, type="answer"))
+            async with asyncio.timeout(20):
+                await speaking.wait()
+        finally:
+            await pc.close()
+        async with asyncio.timeout(10):
+            await running.calls.tasks[call_id]
+        stats = await call_stats(running.url, KEY, call_id)
+    assert (stats["status"], stats["outcome"]) == ("ended",
+                                                   "closed by the client")
+    assert stats["audio"]["received_s"] > 0
+
+
+async def test_a_call_still_connecting_ends_at_once_on_shutdown(
+    lexicon: Lexicon,
+) -> None:
+    sdp = await offer()
+    settings = RtcSettings(connect_timeout_s=60.0, shutdown_grace_s=60.0)
+    async with running_rtc(lexicon, settings) as running, httpx.AsyncClient(
+            base_url=running.url) as client:
+        reply = await client.post(CALLS, content=sdp,
+                                  headers={**bearer(KEY), **SDP})
+        call_id = reply.headers["Location"].rsplit("/", 1)[-1]
+    stats = await running.calls.stats(call_id)
+    assert stats is not None
+    assert stats.outcome == "server shutting down"
+
+
+async def test_the_client_command_prints_transcript_codec_and_delay(
+    lexicon: Lexicon,
+) -> None:
+    async with running_rtc(lexicon) as running:
+        ran = await run_client(str(audio_of("living_room")), "--url",
+                               running.url, "--key", KEY)
+        refused = await run_client(str(audio_of("living_room")), "--url",
+                                   running.url, "--key", "not-the-key")
+    assert ran.returncode == 0, ran.stderr
+    lines = ran.stdout.splitlines()
+    assert lines[0] == "  [webrtc] turn off the lights in the living room"
+    assert lines[2] == "  codec: opus/48000/2"
+    assert re.fullmatch(r"  jitter buffer: \d+\.\d ms median, .*",
+                        lines[3])
+    assert refused.returncode == 1
+    assert refused.stderr == ("refused: 401: Incorrect API key"
+                              " provided.\n")
+
+
+async def run_client(*args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m ch05_protocols.rtc_client ARGS`, to its end."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "ch05_protocols.rtc_client", *args,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    async with asyncio.timeout(60):
+        out, err = await process.communicate()
+    assert process.returncode is not None
+    return subprocess.CompletedProcess(args, process.returncode,
+                                       out.decode(), err.decode())

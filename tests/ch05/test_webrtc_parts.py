@@ -17,6 +17,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
 from ch04_streaming.backpressure import SlowConsumerError
+from ch04_streaming.stream_handler import Connection, StreamHandler
 from ch05_protocols.client_secrets import (
     Check,
     EphemeralKeys,
@@ -25,6 +26,7 @@ from ch05_protocols.client_secrets import (
 )
 from ch05_protocols.jitter_delay import JitterDelay
 from ch05_protocols.rtc_audio import TrackPcm
+from ch05_protocols.rtc_calls import CallRefusedError, RtcCalls
 from ch05_protocols.rtc_connection import (
     ChannelLimits,
     DataChannelConnection,
@@ -235,7 +237,8 @@ async def test_a_server_close_says_why_then_closes_the_channel() -> None:
     assert channel.sent == [{
         "type": "error", "event_id": channel.sent[0]["event_id"],
         "error": {"type": "server_error", "code": "session_closed",
-                  "message": "1001 server shutting down"}}]
+                  "message": "1001 server shutting down", "param": None,
+                  "event_id": None}}]
     assert channel.readyState == "closed"
     assert connection.state is State.CLOSED
     with pytest.raises(ConnectionClosed):
@@ -249,3 +252,20 @@ async def test_a_client_that_reads_nothing_is_a_slow_consumer() -> None:
     channel.bufferedAmount = 11  # nothing acknowledged
     with pytest.raises(SlowConsumerError, match="not reading"):
         await connection.send('{"type": "x"}')
+
+
+def no_handler(connection: Connection) -> StreamHandler:
+    raise AssertionError("no call may start")
+
+
+def test_calls_are_refused_while_loading_draining_or_full() -> None:
+    ready = False
+    calls = RtcCalls(no_handler, lambda: ready, max_calls=0)
+    with pytest.raises(CallRefusedError, match=r"^model loading$"):
+        calls.check_admission()
+    ready = True
+    with pytest.raises(CallRefusedError, match=r"^at capacity: 0 calls$"):
+        calls.check_admission()
+    calls.draining = True
+    with pytest.raises(CallRefusedError, match=r"^server is draining$"):
+        calls.check_admission()
