@@ -8,30 +8,34 @@ server there and streams 60 s of the speech fixtures, back to back, at
 the pace of speech in 20 ms chunks of 24 kHz linear16 (the rate
 WebTransport and WebRTC serve, so that every transport's audio is
 resampled alike), interim results on, over each transport at each loss
-rate (0, 1, 2 and 5% by default). At
-each rate the transports stream side by side, each on its own
-connection to its own server: the rule drops each packet on its own
-chance, and the loopback has bandwidth to spare, so one stream's losses
-do not touch another's.
+rate (0, 1, 2 and 5% by default). At each rate the transports stream
+side by side, each on its own connection to its own server: the rule
+drops each packet on its own chance, and the loopback has bandwidth to
+spare, so one stream's losses do not touch another's.
 
 Definitions. Each result covers the audio up to some stream time (a
 binary WebSocket `transcript`'s `end`, a gRPC result's
-`result_end_time`); a chunk's chunk-to-result latency runs from its
-send to the receipt of the first result that covers it, so a chunk
+`result_end_time`, `start` + `duration` of Deepgram's `Results` over
+WebTransport and WebRTC); a chunk's chunk-to-result latency runs from
+its send to the receipt of the first result that covers it, so a chunk
 held behind a lost packet counts for as long as it was held
 (`lossy_stats.py`). Chunks are timed inside utterances after their
 first word (before it no result has words), and only results with
 words count, on every transport. Per transport and rate: the p50, p99
 (nearest rank) and max of those latencies, and the audio lost, the
-share of the seconds sent that the server says it never received (the
-WebSocket's `closed` `audio_s`, gRPC's `total_billed_time`, whole
-seconds). On TCP that is zero by construction: a lost packet is sent
-again, and everything behind it waits (head-of-line blocking), so TCP
-pays for loss in latency; datagrams pay in audio. The loss each rate
-really had is counted by the rule and printed beside it.
+share of the seconds sent that the server says never reached the
+recogniser (the WebSocket's `closed` `audio_s`; gRPC's
+`total_billed_time`, in whole seconds; the frames WebTransport's last
+message says were heard; what a WebRTC call's stats say was lost). On
+TCP, and on a QUIC stream, that is zero by construction: a lost packet
+is sent again, and everything behind it waits (head-of-line blocking),
+so they pay for loss in latency; datagrams and RTP pay in audio. The
+loss each rate really had is counted by the rule and printed beside
+it.
 
     python -m ch05_protocols.lossy [--rates 0,1,2,5] [--seconds 60]
-        [--transports websocket,grpc] [--out build/ch05/lossy] [--quick]
+        [--transports websocket,grpc,wt_datagrams,wt_streams,webrtc]
+        [--out build/ch05/lossy] [--quick]
 
 Writes `lossy.json` and `lossy.png` under `--out`. It needs root, `ip`
 and `nft`; without them it says what is missing and exits 0. The

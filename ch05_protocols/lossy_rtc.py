@@ -8,10 +8,12 @@ Realtime API signals it; the lab's chunks become an aiortc audio track
 never sent again when lost: the server fills the gap in the RTP
 timestamps with silence and counts it as audio lost. Results come back
 on the `oai-events` data channel (SCTP: reliable and in order), as
-Deepgram's `Results`. After the last chunk, half a second of silence
-pushes the last frames out of the server's jitter buffer, then RTCP BYE
-says the input is over; the server's last results follow, then it
-closes the channel, and the call's stats say how much audio was lost.
+Deepgram's `Results` (`--dialect deepgram`: each says what stream time
+it covers, which OpenAI's realtime events do not). After the last
+chunk, half a second of silence pushes the last frames out of the
+server's jitter buffer, then RTCP BYE says the input is over; the
+server's last results follow, then it closes the channel, and the
+call's stats say how much audio was lost.
 """
 
 from __future__ import annotations
@@ -85,6 +87,7 @@ class CallStream:
     track: ChunkTrack
     sender: RTCRtpSender
     url: str
+    key: str
     call_id: str
     messages: asyncio.Queue[str | None]  # None: the channel closed
     sent_s: float = field(default=0.0, init=False)
@@ -106,7 +109,7 @@ class CallStream:
             if found := deepgram_covered(json.loads(message)):
                 yield found
         async with asyncio.timeout(STATS_TIMEOUT_S):
-            stats = await call_stats(self.url, KEY, self.call_id)
+            stats = await call_stats(self.url, self.key, self.call_id)
         audio = stats["audio"]
         yield Received(round(self.sent_s - audio["lost_s"]
                              - audio["dropped_s"], 3))
@@ -140,15 +143,19 @@ async def connected(pc: RTCPeerConnection, channel: RTCDataChannel
     await ready.wait()
 
 
+@dataclass
 class WebRtcTransport:
-    name, rate = "webrtc", RATE
+    key: str = KEY
+    name: str = field(default="webrtc", init=False)
+    rate: int = field(default=RATE, init=False)
 
     def serve(self) -> AbstractAsyncContextManager[int]:
         return self.service()
 
     @asynccontextmanager
     async def service(self) -> AsyncIterator[int]:
-        async with running(["rtc", "--port", "0"], service_env()) as served:
+        args = ["rtc", "--port", "0", "--dialect", "deepgram"]
+        async with running(args, service_env()) as served:
             yield served.port
 
     async def connect(self, port: int) -> CallStream:
@@ -161,11 +168,13 @@ class WebRtcTransport:
         try:
             async with asyncio.timeout(CONNECT_TIMEOUT_S):
                 await pc.setLocalDescription(await pc.createOffer())
-                answer, call_id = await post_offer(url, KEY, offer_of(pc))
+                answer, call_id = await post_offer(url, self.key,
+                                                   offer_of(pc))
                 await pc.setRemoteDescription(
                     RTCSessionDescription(sdp=answer, type="answer"))
                 await connected(pc, channel)
         except BaseException:
             await pc.close()
             raise
-        return CallStream(pc, track, sender, url, call_id, messages)
+        return CallStream(pc, track, sender, url, self.key, call_id,
+                          messages)

@@ -7,10 +7,11 @@ QUIC datagram, never sent again when lost (the server waits three
 frames for a missing one, then puts silence in its place, so the words
 after it keep their times), or every frame on one QUIC stream, which
 QUIC delivers in order and whole, as TCP does. The client pins the
-server's certificate by the hash the service prints. Results come as
-Deepgram's `Results` (covering `start` + `duration`); the last message
-says how many frames the server heard and how many it dropped, from
-which the audio received is counted.
+server's certificate by the hash the service prints. The service
+speaks Deepgram's dialect (`--dialect deepgram`), whose `Results` say
+what stream time they cover (`start` + `duration`), which OpenAI's
+realtime events do not; its last message says how many frames it heard
+and how many it dropped, from which the audio received is counted.
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ class SessionStream:
 @dataclass
 class WebTransportTransport:
     mode: str  # datagram or stream
+    key: str = KEY
     rate: int = RATE
     pin: bytes = field(default=b"", init=False)  # the served certificate
 
@@ -92,7 +94,8 @@ class WebTransportTransport:
 
     @asynccontextmanager
     async def service(self) -> AsyncIterator[int]:
-        async with running(["wt", "--port", "0"], service_env()) as served:
+        args = ["wt", "--port", "0", "--dialect", "deepgram"]
+        async with running(args, service_env()) as served:
             self.pin = next(bytes.fromhex(line.removeprefix(HASH_LINE))
                             for line in served.printed
                             if line.startswith(HASH_LINE))
@@ -105,7 +108,7 @@ class WebTransportTransport:
                 stack = AsyncExitStack()
                 try:
                     client = await stack.enter_async_context(open_session(
-                        url, self.pin, self.mode, KEY,
+                        url, self.pin, self.mode, self.key,
                         timeout_s=CONNECT_TIMEOUT_S))
                 except SessionRefusedError as refused:
                     await stack.aclose()
