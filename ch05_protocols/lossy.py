@@ -59,15 +59,12 @@ from types import FrameType
 
 from ch05_protocols.loss_rule import CommandError, counted, set_loss
 from ch05_protocols.lossy_plot import plot
+from ch05_protocols.lossy_speech import CHUNK_S, Speech, speech, speech_s
 from ch05_protocols.lossy_stats import Cell, summarize
 from ch05_protocols.lossy_stream import (
-    CHUNK_S,
     CONNECT_TIMEOUT_S,
-    Speech,
     Trace,
     Transport,
-    speech,
-    speech_s,
     stream_speech,
 )
 from ch05_protocols.lossy_transports import TRANSPORTS

@@ -38,8 +38,8 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamError
 
 from ch05_protocols.compare import KEY
+from ch05_protocols.lossy_speech import CHUNK_S
 from ch05_protocols.lossy_stream import (
-    CHUNK_S,
     CONNECT_TIMEOUT_S,
     Event,
     Received,

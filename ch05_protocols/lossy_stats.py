@@ -21,7 +21,8 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ch05_protocols.lossy_stream import CHUNK_S, Trace
+from ch05_protocols.lossy_speech import CHUNK_S
+from ch05_protocols.lossy_stream import Trace
 
 SLACK_S = 1e-6  # a result's end is rounded, to the millisecond or so
 

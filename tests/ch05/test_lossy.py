@@ -28,18 +28,13 @@ from ch05_protocols.loss_rule import (
     permille,
     replacing,
 )
+from ch05_protocols.lossy_speech import chunk_bytes, speech
 from ch05_protocols.lossy_stats import (
     chunk_latencies_ms,
     percentile,
     summarize,
 )
-from ch05_protocols.lossy_stream import (
-    Covered,
-    Trace,
-    chunk_bytes,
-    deepgram_covered,
-    speech,
-)
+from ch05_protocols.lossy_stream import Covered, Trace, deepgram_covered
 from ch05_protocols.lossy_transports import TRANSPORTS
 from ch05_protocols.lossy_wt import heard_s
 from ch05_protocols.netns import (

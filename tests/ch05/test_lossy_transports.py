@@ -10,7 +10,8 @@ from ch04_streaming.dialects.deepgram import Deepgram
 from ch04_streaming.dialects.openai_realtime import OpenAIRealtime
 from ch04_streaming.mock_matcher import Lexicon
 from ch05_protocols.lossy_rtc import WebRtcTransport
-from ch05_protocols.lossy_stream import speech, stream_speech
+from ch05_protocols.lossy_speech import speech
+from ch05_protocols.lossy_stream import stream_speech
 from ch05_protocols.lossy_wt import WebTransportTransport
 from ch05_protocols.rtc_settings import RtcSettings, parse_rtc_settings
 from ch05_protocols.wt_command import (
