@@ -1,13 +1,14 @@
 """`python -m ch05_protocols COMMAND`: the chapter's servers and labs.
 
 Chapter 5. Each command has its own flags: `grpc` serves streaming
-recognition over gRPC, `ws` serves binary and
-base64 WebSocket audio side by side on chapter 4's service, `rtc`
-serves audio over WebRTC with OpenAI's signalling, `wt` serves
-WebTransport sessions (audio as QUIC datagrams or on a stream), `stall`
-compares buffering with dropping stale audio after a stalled link, and
-`choose` recommends a protocol for a client's constraints. Bad flags
-stop with exit status 2 and a message naming the flag.
+recognition over gRPC, `ws` serves binary and base64 WebSocket audio
+side by side on chapter 4's service, `rtc` serves audio over WebRTC
+with OpenAI's signalling, `wt` serves WebTransport sessions (audio as
+QUIC datagrams or on a stream), `stall` compares buffering with
+dropping stale audio after a stalled link, `lossy` measures each
+transport on a link that loses packets, and `choose` recommends a
+protocol for a client's constraints. Bad flags stop with exit status 2
+and a message naming the flag.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Callable, Sequence
 from ch05_protocols import (
     choose,
     grpc_command,
+    lossy,
     rtc_command,
     stall,
     ws_server,
@@ -37,6 +39,8 @@ COMMANDS: dict[str, tuple[Command, str]] = {
            " datagrams or on a stream"),
     "stall": (stall.main, "a stalled link: buffering against dropping"
               " stale audio"),
+    "lossy": (lossy.main, "head-of-line blocking: each transport on a"
+              " link that loses packets"),
     "choose": (choose.main, "the protocol for a client's constraints"),
 }
 

@@ -24,6 +24,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
+from functools import partial
 from importlib import resources
 
 import uvicorn
@@ -37,6 +38,7 @@ from ch04_streaming.app import (
 )
 from ch04_streaming.auth import KeyCheck, load_api_keys
 from ch04_streaming.backpressure import Backpressure
+from ch04_streaming.dialects.deepgram import Deepgram
 from ch04_streaming.dialects.dialect import (
     Dialect,
     StreamDefaults,
@@ -63,8 +65,14 @@ from ch05_protocols.rtc_signalling import (
 
 log = logging.getLogger("ch05_protocols")
 
-# What a call's stream asks of the dialect, as its upgrade would.
-QUERY: Mapping[str, str] = {"intent": "transcription"}
+# Each dialect a call may speak, and what its stream asks of it, as its
+# upgrade would; the audio comes from the call's track at 24 kHz.
+DIALECTS: Mapping[str, tuple[Callable[[], Dialect], Mapping[str, str]]] = {
+    "realtime": (partial(OpenAIRealtime, audio_frames=True),
+                 {"intent": "transcription"}),
+    "deepgram": (Deepgram, {"encoding": "linear16", "sample_rate": "24000",
+                            "interim_results": "true"}),
+}
 
 
 @dataclass(frozen=True)
@@ -77,9 +85,9 @@ class RtcParts:
     secrets_clock: Callable[[], float] = time.time
 
 
-def call_request(dialect: Dialect, defaults: StreamDefaults
-                 ) -> StreamRequest:
-    request = dialect.parse(QUERY, defaults)
+def call_request(dialect: Dialect, defaults: StreamDefaults,
+                 query: Mapping[str, str]) -> StreamRequest:
+    request = dialect.parse(query, defaults)
     return replace(request, backpressure=Backpressure.DROP)
 
 
@@ -115,10 +123,12 @@ def create_rtc_app(settings: RtcSettings,
         max_session_s=speech.max_session_s)
     defaults = StreamDefaults(vad=vad_config(speech),
                               idle_timeout_s=speech.idle_timeout_s)
-    # OpenAI's realtime events, with the audio from the call's track.
-    dialect = parts.dialect or OpenAIRealtime(audio_frames=True)
+    # OpenAI's realtime events (or Deepgram's), with the audio from the
+    # call's track.
+    make, query = DIALECTS[settings.dialect]
+    dialect = parts.dialect or make()
     new_handler = handler_factory(
-        dialect, call_request(dialect, defaults),
+        dialect, call_request(dialect, defaults, query),
         session_factory(DirectScheduler(recognizer), limits), limits)
     calls = RtcCalls(new_handler, lambda: recognizer.ready,
                      settings.max_calls,

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field, fields
 from ch04_streaming.settings import Settings, option, parse_settings
 from ch04_streaming.settings import add_flags as add_setting_flags
 
+DIALECT_NAMES = ("realtime", "deepgram")
+
 
 @dataclass(frozen=True)
 class RtcSettings:
@@ -32,6 +34,10 @@ class RtcSettings:
         10_000, "ephemeral keys held at once before 429")
     shutdown_grace_s: float = option(
         10.0, "seconds to finish calls on SIGTERM")
+    dialect: str = option(
+        "realtime", "the events calls speak: realtime (OpenAI's) or"
+        " deepgram (Deepgram's Results, each with the stream time it"
+        " covers)")
     speech: Settings = field(default_factory=Settings)  # chapter 4's
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
@@ -48,6 +54,8 @@ def parse_rtc_settings(argv: Sequence[str],
                     " OpenAI's Realtime API signals it.")
     add_setting_flags(parser, RtcSettings, "CH05_RTC", env)
     args = parser.parse_args(list(argv))
+    if args.dialect not in DIALECT_NAMES:
+        parser.error(f"--dialect must be one of {', '.join(DIALECT_NAMES)}")
     flags = {f.name: getattr(args, f.name) for f in fields(RtcSettings)
              if "help" in f.metadata}
     return RtcSettings(**flags, speech=parse_settings([], env), env=env)

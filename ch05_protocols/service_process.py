@@ -2,9 +2,12 @@
 
 Chapter 5, "Production reality". Starts `python -m ch05_protocols ...`
 with a free port, reads the port from the line it prints, waits until
-it is ready (`/readyz` for WebSocket, the health service for gRPC),
-and reads the CPU seconds it and its children (the mock's matcher) have
-used, from /proc. On exit: SIGTERM, then a kill if it lingers.
+it is ready (`/readyz` for WebSocket, the health service for gRPC;
+WebTransport, on UDP, once it listens: a session that comes while its
+model loads is told 503, to retry), keeps the lines it printed before
+(a certificate's hash, say), and reads the CPU seconds it and its
+children (the mock's matcher) have used, from /proc. On exit: SIGTERM,
+then a kill if it lingers.
 """
 
 from __future__ import annotations
@@ -47,12 +50,15 @@ def process_cpu_s(pid: int) -> float:
 class Running:
     pid: int
     port: int
+    printed: tuple[str, ...] = ()  # before it said where it listens
 
     def cpu_s(self) -> float:
         return process_cpu_s(self.pid)
 
 
 async def ready(scheme: str, port: int) -> bool:
+    if scheme == "https":  # WebTransport: no HTTP over TCP to ask
+        return True
     if scheme == "grpc":
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as ch:
             # The generated health stub is untyped.
@@ -82,15 +88,17 @@ async def running(args: Sequence[str], env: Mapping[str, str],
         stderr=asyncio.subprocess.DEVNULL)
     try:
         assert process.stdout is not None
+        printed: list[str] = []
         async with asyncio.timeout(timeout_s):
             while not (found := LISTENING.search(
                     (line := await process.stdout.readline()).decode())):
                 if not line:
                     raise RuntimeError(f"{' '.join(args)} exited at start")
+                printed.append(line.decode().rstrip("\n"))
             scheme, port = found.group(1), int(found.group(2))
             while not await ready(scheme, port):
                 await asyncio.sleep(0.1)  # polling a status, not a race
-        yield Running(process.pid, port)
+        yield Running(process.pid, port, tuple(printed))
     finally:
         if process.returncode is None:
             process.terminate()

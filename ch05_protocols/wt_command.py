@@ -19,9 +19,10 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 from ch04_streaming.app import (
@@ -31,7 +32,8 @@ from ch04_streaming.app import (
     vad_config,
 )
 from ch04_streaming.auth import KeyCheck, load_api_keys
-from ch04_streaming.dialects.dialect import StreamDefaults
+from ch04_streaming.dialects.deepgram import Deepgram
+from ch04_streaming.dialects.dialect import Dialect, StreamDefaults
 from ch04_streaming.dialects.openai_realtime import OpenAIRealtime
 from ch04_streaming.engine import Recognizer
 from ch04_streaming.scheduler import DirectScheduler
@@ -70,6 +72,10 @@ class WtSettings:
         " have ended, before the server closes it")
     shutdown_grace_s: float = option(
         10.0, "seconds to finish sessions on SIGTERM")
+    dialect: str = option(
+        "realtime", "the events sessions speak: realtime (OpenAI's) or"
+        " deepgram (Deepgram's Results, each with the stream time it"
+        " covers)")
     speech: Settings = field(default_factory=Settings)  # chapter 4's
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
@@ -86,16 +92,27 @@ def parse_wt_settings(argv: Sequence[str],
     if args.reorder_frames < 0 or args.max_waiting_frames < 1:
         parser.error("--reorder-frames must be 0 or more and"
                      " --max-waiting-frames 1 or more")
+    if args.dialect not in DIALECTS:
+        parser.error(f"--dialect must be one of {', '.join(DIALECTS)}")
     flags = {f.name: getattr(args, f.name) for f in fields(WtSettings)
              if "help" in f.metadata}
     return WtSettings(**flags, speech=parse_settings([], env), env=env)
 
 
-def served_route() -> WebTransportRoute:
-    """OpenAI's realtime transcription events at `/v1/realtime`, the
-    audio beside them as PCM16 at 24 kHz."""
-    return WebTransportRoute(PATH, OpenAIRealtime(audio_frames=True),
-                             {"intent": "transcription"})
+# Each dialect a session may speak, and what the session asks of it.
+DIALECTS: dict[str, tuple[Callable[[], Dialect], dict[str, str]]] = {
+    "realtime": (partial(OpenAIRealtime, audio_frames=True),
+                 {"intent": "transcription"}),
+    "deepgram": (Deepgram, {"encoding": "linear16", "sample_rate": "24000",
+                            "interim_results": "true"}),
+}
+
+
+def served_route(dialect: str = "realtime") -> WebTransportRoute:
+    """OpenAI's realtime transcription events at `/v1/realtime` (or
+    Deepgram's), the audio beside them as PCM16 at 24 kHz."""
+    make, query = DIALECTS[dialect]
+    return WebTransportRoute(PATH, make(), query)
 
 
 def webtransport_limits(settings: WtSettings) -> WebTransportLimits:
@@ -133,7 +150,7 @@ def build_webtransport_server(
         recognizer = build_recognizer(engine, build_device(engine))
     limits = webtransport_limits(settings)
     server = WebTransportServer(
-        route or served_route(), recognizer,
+        route or served_route(settings.dialect), recognizer,
         session_factory(DirectScheduler(recognizer), limits.connection),
         keys, StreamDefaults(vad=vad_config(engine),
                              idle_timeout_s=engine.idle_timeout_s),
