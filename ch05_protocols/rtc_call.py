@@ -35,6 +35,7 @@ from pydantic import BaseModel
 from ch04_streaming.dialects.dialect import Closing
 from ch04_streaming.stream_handler import Connection, StreamHandler
 from ch04_streaming.wire import WireMessage
+from ch05_protocols import audio_jitter
 from ch05_protocols.jitter_delay import JitterDelay
 from ch05_protocols.rtc_audio import TrackPcm
 from ch05_protocols.rtc_connection import (
@@ -111,6 +112,7 @@ class RtcCall:
     def __post_init__(self) -> None:
         self.audio = TrackPcm(max_gap_s=self.limits.max_gap_s)
         self.jitter = JitterDelay(self.clock)
+        audio_jitter.install(self._receiver())  # a loss costs 20 ms
         self.jitter.watch(self._receiver())
         self._channel = asyncio.get_running_loop().create_future()
         self.pc.on("datachannel", self._datachannel)
