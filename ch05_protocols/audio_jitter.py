@@ -5,9 +5,8 @@ packets and releases a frame once four more complete ones follow it.
 But a lost packet leaves a hole that no arrival fills: the buffer
 stalls until 16 packets have piled up behind it, then throws away the
 four frames it held before the hole and stays 14 frames (280 ms)
-behind for the rest of the call. Each loss costs five frames, so at
-5 % packet loss the lossy-link lab saw about a quarter of the audio
-lost. A jitter buffer's job is to wait for
+behind for the rest of the call. Each loss costs five frames, so 5 %
+packet loss loses a quarter of the audio. A jitter buffer's job is to wait for
 a late packet as long as its prefetch, no longer: here the oldest
 frame goes out whenever `prefetch` frames wait behind it, whether or
 not a hole lies before it, so a lost packet is given up once four

@@ -184,4 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Through the package's own module, as `measured_choice` imports
+    # it: one `Client` and one `Protocol`, not a second copy here.
+    from ch05_protocols import choose
+    sys.exit(choose.main())

@@ -11,6 +11,8 @@ same way.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -143,3 +145,19 @@ def test_the_committed_figures_cover_every_transport_and_rate() -> None:
     assert set(lab.cells) == set(RESULTS_FILE)
     for rates in lab.cells.values():
         assert set(rates) == {0.0, 1.0, 2.0, 5.0}
+
+
+def test_the_module_run_as_a_command_reads_its_own_types(
+    tmp_path: Path,
+) -> None:
+    """`python -m ch05_protocols.choose` runs the file as `__main__`,
+    beside the package's module that `measured_choice` imports: a
+    Safari browser must still be one, and keep to WebRTC."""
+    figures = tmp_path / "ch05_rtc.json"
+    figures.write_text(json.dumps(results()))
+    done = subprocess.run(
+        [sys.executable, "-m", "ch05_protocols.choose", "--client",
+         "browser", "--safari", "--loss-pct", "2", "--measured",
+         str(figures)], capture_output=True, text=True, timeout=60,
+        check=True)
+    assert done.stdout.splitlines()[0] == "use WebRTC"
