@@ -73,6 +73,25 @@ def test_aiortcs_own_buffer_stalls_and_evicts_after_one_loss() -> None:
             if frame > 50} == {CAPACITY - 2}
 
 
+def test_a_frame_of_two_packets_goes_out_whole() -> None:
+    """Packets that share a timestamp are one frame: released together,
+    their payloads joined, never split across a hole's give-up."""
+    buffer = GapSkippingJitterBuffer(CAPACITY, PREFETCH)
+    frames = []
+    for seq in range(40):
+        frame_number = seq // 2
+        packet = RtpPacket(sequence_number=seq,
+                           timestamp=frame_number * STEP,
+                           payload=bytes([seq]))
+        packet._data = packet.payload  # type: ignore[attr-defined]
+        _, frame = buffer.add(packet)
+        if frame is not None:
+            frames.append(frame)
+    assert [f.timestamp // STEP for f in frames] == list(range(20 - PREFETCH))
+    assert all(f.data == bytes([2 * n, 2 * n + 1])
+               for n, f in enumerate(frames))
+
+
 async def test_install_gives_an_audio_receiver_this_buffer() -> None:
     pc = RTCPeerConnection()
     try:

@@ -20,7 +20,14 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
+from ch04_streaming.dialects.dialect import (
+    ClientEvent,
+    ControlFrame,
+    StreamDefaults,
+)
 from ch04_streaming.dialects.openai_events import MAX_AUDIO_CHARS
+from ch04_streaming.dialects.openai_realtime import OpenAIRealtime
+from ch04_streaming.session import UtteranceEndEvent
 from examples.realtime_sdk import main, pcm24k, transcribe
 from tests.ch04.harness import KEY, Running, Start, audio_of, reference
 
@@ -259,3 +266,26 @@ async def test_the_example_prints_each_transcript(
     lines = capsys.readouterr().out.splitlines()
     assert " ".join(lines[:-1]) == reference("support_call")
     assert lines[-1].startswith(f"{len(lines) - 1} items, ")
+
+
+def test_what_openai_has_no_event_for_sends_nothing() -> None:
+    """Deepgram's `UtteranceEnd` has no OpenAI event; an event the
+    dialect never reads is a programming error, said at once."""
+    dialect = OpenAIRealtime()
+    stream = dialect.open_stream(dialect.parse(
+        {"intent": "transcription"}, StreamDefaults()))
+    assert stream.encode(UtteranceEndEvent(last_word_end=1.0)) == []
+    with pytest.raises(TypeError, match="not a client event"):
+        stream.answer(ClientEvent(ControlFrame(type="KeepAlive")))
+
+
+async def test_at_the_pace_of_speech_each_final_is_timed(
+        start_server: Start) -> None:
+    pcm = pcm24k(audio_of("quick_brown_fox"))
+    async with start_server() as running:
+        async with asyncio.timeout(TIMEOUT_S):
+            heard = await transcribe(f"{running.http}/v1", KEY, pcm,
+                                     realtime=True)
+    assert " ".join(heard.transcripts) == reference("quick_brown_fox")
+    (latency,) = heard.latencies_ms  # from its speech_stopped's end
+    assert 0 <= latency < TIMEOUT_S * 1000
