@@ -26,10 +26,11 @@ from urllib.parse import urlencode
 
 import numpy as np
 import soundfile as sf
+import soxr
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from ch04_streaming.audio import SUPPORTED_RATES
+from ch04_streaming.audio import SUPPORTED_RATES, to_pcm16
 
 SAMPLE_BYTES = {"linear16": 2, "linear32": 4, "mulaw": 1}
 
@@ -65,6 +66,17 @@ def load_audio(path: Path) -> ClientAudio:
         return ClientAudio(raw.getvalue(), "mulaw", info.samplerate)
     pcm = np.asarray(sf.read(str(path), dtype="int16")[0], dtype="<i2")
     return ClientAudio(pcm.tobytes(), "linear16", info.samplerate)
+
+
+def load_pcm(path: Path, rate: int) -> bytes:
+    """Any sound file as mono 16-bit PCM at `rate`, resampled with soxr
+    if its own rate differs: what a client that must send one rate
+    (OpenAI's 24 kHz) makes of a fixture."""
+    samples, file_rate = sf.read(str(path), dtype="float32", always_2d=True)
+    mono = samples.mean(axis=1)
+    if file_rate != rate:
+        mono = soxr.resample(mono, file_rate, rate)
+    return to_pcm16(mono)
 
 
 @dataclass(frozen=True)

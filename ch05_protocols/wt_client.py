@@ -32,9 +32,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-import numpy as np
-import soundfile as sf
-import soxr
 from aioquic.asyncio.client import connect
 from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.h3.connection import H3_ALPN, H3Connection
@@ -50,6 +47,7 @@ from aioquic.quic.events import ConnectionTerminated, QuicEvent
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from ch04_streaming.client import load_pcm
 from ch05_protocols.wt_capsules import (
     CapsuleReader,
     SessionClose,
@@ -415,16 +413,6 @@ async def transcribe(client: WebTransportClient, pcm: bytes,
     return transcript
 
 
-def load_pcm(path: Path, rate: int = RATE) -> bytes:
-    """A sound file as PCM16 mono at `rate`."""
-    samples, file_rate = sf.read(str(path), dtype="float32", always_2d=True)
-    mono = samples.mean(axis=1)
-    if file_rate != rate:
-        mono = soxr.resample(mono, file_rate, rate)
-    pcm = np.clip(np.round(mono * 32768), -32768, 32767).astype("<i2")
-    return bytes(pcm.tobytes())
-
-
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m ch05_protocols.wt_client",
@@ -451,7 +439,8 @@ async def run(args: argparse.Namespace) -> int:
     try:
         async with open_session(args.url, pin, args.mode,
                                 args.key) as client:
-            transcript = await transcribe(client, load_pcm(args.fixture),
+            pcm = load_pcm(args.fixture, RATE)
+            transcript = await transcribe(client, pcm,
                                           realtime=not args.fast)
     except (SessionRefusedError, CertificateMismatchError) as error:
         print(f"refused: {error}", file=sys.stderr)

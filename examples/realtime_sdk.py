@@ -24,9 +24,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-import soundfile
-import soxr
 from openai import AsyncOpenAI
 from openai.resources.realtime.realtime import AsyncRealtimeConnection
 from openai.types import realtime as events
@@ -39,17 +36,15 @@ from openai.types.realtime import (
     SessionUpdatedEvent,
 )
 
+from ch04_streaming.client import load_pcm
+
 RATE = 24_000  # OpenAI's rate for audio/pcm
 CHUNK_MS = 100
 
 
 def pcm24k(path: Path) -> bytes:
-    """A WAV file as mono PCM16 at 24 kHz."""
-    audio, rate = soundfile.read(path, dtype="float32", always_2d=True)
-    mono = audio.mean(axis=1)
-    resampled = soxr.resample(mono, rate, RATE) if rate != RATE else mono
-    clipped = np.clip(resampled, -1.0, 1.0)
-    return bytes((clipped * 32767).astype("<i2").tobytes())
+    """A sound file as OpenAI takes it: mono PCM16 at 24 kHz."""
+    return load_pcm(path, RATE)
 
 
 SESSION: RealtimeTranscriptionSessionCreateRequestParam = {

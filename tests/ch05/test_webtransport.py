@@ -18,9 +18,11 @@ from typing import Any
 
 import pytest
 
+from ch04_streaming.client import load_pcm
 from ch04_streaming.dialects.deepgram import Deepgram
 from ch04_streaming.mock_matcher import Lexicon
 from ch05_protocols.wt_client import (
+    RATE,
     CertificateMismatchError,
     DatagramTooLargeError,
     SessionRefusedError,
@@ -28,7 +30,6 @@ from ch05_protocols.wt_client import (
     WebTransportClient,
     final_text,
     frames_of,
-    load_pcm,
     open_session,
     transcribe,
 )
@@ -85,7 +86,7 @@ async def wt(lexicon: Lexicon) -> Any:
 async def test_a_fixture_comes_back_as_its_reference_text(
     wt: RunningWt, mode: str,
 ) -> None:
-    pcm = load_pcm(audio_of(FIXTURE))
+    pcm = load_pcm(audio_of(FIXTURE), RATE)
     async with open_session(wt.url, wt.certificate.sha256, mode,
                             KEY) as client:
         transcript = await transcribe(client, pcm, realtime=False)
@@ -102,7 +103,7 @@ async def test_a_fixture_comes_back_as_its_reference_text(
 
 
 async def test_a_longer_conversation_over_datagrams(wt: RunningWt) -> None:
-    pcm = load_pcm(audio_of("support_call"))
+    pcm = load_pcm(audio_of("support_call"), RATE)
     async with open_session(wt.url, wt.certificate.sha256, "datagram",
                             KEY) as client:
         transcript = await transcribe(client, pcm, realtime=False)
@@ -113,7 +114,7 @@ async def test_a_longer_conversation_over_datagrams(wt: RunningWt) -> None:
 async def test_client_events_on_the_events_stream_are_answered(
     wt: RunningWt,
 ) -> None:
-    pcm = load_pcm(audio_of(FIXTURE))
+    pcm = load_pcm(audio_of(FIXTURE), RATE)
     async with open_session(wt.url, wt.certificate.sha256, "datagram",
                             KEY) as client:
         client.send_event({"type": "session.update", "session": {
@@ -138,7 +139,7 @@ async def test_another_dialect_is_served_the_same_way(
 ) -> None:
     route = WebTransportRoute("/v1/realtime", Deepgram(), {
         "encoding": "linear16", "sample_rate": "24000"})
-    pcm = load_pcm(audio_of(FIXTURE))
+    pcm = load_pcm(audio_of(FIXTURE), RATE)
     async with running_wt_server(lexicon, route=route) as wt:
         async with open_session(wt.url, wt.certificate.sha256, "stream",
                                 KEY) as client:
@@ -172,7 +173,7 @@ async def send_in_order(client: WebTransportClient, frames: list[bytes],
 async def test_a_lost_datagram_is_concealed_and_words_keep_their_times(
     wt: RunningWt,
 ) -> None:
-    frames = frames_of(load_pcm(audio_of(FIXTURE)))
+    frames = frames_of(load_pcm(audio_of(FIXTURE), RATE))
     lost = set(range(5, 15))  # 200 ms of the silence before speech
     runs: list[Transcript] = []
     for order in (list(range(len(frames))),
@@ -193,7 +194,7 @@ async def test_a_lost_datagram_is_concealed_and_words_keep_their_times(
 async def test_reordered_and_repeated_datagrams_are_placed_by_number(
     wt: RunningWt,
 ) -> None:
-    frames = frames_of(load_pcm(audio_of(FIXTURE)))
+    frames = frames_of(load_pcm(audio_of(FIXTURE), RATE))
     paired = len(frames) // 2 * 2
     order = [i ^ 1 for i in range(paired)]  # each pair swapped: 1, 0, ...
     order += [*range(paired, len(frames)), 40, 41]  # two repeated
@@ -212,7 +213,7 @@ async def test_reordered_and_repeated_datagrams_are_placed_by_number(
 async def test_a_datagram_too_large_for_a_packet_is_not_sent(
     wt: RunningWt,
 ) -> None:
-    pcm = load_pcm(audio_of(FIXTURE))
+    pcm = load_pcm(audio_of(FIXTURE), RATE)
     async with open_session(wt.url, wt.certificate.sha256, "datagram",
                             KEY) as client:
         limit = client.datagrams.limit
@@ -236,7 +237,7 @@ async def test_a_datagram_too_large_for_a_packet_is_not_sent(
 async def test_a_bad_datagram_gets_an_error_event_and_the_session_goes_on(
     wt: RunningWt, datagram: bytes, code: str,
 ) -> None:
-    pcm = load_pcm(audio_of(FIXTURE))
+    pcm = load_pcm(audio_of(FIXTURE), RATE)
     async with open_session(wt.url, wt.certificate.sha256, "datagram",
                             KEY) as client:
         client.protocol.h3.send_datagram(client.session_id, datagram)
@@ -251,7 +252,7 @@ async def test_a_bad_datagram_gets_an_error_event_and_the_session_goes_on(
 
 
 async def test_audio_sent_the_other_way_is_refused(wt: RunningWt) -> None:
-    pcm = load_pcm(audio_of(FIXTURE))
+    pcm = load_pcm(audio_of(FIXTURE), RATE)
     async with open_session(wt.url, wt.certificate.sha256, "stream",
                             KEY) as on_stream:
         on_stream.datagrams.send(bytes(960))
@@ -330,7 +331,7 @@ async def test_a_server_with_another_certificate_is_not_trusted(
 async def test_a_line_too_long_closes_only_its_session(
     wt: RunningWt,
 ) -> None:
-    pcm = load_pcm(audio_of(FIXTURE))
+    pcm = load_pcm(audio_of(FIXTURE), RATE)
     async with open_session(wt.url, wt.certificate.sha256, "datagram",
                             KEY) as bad, open_session(
             wt.url, wt.certificate.sha256, "datagram", KEY) as good:
@@ -352,7 +353,7 @@ async def test_a_line_too_long_closes_only_its_session(
 async def test_a_line_that_is_not_text_gets_an_error_event(
     wt: RunningWt,
 ) -> None:
-    pcm = load_pcm(audio_of(FIXTURE))
+    pcm = load_pcm(audio_of(FIXTURE), RATE)
     async with open_session(wt.url, wt.certificate.sha256, "stream",
                             KEY) as client:
         reading = asyncio.create_task(read_all(client))
@@ -371,7 +372,7 @@ async def test_a_line_that_is_not_text_gets_an_error_event(
 async def test_a_client_that_leaves_frees_its_session(
     wt: RunningWt, leaving: str,
 ) -> None:
-    frames = frames_of(load_pcm(audio_of(FIXTURE)))
+    frames = frames_of(load_pcm(audio_of(FIXTURE), RATE))
     async with open_session(wt.url, wt.certificate.sha256, "datagram",
                             KEY) as client:
         for frame in frames[:50]:
@@ -404,7 +405,7 @@ async def test_a_client_that_does_not_close_is_closed_by_the_server(
 async def test_shutdown_finishes_the_utterance_and_closes_1001(
     lexicon: Lexicon,
 ) -> None:
-    frames = frames_of(load_pcm(audio_of(FIXTURE)))
+    frames = frames_of(load_pcm(audio_of(FIXTURE), RATE))
     async with running_wt_server(lexicon) as wt, open_session(
             wt.url, wt.certificate.sha256, "stream", KEY) as client:
         reading = asyncio.create_task(read_all(client))

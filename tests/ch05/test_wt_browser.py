@@ -25,8 +25,9 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
+from ch04_streaming.client import load_pcm
 from ch04_streaming.mock_matcher import Lexicon
-from ch05_protocols.wt_client import final_text, frames_of, load_pcm
+from ch05_protocols.wt_client import RATE, final_text, frames_of
 from ch05_protocols.wt_frames import FRAME_MS, frame_bytes
 from tests.ch04.harness import KEY, MANIFEST, audio_of, reference
 from tests.ch04.test_browser import chromium_page
@@ -130,7 +131,7 @@ def finals(session: dict[str, Any]) -> list[tuple[float, str]]:
 async def test_chromium_streams_datagrams_and_reads_the_reference_text(
     lexicon: Lexicon,
 ) -> None:
-    frames = frames_of(load_pcm(audio_of(FIXTURE)))
+    frames = frames_of(load_pcm(audio_of(FIXTURE), RATE))
     async with running_wt_server(lexicon) as wt, page_origin() as origin, \
             chromium_page() as page:
         await page.goto(origin)
