@@ -24,7 +24,6 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
-from functools import partial
 from importlib import resources
 
 import uvicorn
@@ -38,13 +37,11 @@ from ch04_streaming.app import (
 )
 from ch04_streaming.auth import KeyCheck, load_api_keys
 from ch04_streaming.backpressure import Backpressure
-from ch04_streaming.dialects.deepgram import Deepgram
 from ch04_streaming.dialects.dialect import (
     Dialect,
     StreamDefaults,
     StreamRequest,
 )
-from ch04_streaming.dialects.openai_realtime import OpenAIRealtime
 from ch04_streaming.engine import Recognizer
 from ch04_streaming.scheduler import DirectScheduler
 from ch04_streaming.stream_handler import (
@@ -54,6 +51,7 @@ from ch04_streaming.stream_handler import (
     StreamHandler,
 )
 from ch05_protocols.client_secrets import EphemeralKeys
+from ch05_protocols.media_dialects import DIALECTS
 from ch05_protocols.rtc_call import CallLimits, HandlerFactory
 from ch05_protocols.rtc_calls import RtcCalls
 from ch05_protocols.rtc_settings import RtcSettings
@@ -64,16 +62,6 @@ from ch05_protocols.rtc_signalling import (
 )
 
 log = logging.getLogger("ch05_protocols")
-
-# Each dialect a call may speak, and what its stream asks of it, as its
-# upgrade would; the audio comes from the call's track at 24 kHz.
-DIALECTS: Mapping[str, tuple[Callable[[], Dialect], Mapping[str, str]]] = {
-    "realtime": (partial(OpenAIRealtime, audio_frames=True),
-                 {"intent": "transcription"}),
-    "deepgram": (Deepgram, {"encoding": "linear16", "sample_rate": "24000",
-                            "interim_results": "true"}),
-}
-
 
 @dataclass(frozen=True)
 class RtcParts:

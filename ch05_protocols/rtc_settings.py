@@ -17,8 +17,7 @@ from dataclasses import dataclass, field, fields
 
 from ch04_streaming.settings import Settings, option, parse_settings
 from ch04_streaming.settings import add_flags as add_setting_flags
-
-DIALECT_NAMES = ("realtime", "deepgram")
+from ch05_protocols.media_dialects import DIALECTS
 
 
 @dataclass(frozen=True)
@@ -54,8 +53,8 @@ def parse_rtc_settings(argv: Sequence[str],
                     " OpenAI's Realtime API signals it.")
     add_setting_flags(parser, RtcSettings, "CH05_RTC", env)
     args = parser.parse_args(list(argv))
-    if args.dialect not in DIALECT_NAMES:
-        parser.error(f"--dialect must be one of {', '.join(DIALECT_NAMES)}")
+    if args.dialect not in DIALECTS:
+        parser.error(f"--dialect must be one of {', '.join(DIALECTS)}")
     flags = {f.name: getattr(args, f.name) for f in fields(RtcSettings)
              if "help" in f.metadata}
     return RtcSettings(**flags, speech=parse_settings([], env), env=env)

@@ -19,10 +19,9 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
-from functools import partial
 from pathlib import Path
 
 from ch04_streaming.app import (
@@ -32,15 +31,14 @@ from ch04_streaming.app import (
     vad_config,
 )
 from ch04_streaming.auth import KeyCheck, load_api_keys
-from ch04_streaming.dialects.deepgram import Deepgram
-from ch04_streaming.dialects.dialect import Dialect, StreamDefaults
-from ch04_streaming.dialects.openai_realtime import OpenAIRealtime
+from ch04_streaming.dialects.dialect import StreamDefaults
 from ch04_streaming.engine import Recognizer
 from ch04_streaming.scheduler import DirectScheduler
 from ch04_streaming.settings import Settings, option, parse_settings
 from ch04_streaming.settings import add_flags as add_setting_flags
 from ch04_streaming.stream_handler import ConnectionLimits
 from ch05_protocols.app import run_until_signalled
+from ch05_protocols.media_dialects import DIALECTS
 from ch05_protocols.wt_certificate import PinnedCertificate, make_certificate
 from ch05_protocols.wt_server import (
     WebTransportLimits,
@@ -97,15 +95,6 @@ def parse_wt_settings(argv: Sequence[str],
     flags = {f.name: getattr(args, f.name) for f in fields(WtSettings)
              if "help" in f.metadata}
     return WtSettings(**flags, speech=parse_settings([], env), env=env)
-
-
-# Each dialect a session may speak, and what the session asks of it.
-DIALECTS: dict[str, tuple[Callable[[], Dialect], dict[str, str]]] = {
-    "realtime": (partial(OpenAIRealtime, audio_frames=True),
-                 {"intent": "transcription"}),
-    "deepgram": (Deepgram, {"encoding": "linear16", "sample_rate": "24000",
-                            "interim_results": "true"}),
-}
 
 
 def served_route(dialect: str = "realtime") -> WebTransportRoute:
