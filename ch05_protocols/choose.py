@@ -14,8 +14,11 @@ QUIC (a draft) are where the field is going, not where to ship today.
         [--no-bidirectional] [--safari] [--google-ecosystem] \\
         [--lossy-network] [--loss-pct 2 [--measured FILE]]
 
-With `--loss-pct`, the pick is checked against what the lossy-link lab
-measured at that loss (`measured_choice.py`).
+With `--loss-pct`, `choose_measured` checks the pick against what the
+lossy-link lab measured at that loss (`lab_figures.py`): a TCP
+transport that misses the target there gives way to the measured
+transport that meets it and loses the least audio; the reasons quote
+the figures.
 """
 
 from __future__ import annotations
@@ -23,9 +26,11 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
+
+from ch05_protocols.lab_figures import RESULTS, LabFigures, load_lab_figures
 
 # Below this, a conversation both ways needs media transport: a jitter
 # buffer, echo cancellation and no retransmission stalls (WebRTC).
@@ -125,6 +130,55 @@ def why_not(protocol: Protocol, c: Constraints, pick: Protocol) -> str:
             " retransmissions stall the audio behind a lost packet")
 
 
+# The lossy-link lab's transports, and the protocol each one is.
+LAB_PROTOCOLS = {
+    "websocket": Protocol.WEBSOCKET, "grpc": Protocol.GRPC,
+    "webrtc": Protocol.WEBRTC, "wt_datagrams": Protocol.WEBTRANSPORT,
+    "wt_streams": Protocol.WEBTRANSPORT,
+}
+LAB_NAMES = {Protocol.WEBSOCKET: "websocket", Protocol.GRPC: "grpc"}
+LABELS = {"websocket": "WebSocket", "grpc": "gRPC", "webrtc": "WebRTC",
+          "wt_datagrams": "WebTransport datagrams",
+          "wt_streams": "WebTransport streams"}
+
+
+def candidates(c: Constraints) -> tuple[str, ...]:
+    """What may replace a TCP transport for this client: a browser
+    that must work in Safari keeps to WebRTC (see `why_not`)."""
+    if c.client is Client.BROWSER and c.safari:
+        return ("webrtc",)
+    return ("webrtc", "wt_datagrams", "wt_streams")
+
+
+# --8<-- [start:choose_measured]
+def choose_measured(c: Constraints, lab: LabFigures) -> Recommendation:
+    """The tree's pick, kept if its measured p99 at the client's loss
+    meets the target; else the transport measured to meet it that
+    lost the least audio."""
+    first = choose_protocol(c)
+    name = LAB_NAMES.get(first.protocol, "")
+    if c.loss_pct is None or (measured := lab.at(name, c.loss_pct)) is None:
+        return first  # no loss given, or not a transport the lab ran
+    loss, (p99, _) = f"{c.loss_pct:g}% loss", measured
+    if p99 <= c.latency_ms:
+        return replace(first, reasons=(*first.reasons, (
+            f"measured at {loss}: p99 {p99:.0f} ms ({lab.source})")))
+    fits = lab.meeting(candidates(c), c.loss_pct, c.latency_ms)
+    if not fits:
+        return replace(first, reasons=(*first.reasons, (
+            f"measured at {loss}: p99 {p99:.0f} ms, over {c.latency_ms}"
+            f" ms, and no transport measured meets it ({lab.source})")))
+    lost, best_p99, best = fits[0]
+    pick = LAB_PROTOCOLS[best]
+    return Recommendation(pick, (
+        f"measured at {loss}: {LABELS[name]}'s p99 is {p99:.0f} ms, over"
+        f" {c.latency_ms} ms, as TCP waits to retransmit a lost packet",
+        f"{LABELS[best]}: p99 {best_p99:.0f} ms, {lost:.1f}% of the"
+        f" audio lost ({lab.source})"),
+        tuple((p, why_not(p, c, pick)) for p in Protocol if p is not pick))
+# --8<-- [end:choose_measured]
+
+
 def report(recommendation: Recommendation) -> str:
     lines = [f"use {recommendation.protocol}"]
     lines += [f"  because {reason}" for reason in recommendation.reasons]
@@ -170,21 +224,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.loss_pct is None:
         print(report(choose_protocol(constraints)))
         return 0
-    # Imported here: the measured check builds on this module.
-    from ch05_protocols import measured_choice
-    lab = measured_choice.load_lab_figures(
-        args.measured or measured_choice.RESULTS)
+    lab = load_lab_figures(args.measured or RESULTS)
     if lab is None:
         print("no lab figures: run `make bench` (the lossy-link lab)"
               " first; deciding without them", file=sys.stderr)
         print(report(choose_protocol(constraints)))
         return 0
-    print(report(measured_choice.choose_measured(constraints, lab)))
+    print(report(choose_measured(constraints, lab)))
     return 0
 
 
 if __name__ == "__main__":
-    # Through the package's own module, as `measured_choice` imports
-    # it: one `Client` and one `Protocol`, not a second copy here.
-    from ch05_protocols import choose
-    sys.exit(choose.main())
+    sys.exit(main())

@@ -17,11 +17,16 @@ from pathlib import Path
 
 import pytest
 
-from ch05_protocols.choose import Client, Constraints, Protocol, main
-from ch05_protocols.measured_choice import (
+from ch05_protocols.choose import (
+    Client,
+    Constraints,
+    Protocol,
+    choose_measured,
+    main,
+)
+from ch05_protocols.lab_figures import (
     RESULTS,
     LabFigures,
-    choose_measured,
     lab_figures,
     load_lab_figures,
 )
@@ -150,9 +155,8 @@ def test_the_committed_figures_cover_every_transport_and_rate() -> None:
 def test_the_module_run_as_a_command_reads_its_own_types(
     tmp_path: Path,
 ) -> None:
-    """`python -m ch05_protocols.choose` runs the file as `__main__`,
-    beside the package's module that `measured_choice` imports: a
-    Safari browser must still be one, and keep to WebRTC."""
+    """`python -m ch05_protocols.choose`, as a reader runs it, reads
+    the figures: a Safari browser keeps to WebRTC."""
     figures = tmp_path / "ch05_rtc.json"
     figures.write_text(json.dumps(results()))
     done = subprocess.run(
