@@ -44,6 +44,7 @@ from ch04_streaming.dialects.openai_events import (
     ErrorEvent,
     InvalidEvent,
     PcmFormat,
+    ServerVad,
     SessionAudio,
     SessionCreated,
     SessionInput,
@@ -137,23 +138,21 @@ class RealtimeStream:
         # the completed transcript, which is the truth.
         delta = text[len(item.sent):] if text.startswith(item.sent) else ""
         item.sent += delta
-        messages: list[WireMessage] = started
-        if not event.hypothesis.is_final:
-            if delta and not item.cleared:
-                messages.append(TranscriptionDelta(item_id=item.item_id,
-                                                   delta=delta))
-            return messages
-        self._open.remove(item)
-        self._buffered_s = 0.0
+        final = event.hypothesis.is_final
+        if final:
+            self._open.remove(item)
+            self._buffered_s = 0.0
         if item.cleared:
             return []
-        messages += self._commit(item, event.end_s)
+        messages = started + (self._commit(item, event.end_s) if final
+                              else [])
         if delta:
             messages.append(TranscriptionDelta(item_id=item.item_id,
                                                delta=delta))
-        messages.append(TranscriptionCompleted(
-            item_id=item.item_id, transcript=text, usage=DurationUsage(
-                seconds=round(event.end_s - event.start_s, 3))))
+        if final:
+            messages.append(TranscriptionCompleted(
+                item_id=item.item_id, transcript=text, usage=DurationUsage(
+                    seconds=round(event.end_s - event.start_s, 3))))
         return messages
     # --8<-- [end:realtime_events]
 
@@ -239,7 +238,7 @@ class RealtimeStream:
         return []
 
 
-def unsupported(format: PcmFormat | None, turn: object
+def unsupported(format: PcmFormat | None, turn: ServerVad | None
                 ) -> tuple[str, str] | None:
     """Why a session's audio settings cannot be honoured, or None."""
     if format is not None and format.type != "audio/pcm":
@@ -249,7 +248,7 @@ def unsupported(format: PcmFormat | None, turn: object
         return ("session.audio.input.format.rate",
                 f"Invalid value: {format.rate}. Supported values are:"
                 f" {RATE}.")
-    if getattr(turn, "type", "server_vad") != "server_vad":
+    if turn is not None and turn.type != "server_vad":
         return ("session.audio.input.turn_detection.type",
                 "Only server_vad turn detection is served here.")
     return None
