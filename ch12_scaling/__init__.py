@@ -1,0 +1,1 @@
+"""Chapter 12: scaling the speech service out on Ray Serve."""

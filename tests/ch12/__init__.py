@@ -1,0 +1,1 @@
+"""Tests of chapter 12: scaling out on Ray Serve."""
