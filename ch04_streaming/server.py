@@ -476,6 +476,10 @@ class SpeechServer:
             for handler in list(self.handlers):
                 handler.sweep(now)
 
+    async def no_streams(self) -> None:
+        """Return once no stream is open (at once, if none is)."""
+        await self._no_streams.wait()
+
     @property
     def port(self) -> int:
         assert self._server is not None

@@ -81,6 +81,13 @@ class CrossStreamBatcher(DynamicBatcher[DecodeRequest, Outcome]):
         return share(waiting.future)
     # --8<-- [end:interim_coalescing]
 
+    @property
+    def queued_audio_s(self) -> float:
+        """Seconds of audio waiting for the device: the load a scaler
+        or a router reads (chapter 12)."""
+        samples = sum(len(item.payload.audio) for item in self._waiting)
+        return samples / MODEL_RATE
+
     def _take(self, count: int) -> list[Item]:
         """Up to `count` live requests of one model: aged interims, then
         finals, then interims, each oldest first."""

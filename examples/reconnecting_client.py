@@ -92,10 +92,18 @@ class Connection:
     ended: datetime
     close_code: int
     close_reason: str
+    sent_all: bool = True  # its close message went before it closed
 
     @property
     def dropped(self) -> bool:
         return is_drop(self.close_code)
+
+    @property
+    def unfinished(self) -> bool:
+        """Dropped, or closed in order before the file was all sent:
+        a draining server's 1001 (chapter 12) asks the client to go on
+        elsewhere, and the rest of the file still has to be heard."""
+        return self.dropped or not self.sent_all
 
 
 @dataclass
@@ -222,7 +230,7 @@ class ReconnectingClient:
         run.report.audio_clock.origin = self.clock()  # capture begins
         resume_s, tries = 0.0, 0
         connection = await self.connection(run, resume_s)
-        while connection is None or connection.dropped:
+        while connection is None or connection.unfinished:
             if connection is not None:  # dropped: resume at the last final
                 heard_to = resume_point(run.report, resume_s)
                 if heard_to > resume_s:  # a new final: a fresh budget
@@ -257,18 +265,21 @@ class ReconnectingClient:
             return None
         forget_resent(run.report.audio_clock, resume_s)
         async with socket:
-            await self.exchange(socket, run.report, dialect, start)
+            sent_all = await self.exchange(socket, run.report, dialect,
+                                           start)
         connection = Connection(
             resume_s, started, datetime.now(UTC),
-            socket.close_code or ABNORMAL_CLOSURE, socket.close_reason or "")
+            socket.close_code or ABNORMAL_CLOSURE, socket.close_reason or "",
+            sent_all)
         run.connections.append(connection)
         run.report.close_code = connection.close_code
         run.report.close_reason = connection.close_reason
         return connection
 
     async def exchange(self, socket: ClientConnection, report: Report,
-                       dialect: ClientDialect, start: int) -> None:
-        """Send from byte `start` while reading results, until close."""
+                       dialect: ClientDialect, start: int) -> bool:
+        """Send from byte `start` while reading results, until close;
+        True when all of it, close message included, was sent."""
         timer = ResultTimer(dialect, report, self.on_result)
         sender = asyncio.create_task(
             self.send_from(socket, report, dialect, start))
@@ -278,8 +289,11 @@ class ReconnectingClient:
         except ConnectionClosed:
             pass  # the close code says how
         finally:
+            sent_all = sender.done() and not sender.cancelled() and (
+                sender.exception() is None)
             sender.cancel()
             await asyncio.gather(sender, return_exceptions=True)
+        return sent_all
 
     async def send_from(self, socket: ClientConnection, report: Report,
                         dialect: ClientDialect, start: int) -> None:

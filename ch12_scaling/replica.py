@@ -1,0 +1,149 @@
+"""One Serve replica: chapter 6's pipeline on an accelerator of its own.
+
+Chapter 12, "Horizontal scaling". Serve runs this class once per
+replica, each in its own worker process. The replica builds chapter
+6's pipeline unchanged (its admission, dialects, batching scheduler
+and degradation) on its own simulated accelerator, and the Serve
+proxy's WebSockets reach it through `stream_bridge`. It reports its
+load twice: to the request routers (`record_routing_stats`) and to the
+autoscaler (`record_autoscaling_stats`). It watches for a preemption
+notice and drains when one comes; a drained replica fails its health
+check, so Serve starts a replacement. Serve stopping a replica for its
+own reasons (a scale-down) waits for its streams up to the deployment's
+graceful-shutdown timeout, then the destructor drains what is left.
+"""
+
+# No `from __future__ import annotations` here: Serve rebuilds the
+# routes' functions elsewhere, where FastAPI could not resolve a string
+# annotation such as "WebSocket", and would refuse every stream (1008).
+import asyncio
+import logging
+import os
+import time
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from fastapi import FastAPI, WebSocket
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+from ray import serve
+
+from ch03_gpu.device import Accelerator, CostModel
+from ch04_streaming.app import build_device
+from ch06_pipeline.app import Pipeline, build_pipeline
+from ch06_pipeline.pipeline_scheduler import FULL
+from ch12_scaling.notices import NoticeError, NoticeFile
+from ch12_scaling.replica_drain import ReplicaDrain
+from ch12_scaling.replica_load import ReplicaLoad
+from ch12_scaling.settings import ServeSettings
+from ch12_scaling.stream_bridge import bridge
+
+log = logging.getLogger("ch12_scaling")
+
+NOTICE_POLL_S = 1.0  # AWS suggests every 5 s; the lab's GCP has 30
+REPLICA_HEADER = "x-replica"
+
+app = FastAPI(title="Speech on Ray Serve (chapter 12)")
+
+
+def replica_device(settings: ServeSettings) -> Accelerator:
+    """Chapter 3's device, at this fleet's cost per audio second."""
+    device = build_device(settings.pipeline.speech)
+    return replace(device, cost=CostModel(
+        device.cost.fixed_ms, settings.audio_cost_ms))
+
+
+@serve.ingress(app)
+class SpeechReplica:
+    # Serve runs an async constructor on the replica's event loop.
+    async def __init__(  # type: ignore[misc]
+            self, settings: ServeSettings) -> None:
+        self.name = serve.get_replica_context().replica_id.unique_id
+        self.settings = settings
+        self.device = replica_device(settings)
+        self.pipeline: Pipeline = build_pipeline(settings.pipeline,
+                                                 device=self.device)
+        await self.pipeline.start("127.0.0.1", 0, 0)
+        self.inner = f"ws://127.0.0.1:{self.pipeline.speech.port}"
+        self.drain = ReplicaDrain(self.pipeline.speech, self.pipeline.stop)
+        self.reports = 0
+        self.tasks = [asyncio.create_task(self.pipeline.start_models()),
+                      asyncio.create_task(self.watch_notices())]
+        # The lab's record of which process is which replica, for the
+        # tests and the tour that stop one.
+        lab = Path(settings.notice_dir)
+        (lab / f"{self.name}.pid").write_text(str(os.getpid()))
+        log.info("event=replica_started replica=%s", self.name)
+
+    @app.websocket("/{path:path}")
+    async def stream(self, websocket: WebSocket) -> None:
+        await bridge(websocket, self.inner,
+                     self.settings.pipeline.speech.max_message_bytes,
+                     {REPLICA_HEADER: self.name})
+
+    @app.get("/readyz")
+    def readyz(self) -> JSONResponse:
+        ready = self.warm and not self.drain.draining
+        return JSONResponse(
+            {"status": "ready" if ready else "not ready",
+             "replica": self.name}, status_code=200 if ready else 503)
+
+    @app.get("/metrics")
+    def metrics(self) -> Response:
+        body = self.pipeline.speech.metrics.exposition()
+        return Response(body, media_type=CONTENT_TYPE_LATEST,
+                        headers={REPLICA_HEADER: self.name})
+
+    @property
+    def warm(self) -> bool:
+        return self.pipeline.models[FULL].ready
+
+    def load(self) -> ReplicaLoad:
+        pipeline, device = self.pipeline, self.device
+        self.reports += 1
+        return ReplicaLoad(
+            seq=self.reports,
+            active_streams=len(pipeline.speech.admitted),
+            capacity_streams=self.settings.streams_per_replica,
+            queue_wait_p95_s=pipeline.waits.p95(time.monotonic()),
+            free_memory_bytes=device.memory.free_bytes,
+            state_bytes_per_stream=device.state_bytes_per_stream,
+            warm=self.warm, draining=self.drain.draining)
+
+    def record_routing_stats(self) -> dict[str, float | int | bool | str]:
+        return self.load().to_stats()
+
+    def record_autoscaling_stats(self) -> dict[str, float]:
+        load = self.load()
+        batcher = self.pipeline.scheduler.batcher
+        return {"active_streams": float(load.active_streams),
+                "inflight_audio_s": batcher.queued_audio_s,
+                "queue_wait_p95_s": load.queue_wait_p95_s,
+                "warm": 1.0 if load.warm else 0.0}
+
+    def check_health(self) -> None:
+        if self.drain.drained.is_set():
+            raise RuntimeError("drained after a preemption notice")
+
+    async def watch_notices(self) -> None:
+        notices = NoticeFile(Path(self.settings.notice_dir) / self.name,
+                             lambda: datetime.now(UTC))
+        while not self.drain.draining:
+            await asyncio.sleep(NOTICE_POLL_S)
+            try:
+                notice = notices.poll()
+            except NoticeError as error:
+                log.warning("event=bad_notice replica=%s error=%s",
+                            self.name, error)
+                continue
+            if notice is not None:
+                log.info("event=preempted replica=%s provider=%s"
+                         " seconds_left=%.0f", self.name,
+                         notice.provider, notice.seconds_left)
+                await self.drain.drain(notice.seconds_left)
+
+    async def __del__(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        await self.drain.drain(0.0)

@@ -1,0 +1,105 @@
+"""The Serve deployment's settings: flags, `CH12_<NAME>` variables.
+
+Chapter 12, "Horizontal scaling". The fleet's shape (replicas, or a
+range the autoscaler moves in), the request router, and the simulated
+accelerator each replica gets have a flag and a variable; the pipeline
+inside each replica is chapter 6's, set by its own `CH06_<NAME>` and
+chapter 4's `CH04_<NAME>` variables, so one engine setting means the
+same in every chapter's service. Settings are read once, by the
+driver, and handed to every replica: a replica runs in a Ray worker
+whose environment is not the shell's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+from ch04_streaming.auth import KEYS_VARIABLE, load_api_keys
+from ch04_streaming.settings import add_flags, option
+from ch06_pipeline.settings import PipelineSettings, parse_pipeline_settings
+
+ROUTERS = ("gpu-aware", "power-of-two", "round-robin")
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    host: str = option("127.0.0.1", "address the Serve proxy listens on")
+    port: int = option(8012, "the Serve proxy's HTTP and WebSocket port")
+    replicas: int = option(2, "replicas, when --min and --max are unset")
+    min_replicas: int = option(
+        0, "the autoscaler's least replicas (0: a fixed --replicas)")
+    max_replicas: int = option(
+        0, "the autoscaler's most replicas (0: a fixed --replicas)")
+    router: str = option(
+        "gpu-aware", f"how a new stream picks a replica: "
+        f"{', '.join(ROUTERS)}")
+    num_cpus: int = option(
+        0, "CPUs the local Ray instance may use (0: all of them)")
+    streams_per_replica: int = option(
+        12, "streams a replica's accelerator decodes within the 300 ms"
+        " rule: the routers' and autoscaler's capacity")
+    max_streams_per_replica: int = option(
+        24, "streams a replica admits before it answers 503")
+    audio_cost_ms: float = option(
+        60.0, "simulated device time per second of audio decoded: a"
+        " small accelerator, so a laptop can fill a replica")
+    notice_dir: str = option(
+        "", "directory a replica watches for its preemption notice"
+        " (empty: a fresh temporary one)")
+    drain_s: float = option(
+        30.0, "longest a replica drains on a stop or a notice")
+    pipeline: PipelineSettings = field(default_factory=PipelineSettings)
+
+    @property
+    def autoscaling(self) -> bool:
+        return self.max_replicas > 0
+
+
+def parse_serve_settings(argv: Sequence[str] | None = None,
+                         env: Mapping[str, str] | None = None
+                         ) -> tuple[ServeSettings, str | None]:
+    """The settings, and the development key when none was configured:
+    made up once here, so every replica accepts the same one."""
+    env = dict(os.environ if env is None else env)
+    parser = argparse.ArgumentParser(
+        prog="python -m ch12_scaling serve",
+        description="Chapter 6's pipeline as replicas on Ray Serve.")
+    add_flags(parser, ServeSettings, "CH12", env)
+    args = parser.parse_args(argv)
+    checks = [
+        (args.router in ROUTERS,
+         f"--router must be one of {', '.join(ROUTERS)}"),
+        (args.replicas >= 1, "--replicas must be 1 or more"),
+        (args.min_replicas >= 0 and args.max_replicas >= 0,
+         "--min-replicas and --max-replicas must be 0 or more"),
+        (args.max_replicas == 0 or args.min_replicas <= args.max_replicas,
+         "--min-replicas must not exceed --max-replicas"),
+        (args.min_replicas == 0 or args.max_replicas > 0,
+         "--min-replicas needs --max-replicas"),
+        (args.streams_per_replica >= 1,
+         "--streams-per-replica must be 1 or more"),
+        (args.max_streams_per_replica >= args.streams_per_replica,
+         "--max-streams-per-replica must be at least"
+         " --streams-per-replica"),
+        (args.audio_cost_ms > 0, "--audio-cost-ms must be above 0"),
+        (args.drain_s > 0, "--drain-s must be above 0"),
+        (args.num_cpus >= 0, "--num-cpus must be 0 or more"),
+    ]
+    for holds, message in checks:
+        if not holds:
+            parser.error(message)
+    _, dev_key = load_api_keys(env)
+    if dev_key:
+        env[KEYS_VARIABLE] = dev_key
+    pipeline = parse_pipeline_settings([], env)
+    # The Serve proxy is the only listener clients see: inside a
+    # replica, the pipeline listens on ports the system picks.
+    pipeline = replace(
+        pipeline, host="127.0.0.1", port=0, grpc_port=0,
+        max_streams=args.max_streams_per_replica,
+        speech=replace(pipeline.speech, host="127.0.0.1", port=0,
+                       shutdown_grace_s=args.drain_s))
+    return ServeSettings(**vars(args), pipeline=pipeline), dev_key

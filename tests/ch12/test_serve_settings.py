@@ -1,0 +1,67 @@
+"""The Serve command's settings: flags, variables, and what replicas get.
+
+Parsed in the test's process, without Ray: bad flags stop with status 2
+naming the flag; a development key is made once, for every replica;
+the pipeline inside a replica listens on loopback ports the system
+picks, admits up to the replica's cap and drains as long as `--drain-s`.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from ch04_streaming.auth import KEYS_VARIABLE
+from ch12_scaling.settings import parse_serve_settings
+
+
+@pytest.mark.parametrize("flags", [
+    ["--router", "random"], ["--replicas", "0"],
+    ["--min-replicas", "3", "--max-replicas", "2"],
+    ["--min-replicas", "1"], ["--streams-per-replica", "0"],
+    ["--max-streams-per-replica", "4"], ["--audio-cost-ms", "0"],
+    ["--drain-s", "0"], ["--num-cpus", "-1"],
+])
+def test_bad_flags_stop_with_status_2(
+        flags: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        parse_serve_settings(flags, env={})
+    assert stopped.value.code == 2
+    assert flags[0] in capsys.readouterr().err
+
+
+def test_the_command_stops_on_a_bad_flag_before_starting_ray() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "ch12_scaling", "serve", "--router", "x"],
+        capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2
+    assert "--router must be one of gpu-aware" in done.stderr
+
+
+def test_one_development_key_for_every_replica() -> None:
+    settings, dev_key = parse_serve_settings([], env={})
+    assert dev_key is not None
+    assert settings.pipeline.env[KEYS_VARIABLE] == dev_key
+    configured, none = parse_serve_settings(
+        [], env={KEYS_VARIABLE: "k1,k2"})
+    assert none is None
+    assert configured.pipeline.env[KEYS_VARIABLE] == "k1,k2"
+
+
+def test_replicas_listen_inside_on_ports_the_system_picks() -> None:
+    settings, _ = parse_serve_settings(
+        ["--max-streams-per-replica", "30", "--drain-s", "45"],
+        env={"CH12_PORT": "9012", "CH04_LOAD_S": "3"})
+    assert settings.port == 9012
+    pipeline = settings.pipeline
+    assert (pipeline.host, pipeline.port, pipeline.grpc_port) == (
+        "127.0.0.1", 0, 0)
+    assert pipeline.max_streams == 30
+    assert pipeline.speech.shutdown_grace_s == 45
+    assert pipeline.speech.load_s == 3  # chapter 4's variables hold
+    assert not settings.autoscaling
+    ranged, _ = parse_serve_settings(
+        ["--min-replicas", "1", "--max-replicas", "4"], env={})
+    assert ranged.autoscaling
