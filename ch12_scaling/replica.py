@@ -17,6 +17,7 @@ graceful-shutdown timeout, then the destructor drains what is left.
 # routes' functions elsewhere, where FastAPI could not resolve a string
 # annotation such as "WebSocket", and would refuse every stream (1008).
 import asyncio
+import json
 import logging
 import os
 import time
@@ -47,11 +48,11 @@ REPLICA_HEADER = "x-replica"
 app = FastAPI(title="Speech on Ray Serve (chapter 12)")
 
 
-def replica_device(settings: ServeSettings) -> Accelerator:
-    """Chapter 3's device, at this fleet's cost per audio second."""
+def replica_device(settings: ServeSettings, rank: int) -> Accelerator:
+    """Chapter 3's device, at this replica's cost per audio second."""
     device = build_device(settings.pipeline.speech)
     return replace(device, cost=CostModel(
-        device.cost.fixed_ms, settings.audio_cost_ms))
+        device.cost.fixed_ms, settings.accelerator_of(rank)))
 
 
 @serve.ingress(app)
@@ -59,9 +60,12 @@ class SpeechReplica:
     # Serve runs an async constructor on the replica's event loop.
     async def __init__(  # type: ignore[misc]
             self, settings: ServeSettings) -> None:
-        self.name = serve.get_replica_context().replica_id.unique_id
+        context = serve.get_replica_context()
+        self.name = context.replica_id.unique_id
         self.settings = settings
-        self.device = replica_device(settings)
+        rank = context.rank.rank if context.rank else 0
+        self.device = replica_device(settings, rank)
+        self.capacity = settings.capacity_of(rank)
         self.pipeline: Pipeline = build_pipeline(settings.pipeline,
                                                  device=self.device)
         await self.pipeline.start("127.0.0.1", 0, 0)
@@ -70,10 +74,12 @@ class SpeechReplica:
         self.reports = 0
         self.tasks = [asyncio.create_task(self.pipeline.start_models()),
                       asyncio.create_task(self.watch_notices())]
-        # The lab's record of which process is which replica, for the
-        # tests and the tour that stop one.
-        lab = Path(settings.notice_dir)
-        (lab / f"{self.name}.pid").write_text(str(os.getpid()))
+        # The lab's record of each replica: its process, for the tests
+        # and the tour that stop one, and its pipeline's own port, for
+        # the benchmark that streams past the proxy to time it.
+        (Path(settings.lab_dir) / f"{self.name}.json").write_text(
+            json.dumps({"pid": os.getpid(), "capacity": self.capacity,
+                        "pipeline_port": self.pipeline.speech.port}))
         log.info("event=replica_started replica=%s", self.name)
 
     @app.websocket("/{path:path}")
@@ -105,7 +111,7 @@ class SpeechReplica:
         return ReplicaLoad(
             seq=self.reports,
             active_streams=len(pipeline.speech.admitted),
-            capacity_streams=self.settings.streams_per_replica,
+            capacity_streams=self.capacity,
             queue_wait_p95_s=pipeline.waits.p95(time.monotonic()),
             free_memory_bytes=device.memory.free_bytes,
             state_bytes_per_stream=device.state_bytes_per_stream,
@@ -127,7 +133,7 @@ class SpeechReplica:
             raise RuntimeError("drained after a preemption notice")
 
     async def watch_notices(self) -> None:
-        notices = NoticeFile(Path(self.settings.notice_dir) / self.name,
+        notices = NoticeFile(Path(self.settings.lab_dir) / self.name,
                              lambda: datetime.now(UTC))
         while not self.drain.draining:
             await asyncio.sleep(NOTICE_POLL_S)

@@ -64,9 +64,9 @@ def main(argv: Sequence[str]) -> int:
     settings, dev_key = parse_serve_settings(argv)
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(name)s %(message)s")
-    if not settings.notice_dir:
-        notices = tempfile.mkdtemp(prefix="ch12-notices-")
-        settings = replace(settings, notice_dir=notices)
+    if not settings.lab_dir:
+        lab = tempfile.mkdtemp(prefix="ch12-lab-")
+        settings = replace(settings, lab_dir=lab)
     if settings.port == 0:
         settings = replace(settings, port=free_port(settings.host))
     start(settings)
@@ -78,8 +78,9 @@ def main(argv: Sequence[str]) -> int:
               flush=True)
     fleet = (f"{settings.min_replicas}-{settings.max_replicas} replicas"
              if settings.autoscaling else f"{settings.replicas} replicas")
-    print(f"preemption notices: write a provider's notice to"
-          f" {settings.notice_dir}/<replica>", flush=True)
+    print(f"replicas: {settings.lab_dir}/<replica>.json; to preempt one,"
+          f" write a provider's notice to {settings.lab_dir}/<replica>",
+          flush=True)
     # The port line last: tools read what a service prints up to it.
     print(f"listening on http://{settings.host}:{settings.port} ({PATHS})"
           f" on Ray Serve, {fleet}, {settings.router} routing",

@@ -38,17 +38,16 @@ class ServeSettings:
         f"{', '.join(ROUTERS)}")
     num_cpus: int = option(
         0, "CPUs the local Ray instance may use (0: all of them)")
-    streams_per_replica: int = option(
-        12, "streams a replica's accelerator decodes within the 300 ms"
-        " rule: the routers' and autoscaler's capacity")
+    audio_cost_ms: str = option(
+        "60", "simulated device time per second of audio decoded; a"
+        " list (60,60,120) gives replicas mixed accelerators, in turn."
+        " Small ones, so a laptop can fill a replica")
     max_streams_per_replica: int = option(
         24, "streams a replica admits before it answers 503")
-    audio_cost_ms: float = option(
-        60.0, "simulated device time per second of audio decoded: a"
-        " small accelerator, so a laptop can fill a replica")
-    notice_dir: str = option(
-        "", "directory a replica watches for its preemption notice"
-        " (empty: a fresh temporary one)")
+    lab_dir: str = option(
+        "", "the lab's directory: each replica's record (<replica>.json)"
+        " and, to preempt one, its notice (<replica>); empty: a fresh"
+        " temporary one")
     drain_s: float = option(
         30.0, "longest a replica drains on a stop or a notice")
     pipeline: PipelineSettings = field(default_factory=PipelineSettings)
@@ -56,6 +55,40 @@ class ServeSettings:
     @property
     def autoscaling(self) -> bool:
         return self.max_replicas > 0
+
+    def accelerator_of(self, rank: int) -> float:
+        """Device ms per audio second of the replica of this rank."""
+        costs = audio_costs(self.audio_cost_ms)
+        return costs[rank % len(costs)]
+
+    def capacity_of(self, rank: int) -> int:
+        return capacity_streams(self.accelerator_of(rank))
+
+    @property
+    def streams_per_replica(self) -> int:
+        """The autoscaler's capacity: the smallest replica's, so that a
+        fleet sized on it is never short."""
+        costs = audio_costs(self.audio_cost_ms)
+        return min(capacity_streams(cost) for cost in costs)
+
+
+# The device busy share a replica is sized to: above it, decode requests
+# queue behind one another and finals slip (chapter 6's measurement).
+BUSY_TARGET = 0.75
+
+
+def capacity_streams(audio_cost_ms: float) -> int:
+    """Streams of continuous speech a device decodes while busy at
+    most `BUSY_TARGET` of the time."""
+    return max(1, int(BUSY_TARGET * 1000 / audio_cost_ms))
+
+
+def audio_costs(text: str) -> list[float]:
+    """`60,60,120`: milliseconds, each above 0; `ValueError` if not."""
+    costs = [float(part) for part in text.split(",")]
+    if not costs or any(not cost > 0 for cost in costs):
+        raise ValueError("each cost must be above 0")
+    return costs
 
 
 def parse_serve_settings(argv: Sequence[str] | None = None,
@@ -79,18 +112,19 @@ def parse_serve_settings(argv: Sequence[str] | None = None,
          "--min-replicas must not exceed --max-replicas"),
         (args.min_replicas == 0 or args.max_replicas > 0,
          "--min-replicas needs --max-replicas"),
-        (args.streams_per_replica >= 1,
-         "--streams-per-replica must be 1 or more"),
-        (args.max_streams_per_replica >= args.streams_per_replica,
-         "--max-streams-per-replica must be at least"
-         " --streams-per-replica"),
-        (args.audio_cost_ms > 0, "--audio-cost-ms must be above 0"),
+        (args.max_streams_per_replica >= 1,
+         "--max-streams-per-replica must be 1 or more"),
         (args.drain_s > 0, "--drain-s must be above 0"),
         (args.num_cpus >= 0, "--num-cpus must be 0 or more"),
     ]
     for holds, message in checks:
         if not holds:
             parser.error(message)
+    try:
+        audio_costs(args.audio_cost_ms)
+    except ValueError as error:
+        parser.error(f"--audio-cost-ms: {error} (milliseconds, comma"
+                     " separated)")
     _, dev_key = load_api_keys(env)
     if dev_key:
         env[KEYS_VARIABLE] = dev_key

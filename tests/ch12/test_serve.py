@@ -48,17 +48,18 @@ class Fleet:
         return f"ws://127.0.0.1:{self.service.port}"
 
     def pid_of(self, replica: str) -> int:
-        return int((self.lab / f"{replica}.pid").read_text())
+        record = json.loads((self.lab / f"{replica}.json").read_text())
+        return int(record["pid"])
 
     def replicas(self) -> set[str]:
-        return {p.stem for p in self.lab.glob("*.pid")}
+        return {p.stem for p in self.lab.glob("*.json")}
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def fleet() -> AsyncIterator[Fleet]:
     with tempfile.TemporaryDirectory(prefix="ch12-lab-") as lab:
         args = ("-m", "ch12_scaling", "serve", "--port", "0",
-                "--replicas", "2", "--notice-dir", lab, "--num-cpus", "2")
+                "--replicas", "2", "--lab-dir", lab, "--num-cpus", "2")
         env = {"SPEECH_API_KEYS": KEY, "CH04_LOAD_S": "0",
                "CH04_WARMUP_S": "0"}
         async with running_service(args, env, start_timeout_s=TIMEOUT_S,

@@ -20,8 +20,8 @@ from ch12_scaling.settings import parse_serve_settings
 @pytest.mark.parametrize("flags", [
     ["--router", "random"], ["--replicas", "0"],
     ["--min-replicas", "3", "--max-replicas", "2"],
-    ["--min-replicas", "1"], ["--streams-per-replica", "0"],
-    ["--max-streams-per-replica", "4"], ["--audio-cost-ms", "0"],
+    ["--min-replicas", "1"], ["--max-streams-per-replica", "0"],
+    ["--audio-cost-ms", "0"], ["--audio-cost-ms", "60,x"],
     ["--drain-s", "0"], ["--num-cpus", "-1"],
 ])
 def test_bad_flags_stop_with_status_2(
@@ -65,3 +65,14 @@ def test_replicas_listen_inside_on_ports_the_system_picks() -> None:
     ranged, _ = parse_serve_settings(
         ["--min-replicas", "1", "--max-replicas", "4"], env={})
     assert ranged.autoscaling
+
+
+def test_a_mixed_fleet_takes_accelerators_in_turn() -> None:
+    settings, _ = parse_serve_settings(["--audio-cost-ms", "60,120"],
+                                       env={})
+    assert [settings.accelerator_of(rank) for rank in range(3)] == [
+        60.0, 120.0, 60.0]
+    # Busy 75% of the time at most: 0.75 s of device per second.
+    assert settings.capacity_of(0) == int(0.75 / 0.060)
+    assert settings.capacity_of(1) == int(0.75 / 0.120)
+    assert settings.streams_per_replica == settings.capacity_of(1)
