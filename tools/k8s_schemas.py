@@ -10,6 +10,9 @@ validation is written out: an object that lists its properties takes
 no others unless it says so, `nullable` becomes a `null` type, and
 `apiVersion` and `kind` must name the resource (the server routes on
 them). CEL rules (`x-kubernetes-validations`) are not evaluated. The
+schemas committed in deploy/k8s/schemas are hand-written subsets of
+the API references; this tool is for checking the manifests against a
+full upstream CRD when you have one (give `--out` another folder). The
 file records where the CRD came from, so it can be made again:
 
     python -m tools.k8s_schemas CRD.yaml --repository OWNER/NAME
