@@ -3,9 +3,10 @@
     python -m bench                 # every bench/chNN_*.py
     python -m bench ch11_slo        # only these
 
-Each module's `run()` returns named figures (numbers); they are written
-with the machine record to `bench/results/<package>.json` and printed as
-one table.
+Each module's `run()` returns named figures: numbers, or a group of
+named numbers (one figure per policy, say); they are written with the
+machine record to `bench/results/<package>.json` and printed as one
+table, a group's figures as `group.name`.
 """
 
 from __future__ import annotations
@@ -17,13 +18,14 @@ import math
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from bench.machine import machine_info
 
 BENCH_DIR = Path(__file__).parent
 RESULTS_DIR = BENCH_DIR / "results"
 
-Figures = Mapping[str, float]
+Figures = Mapping[str, float | Mapping[str, float]]
 
 
 class BenchmarkError(ValueError):
@@ -35,25 +37,40 @@ def discover(bench_dir: Path = BENCH_DIR) -> list[str]:
     return sorted(p.stem for p in bench_dir.glob("ch[0-9][0-9]_*.py"))
 
 
-def validate(package: str, figures: object) -> dict[str, float]:
+def is_number(value: object) -> bool:
+    return (isinstance(value, int | float) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
+def validate(package: str, figures: object) -> dict[str, Any]:
     if not isinstance(figures, Mapping) or not figures:
         raise BenchmarkError(f"{package}: run() must return named figures")
-    checked = {}
+    checked: dict[str, Any] = {}
     for name, value in figures.items():
-        finite = isinstance(value, int | float) and math.isfinite(value)
-        if not isinstance(name, str) or isinstance(value, bool) or (
-            not finite
-        ):
+        group = isinstance(value, Mapping) and value and all(
+            isinstance(k, str) and is_number(v) for k, v in value.items())
+        if not isinstance(name, str) or not (is_number(value) or group):
             raise BenchmarkError(
-                f"{package}: figure {name!r} must be a finite number,"
-                f" got {value!r}"
+                f"{package}: figure {name!r} must be a finite number or"
+                f" named finite numbers, got {value!r}"
             )
-        checked[name] = value
+        checked[name] = dict(value) if group else value
     return checked
 
 
+def flat(figures: Mapping[str, object]) -> list[tuple[str, float]]:
+    """Each figure, a group's as `group.name`."""
+    rows: list[tuple[str, float]] = []
+    for name, value in figures.items():
+        if isinstance(value, Mapping):
+            rows += [(f"{name}.{key}", v) for key, v in value.items()]
+        elif isinstance(value, int | float):
+            rows.append((name, value))
+    return rows
+
+
 def record(
-    package: str, figures: dict[str, float], results_dir: Path
+    package: str, figures: dict[str, object], results_dir: Path
 ) -> Path:
     results_dir.mkdir(parents=True, exist_ok=True)
     path = results_dir / f"{package}.json"
@@ -85,7 +102,7 @@ def run_all(
         figures = validate(package, load(package)())
         path = record(package, figures, results_dir)
         print(f"  wrote {path}")
-        rows += [(package, name, value) for name, value in figures.items()]
+        rows += [(package, name, value) for name, value in flat(figures)]
     return rows
 
 

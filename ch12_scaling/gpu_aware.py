@@ -31,6 +31,8 @@ def free_decode_capacity(load: ReplicaLoad, placed: int,
     None: it must not be sent a new stream."""
     if load.draining or not load.warm:
         return None  # a cold replica would hold the stream in warm-up
+    if load.active_streams + placed >= load.max_streams:
+        return None  # it would refuse the stream
     if load.free_memory_bytes < (placed + 1) * load.state_bytes_per_stream:
         return None  # one more stream's state would not fit
     free = load.capacity_streams - load.active_streams - placed
@@ -41,14 +43,16 @@ def free_decode_capacity(load: ReplicaLoad, placed: int,
 
 def rank_replicas(loads: Mapping[K, ReplicaLoad], placed: Mapping[K, int],
                   wait_budget_s: float = WAIT_BUDGET_S) -> list[K]:
-    """Most free capacity first. When no replica may take a stream,
-    every one, least loaded first: its own admission then refuses
-    with a reason, rather than the stream waiting for ever."""
+    """Replicas with room first, the nearest region's first (by round
+    trip), then the most free capacity. When none may take a stream,
+    every one, least loaded first: its own admission then refuses with
+    a reason, rather than the stream waiting for ever."""
     scores = {key: free_decode_capacity(load, placed.get(key, 0),
                                         wait_budget_s)
               for key, load in loads.items()}
     usable = {key: s for key, s in scores.items() if s is not None}
     if not usable:
         return sorted(loads, key=lambda key: loads[key].active_streams)
-    return sorted(usable, key=usable.__getitem__, reverse=True)
+    return sorted(usable, key=lambda key: (
+        usable[key] <= 0, loads[key].rtt_ms, -usable[key]))
 # --8<-- [end:gpu_aware_choice]

@@ -8,13 +8,23 @@ choices), and it ships a round-robin router too. This router ranks by
 `record_routing_stats` (every half second here). Between two reports
 it counts the streams it placed on each replica itself, so a burst of
 new streams does not all land on the replica that looked emptiest at
-the last report. A replica that has not reported yet is not ranked
-ahead of one that has.
+the last report: every stream placed since a moment before the report
+was taken (a stream placed is admitted a little later), so a stream is
+counted twice for a moment rather than not at all. A replica that has
+not reported yet is not ranked ahead of one that has. With regions, it
+reads whose stream it is from the upgrade request the proxy forwards
+(Serve's own pickled request, so from Serve, not from the client), and
+keeps the stream inside its customer's regions
+(`regional_routing.route_in_regions`); a replica whose region is not
+yet known is then never a choice.
 """
 
 from __future__ import annotations
 
+import pickle
+import time
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
 from ray.serve.request_router import (
@@ -25,22 +35,32 @@ from ray.serve.request_router import (
     RunningReplica,
 )
 
+from ch04_streaming.app import dialects
 from ch12_scaling.gpu_aware import WAIT_BUDGET_S, rank_replicas
+from ch12_scaling.regional_routing import route_in_regions
 from ch12_scaling.replica_load import (
     LoadReportError,
     ReplicaLoad,
     parse_load,
 )
+from ch12_scaling.settings import region_names, residency_of
+from ch12_scaling.stream_owner import StreamOwners, parse_key_owners
 
 STATS_PERIOD_S = 0.5
+ADMISSION_ALLOWANCE_S = 0.25  # from placing a stream to its admission
 
 
 class GpuAwareRouter(FIFOMixin, RequestRouter):
     def initialize_state(self, wait_budget_s: float = WAIT_BUDGET_S,
-                         **kwargs: Any) -> None:
+                         regions: str = "", residency: str = "",
+                         key_owners: str = "", **kwargs: Any) -> None:
         self.wait_budget_s = wait_budget_s
-        self.placed: Counter[ReplicaID] = Counter()  # since last report
-        self.report_seq: dict[ReplicaID, int] = {}
+        self.placed: Counter[ReplicaID] = Counter()  # not yet reported
+        self.placed_at: dict[ReplicaID, list[float]] = {}  # wall clock
+        names = region_names(regions)
+        self.owners = StreamOwners(
+            residency_of(residency, names), parse_key_owners(key_owners),
+            dialects()) if names else None
 
     async def choose_replicas(
         self, candidate_replicas: list[RunningReplica],
@@ -52,10 +72,27 @@ class GpuAwareRouter(FIFOMixin, RequestRouter):
         by_id = {r.replica_id: r for r in candidate_replicas}
         loads = {key: load for key, replica in by_id.items()
                  if (load := self.read(key, replica)) is not None}
-        ranked = [[by_id[key]] for key in rank_replicas(
-            loads, self.placed, self.wait_budget_s)]
-        unreported = [r for key, r in by_id.items() if key not in loads]
-        return ranked + ([unreported] if unreported else [])
+        if self.owners is None:
+            ranked = rank_replicas(loads, self.placed, self.wait_budget_s)
+            unreported = [r for key, r in by_id.items() if key not in loads]
+            return [[by_id[key]] for key in ranked] + (
+                [unreported] if unreported else [])
+        regions = self.regions_of(pending_request)
+        ranked = route_in_regions(loads, self.placed, regions,
+                                  self.wait_budget_s)
+        if not ranked:  # none of the customer's regions has a replica:
+            # one that has reported refuses it at its door, with a hint
+            ranked = sorted(loads, key=lambda key: loads[key].active_streams)
+        return [[by_id[key]] for key in ranked]
+
+    def regions_of(self, pending: PendingRequest | None) -> tuple[str, ...]:
+        assert self.owners is not None
+        scope = scope_of(pending)
+        if scope is None:
+            return self.owners.policy.default_regions
+        return self.owners.regions_of(scope.get("path", ""),
+                                      scope.get("headers", []),
+                                      scope.get("query_string", b""))
 
     def read(self, key: ReplicaID, replica: RunningReplica
              ) -> ReplicaLoad | None:
@@ -63,11 +100,30 @@ class GpuAwareRouter(FIFOMixin, RequestRouter):
             load = parse_load(replica.routing_stats)
         except LoadReportError:
             return None
-        if self.report_seq.get(key) != load.seq:
-            self.report_seq[key] = load.seq
-            self.placed[key] = 0  # the new report counts them
+        since = load.taken_at - ADMISSION_ALLOWANCE_S
+        recent = [t for t in self.placed_at.get(key, []) if t > since]
+        self.placed_at[key] = recent
+        self.placed[key] = len(recent)
         return load
 
-    def on_request_routed(self, pending_request: PendingRequest,
-                          replica_id: ReplicaID, result: Any) -> None:
+    def on_send_request(self, replica_id: ReplicaID) -> None:
+        """Serve sends a request to `replica_id`: a stream placed."""
+        super().on_send_request(replica_id)
+        self.placed_at.setdefault(replica_id, []).append(time.time())
         self.placed[replica_id] += 1
+
+
+def scope_of(pending: PendingRequest | None) -> Mapping[str, Any] | None:
+    """The ASGI scope of the request Serve's proxy forwards: its first
+    argument, the proxy's own pickled request."""
+    if pending is None or not pending.args:
+        return None
+    forwarded = pending.args[0]
+    if not isinstance(forwarded, bytes):
+        return None
+    try:
+        request = pickle.loads(forwarded)  # from Serve's proxy only
+    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError):
+        return None
+    scope = getattr(request, "asgi_scope", None)
+    return scope if isinstance(scope, Mapping) else None

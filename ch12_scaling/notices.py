@@ -20,7 +20,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-GCP_NOTICE_S = 30.0  # from `preempted` turning TRUE to shutdown
+from ch12_scaling.preemption import NOTICE_S
+
+GCP_NOTICE_S = NOTICE_S["gcp"]  # from `preempted` turning TRUE to shutdown
 
 
 class NoticeError(ValueError):

@@ -20,7 +20,9 @@ MAX_DRAIN_S = 120.0
 # Seconds of notice before the machine is taken (gpu_prices.toml has
 # the sources): AWS's two-minute interruption notice, GCP's 30 s.
 NOTICE_S = {"aws": 120.0, "gcp": 30.0}
-DRAIN_MARGIN_S = 5.0  # to flush finals and close before the machine goes
+# To finish open utterances (chapter 4 gives them 5 s), send their finals
+# and close, before the machine goes: the live drain keeps it too.
+DRAIN_MARGIN_S = 10.0
 
 
 @dataclass(frozen=True)

@@ -37,13 +37,16 @@ from ch06_pipeline.pipeline_scheduler import FULL
 from ch12_scaling.notices import NoticeError, NoticeFile
 from ch12_scaling.replica_drain import ReplicaDrain
 from ch12_scaling.replica_load import ReplicaLoad
-from ch12_scaling.settings import ServeSettings
+from ch12_scaling.settings import ServeSettings, stream_owners
 from ch12_scaling.stream_bridge import bridge
+from ch12_scaling.stream_owner import StreamOwners, residency_refusal
 
 log = logging.getLogger("ch12_scaling")
 
 NOTICE_POLL_S = 1.0  # AWS suggests every 5 s; the lab's GCP has 30
 REPLICA_HEADER = "x-replica"
+REGION_HEADER = "x-region"
+RETRY_AFTER_S = 5  # a region refilled by the autoscaler, or come back
 
 app = FastAPI(title="Speech on Ray Serve (chapter 12)")
 
@@ -66,12 +69,14 @@ class SpeechReplica:
         rank = context.rank.rank if context.rank else 0
         self.device = replica_device(settings, rank)
         self.capacity = settings.capacity_of(rank)
+        self.region = settings.region_of(rank)
+        self.rtt_ms = settings.rtt_ms_of(self.region)
+        self.owners: StreamOwners | None = stream_owners(settings)
         self.pipeline: Pipeline = build_pipeline(settings.pipeline,
                                                  device=self.device)
         await self.pipeline.start("127.0.0.1", 0, 0)
         self.inner = f"ws://127.0.0.1:{self.pipeline.speech.port}"
         self.drain = ReplicaDrain(self.pipeline.speech, self.pipeline.stop)
-        self.reports = 0
         self.tasks = [asyncio.create_task(self.pipeline.start_models()),
                       asyncio.create_task(self.watch_notices())]
         # The lab's record of each replica: its process, for the tests
@@ -79,14 +84,35 @@ class SpeechReplica:
         # the benchmark that streams past the proxy to time it.
         (Path(settings.lab_dir) / f"{self.name}.json").write_text(
             json.dumps({"pid": os.getpid(), "capacity": self.capacity,
+                        "region": self.region,
                         "pipeline_port": self.pipeline.speech.port}))
         log.info("event=replica_started replica=%s", self.name)
 
     @app.websocket("/{path:path}")
     async def stream(self, websocket: WebSocket) -> None:
+        if refusal := self.outside_residency(websocket):
+            await websocket.send_denial_response(refusal)
+            return
         await bridge(websocket, self.inner,
                      self.settings.pipeline.speech.max_message_bytes,
-                     {REPLICA_HEADER: self.name})
+                     {REPLICA_HEADER: self.name, REGION_HEADER: self.region},
+                     one_way_s=self.rtt_ms / 2000)
+
+    def outside_residency(self, websocket: WebSocket) -> Response | None:
+        """The router keeps a stream inside its customer's regions; this
+        replica checks again, and refuses one that is not its to take
+        (its customer's regions have no replica at all, say)."""
+        if self.owners is None:
+            return None
+        scope = websocket.scope
+        reason = residency_refusal(self.owners, self.region, scope["path"],
+                                   scope["headers"],
+                                   scope.get("query_string", b""))
+        if reason is None:
+            return None
+        return JSONResponse({"type": "Error", "status": 503,
+                             "reason": reason}, status_code=503,
+                            headers={"Retry-After": str(RETRY_AFTER_S)})
 
     @app.get("/readyz")
     def readyz(self) -> JSONResponse:
@@ -107,15 +133,16 @@ class SpeechReplica:
 
     def load(self) -> ReplicaLoad:
         pipeline, device = self.pipeline, self.device
-        self.reports += 1
         return ReplicaLoad(
-            seq=self.reports,
+            taken_at=time.time(),
             active_streams=len(pipeline.speech.admitted),
             capacity_streams=self.capacity,
             queue_wait_p95_s=pipeline.waits.p95(time.monotonic()),
             free_memory_bytes=device.memory.free_bytes,
             state_bytes_per_stream=device.state_bytes_per_stream,
-            warm=self.warm, draining=self.drain.draining)
+            max_streams=self.settings.pipeline.max_streams,
+            warm=self.warm, draining=self.drain.draining,
+            region=self.region, rtt_ms=self.rtt_ms)
 
     def record_routing_stats(self) -> dict[str, float | int | bool | str]:
         return self.load().to_stats()

@@ -23,10 +23,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from ch04_streaming.server import SpeechServer
+from ch12_scaling.preemption import DRAIN_MARGIN_S, MAX_DRAIN_S
 
 log = logging.getLogger("ch12_scaling")
 
-CLOSE_RESERVE_S = 10.0  # to finish utterances and close, at the end
+CLOSE_RESERVE_S = DRAIN_MARGIN_S  # to finish utterances and close
 
 
 # --8<-- [start:preemption_drain]
@@ -46,7 +47,8 @@ class ReplicaDrain:
             return
         self.draining = True  # routers read it in the next report
         self.speech.draining = True  # a late arrival: 503, Retry-After
-        patience = max(0.0, seconds_left - self.close_reserve_s)
+        patience = max(0.0, min(seconds_left, MAX_DRAIN_S)
+                       - self.close_reserve_s)
         log.info("event=draining streams=%d patience_s=%.0f",
                  len(self.speech.handlers), patience)
         with contextlib.suppress(TimeoutError):

@@ -19,15 +19,17 @@ from dataclasses import asdict, dataclass, fields
 
 @dataclass(frozen=True)
 class ReplicaLoad:
-    seq: int  # counts reports: a new one includes streams placed since
+    taken_at: float  # wall clock: streams admitted before it are counted
     active_streams: int
     capacity_streams: int  # decoded within the 300 ms rule
+    max_streams: int  # admitted at most: one more is refused
     queue_wait_p95_s: float  # decode requests' wait for the device
     free_memory_bytes: float
     state_bytes_per_stream: float
     warm: bool  # model loaded and warmed up
     draining: bool  # stopping: no new streams
     region: str = ""
+    rtt_ms: float = 0.0  # from the clients' entry point to its region
 
     def to_stats(self) -> dict[str, float | int | bool | str]:
         return asdict(self)
@@ -45,8 +47,8 @@ def parse_load(stats: Mapping[str, object]) -> ReplicaLoad:
         value = stats.get(spec.name)
         kind = {"int": int, "float": float, "bool": bool,
                 "str": str}[str(spec.type)]
-        if value is None and spec.name == "region":
-            value = ""
+        if value is None and spec.name in ("region", "rtt_ms"):
+            value = spec.default
         if isinstance(value, bool) and kind is not bool:
             raise LoadReportError(f"{spec.name} must be a number")
         if kind is float and isinstance(value, int):

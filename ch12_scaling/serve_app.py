@@ -23,6 +23,7 @@ from ray.serve.config import RequestRouterConfig
 from ch12_scaling.gpu_router import STATS_PERIOD_S
 from ch12_scaling.replica import SpeechReplica
 from ch12_scaling.replica_drain import CLOSE_RESERVE_S
+from ch12_scaling.serve_policy import autoscaling_config
 from ch12_scaling.settings import ServeSettings, parse_serve_settings
 
 ROUTER_CLASSES = {
@@ -44,6 +45,7 @@ def replica_options(settings: ServeSettings) -> dict[str, Any]:
                                  + ONGOING_HEADROOM),
         "request_router_config": RequestRouterConfig.model_validate({
             "request_router_class": ROUTER_CLASSES[settings.router],
+            "request_router_kwargs": router_kwargs(settings),
             "request_routing_stats_period_s": STATS_PERIOD_S}),
         "graceful_shutdown_timeout_s": settings.drain_s + CLOSE_RESERVE_S,
         "graceful_shutdown_wait_loop_s": 1.0,
@@ -52,13 +54,21 @@ def replica_options(settings: ServeSettings) -> dict[str, Any]:
                               "resources": {ACCELERATOR: 1}},
     }
     if settings.autoscaling:
-        from ch12_scaling.serve_policy import autoscaling_config
         options["autoscaling_config"] = autoscaling_config(
             settings.min_replicas, settings.max_replicas,
             settings.streams_per_replica)
     else:
         options["num_replicas"] = settings.replicas
     return options
+
+
+def router_kwargs(settings: ServeSettings) -> dict[str, str]:
+    """What the GPU-aware router needs to keep streams in their
+    customers' regions; Serve's own routers take nothing."""
+    if settings.router != "gpu-aware":
+        return {}
+    return {"regions": settings.regions, "residency": settings.residency,
+            "key_owners": settings.key_owners}
 
 
 def build_application(settings: ServeSettings) -> Application:

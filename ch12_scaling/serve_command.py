@@ -13,6 +13,7 @@ variable) points `ray.init` at one instead.
 from __future__ import annotations
 
 import logging
+import shutil
 import signal
 import socket
 import sys
@@ -64,7 +65,8 @@ def main(argv: Sequence[str]) -> int:
     settings, dev_key = parse_serve_settings(argv)
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(name)s %(message)s")
-    if not settings.lab_dir:
+    made_lab = not settings.lab_dir
+    if made_lab:
         lab = tempfile.mkdtemp(prefix="ch12-lab-")
         settings = replace(settings, lab_dir=lab)
     if settings.port == 0:
@@ -88,6 +90,8 @@ def main(argv: Sequence[str]) -> int:
     stopping.wait()
     log.info("event=draining")
     stop()
+    if made_lab:
+        shutil.rmtree(settings.lab_dir, ignore_errors=True)
     return 0
 
 

@@ -16,12 +16,36 @@ import argparse
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
+from ch04_streaming.app import dialects
 from ch04_streaming.auth import KEYS_VARIABLE, load_api_keys
 from ch04_streaming.settings import add_flags, option
 from ch06_pipeline.settings import PipelineSettings, parse_pipeline_settings
+from ch10_compliance.residency import (
+    DEFAULT_RESIDENCY,
+    ResidencyError,
+    ResidencyPolicy,
+    load_residency,
+)
+from ch12_scaling.stream_owner import (
+    KeyOwnersError,
+    StreamOwners,
+    parse_key_owners,
+)
 
 ROUTERS = ("gpu-aware", "power-of-two", "round-robin")
+
+
+def residency_of(path: str, regions: Sequence[str]) -> ResidencyPolicy:
+    """Chapter 10's file; every region it names must have replicas."""
+    policy = load_residency(Path(path) if path else DEFAULT_RESIDENCY)
+    missing = set(policy.regions) - set(regions) if regions else set()
+    if missing:
+        raise ResidencyError(
+            f"the residency file's regions {', '.join(sorted(missing))}"
+            " have no replicas (--regions)")
+    return policy
 
 
 @dataclass(frozen=True)
@@ -44,6 +68,17 @@ class ServeSettings:
         " Small ones, so a laptop can fill a replica")
     max_streams_per_replica: int = option(
         24, "streams a replica admits before it answers 503")
+    regions: str = option(
+        "", "regions the replicas are in, in turn (eu,us); empty: one"
+        " region, no residency")
+    region_rtt_ms: str = option(
+        "", "each region's round trip from the clients' entry point,"
+        " injected at its replicas (eu=20,us=140)")
+    residency: str = option(
+        "", "chapter 10's residency file: where each customer's audio"
+        " may be processed (empty: ch10_compliance/residency.toml)")
+    key_owners: str = option(
+        "", "API keys' owners, as in the residency file: KEY=OWNER,...")
     lab_dir: str = option(
         "", "the lab's directory: each replica's record (<replica>.json)"
         " and, to preempt one, its notice (<replica>); empty: a fresh"
@@ -64,6 +99,13 @@ class ServeSettings:
     def capacity_of(self, rank: int) -> int:
         return capacity_streams(self.accelerator_of(rank))
 
+    def region_of(self, rank: int) -> str:
+        names = region_names(self.regions)
+        return names[rank % len(names)] if names else ""
+
+    def rtt_ms_of(self, region: str) -> float:
+        return region_rtts(self.region_rtt_ms).get(region, 0.0)
+
     @property
     def streams_per_replica(self) -> int:
         """The autoscaler's capacity: the smallest replica's, so that a
@@ -81,6 +123,21 @@ def capacity_streams(audio_cost_ms: float) -> int:
     """Streams of continuous speech a device decodes while busy at
     most `BUSY_TARGET` of the time."""
     return max(1, int(BUSY_TARGET * 1000 / audio_cost_ms))
+
+
+def region_names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def region_rtts(text: str) -> dict[str, float]:
+    """`eu=20,us=140`: milliseconds by region; `ValueError` if not."""
+    rtts = {}
+    for pair in filter(None, (p.strip() for p in text.split(","))):
+        region, sep, value = pair.partition("=")
+        if not sep or float(value) < 0:
+            raise ValueError(f"{pair!r} is not REGION=MILLISECONDS")
+        rtts[region.strip()] = float(value)
+    return rtts
 
 
 def audio_costs(text: str) -> list[float]:
@@ -116,6 +173,9 @@ def parse_serve_settings(argv: Sequence[str] | None = None,
          "--max-streams-per-replica must be 1 or more"),
         (args.drain_s > 0, "--drain-s must be above 0"),
         (args.num_cpus >= 0, "--num-cpus must be 0 or more"),
+        (not args.regions or args.router == "gpu-aware",
+         "--regions needs --router gpu-aware: Serve's own routers know"
+         " no regions"),
     ]
     for holds, message in checks:
         if not holds:
@@ -125,6 +185,19 @@ def parse_serve_settings(argv: Sequence[str] | None = None,
     except ValueError as error:
         parser.error(f"--audio-cost-ms: {error} (milliseconds, comma"
                      " separated)")
+    try:
+        rtts = region_rtts(args.region_rtt_ms)
+    except ValueError as error:
+        parser.error(f"--region-rtt-ms: {error}")
+    unknown = set(rtts) - set(region_names(args.regions))
+    if unknown:
+        parser.error(f"--region-rtt-ms names {', '.join(sorted(unknown))},"
+                     " not in --regions")
+    try:
+        residency_of(args.residency, region_names(args.regions))
+        parse_key_owners(args.key_owners)
+    except (ResidencyError, KeyOwnersError) as error:
+        parser.error(f"--residency/--key-owners: {error}")
     _, dev_key = load_api_keys(env)
     if dev_key:
         env[KEYS_VARIABLE] = dev_key
@@ -135,5 +208,17 @@ def parse_serve_settings(argv: Sequence[str] | None = None,
         pipeline, host="127.0.0.1", port=0, grpc_port=0,
         max_streams=args.max_streams_per_replica,
         speech=replace(pipeline.speech, host="127.0.0.1", port=0,
+                       max_streams=args.max_streams_per_replica,
                        shutdown_grace_s=args.drain_s))
     return ServeSettings(**vars(args), pipeline=pipeline), dev_key
+
+
+def stream_owners(settings: ServeSettings) -> StreamOwners | None:
+    """Who owns each stream, and where its audio may go; None with one
+    region, where there is no boundary to keep."""
+    regions = region_names(settings.regions)
+    if not regions:
+        return None
+    return StreamOwners(residency_of(settings.residency, regions),
+                        parse_key_owners(settings.key_owners),
+                        dialects(settings.pipeline.speech))

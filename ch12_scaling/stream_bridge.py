@@ -9,14 +9,22 @@ process), answers the client as the pipeline answered (a refusal's
 status, headers and JSON body before the upgrade; the chosen
 subprotocol after it), then relays frames both ways until one side
 closes, passing the close code and reason on. A client that vanishes
-is a close the pipeline sees at once, so its stream slot is freed.
+is a close the pipeline sees at once, so its stream slot is freed. In
+the lab a replica stands in a region some way off: each message is
+held for the one-way delay of that distance, in order, both ways.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable, Mapping
+from collections.abc import (
+    AsyncIterator,
+    Iterable,
+    Mapping,
+    MutableMapping,
+)
+from typing import Any, TypeVar
 
 from starlette.responses import Response
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -35,6 +43,37 @@ HOP_HEADERS = frozenset({
 # internal error the client can act on.
 RESERVED_CODES = {1005: 1000, 1006: 1011, 1015: 1011}
 OPEN_TIMEOUT_S = 10.0
+HELD_MESSAGES = 1024  # a delayed link's backlog, at most
+T = TypeVar("T")
+
+
+def delayed(source: AsyncIterator[T], delay_s: float) -> AsyncIterator[T]:
+    """`source`'s items in order, each `delay_s` after it came."""
+    return held_back(source, delay_s) if delay_s > 0 else source
+
+
+async def held_back(source: AsyncIterator[T], delay_s: float
+                    ) -> AsyncIterator[T]:
+    loop = asyncio.get_running_loop()
+    held: asyncio.Queue[tuple[float, T] | None] = asyncio.Queue(
+        HELD_MESSAGES)
+
+    async def pull() -> None:
+        try:
+            async for item in source:
+                await held.put((loop.time() + delay_s, item))
+        finally:
+            await held.put(None)  # the source ended, or failed
+
+    puller = asyncio.create_task(pull())
+    try:
+        while (entry := await held.get()) is not None:
+            due, item = entry
+            await asyncio.sleep(due - loop.time())
+            yield item
+    finally:
+        puller.cancel()
+        await asyncio.gather(puller, return_exceptions=True)
 
 
 def passed_on(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -49,7 +88,8 @@ def inner_url(base: str, websocket: WebSocket) -> str:
 
 
 async def bridge(websocket: WebSocket, base: str, max_message_bytes: int,
-                 extra_headers: Mapping[str, str]) -> None:
+                 extra_headers: Mapping[str, str],
+                 one_way_s: float = 0.0) -> None:
     """Serve one client WebSocket through the pipeline at `base`;
     `extra_headers` go on the answer (which replica served it)."""
     offered = [Subprotocol(p) for p in websocket.scope.get(
@@ -74,13 +114,16 @@ async def bridge(websocket: WebSocket, base: str, max_message_bytes: int,
     await websocket.accept(
         subprotocol=inner.subprotocol,
         headers=[(n.lower().encode(), v.encode()) for n, v in headers])
-    await relay(websocket, inner)
+    await relay(websocket, inner, one_way_s)
 
 
-async def relay(websocket: WebSocket, inner: ClientConnection) -> None:
+async def relay(websocket: WebSocket, inner: ClientConnection,
+                one_way_s: float = 0.0) -> None:
     """Frames both ways; the first side to close ends both."""
-    upstream = asyncio.create_task(client_to_pipeline(websocket, inner))
-    downstream = asyncio.create_task(pipeline_to_client(websocket, inner))
+    upstream = asyncio.create_task(
+        client_to_pipeline(websocket, inner, one_way_s))
+    downstream = asyncio.create_task(
+        pipeline_to_client(websocket, inner, one_way_s))
     try:
         await asyncio.wait({upstream, downstream},
                            return_when=asyncio.FIRST_COMPLETED)
@@ -91,10 +134,18 @@ async def relay(websocket: WebSocket, inner: ClientConnection) -> None:
         await inner.close()
 
 
-async def client_to_pipeline(websocket: WebSocket,
-                             inner: ClientConnection) -> None:
+async def client_messages(websocket: WebSocket
+                          ) -> AsyncIterator[MutableMapping[str, Any]]:
     while True:
         message = await websocket.receive()
+        yield message
+        if message["type"] == "websocket.disconnect":
+            return
+
+
+async def client_to_pipeline(websocket: WebSocket, inner: ClientConnection,
+                             one_way_s: float) -> None:
+    async for message in delayed(client_messages(websocket), one_way_s):
         if message["type"] == "websocket.disconnect":
             code = int(message.get("code") or 1000)
             await inner.close(RESERVED_CODES.get(code, code),
@@ -104,10 +155,10 @@ async def client_to_pipeline(websocket: WebSocket,
         await inner.send(data if data is not None else message["text"])
 
 
-async def pipeline_to_client(websocket: WebSocket,
-                             inner: ClientConnection) -> None:
+async def pipeline_to_client(websocket: WebSocket, inner: ClientConnection,
+                             one_way_s: float) -> None:
     try:
-        async for frame in inner:
+        async for frame in delayed(aiter(inner), one_way_s):
             if isinstance(frame, bytes):
                 await websocket.send_bytes(frame)
             else:

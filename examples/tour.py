@@ -29,6 +29,7 @@ from examples.tour_ch08 import metering_and_billing
 from examples.tour_ch09 import keys_tokens_and_redaction
 from examples.tour_ch10 import compliance_records
 from examples.tour_ch11 import records_missing, slo_report
+from examples.tour_ch12 import scaling_out
 
 BUILD = Path("build")
 
@@ -75,6 +76,8 @@ STOPS: list[Stop] = [
     # The SLIs are measured on chapter 4's streams: their records.
     Stop(11, "Chapter 11: SLOs, error budgets and burn-rate alerts",
          slo_report, needs=records_missing, needed=streaming_service),
+    Stop(12, "Chapter 12: scaling out on Ray Serve: plans, autoscaling,"
+         " spot capacity and a preempted replica", scaling_out),
 ]
 CHAPTERS = sorted(s.chapter for s in STOPS if s.chapter is not None)
 

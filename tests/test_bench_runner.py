@@ -42,8 +42,10 @@ def test_results_file_holds_figures_and_machine(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "figures",
-    [{}, {"x": "fast"}, {"x": float("nan")}, {"x": True}, [1.0]],
-    ids=["empty", "text", "nan", "bool", "list"],
+    [{}, {"x": "fast"}, {"x": float("nan")}, {"x": True}, [1.0],
+     {"x": {}}, {"x": {"a": "slow"}}, {"x": {"a": {"b": 1.0}}}],
+    ids=["empty", "text", "nan", "bool", "list", "empty group",
+         "text in a group", "nested group"],
 )
 def test_figures_must_be_named_finite_numbers(figures: object) -> None:
     with pytest.raises(BenchmarkError, match="ch99_demo"):
@@ -68,3 +70,14 @@ def test_unknown_benchmark_is_refused(
 ) -> None:
     assert main(["ch99_nothing"]) == 2
     assert "no benchmark for: ch99_nothing" in capsys.readouterr().err
+
+
+def test_a_group_of_figures_is_kept_and_listed_by_member(
+        tmp_path: Path) -> None:
+    figures = {"minutes": {"reactive": 12.0, "scheduled": 7}, "p95": 3.5}
+    rows = run_all(["ch99_demo"], loader({"ch99_demo": figures}), tmp_path)
+    assert rows == [("ch99_demo", "minutes.reactive", 12.0),
+                    ("ch99_demo", "minutes.scheduled", 7),
+                    ("ch99_demo", "p95", 3.5)]
+    document = json.loads((tmp_path / "ch99_demo.json").read_text())
+    assert document["minutes"] == {"reactive": 12.0, "scheduled": 7}

@@ -132,6 +132,20 @@ COMMAND_TESTS: dict[str, tuple[str, ...]] = {
         "_writes_the_report",),
     "ch11_slo jitter": (
         "ch11/test_jitter.py::test_the_command_runs_as_a_program",),
+    "ch12_scaling serve": (
+        "ch12/test_serve.py::test_the_deepgram_sdk_hears_fixtures_through"
+        "_the_proxy",),
+    "ch12_scaling autoscale-sim": (
+        "ch12/test_autoscale_sim.py::test_the_command_runs_as_a_module",),
+    "ch12_scaling spot-sim": (
+        "ch12/test_spot_sim.py::test_the_command_prints_and_writes_the"
+        "_figures",),
+    "ch12_scaling plan": (
+        "ch12/test_plan.py::test_the_command_runs_on_the_repositorys_own"
+        "_figures",),
+    "examples.routing_comparison": (
+        "examples/test_routing_comparison.py::test_the_command_compares_a"
+        "_router_on_a_short_load",),
 }
 
 

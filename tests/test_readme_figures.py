@@ -75,3 +75,15 @@ def test_a_row_may_hold_several_figures(tree: Path) -> None:
     assert ("|  | paged | other |\n| --- | --- | --- |\n"
             "| Memory wasted (%) | 1.68 |  |\n"
             "| Appends |  | 8,963,027 |\n") in text
+
+
+def test_a_figure_of_a_group_is_named_group_dot_member(tree: Path) -> None:
+    results = tree / "bench" / "results" / "ch99.json"
+    document = json.loads(results.read_text())
+    results.write_text(json.dumps({**document, "by": {"gpu": 94.2}}))
+    readme = tree / "ch99_x" / "README.md"
+    readme.write_text(README.replace("ratio | ratio\n", "gpu | by.gpu\n"))
+    assert main(["--root", str(tree)]) == 0
+    assert "| gpu | 94.20 |" in readme.read_text()
+    readme.write_text(README.replace("ratio | ratio\n", "x | by.cpu\n"))
+    assert main(["--root", str(tree)]) == 1

@@ -1,7 +1,8 @@
 """Figures in the READMEs come from benchmark results, never by hand.
 
 A README marks a table with the results file it comes from and, one a
-line, each row's label and the figures in it; a first line `columns:`
+line, each row's label and the figures in it (`group.name` for one of
+a group of figures); a first line `columns:`
 names the columns when a row holds several figures, and `-` leaves a
 cell empty:
 
@@ -48,9 +49,13 @@ def formatted(value: float) -> str:
 
 
 def cell(results: dict[str, object], name: str, source: str) -> str:
+    """A figure by name; `group.name` for one of a group's."""
     if name == "-":
         return ""
+    group, _, member = name.partition(".")
     value = results.get(name)
+    if value is None and member and isinstance(results.get(group), dict):
+        value = results[group].get(member)  # type: ignore[attr-defined]
     if not isinstance(value, int | float):
         raise FiguresError(f"{source} has no figure {name!r}")
     return formatted(value)

@@ -12,6 +12,7 @@ check-jsonschema, the validator of the custom resources.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import copy
 import io
@@ -30,7 +31,7 @@ import yaml
 
 from ch04_streaming.auth import KEYS_VARIABLE, ApiKeys, load_api_keys
 from ch04_streaming.server import SpeechServer
-from ch06_pipeline.app import build_pipeline
+from ch06_pipeline.app import Pipeline, build_pipeline
 from ch06_pipeline.settings import PipelineSettings, parse_pipeline_settings
 from tests.test_compose import metric_names
 
@@ -111,7 +112,11 @@ def settings_of(argv: tuple[str, ...], env: Mapping[str, str]
 def service_of(argv: tuple[str, ...],
                env: tuple[tuple[str, str], ...]) -> Service:
     settings = settings_of(argv, {**dict(env), "CH04_RECOGNIZER": "null"})
-    pipeline = build_pipeline(settings, keys=ApiKeys.of(SECRET_VALUE))
+
+    async def build() -> Pipeline:  # its gRPC server wants a loop
+        return build_pipeline(settings, keys=ApiKeys.of(SECRET_VALUE))
+
+    pipeline = asyncio.run(build())
     exported: set[str] = set()
     suffixes = {"counter": ("_total",), "gauge": ("",),
                 "histogram": ("_bucket", "_sum", "_count"),

@@ -8,6 +8,7 @@ a report that does not parse ranks its replica last, never first.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, cast
@@ -23,8 +24,8 @@ from ch12_scaling.replica_load import (
     parse_load,
 )
 
-IDLE = ReplicaLoad(seq=1, active_streams=0, capacity_streams=12,
-                   queue_wait_p95_s=0.0, free_memory_bytes=1e9,
+IDLE = ReplicaLoad(taken_at=1000.0, active_streams=0, capacity_streams=12,
+                   max_streams=24, queue_wait_p95_s=0.0, free_memory_bytes=1e9,
                    state_bytes_per_stream=1e6, warm=True, draining=False)
 
 
@@ -69,6 +70,13 @@ def test_memory_counts_the_streams_placed_since_the_report() -> None:
     assert free_decode_capacity(tight, 2, 0.05) is None
 
 
+def test_a_replica_at_its_admission_cap_is_no_choice() -> None:
+    loads = {"capped": load(active_streams=3, max_streams=4),
+             "busy": load(active_streams=11)}
+    assert rank_replicas(loads, {}) == ["capped", "busy"]
+    assert rank_replicas(loads, {"capped": 1}) == ["busy"]
+
+
 def test_with_no_fit_replica_the_least_loaded_answers() -> None:
     loads = {"a": load(warm=False, active_streams=5),
              "b": load(draining=True, active_streams=1)}
@@ -99,6 +107,7 @@ class FakeReplica:
 async def test_the_serve_router_ranks_by_reports_and_counts_placements(
 ) -> None:
     router = object.__new__(GpuAwareRouter)
+    router._use_replica_queue_len_cache = False  # Serve's, not ours
     router.initialize_state()
     a = FakeReplica("a", load(active_streams=4).to_stats())
     b = FakeReplica("b", load(active_streams=5).to_stats())
@@ -107,11 +116,19 @@ async def test_the_serve_router_ranks_by_reports_and_counts_placements(
     assert [[str(r.replica_id) for r in rank] for rank in ranks] == [
         ["a"], ["b"], ["silent"]]
     for _ in range(2):  # two streams placed on a before it reports
-        router.on_request_routed(None, "a", None)  # type: ignore[arg-type]
+        router.on_send_request("a")  # type: ignore[arg-type]
     ranks = await router.choose_replicas([a, b])  # type: ignore[list-item]
     assert [str(rank[0].replica_id) for rank in ranks] == ["b", "a"]
-    a.routing_stats = load(seq=2, active_streams=6).to_stats()
-    b.routing_stats = load(seq=2, active_streams=5).to_stats()
+    # A report taken after the streams were admitted counts them.
+    now = time.time()
+    a.routing_stats = load(taken_at=now + 5, active_streams=6).to_stats()
+    b.routing_stats = load(taken_at=now + 5, active_streams=5).to_stats()
     ranks = await router.choose_replicas([a, b])  # type: ignore[list-item]
     assert [str(rank[0].replica_id) for rank in ranks] == ["b", "a"]
     assert router.placed[cast(ReplicaID, "a")] == 0  # counted now
+    # One taken just after they were placed may not: still counted.
+    a.routing_stats = load(taken_at=now + 0.1).to_stats()
+    for _ in range(2):
+        router.on_send_request("a")  # type: ignore[arg-type]
+    await router.choose_replicas([a, b])  # type: ignore[list-item]
+    assert router.placed[cast(ReplicaID, "a")] == 2

@@ -14,7 +14,7 @@ import sys
 import pytest
 
 from ch04_streaming.auth import KEYS_VARIABLE
-from ch12_scaling.settings import parse_serve_settings
+from ch12_scaling.settings import parse_serve_settings, stream_owners
 
 
 @pytest.mark.parametrize("flags", [
@@ -58,7 +58,7 @@ def test_replicas_listen_inside_on_ports_the_system_picks() -> None:
     pipeline = settings.pipeline
     assert (pipeline.host, pipeline.port, pipeline.grpc_port) == (
         "127.0.0.1", 0, 0)
-    assert pipeline.max_streams == 30
+    assert pipeline.max_streams == pipeline.speech.max_streams == 30
     assert pipeline.speech.shutdown_grace_s == 45
     assert pipeline.speech.load_s == 3  # chapter 4's variables hold
     assert not settings.autoscaling
@@ -76,3 +76,33 @@ def test_a_mixed_fleet_takes_accelerators_in_turn() -> None:
     assert settings.capacity_of(0) == int(0.75 / 0.060)
     assert settings.capacity_of(1) == int(0.75 / 0.120)
     assert settings.streams_per_replica == settings.capacity_of(1)
+
+
+def test_regions_take_replicas_in_turn_with_their_round_trips() -> None:
+    settings, _ = parse_serve_settings(
+        ["--regions", "eu,us", "--region-rtt-ms", "eu=20,us=140",
+         "--key-owners", "k=acme-eu"], env={})
+    assert [settings.region_of(rank) for rank in range(3)] == [
+        "eu", "us", "eu"]
+    assert settings.rtt_ms_of("us") == 140.0
+    owners = stream_owners(settings)
+    assert owners is not None and owners.owners == {"k": "acme-eu"}
+    single, _ = parse_serve_settings([], env={})
+    assert single.region_of(0) == "" and stream_owners(single) is None
+
+
+@pytest.mark.parametrize("flags", [
+    ["--regions", "eu,us", "--region-rtt-ms", "eu"],
+    ["--regions", "eu,us", "--region-rtt-ms", "asia=30"],
+    ["--regions", "eu,us", "--region-rtt-ms", "eu=-1"],
+    ["--regions", "eu", "--key-owners", "x"],
+    ["--regions", "eu"],  # the residency file also names us
+    ["--regions", "eu,us", "--router", "round-robin"],
+    ["--regions", "eu,us", "--residency", "/nonexistent.toml"],
+])
+def test_bad_region_flags_stop_with_status_2(
+        flags: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        parse_serve_settings(flags, env={})
+    assert stopped.value.code == 2
+    assert "--r" in capsys.readouterr().err

@@ -107,10 +107,12 @@ def test_a_malformed_price_file_is_refused_with_the_field(
 
 def test_streams_ending_before_the_deadline_finish_the_rest_reconnect(
         ) -> None:
-    plan = drain_plan([10.0, 100.0, 114.0, 116.0, 900.0], notice_s=120.0)
-    assert plan.deadline_s == 120.0 - DRAIN_MARGIN_S
+    deadline = 120.0 - DRAIN_MARGIN_S
+    plan = drain_plan([10.0, 100.0, deadline - 1, deadline + 1, 900.0],
+                      notice_s=120.0)
+    assert plan.deadline_s == deadline
     assert (plan.finishing, plan.reconnecting) == (3, 2)
-    short = drain_plan([10.0, 100.0], notice_s=30.0)
+    short = drain_plan([10.0, 30.0 - DRAIN_MARGIN_S + 1], notice_s=30.0)
     assert (short.finishing, short.reconnecting) == (1, 1)
 
 
@@ -140,8 +142,9 @@ def test_with_nobody_warm_cut_streams_wait_for_the_replacement() -> None:
     only = fleet.replicas[0]
     preempt(fleet, only, minute=10, per_ready=100, notice_s=30.0,
             mean_stream_s=300.0, rng=np.random.default_rng(0), day=day)
-    # Taken 25 s after the notice; the replacement warms 4 min after it.
-    wait_s = (4.0 - 25.0 / 60.0) * 60.0 + RECONNECT_S
+    # Cut at the deadline (the notice less the margin); the replacement
+    # warms 4 min after the notice.
+    wait_s = (4.0 - (30.0 - DRAIN_MARGIN_S) / 60.0) * 60.0 + RECONNECT_S
     assert day.gaps_s == pytest.approx([wait_s] * day.streams_cut)
 
 

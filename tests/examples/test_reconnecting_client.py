@@ -444,3 +444,66 @@ async def test_the_command_writes_a_record_per_connection(
         (1006, True), (1000, False)]
     assert all(outcome == "ok" for outcome, _, _ in heard(records))
     assert "connection 2: from" in capsys.readouterr().out
+
+
+class DrainedThenDone(ReconnectingClient):
+    """A first connection that a draining server closes with 1001: in
+    order, but before the client had sent all its audio (`sent_all`
+    as given); then a connection that finishes."""
+
+    first_sent_all: bool = False
+
+    async def connection(self, run: Reconnection,
+                         resume_s: float) -> Connection | None:
+        now = datetime.now(UTC)
+        first = not run.connections
+        connection = Connection(
+            resume_s, now, now, 1001 if first else 1000,
+            "server shutting down" if first else "",
+            self.first_sent_all if first else True)
+        run.connections.append(connection)
+        return connection
+
+
+@pytest.mark.parametrize(("sent_all", "connections"), [(False, 2),
+                                                       (True, 1)])
+async def test_a_1001_before_the_end_of_the_audio_is_resumed(
+        sent_all: bool, connections: int) -> None:
+    """A draining replica (chapter 12) closes in order, 1001, and the
+    rest of the file must still be heard elsewhere; a 1001 after all
+    was sent is an ordinary end."""
+    client = DrainedThenDone(
+        "ws://unused", DIALECTS["deepgram"], KEY, AUDIO, backoff=QUICK,
+        rng=random.Random(3), sleep=RecordedSleep())
+    client.first_sent_all = sent_all
+    async with asyncio.timeout(TIMEOUT_S):
+        run = await client.run()
+    assert len(run.connections) == connections
+    assert not run.gave_up
+    assert not run.connections[0].dropped  # orderly: not an SLI drop
+    assert run.connections[0].unfinished is not sent_all
+
+
+async def test_the_exchange_says_whether_all_was_sent(
+        lexicon: Lexicon) -> None:
+    """Against chapter 4's service: a server that shuts down while the
+    client still has audio to send leaves it unsent."""
+    async with running_server(lexicon) as running:
+        stuck = asyncio.Event()
+
+        async def never(_: float) -> None:
+            stuck.set()
+            await asyncio.Event().wait()  # a microphone still talking
+
+        client = ReconnectingClient(
+            running.url, DIALECTS["deepgram"], KEY, AUDIO, realtime=True,
+            sleep=never)
+        run = Reconnection(Report(audio_clock=AudioClock(True)))
+        task = asyncio.create_task(client.connection(run, 0.0))
+        async with asyncio.timeout(TIMEOUT_S):
+            await stuck.wait()
+            await running.server.shutdown()
+            connection = await task
+    assert connection is not None
+    assert (connection.close_code, connection.sent_all) == (1001, False)
+    assert connection.unfinished and not connection.dropped

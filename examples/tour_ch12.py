@@ -1,0 +1,164 @@
+"""The chapter 12 stop of the tour: scaling out on Ray Serve.
+
+Sizes a fleet for a peak (`python -m ch12_scaling plan`), replays a day
+through the autoscaling policies (`autoscale-sim --quick`) and prices a
+day on spot capacity (`spot-sim`). Then starts `python -m ch12_scaling
+serve` with two replicas on a local Ray instance, streams a fixture
+through the Serve proxy, preempts the replica serving a second stream
+(AWS's notice, written where that replica looks for it) and shows the
+stream's finals, its 1001 close and the reconnect landing on the other
+replica; stops the fleet with SIGTERM. Last, the routing comparison as
+`make bench` measured it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import subprocess
+import sys
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import InvalidStatus
+
+from ch04_streaming.client import load_audio
+from examples.fixtures import AUDIO_DIR
+from examples.service import REPO_ROOT, running_service
+
+RESULTS = REPO_ROOT / "bench" / "results" / "ch12_scaling.json"
+QUERY = "/v1/listen?encoding=linear16&sample_rate=16000&interim_results=false"
+CHUNK = 3200  # 100 ms of 16 kHz PCM
+
+
+def command(*args: str, show: int = 14) -> None:
+    print(f"\n$ python -m ch12_scaling {' '.join(args)}", flush=True)
+    done = subprocess.run([sys.executable, "-m", "ch12_scaling", *args],
+                          cwd=REPO_ROOT, capture_output=True, text=True,
+                          check=True)
+    lines = done.stdout.rstrip().splitlines()
+    for line in lines[:show]:
+        print(f"  {line}")
+    if len(lines) > show:
+        print(f"  ... ({len(lines) - show} more lines)")
+
+
+async def until_open(url: str, key: str) -> ClientConnection:
+    """A stream, once a replica is warm (a 503 while models load)."""
+    async with asyncio.timeout(60):
+        while True:
+            try:
+                return await connect(
+                    url + QUERY,
+                    additional_headers={"Authorization": f"Token {key}"})
+            except InvalidStatus as refused:
+                if refused.response.status_code != 503:
+                    raise
+                await asyncio.sleep(0.2)
+
+
+async def send(socket: ClientConnection, fixture: str) -> None:
+    payload = load_audio(AUDIO_DIR / f"{fixture}.wav").payload
+    for start in range(0, len(payload), CHUNK):
+        await socket.send(payload[start:start + CHUNK])
+        await asyncio.sleep(0.1)  # paced as a microphone
+    await socket.send(json.dumps({"type": "CloseStream"}))
+
+
+async def finals(socket: ClientConnection) -> list[str]:
+    said = []
+    async for raw in socket:
+        message = json.loads(raw)
+        if message.get("type") == "Results" and message["is_final"]:
+            text = message["channel"]["alternatives"][0]["transcript"]
+            if text:
+                said.append(text)
+    return said
+
+
+def replica_of(socket: ClientConnection) -> str:
+    assert socket.response is not None
+    return socket.response.headers["x-replica"]
+
+
+async def fleet() -> None:
+    key = "demo-" + secrets.token_hex(8)
+    with tempfile.TemporaryDirectory(prefix="ch12-lab-") as lab:
+        args = ("-m", "ch12_scaling", "serve", "--port", "0",
+                "--replicas", "2", "--lab-dir", lab)
+        print(f"\n$ python {' '.join(args)}", flush=True)
+        async with running_service(args, {"SPEECH_API_KEYS": key},
+                                   start_timeout_s=120,
+                                   stop_timeout_s=90) as service:
+            print(f"  {service.banner[-1].strip()}" if service.banner
+                  else "", flush=True)
+            url = f"ws://127.0.0.1:{service.port}"
+            async with await until_open(url, key) as socket:
+                sender = asyncio.create_task(send(socket, "low_latency"))
+                said = await finals(socket)
+                await sender
+            print(f"  [replica {replica_of(socket)}] {' '.join(said)}")
+            await preempted_stream(url, key, Path(lab))
+        print(f"  fleet stopped on SIGTERM (exit"
+              f" {service.process.returncode})")
+
+
+async def preempted_stream(url: str, key: str, lab: Path) -> None:
+    async with await until_open(url, key) as socket:
+        replica = replica_of(socket)
+        sender = asyncio.create_task(send(socket, "support_call"))
+        heard = asyncio.create_task(finals(socket))
+        await asyncio.sleep(4.0)
+        when = datetime.now(UTC) + timedelta(seconds=12)
+        (lab / replica).write_text(json.dumps(
+            {"action": "terminate", "time": when.isoformat()}))
+        print(f"  AWS notice to replica {replica}: terminate at"
+              f" {when:%H:%M:%S} (12 s)", flush=True)
+        said = await heard
+        sender.cancel()
+        await asyncio.gather(sender, return_exceptions=True)
+    print(f"  [replica {replica}] {' | '.join(said)}")
+    print(f"  closed {socket.close_code} {socket.close_reason}")
+    async with await until_open(url, key) as again:
+        sender = asyncio.create_task(send(again, "quick_brown_fox"))
+        said = await finals(again)
+        await sender
+    print(f"  reconnected to replica {replica_of(again)}:"
+          f" {' '.join(said)}")
+
+
+def routing_table() -> None:
+    print("\nRouting a skewed load on a mixed fleet (make bench):")
+    if not RESULTS.exists():
+        print("  no results yet: make bench")
+        return
+    found = json.loads(RESULTS.read_text())
+    print("  router         p95 ms  p99 ms  refused  streams per replica"
+          " at the peak")
+    for router in ("gpu_aware", "power_of_two", "round_robin"):
+        peak = found[f"routing_peak_streams_{router}"]
+        print(f"  {router.replace('_', '-'):<13}"
+              f"{found[f'routing_p95_ms_{router}']:>7,.0f}"
+              f"{found[f'routing_p99_ms_{router}']:>8,.0f}"
+              f"{found[f'routing_refused_{router}']:>9}"
+              f"  {' / '.join(str(n) for n in peak.values())}")
+    machine = found["machine"]
+    print(f"  Serve proxy adds {found['serve_proxy_added_p99_ms']:.1f} ms"
+          f" at p99. make bench at {machine['git_commit']},"
+          f" {machine['recorded_at'][:10]}")
+
+
+def scaling_out() -> None:
+    command("plan", "--peak-streams", "2000", "--p95-ms", "300",
+            "--regions", "eu,us")
+    command("autoscale-sim", "--quick")
+    command("spot-sim")
+    asyncio.run(fleet())
+    routing_table()
+
+
+if __name__ == "__main__":
+    scaling_out()
