@@ -22,16 +22,18 @@ import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import InvalidStatus
 
-from ch04_streaming.client import load_audio
-from examples.fixtures import AUDIO_DIR
+from examples.fleet_client import (
+    finals_until_close,
+    open_stream,
+    replica_of,
+    send_paced,
+)
 from examples.service import REPO_ROOT, running_service
 
 RESULTS = REPO_ROOT / "bench" / "results" / "ch12_scaling.json"
-QUERY = "/v1/listen?encoding=linear16&sample_rate=16000&interim_results=false"
-CHUNK = 3200  # 100 ms of 16 kHz PCM
 
 
 def command(*args: str, show: int = 14) -> None:
@@ -51,37 +53,11 @@ async def until_open(url: str, key: str) -> ClientConnection:
     async with asyncio.timeout(60):
         while True:
             try:
-                return await connect(
-                    url + QUERY,
-                    additional_headers={"Authorization": f"Token {key}"})
+                return await open_stream(url, key)
             except InvalidStatus as refused:
                 if refused.response.status_code != 503:
                     raise
                 await asyncio.sleep(0.2)
-
-
-async def send(socket: ClientConnection, fixture: str) -> None:
-    payload = load_audio(AUDIO_DIR / f"{fixture}.wav").payload
-    for start in range(0, len(payload), CHUNK):
-        await socket.send(payload[start:start + CHUNK])
-        await asyncio.sleep(0.1)  # paced as a microphone
-    await socket.send(json.dumps({"type": "CloseStream"}))
-
-
-async def finals(socket: ClientConnection) -> list[str]:
-    said = []
-    async for raw in socket:
-        message = json.loads(raw)
-        if message.get("type") == "Results" and message["is_final"]:
-            text = message["channel"]["alternatives"][0]["transcript"]
-            if text:
-                said.append(text)
-    return said
-
-
-def replica_of(socket: ClientConnection) -> str:
-    assert socket.response is not None
-    return socket.response.headers["x-replica"]
 
 
 async def fleet() -> None:
@@ -93,12 +69,13 @@ async def fleet() -> None:
         async with running_service(args, {"SPEECH_API_KEYS": key},
                                    start_timeout_s=120,
                                    stop_timeout_s=90) as service:
-            print(f"  {service.banner[-1].strip()}" if service.banner
-                  else "", flush=True)
             url = f"ws://127.0.0.1:{service.port}"
+            print(f"  listening on {url} on Ray Serve, two replicas",
+                  flush=True)
             async with await until_open(url, key) as socket:
-                sender = asyncio.create_task(send(socket, "low_latency"))
-                said = await finals(socket)
+                sender = asyncio.create_task(
+                    send_paced(socket, "low_latency"))
+                said = await finals_until_close(socket)
                 await sender
             print(f"  [replica {replica_of(socket)}] {' '.join(said)}")
             await preempted_stream(url, key, Path(lab))
@@ -109,8 +86,8 @@ async def fleet() -> None:
 async def preempted_stream(url: str, key: str, lab: Path) -> None:
     async with await until_open(url, key) as socket:
         replica = replica_of(socket)
-        sender = asyncio.create_task(send(socket, "support_call"))
-        heard = asyncio.create_task(finals(socket))
+        sender = asyncio.create_task(send_paced(socket, "support_call"))
+        heard = asyncio.create_task(finals_until_close(socket))
         await asyncio.sleep(4.0)
         when = datetime.now(UTC) + timedelta(seconds=12)
         (lab / replica).write_text(json.dumps(
@@ -123,8 +100,8 @@ async def preempted_stream(url: str, key: str, lab: Path) -> None:
     print(f"  [replica {replica}] {' | '.join(said)}")
     print(f"  closed {socket.close_code} {socket.close_reason}")
     async with await until_open(url, key) as again:
-        sender = asyncio.create_task(send(again, "quick_brown_fox"))
-        said = await finals(again)
+        sender = asyncio.create_task(send_paced(again, "quick_brown_fox"))
+        said = await finals_until_close(again)
         await sender
     print(f"  reconnected to replica {replica_of(again)}:"
           f" {' '.join(said)}")
@@ -146,15 +123,17 @@ def routing_table() -> None:
               f"{found[f'routing_refused_{router}']:>9}"
               f"  {' / '.join(str(n) for n in peak.values())}")
     machine = found["machine"]
-    print(f"  Serve proxy adds {found['serve_proxy_added_p99_ms']:.1f} ms"
-          f" at p99. make bench at {machine['git_commit']},"
+    print(f"  p99 final through the Serve proxy"
+          f" {found['serve_proxy_p99_ms_proxied']:,.0f} ms, straight to the"
+          f" replica {found['serve_proxy_p99_ms_direct']:,.0f} ms."
+          f" make bench at {machine['git_commit']},"
           f" {machine['recorded_at'][:10]}")
 
 
 def scaling_out() -> None:
     command("plan", "--peak-streams", "2000", "--p95-ms", "300",
             "--regions", "eu,us")
-    command("autoscale-sim", "--quick")
+    command("autoscale-sim", "--quick", show=20)
     command("spot-sim")
     asyncio.run(fleet())
     routing_table()

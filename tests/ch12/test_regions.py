@@ -23,6 +23,7 @@ import pytest_asyncio
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
+from examples.fleet_client import region_of
 from examples.service import Service, running_service
 
 EU_KEY, ANY_KEY = "eu-key", "any-key"
@@ -77,11 +78,6 @@ async def until_both_warm(regions: Regions) -> None:
                         seen |= {region_of(a), region_of(b)}
                 except InvalidStatus:
                     await asyncio.sleep(0.3)
-
-
-def region_of(socket: ClientConnection) -> str:
-    assert socket.response is not None
-    return socket.response.headers["x-region"]
 
 
 async def refused(regions: Regions, key: str) -> InvalidStatus:

@@ -19,23 +19,13 @@ from websockets.exceptions import InvalidStatus
 from ch04_streaming.client import load_audio
 from ch04_streaming.mock_matcher import Lexicon
 from ch12_scaling.replica_drain import ReplicaDrain
+from examples.fleet_client import finals_until_close
 from tests.ch04.harness import audio_of, reference
 from tests.ch06.harness import KEY, TIMEOUT_S, running_pipeline
 
 LISTEN = ("/v1/listen?encoding=linear16&sample_rate=16000"
           "&interim_results=false")
 HEADERS = {"Authorization": f"Token {KEY}"}
-
-
-async def finals(socket: object) -> list[str]:
-    heard = []
-    async for raw in socket:  # type: ignore[attr-defined]
-        message = json.loads(raw)
-        if message.get("type") == "Results" and message["is_final"]:
-            text = message["channel"]["alternatives"][0]["transcript"]
-            if text:
-                heard.append(text)
-    return heard
 
 
 async def test_a_notice_finishes_the_utterance_then_closes_1001(
@@ -48,7 +38,7 @@ async def test_a_notice_finishes_the_utterance_then_closes_1001(
         async with asyncio.timeout(TIMEOUT_S), connect(
                 url + LISTEN, additional_headers=HEADERS) as socket:
             await socket.send(payload[: 16000 * 2 * 3])  # 3 s: mid-word
-            heard = asyncio.create_task(finals(socket))
+            heard = asyncio.create_task(finals_until_close(socket))
             draining = asyncio.create_task(drain.drain(seconds_left=5.0))
             await asyncio.sleep(0)
             with pytest.raises(InvalidStatus) as refused:
@@ -76,7 +66,7 @@ async def test_a_stream_that_ends_within_the_notice_is_not_cut(
             draining = asyncio.create_task(drain.drain(seconds_left=60.0))
             await socket.send(payload)
             await socket.send(json.dumps({"type": "CloseStream"}))
-            said = await finals(socket)
+            said = await finals_until_close(socket)
             await draining
         assert socket.close_code == 1000
         assert said == [reference("weather_forecast")]

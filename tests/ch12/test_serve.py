@@ -24,13 +24,14 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from deepgram import AsyncDeepgramClient
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosedError, InvalidStatus
 
-from ch04_streaming.client import load_audio
-from examples.service import Service, running_service
+from examples import fleet_client
+from examples.fleet_client import finals_until_close, replica_of, send_paced
+from examples.service import Service, http_status, running_service
 from tests.ch04.deepgram_sdk import environment, exchange
-from tests.ch04.harness import audio_of, reference
+from tests.ch04.harness import reference
 from tests.ch04.test_sdks import chunks
 
 KEY = "serve-key"
@@ -88,33 +89,7 @@ async def until_warm(fleet: Fleet, replicas: int) -> None:
 
 
 def open_stream(fleet: Fleet) -> connect:
-    return connect(f"{fleet.url}/v1/listen?encoding=linear16"
-                   "&sample_rate=16000&interim_results=false",
-                   additional_headers={"Authorization": f"Token {KEY}"})
-
-
-def replica_of(socket: ClientConnection) -> str:
-    assert socket.response is not None
-    return socket.response.headers["x-replica"]
-
-
-async def finals_until_close(socket: ClientConnection) -> list[str]:
-    heard = []
-    async for raw in socket:
-        message = json.loads(raw)
-        if message.get("type") == "Results" and message["is_final"]:
-            text = message["channel"]["alternatives"][0]["transcript"]
-            if text:
-                heard.append(text)
-    return heard
-
-
-async def send_paced(socket: ClientConnection, fixture: str) -> None:
-    payload = load_audio(audio_of(fixture)).payload
-    for start in range(0, len(payload), 3200):  # 100 ms at 16 kHz
-        await socket.send(payload[start:start + 3200])
-        await asyncio.sleep(0.1)
-    await socket.send(json.dumps({"type": "CloseStream"}))
+    return fleet_client.open_stream(fleet.url, KEY)
 
 
 async def test_the_deepgram_sdk_hears_fixtures_through_the_proxy(
@@ -209,3 +184,28 @@ async def test_a_killed_replica_cuts_its_stream_and_the_reconnect_lands(
         assert await finals_until_close(again) == [
             reference("weather_forecast")]
         await sender
+
+
+async def test_a_replica_that_never_warms_refuses_rather_than_hangs(
+) -> None:
+    """Its model never loads: every stream is refused at once with a
+    reason and `Retry-After`, `/readyz` says not ready, and SIGTERM
+    still stops the fleet."""
+    with tempfile.TemporaryDirectory(prefix="ch12-cold-") as lab:
+        args = ("-m", "ch12_scaling", "serve", "--port", "0",
+                "--replicas", "1", "--lab-dir", lab)
+        env = {"SPEECH_API_KEYS": KEY, "CH04_LOAD_S": "3600"}
+        async with running_service(args, env, start_timeout_s=TIMEOUT_S,
+                                   stop_timeout_s=60) as service:
+            cold = Fleet(service, Path(lab))
+            async with asyncio.timeout(TIMEOUT_S):
+                with pytest.raises(InvalidStatus) as refused:
+                    await open_stream(cold)
+            response = refused.value.response
+            assert response.status_code == 503
+            assert b"model loading" in response.body
+            assert response.headers["Retry-After"] == "1"
+            ready = await http_status(
+                f"http://127.0.0.1:{service.port}/readyz")
+            assert ready == 503
+        assert service.process.returncode == 0
