@@ -37,6 +37,12 @@ from ch06_pipeline.pipeline_scheduler import FULL
 from ch12_scaling.notices import NoticeError, NoticeFile
 from ch12_scaling.replica_drain import ReplicaDrain
 from ch12_scaling.replica_load import ReplicaLoad
+from ch12_scaling.serve_policy import (
+    ACTIVE_STREAMS,
+    INFLIGHT_AUDIO_S,
+    QUEUE_WAIT_P95_S,
+    WARM,
+)
 from ch12_scaling.settings import ServeSettings, stream_owners
 from ch12_scaling.stream_bridge import bridge
 from ch12_scaling.stream_owner import StreamOwners, residency_refusal
@@ -79,14 +85,21 @@ class SpeechReplica:
         self.drain = ReplicaDrain(self.pipeline.speech, self.pipeline.stop)
         self.tasks = [asyncio.create_task(self.pipeline.start_models()),
                       asyncio.create_task(self.watch_notices())]
-        # The lab's record of each replica: its process, for the tests
-        # and the tour that stop one, and its pipeline's own port, for
-        # the benchmark that streams past the proxy to time it.
-        (Path(settings.lab_dir) / f"{self.name}.json").write_text(
-            json.dumps({"pid": os.getpid(), "capacity": self.capacity,
-                        "region": self.region,
-                        "pipeline_port": self.pipeline.speech.port}))
+        self.write_record()
         log.info("event=replica_started replica=%s", self.name)
+
+    def write_record(self, draining: bool = False) -> None:
+        """The lab's record of this replica: its process, for the tests
+        and the tour that stop one; its pipeline's own port, for the
+        benchmark that streams past the proxy to time it; whether it
+        drains."""
+        record = {"pid": os.getpid(), "capacity": self.capacity,
+                  "region": self.region, "draining": draining,
+                  "pipeline_port": self.pipeline.speech.port}
+        path = Path(self.settings.lab_dir) / f"{self.name}.json"
+        written = path.with_suffix(".tmp")  # readers see all or nothing
+        written.write_text(json.dumps(record))
+        written.replace(path)
 
     @app.websocket("/{path:path}")
     async def stream(self, websocket: WebSocket) -> None:
@@ -150,10 +163,10 @@ class SpeechReplica:
     def record_autoscaling_stats(self) -> dict[str, float]:
         load = self.load()
         batcher = self.pipeline.scheduler.batcher
-        return {"active_streams": float(load.active_streams),
-                "inflight_audio_s": batcher.queued_audio_s,
-                "queue_wait_p95_s": load.queue_wait_p95_s,
-                "warm": 1.0 if load.warm else 0.0}
+        return {ACTIVE_STREAMS: float(load.active_streams),
+                INFLIGHT_AUDIO_S: batcher.queued_audio_s,
+                QUEUE_WAIT_P95_S: load.queue_wait_p95_s,
+                WARM: 1.0 if load.warm else 0.0}
 
     def check_health(self) -> None:
         if self.drain.drained.is_set():
@@ -174,7 +187,11 @@ class SpeechReplica:
                 log.info("event=preempted replica=%s provider=%s"
                          " seconds_left=%.0f", self.name,
                          notice.provider, notice.seconds_left)
-                await self.drain.drain(notice.seconds_left)
+                draining = asyncio.create_task(
+                    self.drain.drain(notice.seconds_left))
+                await asyncio.sleep(0)  # it has begun: say so
+                self.write_record(draining=True)
+                await draining
 
     async def __del__(self) -> None:
         for task in self.tasks:

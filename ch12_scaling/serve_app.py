@@ -56,7 +56,10 @@ def replica_options(settings: ServeSettings) -> dict[str, Any]:
     if settings.autoscaling:
         options["autoscaling_config"] = autoscaling_config(
             settings.min_replicas, settings.max_replicas,
-            settings.streams_per_replica)
+            settings.streams_per_replica,
+            up_window_s=settings.scale_up_window_s,
+            down_window_s=settings.scale_down_window_s,
+            look_back_period_s=settings.scale_look_back_s)
     else:
         options["num_replicas"] = settings.replicas
     return options

@@ -57,6 +57,14 @@ class ServeSettings:
         0, "the autoscaler's least replicas (0: a fixed --replicas)")
     max_replicas: int = option(
         0, "the autoscaler's most replicas (0: a fixed --replicas)")
+    scale_up_window_s: float = option(
+        60.0, "the autoscaler's short window: load above its threshold"
+        " this long adds replicas")
+    scale_down_window_s: float = option(
+        600.0, "the autoscaler's long window: load below its threshold"
+        " this long removes one replica")
+    scale_look_back_s: float = option(
+        30.0, "the span Serve averages the replicas' reports over")
     router: str = option(
         "gpu-aware", f"how a new stream picks a replica: "
         f"{', '.join(ROUTERS)}")
@@ -158,6 +166,11 @@ def parse_serve_settings(argv: Sequence[str] | None = None,
         prog="python -m ch12_scaling serve",
         description="Chapter 6's pipeline as replicas on Ray Serve.")
     add_flags(parser, ServeSettings, "CH12", env)
+    for short, setting in (("--min", "min_replicas"),
+                           ("--max", "max_replicas")):
+        parser.add_argument(short, dest=setting, type=int,
+                            default=argparse.SUPPRESS,
+                            help=f"short for --{setting.replace('_', '-')}")
     args = parser.parse_args(argv)
     checks = [
         (args.router in ROUTERS,
@@ -172,6 +185,10 @@ def parse_serve_settings(argv: Sequence[str] | None = None,
         (args.max_streams_per_replica >= 1,
          "--max-streams-per-replica must be 1 or more"),
         (args.drain_s > 0, "--drain-s must be above 0"),
+        (0 < args.scale_up_window_s < args.scale_down_window_s,
+         "--scale-up-window-s must be above 0 and below"
+         " --scale-down-window-s"),
+        (args.scale_look_back_s > 0, "--scale-look-back-s must be above 0"),
         (args.num_cpus >= 0, "--num-cpus must be 0 or more"),
         (not args.regions or args.router == "gpu-aware",
          "--regions needs --router gpu-aware: Serve's own routers know"

@@ -25,6 +25,7 @@ from websockets.exceptions import InvalidStatus
 
 from examples.fleet_client import region_of
 from examples.service import Service, running_service
+from tests.ch12.fleet_harness import ray_processes
 
 EU_KEY, ANY_KEY = "eu-key", "any-key"
 TIMEOUT_S = 90.0
@@ -65,6 +66,8 @@ async def regions() -> AsyncIterator[Regions]:
             running = Regions(service, Path(lab))
             await until_both_warm(running)
             yield running
+        assert service.process.returncode == 0
+        assert ray_processes() == []
 
 
 async def until_both_warm(regions: Regions) -> None:

@@ -15,7 +15,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
 import tempfile
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -33,6 +32,7 @@ from examples.service import Service, http_status, running_service
 from tests.ch04.deepgram_sdk import environment, exchange
 from tests.ch04.harness import reference
 from tests.ch04.test_sdks import chunks
+from tests.ch12.fleet_harness import ray_processes
 
 KEY = "serve-key"
 TIMEOUT_S = 90.0
@@ -158,10 +158,6 @@ async def until_replaced(fleet: Fleet, before: set[str]) -> None:
     await until_warm(fleet, 2)
 
 
-def ray_processes() -> list[str]:
-    found = subprocess.run(["pgrep", "-af", "ray::|raylet|gcs_server"],
-                           capture_output=True, text=True, check=False)
-    return found.stdout.splitlines()
 
 
 async def test_a_killed_replica_cuts_its_stream_and_the_reconnect_lands(
@@ -208,4 +204,54 @@ async def test_a_replica_that_never_warms_refuses_rather_than_hangs(
             ready = await http_status(
                 f"http://127.0.0.1:{service.port}/readyz")
             assert ready == 503
+        # Stopped; Ray processes are counted when the module's own
+        # fleet, running beside it, has stopped too.
         assert service.process.returncode == 0
+
+
+async def test_a_burst_during_a_notice_lands_on_the_other_replica(
+        fleet: Fleet) -> None:
+    """A notice while streams keep arriving: the draining replica takes
+    none of them (a stream that reaches it before the routers know is
+    refused with 503, and tried again), and its own streams end 1001."""
+    await until_warm(fleet, 2)
+    async with asyncio.timeout(TIMEOUT_S), open_stream(fleet) as socket:
+        preempted = replica_of(socket)
+        sender = asyncio.create_task(send_paced(socket, "support_call"))
+        heard = asyncio.create_task(finals_until_close(socket))
+        when = datetime.now(UTC) + timedelta(seconds=13)
+        (fleet.lab / preempted).write_text(json.dumps(
+            {"action": "terminate", "time": when.isoformat()}))
+        await until_draining(fleet, preempted)
+        burst = await asyncio.gather(*(
+            landed(fleet, "weather_forecast") for _ in range(6)))
+        await heard
+        sender.cancel()
+        await asyncio.gather(sender, return_exceptions=True)
+    assert socket.close_code == 1001
+    served_by = {replica for replica, _ in burst}
+    assert preempted not in served_by
+    assert all(said == [reference("weather_forecast")]
+               for _, said in burst)
+
+
+async def landed(fleet: Fleet, fixture: str) -> tuple[str, list[str]]:
+    """A stream of `fixture` served to its end, tried again on a 503."""
+    while True:
+        try:
+            async with open_stream(fleet) as socket:
+                sender = asyncio.create_task(send_paced(socket, fixture))
+                said = await finals_until_close(socket)
+                await sender
+                return replica_of(socket), said
+        except InvalidStatus as refused:
+            assert refused.response.status_code == 503
+            await asyncio.sleep(0.2)
+
+
+async def until_draining(fleet: Fleet, replica: str) -> None:
+    """Until the replica has read its notice and begun to drain."""
+    record = fleet.lab / f"{replica}.json"
+    async with asyncio.timeout(TIMEOUT_S):
+        while not json.loads(record.read_text())["draining"]:
+            await asyncio.sleep(0.1)

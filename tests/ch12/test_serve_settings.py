@@ -65,6 +65,8 @@ def test_replicas_listen_inside_on_ports_the_system_picks() -> None:
     ranged, _ = parse_serve_settings(
         ["--min-replicas", "1", "--max-replicas", "4"], env={})
     assert ranged.autoscaling
+    short, _ = parse_serve_settings(["--min", "2", "--max", "5"], env={})
+    assert (short.min_replicas, short.max_replicas) == (2, 5)
 
 
 def test_a_mixed_fleet_takes_accelerators_in_turn() -> None:
