@@ -35,7 +35,6 @@ from ray.serve.request_router import (
     RunningReplica,
 )
 
-from ch04_streaming.app import dialects
 from ch12_scaling.gpu_aware import WAIT_BUDGET_S, rank_replicas
 from ch12_scaling.regional_routing import route_in_regions
 from ch12_scaling.replica_load import (
@@ -43,8 +42,7 @@ from ch12_scaling.replica_load import (
     ReplicaLoad,
     parse_load,
 )
-from ch12_scaling.settings import region_names, residency_of
-from ch12_scaling.stream_owner import StreamOwners, parse_key_owners
+from ch12_scaling.settings import stream_owners
 
 STATS_PERIOD_S = 0.5
 ADMISSION_ALLOWANCE_S = 0.25  # from placing a stream to its admission
@@ -55,12 +53,14 @@ class GpuAwareRouter(FIFOMixin, RequestRouter):
                          regions: str = "", residency: str = "",
                          key_owners: str = "", **kwargs: Any) -> None:
         self.wait_budget_s = wait_budget_s
-        self.placed: Counter[ReplicaID] = Counter()  # not yet reported
         self.placed_at: dict[ReplicaID, list[float]] = {}  # wall clock
-        names = region_names(regions)
-        self.owners = StreamOwners(
-            residency_of(residency, names), parse_key_owners(key_owners),
-            dialects()) if names else None
+        self.owners = stream_owners(regions, residency, key_owners)
+
+    @property
+    def placed(self) -> Counter[ReplicaID]:
+        """Streams placed on each replica that its report may not count."""
+        return Counter({key: len(times)
+                        for key, times in self.placed_at.items()})
 
     async def choose_replicas(
         self, candidate_replicas: list[RunningReplica],
@@ -72,18 +72,21 @@ class GpuAwareRouter(FIFOMixin, RequestRouter):
         by_id = {r.replica_id: r for r in candidate_replicas}
         loads = {key: load for key, replica in by_id.items()
                  if (load := self.read(key, replica)) is not None}
+        placed = self.placed
         if self.owners is None:
-            ranked = rank_replicas(loads, self.placed, self.wait_budget_s)
-            unreported = [r for key, r in by_id.items() if key not in loads]
-            return [[by_id[key]] for key in ranked] + (
-                [unreported] if unreported else [])
-        regions = self.regions_of(pending_request)
-        ranked = route_in_regions(loads, self.placed, regions,
-                                  self.wait_budget_s)
-        if not ranked:  # none of the customer's regions has a replica:
-            # one that has reported refuses it at its door, with a hint
-            ranked = sorted(loads, key=lambda key: loads[key].active_streams)
-        return [[by_id[key]] for key in ranked]
+            ranked = rank_replicas(loads, placed, self.wait_budget_s)
+            # Not reported yet: last, together (Serve picks among them).
+            rest = [r for key, r in by_id.items() if key not in loads]
+        else:  # a replica whose region is unknown is never a choice
+            ranked = route_in_regions(
+                loads, placed, self.regions_of(pending_request),
+                self.wait_budget_s)
+            # None of the customer's regions has a replica: one that has
+            # reported refuses the stream at its door, with a hint.
+            ranked = ranked or sorted(
+                loads, key=lambda key: loads[key].active_streams)
+            rest = []
+        return [[by_id[key]] for key in ranked] + ([rest] if rest else [])
 
     def regions_of(self, pending: PendingRequest | None) -> tuple[str, ...]:
         assert self.owners is not None
@@ -101,16 +104,14 @@ class GpuAwareRouter(FIFOMixin, RequestRouter):
         except LoadReportError:
             return None
         since = load.taken_at - ADMISSION_ALLOWANCE_S
-        recent = [t for t in self.placed_at.get(key, []) if t > since]
-        self.placed_at[key] = recent
-        self.placed[key] = len(recent)
+        self.placed_at[key] = [t for t in self.placed_at.get(key, [])
+                               if t > since]
         return load
 
     def on_send_request(self, replica_id: ReplicaID) -> None:
         """Serve sends a request to `replica_id`: a stream placed."""
         super().on_send_request(replica_id)
         self.placed_at.setdefault(replica_id, []).append(time.time())
-        self.placed[replica_id] += 1
 
 
 def scope_of(pending: PendingRequest | None) -> Mapping[str, Any] | None:

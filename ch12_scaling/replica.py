@@ -77,7 +77,8 @@ class SpeechReplica:
         self.capacity = settings.capacity_of(rank)
         self.region = settings.region_of(rank)
         self.rtt_ms = settings.rtt_ms_of(self.region)
-        self.owners: StreamOwners | None = stream_owners(settings)
+        self.owners: StreamOwners | None = stream_owners(
+            settings.regions, settings.residency, settings.key_owners)
         self.pipeline: Pipeline = build_pipeline(settings.pipeline,
                                                  device=self.device)
         await self.pipeline.start("127.0.0.1", 0, 0)

@@ -230,12 +230,13 @@ def parse_serve_settings(argv: Sequence[str] | None = None,
     return ServeSettings(**vars(args), pipeline=pipeline), dev_key
 
 
-def stream_owners(settings: ServeSettings) -> StreamOwners | None:
-    """Who owns each stream, and where its audio may go; None with one
+def stream_owners(regions: str, residency: str, key_owners: str
+                  ) -> StreamOwners | None:
+    """Who owns each stream, and where its audio may go, from the
+    `--regions`, `--residency` and `--key-owners` values; None with one
     region, where there is no boundary to keep."""
-    regions = region_names(settings.regions)
-    if not regions:
+    names = region_names(regions)
+    if not names:
         return None
-    return StreamOwners(residency_of(settings.residency, regions),
-                        parse_key_owners(settings.key_owners),
-                        dialects(settings.pipeline.speech))
+    return StreamOwners(residency_of(residency, names),
+                        parse_key_owners(key_owners), dialects())

@@ -87,10 +87,12 @@ def test_regions_take_replicas_in_turn_with_their_round_trips() -> None:
     assert [settings.region_of(rank) for rank in range(3)] == [
         "eu", "us", "eu"]
     assert settings.rtt_ms_of("us") == 140.0
-    owners = stream_owners(settings)
+    owners = stream_owners(settings.regions, settings.residency,
+                           settings.key_owners)
     assert owners is not None and owners.owners == {"k": "acme-eu"}
     single, _ = parse_serve_settings([], env={})
-    assert single.region_of(0) == "" and stream_owners(single) is None
+    assert single.region_of(0) == "" and stream_owners(
+        single.regions, single.residency, single.key_owners) is None
 
 
 @pytest.mark.parametrize("flags", [
