@@ -24,13 +24,17 @@ import asyncio
 import json
 import random
 import sys
-import tempfile
+import urllib.request
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from ch04_streaming.client import DIALECTS
+from ch12_scaling.gpu_router import STATS_PERIOD_S
 from ch12_scaling.settings import ROUTERS
+from examples.fleet_client import Fleet, running_fleet
 from examples.loadgen_level import (
     DEV_KEY,
     LevelResult,
@@ -40,9 +44,9 @@ from examples.loadgen_level import (
 )
 from examples.loadgen_streams import Pacing, StreamRun, websocket_stream
 from examples.loadgen_workload import Lap, Plan, cut
-from examples.service import running_service
 
 ENDPOINTING_S = 0.3
+ENV = {"SPEECH_API_KEYS": DEV_KEY, "CH04_LOAD_S": "0", "CH04_WARMUP_S": "0"}
 
 
 @dataclass(frozen=True)
@@ -109,65 +113,46 @@ async def offer(target: Target, load: SkewedLoad, laps: Sequence[Lap]
         for i, (start, duration) in enumerate(load.schedule()))))
 
 
-def replicas_of(lab: Path) -> dict[str, dict[str, int]]:
-    return {p.stem: json.loads(p.read_text()) for p in lab.glob("*.json")}
+def open_streams(port: int) -> int:
+    """`speech_active_streams`, summed, from a pipeline's /metrics."""
+    url = f"http://127.0.0.1:{port}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    return int(sum(sample.value
+                   for family in text_string_to_metric_families(text)
+                   if family.name == "speech_active_streams"
+                   for sample in family.samples))
 
 
-async def placements(lab: Path) -> dict[str, int]:
+async def placements(fleet: Fleet) -> dict[str, int]:
     """Streams open on each replica now, from each one's pipeline."""
-    counts = {}
-    for name, record in replicas_of(lab).items():
-        port = record["pipeline_port"]
-        counts[name] = await open_streams(f"127.0.0.1:{port}")
-    return counts
-
-
-async def open_streams(address: str) -> int:
-    """`speech_active_streams` summed, from a pipeline's /metrics."""
-    host, port = address.split(":")
-    reader, writer = await asyncio.open_connection(host, int(port))
-    writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n"
-                 b"Connection: close\r\n\r\n")
-    body = (await reader.read()).decode()
-    writer.close()
-    return int(sum(float(line.split()[-1]) for line in body.splitlines()
-                   if line.startswith(("speech_active_streams{",
-                                       "speech_active_streams "))))
+    return {name: await asyncio.to_thread(open_streams,
+                                          record["pipeline_port"])
+            for name, record in fleet.records().items()}
 
 
 async def compare_router(router: str, load: SkewedLoad, costs: str,
                          replicas: int) -> RouterResult:
     laps = [cut(f) for f in fixtures_of()]
-    with tempfile.TemporaryDirectory(prefix="ch12-routing-") as lab:
-        args = ("-m", "ch12_scaling", "serve", "--port", "0",
-                "--replicas", str(replicas), "--router", router,
-                "--audio-cost-ms", costs, "--lab-dir", lab)
-        # Chapter 6's degradation off: it would hide an overloaded
-        # replica behind its cheaper model, and routing is the question.
-        env = {"SPEECH_API_KEYS": DEV_KEY, "CH04_LOAD_S": "0",
-               "CH04_WARMUP_S": "0", "CH06_DEGRADATION": "off"}
-        async with running_service(args, env, start_timeout_s=120,
-                                   stop_timeout_s=90) as service:
-            target = Target(url=f"ws://127.0.0.1:{service.port}")
-            await until_reported(Path(lab), replicas)
-            streams = asyncio.create_task(offer(target, load, laps))
-            peak: dict[str, int] = {}
-            while not streams.done():
-                await asyncio.sleep(1.0)
-                now = await placements(Path(lab))
-                if sum(now.values()) > sum(peak.values()):
-                    peak = now
-            runs = await streams
+    # Chapter 6's degradation off: it would hide an overloaded replica
+    # behind its cheaper model, and routing is the question.
+    async with running_fleet(
+            "--replicas", str(replicas), "--router", router,
+            "--audio-cost-ms", costs, replicas=replicas,
+            env={**ENV, "CH06_DEGRADATION": "off"}) as fleet:
+        target = Target(url=fleet.url)
+        await asyncio.sleep(STATS_PERIOD_S)  # a report reaches the router
+        streams = asyncio.create_task(offer(target, load, laps))
+        peak: dict[str, int] = {}
+        while not streams.done():
+            await asyncio.sleep(1.0)
+            now = await placements(fleet)
+            if sum(now.values()) > sum(peak.values()):
+                peak = now
+        runs = await streams
     level = scored(target, runs, load.window_s, 0.0, ENDPOINTING_S,
                    router, 0.0, 0.0)
     return summarise(router, level, peak)
-
-
-async def until_reported(lab: Path, replicas: int) -> None:
-    async with asyncio.timeout(120):
-        while len(replicas_of(lab)) < replicas:
-            await asyncio.sleep(0.2)
-        await asyncio.sleep(2.0)  # warm, and reported to the routers
 
 
 def summarise(router: str, level: LevelResult,
@@ -200,19 +185,13 @@ async def proxy_cost(streams: int = 6, duration_s: float = 30.0
     laps = [cut(f) for f in fixtures_of()]
     load = SkewedLoad(arrivals=streams, window_s=1.0, long_share=1.0,
                       long_s=duration_s)
-    with tempfile.TemporaryDirectory(prefix="ch12-proxy-") as lab:
-        args = ("-m", "ch12_scaling", "serve", "--port", "0",
-                "--replicas", "1", "--lab-dir", lab)
-        env = {"SPEECH_API_KEYS": DEV_KEY, "CH04_LOAD_S": "0",
-               "CH04_WARMUP_S": "0"}
-        async with running_service(args, env, start_timeout_s=120,
-                                   stop_timeout_s=90) as service:
-            await until_reported(Path(lab), 1)
-            (record,) = replicas_of(Path(lab)).values()
-            proxied = Target(url=f"ws://127.0.0.1:{service.port}")
-            direct = Target(url=f"ws://127.0.0.1:{record['pipeline_port']}")
-            through, past = await asyncio.gather(
-                offer(proxied, load, laps), offer(direct, load, laps))
+    async with running_fleet("--replicas", "1", replicas=1,
+                             env=ENV) as fleet:
+        (record,) = fleet.records().values()
+        proxied = Target(url=fleet.url)
+        direct = Target(url=f"ws://127.0.0.1:{record['pipeline_port']}")
+        through, past = await asyncio.gather(
+            offer(proxied, load, laps), offer(direct, load, laps))
     a = scored(proxied, through, duration_s, 0.0, ENDPOINTING_S, "proxied",
                0.0, 0.0)
     b = scored(direct, past, duration_s, 0.0, ENDPOINTING_S, "direct",

@@ -18,7 +18,6 @@ import json
 import secrets
 import subprocess
 import sys
-import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -29,9 +28,10 @@ from examples.fleet_client import (
     finals_until_close,
     open_stream,
     replica_of,
+    running_fleet,
     send_paced,
 )
-from examples.service import REPO_ROOT, running_service
+from examples.service import REPO_ROOT
 
 RESULTS = REPO_ROOT / "bench" / "results" / "ch12_scaling.json"
 
@@ -62,25 +62,21 @@ async def until_open(url: str, key: str) -> ClientConnection:
 
 async def fleet() -> None:
     key = "demo-" + secrets.token_hex(8)
-    with tempfile.TemporaryDirectory(prefix="ch12-lab-") as lab:
-        args = ("-m", "ch12_scaling", "serve", "--port", "0",
-                "--replicas", "2", "--lab-dir", lab)
-        print(f"\n$ python {' '.join(args)}", flush=True)
-        async with running_service(args, {"SPEECH_API_KEYS": key},
-                                   start_timeout_s=120,
-                                   stop_timeout_s=90) as service:
-            url = f"ws://127.0.0.1:{service.port}"
-            print(f"  listening on {url} on Ray Serve, two replicas",
-                  flush=True)
-            async with await until_open(url, key) as socket:
-                sender = asyncio.create_task(
-                    send_paced(socket, "low_latency"))
-                said = await finals_until_close(socket)
-                await sender
-            print(f"  [replica {replica_of(socket)}] {' '.join(said)}")
-            await preempted_stream(url, key, Path(lab))
-        print(f"  fleet stopped on SIGTERM (exit"
-              f" {service.process.returncode})")
+    print("\n$ python -m ch12_scaling serve --port 0 --replicas 2",
+          flush=True)
+    async with running_fleet("--replicas", "2", replicas=2,
+                             env={"SPEECH_API_KEYS": key}) as running:
+        url = running.url
+        print(f"  listening on {url} on Ray Serve, two replicas",
+              flush=True)
+        async with await until_open(url, key) as socket:
+            sender = asyncio.create_task(send_paced(socket, "low_latency"))
+            said = await finals_until_close(socket)
+            await sender
+        print(f"  [replica {replica_of(socket)}] {' '.join(said)}")
+        await preempted_stream(url, key, running.lab)
+    print(f"  fleet stopped on SIGTERM (exit"
+          f" {running.service.process.returncode})")
 
 
 async def preempted_stream(url: str, key: str, lab: Path) -> None:
