@@ -2,7 +2,10 @@
 
 Chapter 11. `burn-rates` prints the burn-rate table of an objective and
 period: factors, thresholds, and how fast each tier detects and resets;
-`rules` turns an SLO spec into Prometheus rules that promtool checks;
+`rules` turns SLO specs in any form Sloth reads (Sloth's own, its
+Kubernetes resource, OpenSLO) into Prometheus rules that promtool
+checks, and takes Sloth's generate flags; `validate` reads and
+generates specs without writing anything;
 `report` measures the SLIs of client records against a tier's targets;
 `scenario` replays a synthetic month and shows which alerts fire when;
 `jitter` plays a jittery stream through playout buffers and weighs the
@@ -33,8 +36,17 @@ from ch11_slo.burn_rates import (
 from ch11_slo.durations import parse_duration
 from ch11_slo.invalid import InvalidField
 from ch11_slo.jitter import DEFAULT_CHUNK_MS, jitter_report
-from ch11_slo.rules import render_rules, rule_groups
-from ch11_slo.spec import DEFAULT_PERIOD, parse_spec
+from ch11_slo.generate import (
+    Filters,
+    discover,
+    generate,
+    generate_tree,
+    pattern,
+    validate,
+)
+from ch11_slo.rules import RuleOptions
+from ch11_slo.spec import DEFAULT_PERIOD, SpecOptions, labels_of
+from ch11_slo.windows import WindowCatalogue, read_catalogue
 from ch11_slo.target_cost import (
     DEFAULT_STREAMS,
     DEFAULT_TARGETS,
@@ -59,11 +71,11 @@ def parser() -> argparse.ArgumentParser:
                        help="Prometheus scrape interval (default 1m)")
     rates.add_argument("--json", action="store_true",
                        help="print JSON instead of a table")
-    rules = commands.add_parser(
-        "rules", help="Prometheus rules from a Sloth prometheus/v1 spec")
-    rules.add_argument("spec", type=Path, help="SLO spec (YAML)")
-    rules.add_argument("-o", "--output", type=Path,
-                       help="rules file to write (default: stdout)")
+    add_rules(commands.add_parser(
+        "rules", help="Prometheus rules from SLO specs in any form Sloth"
+                      " reads (a file or a directory)"))
+    add_validate(commands.add_parser(
+        "validate", help="read and generate SLO specs, writing nothing"))
     jitter = commands.add_parser(
         "jitter", help="playout delay vs added latency vs underruns")
     jitter.add_argument("--seed", type=int, default=0,
@@ -88,6 +100,47 @@ def parser() -> argparse.ArgumentParser:
                                         add_help=False)
         delegated.add_argument("rest", nargs=argparse.REMAINDER)
     return top
+
+
+def add_spec_input(command: argparse.ArgumentParser) -> None:
+    """What `rules` and `validate` share with Sloth's CLI."""
+    command.add_argument("spec", type=Path, nargs="?",
+                         help="SLO spec file or directory")
+    command.add_argument("-i", "--input", type=Path, dest="input_path",
+                         help="the same, as Sloth names it")
+    command.add_argument("-n", "--fs-include", metavar="REGEX",
+                         help="with a directory: only paths matching")
+    command.add_argument("-e", "--fs-exclude", metavar="REGEX",
+                         help="with a directory: skip paths matching"
+                              " (before --fs-include)")
+    command.add_argument("--slo-period-windows-path", type=Path,
+                         metavar="DIR",
+                         help="Sloth AlertWindows files, one per period,"
+                              " replacing the default tiers")
+    command.add_argument("--default-slo-period", default=DEFAULT_PERIOD,
+                         help="period of specs that name none (default"
+                              f" {DEFAULT_PERIOD})")
+    command.add_argument("--strict", action="store_true",
+                         help="unknown fields are errors, not warnings")
+    command.add_argument("-l", "--extra-labels", action="append",
+                         default=[], metavar="KEY=VALUE",
+                         help="a label for every SLO's rules (repeat it)")
+
+
+def add_rules(rules: argparse.ArgumentParser) -> None:
+    add_spec_input(rules)
+    rules.add_argument("-o", "--out", "--output", type=Path, dest="output",
+                       help="rules file (default: stdout, or -); a"
+                            " directory when the input is one")
+    rules.add_argument("--disable-recordings", action="store_true",
+                       help="alerts only (the recordings come from"
+                            " elsewhere)")
+    rules.add_argument("--disable-alerts", action="store_true",
+                       help="recordings only")
+
+
+def add_validate(validate: argparse.ArgumentParser) -> None:
+    add_spec_input(validate)
 
 
 def add_accuracy_budget(budget: argparse.ArgumentParser) -> None:
@@ -137,26 +190,79 @@ def burn_rates_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def spec_options(args: argparse.Namespace) -> SpecOptions:
+    parse_duration(args.default_slo_period, "--default-slo-period")
+    windows = (read_catalogue(args.slo_period_windows_path)
+               if args.slo_period_windows_path else WindowCatalogue())
+    return SpecOptions(strict=args.strict,
+                       default_period=args.default_slo_period,
+                       windows=windows)
+
+
+def rule_options(args: argparse.Namespace) -> RuleOptions:
+    labels = {}
+    for pair in args.extra_labels:
+        key, equals, value = pair.partition("=")
+        if not equals:
+            raise InvalidField("--extra-labels", (
+                f"{pair!r} is not KEY=VALUE"))
+        labels[key] = value
+    checked = labels_of(labels, "--extra-labels")
+    return RuleOptions(extra_labels=checked,
+                       recordings=not getattr(args, "disable_recordings",
+                                              False),
+                       alerts=not getattr(args, "disable_alerts", False))
+
+
+def input_of(args: argparse.Namespace) -> Path:
+    if (args.spec is None) == (args.input_path is None):
+        raise InvalidField("spec", "give one spec file or directory"
+                           " (as an argument or with -i)")
+    path: Path = args.spec or args.input_path
+    return path
+
+
+def filters_of(args: argparse.Namespace) -> Filters:
+    return Filters(pattern(args.fs_include, "--fs-include"),
+                   pattern(args.fs_exclude, "--fs-exclude"))
+
+
 def rules_command(args: argparse.Namespace) -> int:
-    spec_path: Path = args.spec
-    try:
-        text = spec_path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise InvalidField("spec", f"cannot read {spec_path}: "
-                           f"{error.strerror}") from None
-    spec = parse_spec(text)
-    rules = render_rules(rule_groups(spec), spec_path.name)
-    if args.output is None:
-        print(rules, end="")
+    source = input_of(args)
+    options, rules = spec_options(args), rule_options(args)
+    if source.is_dir():
+        if args.output is None:
+            raise InvalidField("--out", "needed: the input is a directory")
+        done = generate_tree(source, args.output, filters_of(args),
+                             options, rules)
+        warnings = [w for _, generated in done for w in generated.warnings]
+        for target, _ in done:
+            print(f"wrote {target}", file=sys.stderr)
     else:
-        try:
-            args.output.write_text(rules, encoding="utf-8")
-        except OSError as error:
-            raise InvalidField("--output", f"cannot write {args.output}: "
-                               f"{error.strerror}") from None
-    for warning in spec.warnings:
+        generated = generate(source, options, rules)
+        warnings = list(generated.warnings)
+        if args.output is None or str(args.output) == "-":
+            print(generated.rules, end="")
+        else:
+            try:
+                args.output.write_text(generated.rules, encoding="utf-8")
+            except OSError as error:
+                raise InvalidField("--output", f"cannot write {args.output}:"
+                                   f" {error.strerror}") from None
+    for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
     return 0
+
+
+def validate_command(args: argparse.Namespace) -> int:
+    paths = discover(input_of(args), filters_of(args))
+    verdicts = validate(paths, spec_options(args), rule_options(args))
+    for verdict in verdicts:
+        if verdict.problem:
+            print(f"invalid {verdict.path}: {verdict.problem}")
+        else:
+            print(f"ok {verdict.path}: {len(verdict.slo_ids)} SLOs")
+    return 2 if any(verdict.problem for verdict in verdicts) else 0
 
 
 def jitter_command(args: argparse.Namespace) -> int:
@@ -195,6 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return scenario.main(words[1:])
     args = parser().parse_args(words)
     command = {"burn-rates": burn_rates_command, "rules": rules_command,
+               "validate": validate_command,
                "jitter": jitter_command,
                "accuracy-budget": accuracy_budget_command,
                "target-cost": target_cost_command}
@@ -202,7 +309,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return command[args.command](args)
     except InvalidField as error:
         field = error.field
-        if args.command != "rules":
+        if args.command not in ("rules", "validate"):
             field = FLAGS.get(field, field)
         print(f"error: {field}: {error.problem}", file=sys.stderr)
         return 2

@@ -32,7 +32,7 @@ from ch11_slo.records import InvalidRecord, UtteranceRecord, read_records
 from ch11_slo.scenario import BASELINE_ERROR_RATIO, PERIOD_DAYS, clock
 from ch11_slo.scenario import diurnal_rate as scenario_rate
 from ch11_slo.sli import WORDS
-from ch11_slo.spec import parse_spec
+from ch11_slo.spec_files import parse_spec
 from ch11_slo.targets import TierTargets, tier_targets
 
 STREAMING_SPEC = Path(__file__).with_name("specs") / "streaming.yaml"

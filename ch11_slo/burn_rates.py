@@ -20,24 +20,20 @@ from fractions import Fraction
 from ch11_slo.durations import format_duration
 from ch11_slo.invalid import InvalidField
 
-# The short window is a twelfth of the long one (SRE workbook): short
-# enough that the alert resets soon after the errors stop.
-SHORT_WINDOW_DIVISOR = 12
 DEFAULT_SCRAPE_INTERVAL = 60
+HOUR = 3_600
+DAY = 86_400
 
 
 @dataclass(frozen=True)
 class AlertTier:
     """Alert when `budget_fraction` of the budget burns in `long_window`
-    seconds and the short window shows it is still burning."""
+    seconds and the `short_window` shows it is still burning."""
 
     severity: str  # "page" or "ticket"
     budget_fraction: Fraction
     long_window: int
-
-    @property
-    def short_window(self) -> int:
-        return self.long_window // SHORT_WINDOW_DIVISOR
+    short_window: int
 
     def describe(self) -> str:
         share = decimal_text(self.budget_fraction * 100)
@@ -52,11 +48,20 @@ class AlertTier:
         return format_duration(self.short_window)
 
 
+# --8<-- [start:four_window_ticket]
+# The SRE workbook's tiers, with Sloth's windows. Each short window is
+# a twelfth of its long one: the alert clears soon after errors stop.
 DEFAULT_TIERS = (
-    AlertTier("page", Fraction(2, 100), 3_600),
-    AlertTier("page", Fraction(5, 100), 6 * 3_600),
-    AlertTier("ticket", Fraction(10, 100), 3 * 86_400),
+    AlertTier("page", Fraction(2, 100), HOUR, 5 * 60),
+    AlertTier("page", Fraction(5, 100), 6 * HOUR, 30 * 60),
+    # Two ticket tiers, each a tenth of the budget. Over 30 days the
+    # day-long one burns at 3x and opens a ticket within hours of a
+    # moderate burn; the three-day one, at 1x, catches a slow leak
+    # that would spend the budget by the end of the period.
+    AlertTier("ticket", Fraction(10, 100), DAY, 2 * HOUR),
+    AlertTier("ticket", Fraction(10, 100), 3 * DAY, 6 * HOUR),
 )
+# --8<-- [end:four_window_ticket]
 
 
 @dataclass(frozen=True)
@@ -104,18 +109,21 @@ class BurnRateTable:
     warnings: tuple[str, ...]
 
 
-def parse_objective(value: object, field: str = "objective") -> Fraction:
-    """An objective in percent (99.9) as an exact ratio (999/1000)."""
+def parse_objective(value: object, field: str = "objective",
+                    allow_full: bool = False) -> Fraction:
+    """An objective in percent (99.9) as an exact ratio (999/1000).
+    `allow_full` accepts 100%, as Sloth's specs may say it."""
     try:
         percent = Fraction(str(value))
     except (ValueError, ZeroDivisionError):
         raise InvalidField(
             field, f"{value!r} is not a number (a percentage like 99.9)"
         ) from None
-    if not 0 < percent < 100:
+    within = percent <= 100 if allow_full else percent < 100
+    if not 0 < percent or not within:
+        most = "at most" if allow_full else "below"
         raise InvalidField(
-            field, f"{value!r} must be above 0 and below 100 (percent)"
-        )
+            field, f"{value!r} must be above 0 and {most} 100 (percent)")
     return percent / 100
 
 
@@ -124,10 +132,10 @@ def burn_rate_table(
     period: int,
     tiers: Sequence[AlertTier] = DEFAULT_TIERS,
     scrape_interval: int = DEFAULT_SCRAPE_INTERVAL,
-    objective_field: str = "objective",
 ) -> BurnRateTable:
-    """Every tier worked out and checked; InvalidField for one that
-    cannot work, a warning for one that alerts on a sustainable burn."""
+    """Every tier worked out and checked: InvalidField for one that is
+    malformed; a tier that can never fire is left out, and it and one
+    that alerts on a sustainable burn get a warning."""
     if not tiers:
         raise InvalidField("tiers", "at least one alert tier is needed")
     rates = []
@@ -137,12 +145,13 @@ def burn_rate_table(
         rate = burn_rate(tier, objective, period)
         if rate.threshold >= 1:
             most = decimal_text(1 / (1 - objective))
-            raise InvalidField(objective_field, (
-                f"at {decimal_text(objective * 100)}% the highest possible"
-                f" burn rate is {most}x, so the {tier.describe()} at"
+            warnings.append(
+                f"{tier.describe()} left out: at"
+                f" {decimal_text(objective * 100)}% the highest possible"
+                f" burn rate is {most}x, so its"
                 f" {decimal_text(rate.factor)}x over"
-                f" {format_duration(period)} can never fire"
-            ))
+                f" {format_duration(period)} can never fire")
+            continue
         if rate.factor < 1:
             warnings.append(
                 f"{tier.describe()}: factor {decimal_text(rate.factor)} is"
@@ -151,6 +160,10 @@ def burn_rate_table(
                 " period; lengthen its window or raise its share"
             )
         rates.append(rate)
+    if objective == 1:
+        warnings.append(
+            "an objective of 100% leaves no error budget: every tier"
+            " fires on the first error, and no burn rate is recorded")
     return BurnRateTable(objective, period, scrape_interval, tuple(rates),
                          tuple(warnings))
 
@@ -163,10 +176,10 @@ def check_windows(tier: AlertTier, period: int, scrape_interval: int) -> None:
         raise InvalidField("budget_fraction", (
             f"{tier.describe()}: the share of the budget must be above 0"
             " and at most 1"))
-    if tier.long_window % SHORT_WINDOW_DIVISOR:
-        raise InvalidField("long_window", (
-            f"{tier.long_window} s does not divide into a short window of"
-            f" whole seconds (1/{SHORT_WINDOW_DIVISOR} of it)"))
+    if not 0 < tier.short_window < tier.long_window:
+        raise InvalidField("short_window", (
+            f"{tier.describe()}: the short window must be shorter than"
+            " the long one"))
     if tier.long_window > period:
         raise InvalidField("period", (
             f"{format_duration(period)} is shorter than the"

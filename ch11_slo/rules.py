@@ -1,141 +1,234 @@
 """Prometheus recording and alerting rules from an SLO spec.
 
 Chapter 11, "Monitoring and alerting on SLO burn rate". For every SLO
-the generator records the error ratio over each window an alert tier
-reads (5m, 30m, 1h, 6h and 3d with the default tiers), then writes a
-page and a ticket alert, each true while both windows of any of its
-tiers burn faster than the tier allows: the multiwindow, multi-burn-rate
-alerts of the SRE workbook, with Sloth's rule and label names. A ratio
-is recorded only while there is traffic, so an idle service has no
-ratio at all, rather than NaN, and cannot fire.
+the generator records the error ratio over each window of its alert
+tiers (5m, 30m, 1h, 2h, 6h, 1d and 3d by default) and over the SLO
+period; then Sloth's metadata recordings (objective, budget, burn
+rates, remaining budget, `sloth_slo_info`), so Sloth's Grafana
+dashboards read these rules as they read Sloth's; then a page and a
+ticket alert, each true while both windows of any of its tiers burn
+faster than the tier allows. A ratio is recorded only while there is
+traffic, so an idle service has no ratio at all, rather than NaN, and
+cannot fire or poison the period's ratio.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
-import yaml
-
 from ch11_slo.burn_rates import BurnRate, decimal_text
 from ch11_slo.durations import format_duration
-from ch11_slo.spec import WINDOW, AlertSpec, ServiceSpec, SloSpec
+from ch11_slo.spec import WINDOW, AlertSpec, EventsSli, ServiceSpec, SloSpec
 
 Rule = dict[str, Any]
+GENERATOR = "ch11_slo"
+MODES = {"prometheus/v1": "cli-gen-prom", "sloth.slok.dev/v1": "cli-gen-k8s",
+         "openslo/v1alpha": "cli-gen-openslo"}
+SLO_ID_LABELS = ("sloth_id", "sloth_service", "sloth_slo")
+
+
+@dataclass(frozen=True)
+class RuleOptions:
+    """Sloth's generate flags: labels for every SLO, and which rules."""
+
+    extra_labels: Mapping[str, str] = field(default_factory=dict)
+    recordings: bool = True
+    alerts: bool = True
 
 
 def ratio_name(window: int) -> str:
     return f"slo:sli_error:ratio_rate{format_duration(window)}"
 
 
-def recording_rule(spec: ServiceSpec, slo: SloSpec, window: int) -> Rule:
-    """The SLO's error ratio over `window`, absent without traffic."""
-    error, total = (WINDOW.sub(format_duration(window), query)
-                    for query in (slo.error_query, slo.total_query))
-    # Dividing by a filtered total leaves no sample when the total is
-    # at or below the minimum rate: no NaN, and no alert on no traffic.
-    least = decimal_text(slo.min_request_rate)
-    return {
-        "record": ratio_name(window),
-        "expr": f"({error})\n/\n(({total}) > {least})\n",
-        "labels": {
-            **spec.labels,
-            **slo.labels,
+def with_window(query: str, window: int) -> str:
+    return WINDOW.sub(format_duration(window), query)
+
+
+def slo_labels(spec: ServiceSpec, slo: SloSpec,
+               options: RuleOptions) -> dict[str, str]:
+    """The labels of every recording of `slo`, but its window."""
+    return {**spec.labels, **slo.labels, **options.extra_labels,
             "sloth_id": f"{spec.service}-{slo.name}",
-            "sloth_service": spec.service,
-            "sloth_slo": slo.name,
-            "sloth_window": format_duration(window),
-        },
-    }
+            "sloth_service": spec.service, "sloth_slo": slo.name}
+
+
+def selector(labels: Mapping[str, str]) -> str:
+    """The SLO's identity as a series selector: id, service and SLO."""
+    pairs = ", ".join(f'{key}="{labels[key]}"' for key in SLO_ID_LABELS)
+    return f"{{{pairs}}}"
+
+
+def ratio_expr(slo: SloSpec, window: int) -> str:
+    """The SLI's error ratio over `window`, with no sample (never NaN)
+    when there is no traffic."""
+    if isinstance(slo.sli, EventsSli):
+        error, total = (with_window(query, window) for query in (
+            slo.sli.error_query, slo.sli.total_query))
+        # Dividing by a filtered total leaves no sample when the total
+        # is at or below the minimum rate: no NaN, no alert on no traffic.
+        least = decimal_text(slo.min_request_rate)
+        return f"({error})\n/\n(({total}) > {least})\n"
+    # A raw ratio of 0/0 is NaN; NaN >= 0 is false, so it is dropped.
+    return f"({with_window(slo.sli.error_ratio_query, window)})\n>= 0\n"
+
+
+def recording(name: str, expr: str, labels: Mapping[str, str]) -> Rule:
+    return {"record": name, "expr": expr, "labels": dict(labels)}
+
+
+def sli_recordings(spec: ServiceSpec, slo: SloSpec,
+                   labels: Mapping[str, str]) -> list[Rule]:
+    """The ratio over every window the tiers read, then over the
+    period (unless the period is one of those windows)."""
+    rules = [recording(ratio_name(window), ratio_expr(slo, window),
+                       {**labels, "sloth_window": format_duration(window)})
+             for window in slo.windows]
+    if spec.period not in slo.windows:
+        rules += period_recordings(spec.period, slo, labels)
+    return rules
+
+
+# --8<-- [start:remaining_budget]
+def period_recordings(period: int, slo: SloSpec,
+                      labels: Mapping[str, str]) -> list[Rule]:
+    """The period's error ratio from the shortest window's recordings:
+    errors over events, summed over the period. Minutes without
+    traffic add nothing rather than NaN, so a gap in traffic never
+    blanks the period's ratio, or the budget left, for a whole period."""
+    short, ids = slo.windows[0], selector(labels)
+    over = f"{ids}[{format_duration(period)}]"
+    rules = []
+    if isinstance(slo.sli, EventsSli):
+        rules = [recording(
+            f"slo:sli_{kind}_events:rate{format_duration(short)}",
+            f"{with_window(query, short)}\n",
+            {**labels, "sloth_window": format_duration(short)})
+            for kind, query in (("error", slo.sli.error_query),
+                                ("total", slo.sli.total_query))]
+        errors, total = (f"sum_over_time({rule['record']}{over})"
+                         for rule in rules)
+        expr = f"{errors}\n/\n({total} > 0)\n"
+    else:  # a raw SLI has no events to weigh its ratios by
+        expr = f"avg_over_time({ratio_name(short)}{over})\n"
+    return rules + [recording(
+        ratio_name(period), expr,
+        {**labels, "sloth_window": format_duration(period)})]
+# --8<-- [end:remaining_budget]
+
+
+def metadata_recordings(spec: ServiceSpec, slo: SloSpec,
+                        labels: Mapping[str, str]) -> list[Rule]:
+    """Sloth's metadata, as its dashboards read it. A budget of 0 (an
+    objective of 100%) gives no burn rate rather than +Inf or NaN."""
+    ids = selector(labels)
+    budget = f"(slo:error_budget:ratio{ids} > 0)"
+    on = f"/ on({', '.join(SLO_ID_LABELS)}) group_left()\n"
+
+    def burn(window: int) -> str:
+        return f"{ratio_name(window)}{ids}\n{on}{budget}\n"
+
+    info = {**labels, "sloth_mode": MODES[spec.form],
+            "sloth_objective": decimal_text(slo.objective * 100),
+            "sloth_spec": spec.form, "sloth_version": GENERATOR}
+    return [
+        recording("slo:objective:ratio",
+                  f"vector({decimal_text(slo.objective)})", labels),
+        recording("slo:error_budget:ratio",
+                  f"vector({decimal_text(1 - slo.objective)})", labels),
+        recording("slo:time_period:days",
+                  f"vector({decimal_text(Fraction(spec.period, 86_400))})",
+                  labels),
+        recording("slo:current_burn_rate:ratio", burn(slo.windows[0]),
+                  labels),
+        recording("slo:period_burn_rate:ratio", burn(spec.period), labels),
+        recording("slo:period_error_budget_remaining:ratio",
+                  f"1 - slo:period_burn_rate:ratio{ids}", labels),
+        recording("sloth_slo_info", "vector(1)", info),
+    ]
 
 
 # --8<-- [start:multiwindow_condition]
-def tier_condition(slo_id: str, rate: BurnRate) -> str:
+def tier_condition(ids: str, rate: BurnRate) -> str:
     """PromQL that holds while both windows of a tier burn too fast."""
-    short = burning(slo_id, rate.tier.short_window, rate.threshold)
-    long = burning(slo_id, rate.tier.long_window, rate.threshold)
+    short = burning(ids, rate.tier.short_window, rate.threshold)
+    long = burning(ids, rate.tier.long_window, rate.threshold)
     return f"(\n  {short}\n  and\n  {long}\n)"
 
 
-def burning(slo_id: str, window: int, threshold: Fraction) -> str:
+def burning(ids: str, window: int, threshold: Fraction) -> str:
     """One window's error ratio over the threshold (exact: 0.0144)."""
     # Without sloth_window both windows carry the same labels, so `and`
     # matches them, and the alert keeps one identity whichever tier
     # fires. A window with no traffic has no ratio, so it never fires.
-    return (f"max without (sloth_window) ({ratio_name(window)}"
-            f'{{sloth_id="{slo_id}"}} > {decimal_text(threshold)})')
+    return (f"max without (sloth_window) ({ratio_name(window)}{ids}"
+            f" > {decimal_text(threshold)})")
 # --8<-- [end:multiwindow_condition]
 
 
-def alert_rule(
-    slo: SloSpec, slo_id: str, severity: str, alert: AlertSpec
-) -> Rule:
+def default_annotations(severity: str) -> dict[str, str]:
+    """Sloth's title and summary, which the spec's annotations
+    override."""
+    slo = "{{$labels.sloth_service}} {{$labels.sloth_slo}}"
+    return {"title": f"({severity}) {slo} SLO error budget burn rate is"
+                     " too fast.",
+            "summary": f"{slo} SLO error budget burn rate is over"
+                       " expected."}
+
+
+def alert_rule(slo: SloSpec, identity: Mapping[str, str], severity: str,
+               alert: AlertSpec) -> Rule | None:
     """One alert (page or ticket): any of its tiers burning. No `for:`:
-    the short window already holds it back from a brief spike."""
-    conditions = [tier_condition(slo_id, rate)
+    the short window already holds it back from a brief spike. None
+    when every tier of the severity was left out as unable to fire."""
+    conditions = [tier_condition(selector(identity), rate)
                   for rate in slo.burn_rates.rates
                   if rate.tier.severity == severity]
-    rule: Rule = {
+    if not conditions:
+        return None
+    return {
         "alert": slo.alert_name,
         "expr": "\nor\n".join(conditions) + "\n",
+        # The SLO's identity, which the alert inherits anyway, keeps
+        # two SLOs' alerts of one name distinct rules in one file.
         "labels": {**slo.alert_labels, **alert.labels,
+                   **{key: identity[key] for key in SLO_ID_LABELS},
                    "sloth_severity": severity},
+        "annotations": {**default_annotations(severity),
+                        **slo.alert_annotations, **alert.annotations},
     }
-    annotations = {**slo.alert_annotations, **alert.annotations}
-    if annotations:
-        rule["annotations"] = annotations
-    return rule
 
 
-def rule_groups(spec: ServiceSpec) -> list[Rule]:
-    """One rule group per SLO of `spec`."""
-    return [rule_group(spec, slo) for slo in spec.slos]
+def alert_rules(slo: SloSpec, identity: Mapping[str, str]) -> list[Rule]:
+    alerts = (alert_rule(slo, identity, severity, alert)
+              for severity, alert in (("page", slo.page),
+                                      ("ticket", slo.ticket))
+              if alert.enabled)
+    return [alert for alert in alerts if alert is not None]
 
 
-def windows_read(slo: SloSpec) -> list[int]:
-    """Every window an alert tier of `slo` reads, shortest first."""
-    return sorted({window for rate in slo.burn_rates.rates
-                   for window in (rate.tier.short_window,
-                                  rate.tier.long_window)})
+def rule_groups(spec: ServiceSpec,
+                options: RuleOptions | None = None) -> list[Rule]:
+    """One rule group per SLO of `spec` that has any rules."""
+    groups = [rule_group(spec, slo, options or RuleOptions())
+              for slo in spec.slos]
+    return [group for group in groups if group["rules"]]
 
 
 # --8<-- [start:rule_generation]
-def rule_group(spec: ServiceSpec, slo: SloSpec) -> Rule:
-    """The SLO's error ratio over every window its tiers read, then its
-    page and ticket alerts on those ratios."""
-    slo_id = f"{spec.service}-{slo.name}"
-    recordings = [recording_rule(spec, slo, window)
-                  for window in windows_read(slo)]
-    alerts = [alert_rule(slo, slo_id, severity, alert)
-              for severity, alert in (("page", slo.page),
-                                      ("ticket", slo.ticket))
-              if alert.enabled]
+def rule_group(spec: ServiceSpec, slo: SloSpec,
+               options: RuleOptions) -> Rule:
+    """The SLO's ratios and Sloth's metadata, then its page and ticket
+    alerts on those ratios."""
+    labels = slo_labels(spec, slo, options)
+    recordings = (sli_recordings(spec, slo, labels)
+                  + metadata_recordings(spec, slo, labels)
+                  if options.recordings else [])
+    alerts = alert_rules(slo, labels) if options.alerts else []
     # A group runs its rules in order: the alerts read the ratios
     # recorded at the same evaluation, not the one before.
-    return {"name": f"sloth-slo-{slo_id}", "rules": recordings + alerts}
+    return {"name": f"sloth-slo-{labels['sloth_id']}",
+            "rules": recordings + alerts}
 # --8<-- [end:rule_generation]
-
-
-class RulesDumper(yaml.SafeDumper):
-    """YAML as people write rules: multi-line PromQL as block text."""
-
-
-def represent_text(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
-    style = "|" if "\n" in text else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", text,
-                                   style=style)
-
-
-RulesDumper.add_representer(str, represent_text)
-
-
-def render_rules(groups: list[Rule], source: str) -> str:
-    """The rules file: a header naming its source, then the groups."""
-    body: Mapping[str, object] = {"groups": groups}
-    header = (
-        f"# Generated by `python -m ch11_slo rules` from {source}.\n"
-        "# Edit the spec and regenerate; do not edit this file.\n"
-    )
-    return header + yaml.dump(body, Dumper=RulesDumper, sort_keys=False,
-                              width=1_000)

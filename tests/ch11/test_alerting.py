@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ch11_slo.durations import format_duration
 from ch11_slo.rules import ratio_name
-from ch11_slo.spec import parse_spec
+from ch11_slo.spec_files import parse_spec
 from tests.ch11.promtool import (
     STREAMING_RULES,
     STREAMING_SPEC,

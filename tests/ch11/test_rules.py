@@ -12,8 +12,9 @@ from typing import Any
 
 import yaml
 
-from ch11_slo.rules import render_rules, rule_groups
-from ch11_slo.spec import parse_spec
+from ch11_slo.rules import rule_groups
+from ch11_slo.rules_file import render_rules
+from ch11_slo.spec_files import parse_spec
 from tests.ch11.promtool import STREAMING_RULES, STREAMING_SPEC, run_promtool
 
 TEST_SPEC = """\

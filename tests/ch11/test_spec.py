@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from ch11_slo.invalid import InvalidField
-from ch11_slo.spec import parse_spec
+from ch11_slo.spec_files import parse_spec
 from tests.ch11.promtool import STREAMING_SPEC
 
 Spec = dict[str, Any]
