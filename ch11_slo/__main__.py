@@ -34,8 +34,6 @@ from ch11_slo.burn_rates import (
     table_record,
 )
 from ch11_slo.durations import parse_duration
-from ch11_slo.invalid import InvalidField
-from ch11_slo.jitter import DEFAULT_CHUNK_MS, jitter_report
 from ch11_slo.generate import (
     Filters,
     discover,
@@ -44,15 +42,17 @@ from ch11_slo.generate import (
     pattern,
     validate,
 )
+from ch11_slo.invalid import InvalidField
+from ch11_slo.jitter import DEFAULT_CHUNK_MS, jitter_report
 from ch11_slo.rules import RuleOptions
 from ch11_slo.spec import DEFAULT_PERIOD, SpecOptions, labels_of
-from ch11_slo.windows import WindowCatalogue, read_catalogue
 from ch11_slo.target_cost import (
     DEFAULT_STREAMS,
     DEFAULT_TARGETS,
     RESULTS,
     target_cost_report,
 )
+from ch11_slo.windows import WindowCatalogue, read_catalogue
 
 
 def parser() -> argparse.ArgumentParser:

@@ -120,7 +120,7 @@ def parse_objective(value: object, field: str = "objective",
             field, f"{value!r} is not a number (a percentage like 99.9)"
         ) from None
     within = percent <= 100 if allow_full else percent < 100
-    if not 0 < percent or not within:
+    if not percent > 0 or not within:
         most = "at most" if allow_full else "below"
         raise InvalidField(
             field, f"{value!r} must be above 0 and {most} 100 (percent)")

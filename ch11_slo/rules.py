@@ -113,9 +113,8 @@ def period_recordings(period: int, slo: SloSpec,
         expr = f"{errors}\n/\n({total} > 0)\n"
     else:  # a raw SLI has no events to weigh its ratios by
         expr = f"avg_over_time({ratio_name(short)}{over})\n"
-    return rules + [recording(
-        ratio_name(period), expr,
-        {**labels, "sloth_window": format_duration(period)})]
+    period_label = {**labels, "sloth_window": format_duration(period)}
+    return [*rules, recording(ratio_name(period), expr, period_label)]
 # --8<-- [end:remaining_budget]
 
 

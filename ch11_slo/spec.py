@@ -20,7 +20,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-
 from ch11_slo.burn_rates import (
     DEFAULT_SCRAPE_INTERVAL,
     AlertTier,

@@ -2,8 +2,10 @@
 
 Each test feeds a traffic pattern to `promtool test rules` and checks
 the alerts against the burn-rate table: a total outage pages within the
-detection time, a slow burn opens a ticket a day in and never pages, a
-burn just under a threshold stays quiet, and no traffic fires nothing.
+detection time, a slow burn opens a ticket and never pages, a burn
+after a busy stretch opens one through the day-long tier days before
+the three-day tier would, a burn just under a threshold stays quiet,
+and no traffic fires nothing.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from ch11_slo.durations import format_duration
-from ch11_slo.rules import ratio_name
+from ch11_slo.rules import default_annotations, ratio_name
 from ch11_slo.spec_files import parse_spec
 from tests.ch11.promtool import (
     STREAMING_RULES,
@@ -26,10 +28,19 @@ from tests.ch11.promtool import (
 SPEC = parse_spec(STREAMING_SPEC.read_text(encoding="utf-8"))
 SLO = next(s for s in SPEC.slos if s.name == "stream-availability")
 SLO_ID = f"{SPEC.service}-{SLO.name}"
-FAST_PAGE, SLOW_PAGE, TICKET = SLO.burn_rates.rates
+FAST_PAGE, SLOW_PAGE, QUICK_TICKET, TICKET = SLO.burn_rates.rates
 STREAMS = 'speech_streams_total{dialect="deepgram"}'
 ERRORS = 'speech_streams_errors_total{dialect="deepgram",code="1011"}'
 MINUTE = 60
+
+
+def expanded(annotations: dict[str, str]) -> dict[str, str]:
+    """Annotations as Prometheus fills in their templates."""
+    labels = {"sloth_service": SPEC.service, "sloth_slo": SLO.name}
+    for name, value in labels.items():
+        annotations = {key: text.replace(f"{{{{$labels.{name}}}}}", value)
+                       for key, text in annotations.items()}
+    return annotations
 
 
 def alerts_at(minutes: int, *severities: str) -> dict[str, object]:
@@ -46,7 +57,8 @@ def alerts_at(minutes: int, *severities: str) -> dict[str, object]:
                     **(SLO.page if s == "page" else SLO.ticket).labels,
                     "sloth_severity": s,
                 },
-                "exp_annotations": dict(SLO.alert_annotations),
+                "exp_annotations": expanded(
+                    {**default_annotations(s), **SLO.alert_annotations}),
             }
             for s in severities
         ],
@@ -190,16 +202,17 @@ def test_zero_traffic_records_no_ratio_and_fires_nothing(
     })
 
 
-def test_a_slow_burn_opens_a_ticket_after_a_day_and_never_pages(
+def test_a_slow_burn_opens_a_ticket_and_never_pages(
     tmp_path: Path,
 ) -> None:
-    # Three clean days, then 0.3% of streams fail: a 3x burn. The
-    # 3-day window crosses 1x after (0.1% / 0.3%) * 3 days = 1 day.
+    # Three clean days, then 0.2% of streams fail: a 2x burn, under the
+    # day-long tier's 3x. The 3-day window crosses 1x after (0.1% /
+    # 0.2%) * 3 days = 1.5 days.
     step = 5  # minutes between samples: days of data, quickly
     onset = 3 * 24 * 60 // step
-    burn = Fraction(3, 1000)
+    burn = Fraction(2, 1000)
     ticket_after = TICKET.detection / burn / (step * MINUTE)
-    assert ticket_after == 288  # samples: one day
+    assert ticket_after == 432  # samples: a day and a half
     end = onset + int(ticket_after) + 12
     before, after = (step * (onset + int(ticket_after) + d)
                      for d in (-1, 1))
@@ -219,6 +232,34 @@ def test_a_slow_burn_opens_a_ticket_after_a_day_and_never_pages(
             alerts_at(before),
             alerts_at(after, "ticket"),
         ],
+    })
+
+
+def test_the_day_long_tier_catches_a_burn_a_busy_stretch_dilutes(
+    tmp_path: Path,
+) -> None:
+    # Two days at 10,000 streams a minute, all clean; then 1,000 a
+    # minute with 0.5% failing (5x). After t hours of the burn the 1d
+    # window holds 5t errors per 1,000 streams-minutes over 1,000t +
+    # 10,000 (24 - t): 0.003 (3x) is crossed when 5t = 3t + 30 (24 -
+    # t), t = 22.5 h; the 3d window, diluted by both busy days, is at
+    # 112.5 / 502,500 = 0.0224% then, far from its 0.1%. Neither page
+    # tier fires: 0.5% is under both 1.44% and 0.6%.
+    assert (QUICK_TICKET.threshold, TICKET.threshold) == (
+        Fraction("0.003"), Fraction("0.001"))
+    step = 5
+    busy, burn = 2 * 24 * 60 // step, 24 * 60 // step
+    before, after = (step * (busy + hours * 60 // step)
+                     for hours in (22, 23))
+    promtool_passes(tmp_path, f"{step}m", {
+        "interval": f"{step}m",
+        "input_series": [
+            {"series": STREAMS,
+             "values": counter((10_000 * step, busy), (1000 * step, burn))},
+            {"series": ERRORS,
+             "values": counter((0, busy), (5 * step, burn))},
+        ],
+        "alert_rule_test": [alerts_at(before), alerts_at(after, "ticket")],
     })
 
 

@@ -40,26 +40,23 @@ def detections(period_days: int) -> list[Fraction]:
 def test_factors_follow_from_budget_share_period_and_window() -> None:
     # The workbook's table for 99.9% over 30 days (720 h): 2% in 1 h is
     # 0.02 * 720 / 1 = 14.4x, 5% in 6 h is 0.05 * 720 / 6 = 6x, 10% in
-    # 3 d is 0.1 * 30 / 3 = 1x.
-    assert factors(30) == [Fraction("14.4"), 6, 1]
-    # 28 days (672 h): 0.02 * 672 = 13.44, 0.05 * 672 / 6 = 5.6 and
-    # 0.1 * 28 / 3 = 2.8 / 3 = 14/15.
+    # 1 d is 0.1 * 30 / 1 = 3x and 10% in 3 d is 0.1 * 30 / 3 = 1x.
+    assert factors(30) == [Fraction("14.4"), 6, 3, 1]
+    # 28 days (672 h): 0.02 * 672 = 13.44, 0.05 * 672 / 6 = 5.6,
+    # 0.1 * 28 = 2.8 and 0.1 * 28 / 3 = 2.8 / 3 = 14/15.
     assert factors(28) == [Fraction("13.44"), Fraction("5.6"),
-                           Fraction(14, 15)]
-    # 7 days (168 h): 0.02 * 168 = 3.36, 0.05 * 168 / 6 = 1.4 and
-    # 0.1 * 7 / 3 = 7/30.
+                           Fraction("2.8"), Fraction(14, 15)]
+    # 7 days (168 h): 0.02 * 168 = 3.36, 0.05 * 168 / 6 = 1.4,
+    # 0.1 * 7 = 0.7 and 0.1 * 7 / 3 = 7/30.
     assert factors(7) == [Fraction("3.36"), Fraction("1.4"),
-                          Fraction(7, 30)]
-    # The workbook's other ticket tier, 10% in 1 d: 0.1 * 30 / 1 = 3x.
-    one_day = AlertTier("ticket", Fraction(1, 10), DAY)
-    assert burn_rate(one_day, SLO, 30 * DAY).factor == 3
+                          Fraction("0.7"), Fraction(7, 30)]
 
 
 def test_thresholds_are_exact_where_floats_are_not() -> None:
     assert (1 - 0.999) * 14.4 != 0.0144  # 0.01440000000000001
     fast = burn_rate(DEFAULT_TIERS[0], SLO, 30 * DAY)
     assert decimal_text(fast.threshold) == "0.0144"  # 0.001 * 14.4
-    ticket = burn_rate(DEFAULT_TIERS[2], SLO, 28 * DAY)
+    ticket = burn_rate(DEFAULT_TIERS[3], SLO, 28 * DAY)
     # 0.001 * 14/15 = 0.000933..., rounded to 15 significant digits.
     assert decimal_text(ticket.threshold) == "0.000933333333333333"
 
@@ -67,14 +64,16 @@ def test_thresholds_are_exact_where_floats_are_not() -> None:
 def test_detection_at_total_outage_matches_the_workbook() -> None:
     # At 100% errors the alert fires after (1 - SLO) / error_ratio *
     # window * burn rate: 0.001 * 3600 s * 14.4 = 51.84 s (the
-    # workbook's ~52 s), 0.001 * 21600 s * 6 = 129.6 s (2.16 min) and
-    # 0.001 * 259200 s * 1 = 259.2 s (4.32 min).
+    # workbook's ~52 s), 0.001 * 21600 s * 6 = 129.6 s (2.16 min),
+    # 0.001 * 86400 s * 3 = 259.2 s and 0.001 * 259200 s * 1 = 259.2 s
+    # (4.32 min): both ticket tiers spend 10% of the same budget.
     assert detections(30) == [Fraction("51.84"), Fraction("129.6"),
-                              Fraction("259.2")]
+                              Fraction("259.2"), Fraction("259.2")]
     # Over 28 days: 0.001 * 3600 s * 13.44 = 48.384 s, 0.001 * 21600 s
-    # * 5.6 = 120.96 s and 0.001 * 259200 s * 14/15 = 241.92 s.
+    # * 5.6 = 120.96 s and 0.001 * 86400 s * 2.8 = 0.001 * 259200 s *
+    # 14/15 = 241.92 s.
     assert detections(28) == [Fraction("48.384"), Fraction("120.96"),
-                              Fraction("241.92")]
+                              Fraction("241.92"), Fraction("241.92")]
 
 
 def test_alert_resets_with_its_short_window_not_its_long_one() -> None:
@@ -82,14 +81,16 @@ def test_alert_resets_with_its_short_window_not_its_long_one() -> None:
     # threshold) of it once the errors stop. 1h/5m at 30 days: (1 -
     # 0.0144) * 300 s = 295.68 s (4.93 min) for the short window, and
     # 0.9856 * 3600 s = 3548.16 s for the long one.
-    fast, slow, ticket = burn_rate_table(SLO, 30 * DAY).rates
+    fast, slow, quick_ticket, ticket = burn_rate_table(
+        SLO, 30 * DAY).rates
     assert fast.reset == Fraction("295.68")
     assert fast.long_reset == Fraction("3548.16")
     assert fast.reset < fast.long_reset / 10
-    # 6h/30m: (1 - 0.006) * 1800 s = 1789.2 s; 3d/6h: (1 - 0.001) *
-    # 21600 s = 21578.4 s (5.994 h).
-    assert (slow.reset, ticket.reset) == (Fraction("1789.2"),
-                                          Fraction("21578.4"))
+    # 6h/30m: (1 - 0.006) * 1800 s = 1789.2 s; 1d/2h: (1 - 0.003) *
+    # 7200 s = 7178.4 s; 3d/6h: (1 - 0.001) * 21600 s = 21578.4 s
+    # (5.994 h).
+    assert (slow.reset, quick_ticket.reset, ticket.reset) == (
+        Fraction("1789.2"), Fraction("7178.4"), Fraction("21578.4"))
     # 1h/5m at 28 days, threshold 0.01344: 0.98656 * 300 s = 295.968 s.
     assert burn_rate(DEFAULT_TIERS[0], SLO, 28 * DAY).reset == Fraction(
         "295.968")
@@ -102,13 +103,28 @@ def test_a_factor_below_one_is_a_warning() -> None:
     assert burn_rate_table(SLO, 30 * DAY).warnings == ()
 
 
-def test_a_tier_that_can_never_fire_is_refused() -> None:
+def test_a_tier_that_can_never_fire_is_left_out_with_a_warning() -> None:
     # The highest burn rate is 1 / (1 - SLO): 14.4x needs SLO > 93.06%.
-    burn_rate_table(parse_objective("93.06"), 30 * DAY)
-    with pytest.raises(InvalidField, match="can never fire") as refused:
-        burn_rate_table(parse_objective("93.05"), 30 * DAY)
-    assert refused.value.field == "objective"
-    assert "14.4x" in str(refused.value)
+    assert len(burn_rate_table(parse_objective("93.06"), 30 * DAY).rates) \
+        == 4
+    table = burn_rate_table(parse_objective("93.05"), 30 * DAY)
+    assert [r.factor for r in table.rates] == [6, 3, 1]
+    (warning,) = table.warnings
+    assert warning.startswith("page tier (2% in 1h) left out")
+    assert "14.4x over 30d can never fire" in warning
+    # At 80% (at most 5x) both page tiers go, and the tickets stay.
+    table = burn_rate_table(parse_objective("80"), 30 * DAY)
+    assert {r.tier.severity for r in table.rates} == {"ticket"}
+    assert len(table.warnings) == 2
+
+
+def test_an_objective_of_100_has_no_budget_and_is_a_warning() -> None:
+    table = burn_rate_table(parse_objective(100, allow_full=True), 30 * DAY)
+    assert [r.threshold for r in table.rates] == [0, 0, 0, 0]
+    assert table.warnings[-1].startswith(
+        "an objective of 100% leaves no error budget")
+    with pytest.raises(InvalidField, match="below 100"):
+        parse_objective(100)
 
 
 @pytest.mark.parametrize("value", ["100", "0", "-1", "100.5", "abc", "",
@@ -142,10 +158,11 @@ def test_short_windows_need_two_scrapes() -> None:
 
 
 @pytest.mark.parametrize(("tier", "field"), [
-    (AlertTier("pager", Fraction(1, 50), 3_600), "severity"),
-    (AlertTier("page", Fraction(0), 3_600), "budget_fraction"),
-    (AlertTier("page", Fraction(3, 2), 3_600), "budget_fraction"),
-    (AlertTier("page", Fraction(1, 50), 3_601), "long_window"),
+    (AlertTier("pager", Fraction(1, 50), 3_600, 300), "severity"),
+    (AlertTier("page", Fraction(0), 3_600, 300), "budget_fraction"),
+    (AlertTier("page", Fraction(3, 2), 3_600, 300), "budget_fraction"),
+    (AlertTier("page", Fraction(1, 50), 3_600, 3_600), "short_window"),
+    (AlertTier("page", Fraction(1, 50), 3_600, 0), "short_window"),
 ])
 def test_malformed_tiers_are_refused(tier: AlertTier, field: str) -> None:
     with pytest.raises(InvalidField) as refused:

@@ -77,12 +77,12 @@ def test_factors_follow_from_the_period() -> None:
     thirty = evaluate(steady(30 * DAY))
     seven = evaluate(steady(7 * DAY))
     assert [t.name for t in thirty.tiers] == ["page 1h", "page 6h",
-                                              "ticket 3d"]
-    assert [t.factor for t in thirty.tiers] == [14.4, 6.0, 1.0]
+                                              "ticket 1d", "ticket 3d"]
+    assert [t.factor for t in thirty.tiers] == [14.4, 6.0, 3.0, 1.0]
     assert [t.factor for t in seven.tiers] == pytest.approx([3.36, 1.4,
-                                                             0.2333333])
+                                                             0.7, 0.2333333])
     assert [(t.long_window, t.short_window) for t in thirty.tiers] == [
-        (60, 5), (360, 30), (4320, 360)]
+        (60, 5), (360, 30), (1440, 120), (4320, 360)]
 
 
 def test_every_window_is_evaluated_including_the_period() -> None:
@@ -137,7 +137,7 @@ def test_a_warmup_must_leave_a_period() -> None:
 
 
 def test_alert_windows_must_be_whole_minutes() -> None:
-    odd = AlertTier("page", Fraction(2, 100), 3_612)  # 5m01s short window
+    odd = AlertTier("page", Fraction(2, 100), 3_612, 300)  # 1h0m12s
     with pytest.raises(InvalidField) as caught:
         evaluate(steady(30 * DAY), tiers=[odd])
     assert caught.value.field == "long_window"

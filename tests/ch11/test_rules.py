@@ -47,11 +47,24 @@ def groups_of(text: str) -> list[dict[str, Any]]:
     return groups
 
 
+RATIO_WINDOWS = ["5m", "30m", "1h", "2h", "6h", "1d", "3d"]
+METADATA = ["slo:objective:ratio", "slo:error_budget:ratio",
+            "slo:time_period:days", "slo:current_burn_rate:ratio",
+            "slo:period_burn_rate:ratio",
+            "slo:period_error_budget_remaining:ratio", "sloth_slo_info"]
+# Sloth's recordings, in its order, and two of ours before the period's
+# ratio: its error and total events over the shortest window.
+RECORDINGS = ([f"slo:sli_error:ratio_rate{w}" for w in RATIO_WINDOWS]
+              + ["slo:sli_error_events:rate5m", "slo:sli_total_events:rate5m",
+                 "slo:sli_error:ratio_rate28d"] + METADATA)
+
+
 def test_ratios_are_recorded_for_every_window_a_tier_reads() -> None:
     (group,) = groups_of(TEST_SPEC)
     records = [r for r in group["rules"] if "record" in r]
-    assert [r["labels"]["sloth_window"] for r in records] == [
-        "5m", "30m", "1h", "6h", "3d"]
+    assert [r["record"] for r in records] == RECORDINGS
+    assert [r["labels"]["sloth_window"] for r in records[:7]] == \
+        RATIO_WINDOWS
     assert records[0] == {
         "record": "slo:sli_error:ratio_rate5m",
         "expr": "(sum(rate(errors_total[5m])))\n/\n"
@@ -65,15 +78,15 @@ def test_ratios_are_recorded_for_every_window_a_tier_reads() -> None:
 def test_without_a_minimum_rate_any_traffic_is_judged() -> None:
     (group,) = groups_of(TEST_SPEC.replace("    min_request_rate: 0.5\n",
                                            ""))
-    records = [r for r in group["rules"] if "record" in r]
-    assert len(records) == 5  # 5m, 30m, 1h, 6h and 3d
+    records = [r for r in group["rules"] if "record" in r][:7]
     assert all(r["expr"].endswith(") > 0)\n") for r in records)
 
 
 def test_page_alert_ors_its_tiers_with_exact_thresholds() -> None:
     (group,) = groups_of(TEST_SPEC)
     (page,) = [r for r in group["rules"] if "alert" in r]  # no ticket
-    ratio = 'slo:sli_error:ratio_rate{}{{sloth_id="asr-availability"}}'
+    ratio = ('slo:sli_error:ratio_rate{}{{sloth_id="asr-availability",'
+             ' sloth_service="asr", sloth_slo="availability"}}')
     tier = (
         "(\n"
         "  max without (sloth_window) ({} > {})\n"
@@ -90,17 +103,24 @@ def test_page_alert_ors_its_tiers_with_exact_thresholds() -> None:
         + tier.format(ratio.format("30m"), "0.0028",
                       ratio.format("6h"), "0.0028") + "\n",
         "labels": {"category": "availability", "severity": "page",
-                   "sloth_severity": "page"},
-        "annotations": {"summary": "Requests are failing."},
+                   "sloth_id": "asr-availability", "sloth_service": "asr",
+                   "sloth_slo": "availability", "sloth_severity": "page"},
+        "annotations": {
+            "title": "(page) {{$labels.sloth_service}}"
+                     " {{$labels.sloth_slo}} SLO error budget burn rate is"
+                     " too fast.",
+            "summary": "Requests are failing."},
     }
 
 
-def test_alerts_without_annotations_have_none() -> None:
+def test_alerts_without_annotations_get_sloths_title_and_summary() -> None:
     (group,) = groups_of(TEST_SPEC.replace(
         '        annotations: {summary: "Requests are failing."}\n', ""))
     (page,) = [r for r in group["rules"] if "alert" in r]
-    assert "annotations" not in page
-    assert len(group["rules"]) == 6  # five recordings and the page
+    assert page["annotations"]["summary"] == (
+        "{{$labels.sloth_service}} {{$labels.sloth_slo}} SLO error budget"
+        " burn rate is over expected.")
+    assert len(group["rules"]) == len(RECORDINGS) + 1  # and the page
     assert all("for" not in r for r in group["rules"])
 
 
@@ -109,9 +129,7 @@ def test_slos_with_every_alert_disabled_get_only_recordings() -> None:
                              "        disable: true\n")
     (group,) = groups_of(text)
     # Only the alerts go: every ratio is still recorded.
-    assert [r.get("record") for r in group["rules"]] == [
-        f"slo:sli_error:ratio_rate{w}" for w in ("5m", "30m", "1h", "6h",
-                                                  "3d")]
+    assert [r.get("record") for r in group["rules"]] == RECORDINGS
 
 
 def test_the_rules_file_names_its_source_and_reads_back() -> None:
@@ -134,7 +152,8 @@ def test_committed_rules_are_what_the_committed_spec_generates() -> None:
 def test_promtool_accepts_the_committed_rules() -> None:
     done = run_promtool("check", "rules", str(STREAMING_RULES))
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "SUCCESS: 21 rules found" in done.stdout  # 3 x (5 + 2)
+    # Per SLO: 17 recordings and 2 alerts.
+    assert f"SUCCESS: {3 * (len(RECORDINGS) + 2)} rules found" in done.stdout
 
 
 def test_promtool_accepts_rules_from_a_test_spec(tmp_path: Path) -> None:
@@ -143,7 +162,7 @@ def test_promtool_accepts_rules_from_a_test_spec(tmp_path: Path) -> None:
                     encoding="utf-8")
     done = run_promtool("check", "rules", str(path))
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "SUCCESS: 6 rules found" in done.stdout
+    assert f"SUCCESS: {len(RECORDINGS) + 1} rules found" in done.stdout
 
 
 def test_promtool_rejects_a_broken_rules_file(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from ch11_slo.invalid import InvalidField
+from ch11_slo.spec import EventsSli, RawSli, SpecOptions
 from ch11_slo.spec_files import parse_spec
 from tests.ch11.promtool import STREAMING_SPEC
 
@@ -68,6 +69,7 @@ def test_extension_fields_set_period_scrape_and_minimum_rate() -> None:
         " 0.933333333333333 is below 1 over 28d, so it alerts on a burn"
         " that would not spend the budget within the period; lengthen its"
         " window or raise its share"]
+    # 10% in 1d is 2.8x over 28 days: no warning.
 
 
 def parent(spec: Spec, path: str) -> tuple[Any, Any]:
@@ -95,15 +97,13 @@ def remove(path: str) -> Callable[[Spec], None]:
 
 
 BAD_SPECS = {
-    "objective of 100": (
-        set_in("slos.0.objective", 100), "slos[0].objective"),
+    "objective over 100": (
+        set_in("slos.0.objective", 100.5), "slos[0].objective"),
     "objective of 0": (set_in("slos.0.objective", 0), "slos[0].objective"),
     "negative objective": (
         set_in("slos.0.objective", -5), "slos[0].objective"),
     "objective as text": (
         set_in("slos.0.objective", "high"), "slos[0].objective"),
-    "objective too low for 14.4x": (
-        set_in("slos.0.objective", 90), "slos[0].objective"),
     "unknown period syntax": (set_in("period", "30 days"), "period"),
     "period as a number": (set_in("period", 30), "period"),
     "windows longer than the period": (set_in("period", "1d"), "period"),
@@ -120,9 +120,28 @@ BAD_SPECS = {
     "missing name": (remove("slos.0.name"), "slos[0].name"),
     "missing objective": (remove("slos.0.objective"), "slos[0].objective"),
     "missing sli": (remove("slos.0.sli"), "slos[0].sli"),
-    "missing events": (
+    "neither events nor raw": (set_in("slos.0.sli", {}), "slos[0].sli"),
+    "both events and raw": (
+        set_in("slos.0.sli.raw", {"error_ratio_query": ERRORS}),
+        "slos[0].sli"),
+    "raw query without window": (
         set_in("slos.0.sli", {"raw": {"error_ratio_query": "x"}}),
+        "slos[0].sli.raw.error_ratio_query"),
+    "a plugin SLI": (
+        set_in("slos.0.sli", {"plugin": {"id": "sloth-common/availability"}}),
+        "slos[0].sli.plugin"),
+    "an SLO plugin chain": (
+        set_in("slos.0.plugins", {"chain": [{"id": "x"}]}),
+        "slos[0].plugins"),
+    "a service plugin chain": (
+        set_in("slo_plugins", {"chain": [{"id": "x"}]}), "slo_plugins"),
+    "the same error and total query": (
+        set_in("slos.0.sli.events.error_query", TOTAL),
         "slos[0].sli.events"),
+    "minimum rate with a raw SLI": (
+        lambda spec: slo(spec).update(
+            sli={"raw": {"error_ratio_query": ERRORS}}, min_request_rate=1),
+        "slos[0].min_request_rate"),
     "missing error query": (
         remove("slos.0.sli.events.error_query"),
         "slos[0].sli.events.error_query"),
@@ -139,11 +158,6 @@ BAD_SPECS = {
     "query not a string": (
         set_in("slos.0.sli.events.total_query", ["x"]),
         "slos[0].sli.events.total_query"),
-    "misspelt field": (
-        set_in("slos.0.sli.events.eror_query", ERRORS),
-        "slos[0].sli.events.eror_query"),
-    "unknown top-level field": (set_in("serivce", "asr"), "serivce"),
-    "missing alerting": (remove("slos.0.alerting"), "slos[0].alerting"),
     "missing alert name": (
         remove("slos.0.alerting.name"), "slos[0].alerting.name"),
     "alert name with spaces": (
@@ -152,8 +166,8 @@ BAD_SPECS = {
     "disable not a boolean": (
         set_in("slos.0.alerting.page_alert.disable", "yes please"),
         "slos[0].alerting.page_alert.disable"),
-    "label value not a string": (
-        set_in("labels.tier", 1), "labels.tier"),
+    "label value a list": (set_in("labels.tier", [1]), "labels.tier"),
+    "label value null": (set_in("labels.tier", None), "labels.tier"),
     "label name not a label name": (
         set_in("labels.team-name", "x"), "labels.team-name"),
     "reserved label name": (
@@ -184,7 +198,8 @@ def test_a_bad_spec_is_refused_naming_the_field(
 @pytest.mark.parametrize(("text", "problem"), [
     ("version: [unclosed", "not valid YAML"),
     ("just some words", "expected a mapping of fields, found str"),
-    ("", "expected a mapping of fields, found NoneType"),
+    ("", "is empty: no YAML document in it"),
+    ("---\n---\n", "is empty: no YAML document in it"),
     ("- version: prometheus/v1", "expected a mapping of fields, found list"),
 ])
 def test_text_that_is_not_a_spec_is_refused(text: str, problem: str) -> None:
@@ -199,3 +214,66 @@ def test_both_alerts_disabled_need_no_alert_name() -> None:
                                  "ticket_alert": {"disable": True}}
     (parsed,) = parse_spec(changed(quiet)).slos
     assert not parsed.page.enabled and not parsed.ticket.enabled
+
+
+STRICT = SpecOptions(strict=True)
+UNKNOWN_FIELDS = {
+    "misspelt field": (
+        set_in("slos.0.sli.events.eror_query", ERRORS),
+        "slos[0].sli.events.eror_query"),
+    "unknown top-level field": (set_in("serivce", "asr"), "serivce"),
+    "unknown alert field": (
+        set_in("slos.0.alerting.page_alret", {}),
+        "slos[0].alerting.page_alret"),
+}
+
+
+@pytest.mark.parametrize(("change", "field"), UNKNOWN_FIELDS.values(),
+                         ids=UNKNOWN_FIELDS.keys())
+def test_unknown_fields_are_warnings_and_strict_mode_refuses_them(
+    change: Callable[[Spec], object], field: str,
+) -> None:
+    # Sloth ignores them silently; this says which, or refuses.
+    spec = parse_spec(changed(change))
+    (warning,) = spec.warnings
+    assert warning.startswith(f"{field}: unknown field, ignored")
+    with pytest.raises(InvalidField) as refused:
+        parse_spec(changed(change), STRICT)
+    assert refused.value.field == field
+
+
+def test_unquoted_label_values_become_strings_as_in_sloth() -> None:
+    def unquoted(spec: Spec) -> None:
+        spec["labels"].update(tier=2, canary=True, weight=0.5)
+        slo(spec)["alerting"]["page_alert"]["labels"]["level"] = 1
+    parsed = parse_spec(changed(unquoted))
+    assert dict(parsed.labels) == {"team": "speech", "tier": "2",
+                                   "canary": "true", "weight": "0.5"}
+    assert parsed.slos[0].page.labels["level"] == "1"
+
+
+def test_objectives_sloth_accepts_are_read_with_warnings() -> None:
+    full = parse_spec(changed(set_in("slos.0.objective", 100)))
+    assert full.slos[0].objective == 1
+    assert any("leaves no error budget" in w for w in full.warnings)
+    # At 90% the 14.4x page tier can never fire: it is left out.
+    low = parse_spec(changed(set_in("slos.0.objective", 90)))
+    assert [r.factor for r in low.slos[0].burn_rates.rates] == [6, 3, 1]
+    assert any("left out" in w for w in low.warnings)
+
+
+def test_alerting_may_be_absent_when_no_alert_is_wanted() -> None:
+    # Sloth reads a missing alerting block as alerts with no name, which
+    # it refuses; with both disabled, none is needed.
+    with pytest.raises(InvalidField) as refused:
+        parse_spec(changed(remove("slos.0.alerting")))
+    assert refused.value.field == "slos[0].alerting.name"
+
+
+def test_a_raw_sli_is_read() -> None:
+    query = "1 - avg_over_time(up[{{.window}}])"
+    (parsed,) = parse_spec(changed(set_in(
+        "slos.0.sli", {"raw": {"error_ratio_query": query}}))).slos
+    assert parsed.sli == RawSli(query)
+    (events,) = parse_spec(changed(lambda spec: None)).slos
+    assert events.sli == EventsSli(ERRORS, TOTAL)
