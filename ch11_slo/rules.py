@@ -91,60 +91,82 @@ def sli_recordings(spec: ServiceSpec, slo: SloSpec,
     return rules
 
 
-# --8<-- [start:remaining_budget]
-def period_recordings(period: int, slo: SloSpec,
-                      labels: Mapping[str, str]) -> list[Rule]:
-    """The period's error ratio from the shortest window's recordings:
-    errors over events, summed over the period. Minutes without
-    traffic add nothing rather than NaN, so a gap in traffic never
-    blanks the period's ratio, or the budget left, for a whole period."""
-    short, ids = slo.windows[0], selector(labels)
-    over = f"{ids}[{format_duration(period)}]"
-    rules = []
-    if isinstance(slo.sli, EventsSli):
-        rules = [recording(
-            f"slo:sli_{kind}_events:rate{format_duration(short)}",
-            f"{with_window(query, short)}\n",
-            {**labels, "sloth_window": format_duration(short)})
+def event_recordings(slo: SloSpec, labels: Mapping[str, str]) -> list[Rule]:
+    """An events SLI's errors and total over its shortest window, each
+    a rate, which the period's ratio sums."""
+    if not isinstance(slo.sli, EventsSli):
+        return []
+    short = slo.windows[0]
+    window = {**labels, "sloth_window": format_duration(short)}
+    return [recording(event_rate_name(kind, short),
+                      with_window(query, short) + "\n", window)
             for kind, query in (("error", slo.sli.error_query),
                                 ("total", slo.sli.total_query))]
-        errors, total = (f"sum_over_time({rule['record']}{over})"
-                         for rule in rules)
-        expr = f"{errors}\n/\n({total} > 0)\n"
-    else:  # a raw SLI has no events to weigh its ratios by
-        expr = f"avg_over_time({ratio_name(short)}{over})\n"
-    period_label = {**labels, "sloth_window": format_duration(period)}
-    return [*rules, recording(ratio_name(period), expr, period_label)]
+
+
+def event_rate_name(kind: str, window: int) -> str:
+    return f"slo:sli_{kind}_events:rate{format_duration(window)}"
+
+
+def period_recordings(period: int, slo: SloSpec,
+                      labels: Mapping[str, str]) -> list[Rule]:
+    period_labels = {**labels, "sloth_window": format_duration(period)}
+    return [*event_recordings(slo, labels),
+            recording(ratio_name(period), period_ratio(period, slo, labels),
+                      period_labels)]
+
+
+# --8<-- [start:remaining_budget]
+def period_ratio(period: int, slo: SloSpec, labels: Mapping[str, str]) -> str:
+    """Errors over events, each summed over the period. Sloth averages
+    5m ratios instead: one 0/0 in a traffic gap makes that average, and
+    the budget left, NaN for a whole period; and a quiet hour counts as
+    much as a busy one."""
+    short = slo.windows[0]
+    over = f"{selector(labels)}[{format_duration(period)}]"
+    if not isinstance(slo.sli, EventsSli):  # no events to weigh by
+        return f"avg_over_time({ratio_name(short)}{over})\n"
+    errors, total = (f"sum_over_time({event_rate_name(kind, short)}{over})"
+                     for kind in ("error", "total"))
+    return f"{errors}\n/\n({total} > 0)\n"
+
+
+def budget_left(period: int, slo: SloSpec,
+                labels: Mapping[str, str]) -> list[Rule]:
+    """Burn rates, and the share of the period's budget left: no
+    sample, never NaN, while a ratio has none; and none at a budget of
+    0 (an objective of 100%) rather than +Inf."""
+    ids = selector(labels)
+    on = f"/ on({', '.join(SLO_ID_LABELS)}) group_left()"
+    budget = f"(slo:error_budget:ratio{ids} > 0)"
+
+    def burn(window: int) -> str:
+        return f"{ratio_name(window)}{ids}\n{on}\n{budget}\n"
+
+    return [
+        recording("slo:current_burn_rate:ratio", burn(slo.windows[0]),
+                  labels),
+        recording("slo:period_burn_rate:ratio", burn(period), labels),
+        recording("slo:period_error_budget_remaining:ratio",
+                  f"1 - slo:period_burn_rate:ratio{ids}", labels)]
 # --8<-- [end:remaining_budget]
 
 
 def metadata_recordings(spec: ServiceSpec, slo: SloSpec,
                         labels: Mapping[str, str]) -> list[Rule]:
-    """Sloth's metadata, as its dashboards read it. A budget of 0 (an
-    objective of 100%) gives no burn rate rather than +Inf or NaN."""
-    ids = selector(labels)
-    budget = f"(slo:error_budget:ratio{ids} > 0)"
-    on = f"/ on({', '.join(SLO_ID_LABELS)}) group_left()\n"
-
-    def burn(window: int) -> str:
-        return f"{ratio_name(window)}{ids}\n{on}{budget}\n"
-
+    """Sloth's metadata, in its order, as its dashboards read it."""
     info = {**labels, "sloth_mode": MODES[spec.form],
             "sloth_objective": decimal_text(slo.objective * 100),
             "sloth_spec": spec.form, "sloth_version": GENERATOR}
+    days = Fraction(spec.period, 86_400)
     return [
         recording("slo:objective:ratio",
                   f"vector({decimal_text(slo.objective)})", labels),
         recording("slo:error_budget:ratio",
                   f"vector({decimal_text(1 - slo.objective)})", labels),
-        recording("slo:time_period:days",
-                  f"vector({decimal_text(Fraction(spec.period, 86_400))})",
+        recording("slo:time_period:days", f"vector({decimal_text(days)})",
                   labels),
-        recording("slo:current_burn_rate:ratio", burn(slo.windows[0]),
-                  labels),
-        recording("slo:period_burn_rate:ratio", burn(spec.period), labels),
-        recording("slo:period_error_budget_remaining:ratio",
-                  f"1 - slo:period_burn_rate:ratio{ids}", labels),
+        *budget_left(spec.period, slo, labels),
         recording("sloth_slo_info", "vector(1)", info),
     ]
 
