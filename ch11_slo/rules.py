@@ -119,9 +119,8 @@ def period_recordings(period: int, slo: SloSpec,
 # --8<-- [start:remaining_budget]
 def period_ratio(period: int, slo: SloSpec, labels: Mapping[str, str]) -> str:
     """Errors over events, each summed over the period. Sloth averages
-    5m ratios instead: one 0/0 in a traffic gap makes that average, and
-    the budget left, NaN for a whole period; and a quiet hour counts as
-    much as a busy one."""
+    5m ratios: one 0/0 in a traffic gap makes that NaN for a period, and
+    a quiet hour counts as much as a busy one."""
     short = slo.windows[0]
     over = f"{selector(labels)}[{format_duration(period)}]"
     if not isinstance(slo.sli, EventsSli):  # no events to weigh by
@@ -133,9 +132,8 @@ def period_ratio(period: int, slo: SloSpec, labels: Mapping[str, str]) -> str:
 
 def budget_left(period: int, slo: SloSpec,
                 labels: Mapping[str, str]) -> list[Rule]:
-    """Burn rates, and the share of the period's budget left: no
-    sample, never NaN, while a ratio has none; and none at a budget of
-    0 (an objective of 100%) rather than +Inf."""
+    """Burn rates and the budget left: no sample while a ratio has none,
+    and none for a budget of 0 (an objective of 100%), not +Inf."""
     ids = selector(labels)
     on = f"/ on({', '.join(SLO_ID_LABELS)}) group_left()"
     budget = f"(slo:error_budget:ratio{ids} > 0)"

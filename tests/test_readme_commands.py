@@ -75,6 +75,9 @@ COMMAND_TESTS: dict[str, tuple[str, ...]] = {
         "ch11/test_cli.py::test_burn_rates_prints_the_workbook_table",),
     "ch11_slo rules": (
         "ch11/test_cli.py::test_rules_writes_the_committed_file",),
+    "ch11_slo validate": (
+        "ch11/test_sloth_cli.py::test_validate_reports_every_file_and"
+        "_writes_nothing",),
     "ch11_slo report": (
         "ch11/test_report.py::test_a_healthy_run_meets_every_voice_ai"
         "_target",),

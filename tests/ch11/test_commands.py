@@ -24,6 +24,7 @@ def test_top_level_help_lists_every_command(
         main(["--help"])
     assert done.value.code == 0
     out = capsys.readouterr().out
-    for command in ("burn-rates", "rules", "report", "scenario", "jitter",
+    for command in ("burn-rates", "rules", "validate", "report",
+                    "scenario", "jitter",
                     "accuracy-budget", "target-cost"):
         assert command in out
