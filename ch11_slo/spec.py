@@ -37,8 +37,9 @@ WINDOW = re.compile(r"\{\{\s*\.window\s*\}\}")
 NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 LABEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 RESERVED = ("__", "sloth_")
-PLUGINS = ("Sloth plugins are Go code, which this generator does not run;"
-           " write the SLI as sli.events or sli.raw")
+PLUGINS = "Sloth plugins are Go code, which this generator does not run"
+SLI_PLUGIN = f"{PLUGINS}; write the SLI as sli.events or sli.raw"
+SLO_PLUGINS = f"{PLUGINS}; remove the chain for Sloth's default rules"
 
 
 @dataclass(frozen=True)
@@ -256,7 +257,7 @@ def windows_of(tiers: Sequence[AlertTier]) -> tuple[int, ...]:
 def parse_sli(reader: Reader, value: object, field: str, keys: Keys) -> Sli:
     sli = mapping(value, field)
     if "plugin" in sli:
-        raise InvalidField(f"{field}.plugin", PLUGINS)
+        raise InvalidField(f"{field}.plugin", SLI_PLUGIN)
     reader.only_keys(sli, field, {"events", "raw", "plugin"})
     if ("events" in sli) == ("raw" in sli):
         raise InvalidField(field, "needs one of events or raw")
@@ -279,7 +280,7 @@ def parse_sli(reader: Reader, value: object, field: str, keys: Keys) -> Sli:
 
 def refuse_plugins(value: object, field: str) -> None:
     if value:
-        raise InvalidField(field, PLUGINS)
+        raise InvalidField(field, SLO_PLUGINS)
 
 
 def alert_of(reader: Reader, value: object, field: str) -> AlertSpec:
