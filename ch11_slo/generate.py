@@ -80,7 +80,7 @@ def generate(path: Path, spec_options: SpecOptions,
     specs = parse_specs(text, spec_options)
     return Generated(
         render_file(specs, path.name, rule_options),
-        tuple(f"{spec.service}-{slo.name}" for spec in specs
+        tuple(spec.slo_id(slo) for spec in specs
               for slo in spec.slos),
         tuple(warning for spec in specs for warning in spec.warnings))
 

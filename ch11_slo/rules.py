@@ -51,7 +51,7 @@ def slo_labels(spec: ServiceSpec, slo: SloSpec,
                options: RuleOptions) -> dict[str, str]:
     """The labels of every recording of `slo`, but its window."""
     return {**spec.labels, **slo.labels, **options.extra_labels,
-            "sloth_id": f"{spec.service}-{slo.name}",
+            "sloth_id": spec.slo_id(slo),
             "sloth_service": spec.service, "sloth_slo": slo.name}
 
 

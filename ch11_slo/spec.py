@@ -106,6 +106,10 @@ class ServiceSpec:
     k8s_metadata: K8sMetadata | None = None
     notes: tuple[str, ...] = ()  # fields ignored, and the like
 
+    def slo_id(self, slo: SloSpec) -> str:
+        """Sloth's id of an SLO: its service and name."""
+        return f"{self.service}-{slo.name}"
+
     @property
     def warnings(self) -> list[str]:
         return list(self.notes) + [

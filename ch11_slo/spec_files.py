@@ -80,7 +80,7 @@ def parse_specs(text: str,
     seen: set[str] = set()
     for spec in specs:
         for slo in spec.slos:
-            slo_id = f"{spec.service}-{slo.name}"
+            slo_id = spec.slo_id(slo)
             if slo_id in seen:
                 raise InvalidField("spec", f"SLO {slo_id!r} is defined twice")
             seen.add(slo_id)

@@ -97,9 +97,8 @@ def slos_under_test_of(text: str, groups: Sequence[Rule],
             given = dict(rule["labels"])
             given.pop("sloth_window")
             labels[given["sloth_id"]] = given
-    return [SloUnderTest(slo_id, slo, labels[slo_id])
-            for spec in parse_specs(text, options) for slo in spec.slos
-            for slo_id in [f"{spec.service}-{slo.name}"]]
+    return [SloUnderTest(spec.slo_id(slo), slo, labels[spec.slo_id(slo)])
+            for spec in parse_specs(text, options) for slo in spec.slos]
 
 
 def window_label(window: int) -> str:
