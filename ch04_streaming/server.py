@@ -64,9 +64,9 @@ from ch04_streaming.wire import WireMessage
 log = logging.getLogger("ch04_streaming")
 
 STATIC_FILES = {"/": ("index.html", "text/html; charset=utf-8"),
-                "/client.js": ("client.js", "text/javascript"),
-                "/capture-worklet.js": ("capture-worklet.js",
-                                        "text/javascript")}
+                **{f"/{name}": (name, "text/javascript") for name in (
+                    "client.js", "capture-worklet.js", "dialects.js",
+                    "fixture-player.js", "close-codes.js")}}
 
 
 @dataclass(frozen=True)
@@ -175,6 +175,16 @@ def error_response(status: int, reason: str,
                          headers)
 
 
+def not_an_upgrade(request: Request) -> Response | None:
+    """426 for plain HTTP to a stream's path: it learns any refusal
+    before this one (the browser page asks why it was refused), and
+    holds no slot."""
+    if "websocket" in request.headers.get("Upgrade", "").lower():
+        return None
+    return error_response(426, "this path streams over a WebSocket: send"
+                          " an upgrade request", {"Upgrade": "websocket"})
+
+
 # A later chapter's own GET endpoint beside the streams (chapter 9's
 # token endpoint): a request in, a response out, before any upgrade.
 HttpRoute = Callable[[Request], Awaitable[Response]]
@@ -228,7 +238,8 @@ class SpeechServer:
         key = dialect.credential(folded(request.headers), query) or ""
         refused = (self.unauthenticated(key, dialect)
                    or self.unavailable()
-                   or self.at_capacity(key, connection.peer, dialect))
+                   or self.at_capacity(key, connection.peer, dialect)
+                   or not_an_upgrade(request))
         if refused is not None:
             return refused
         self.hold(connection, key)  # freed however the socket ends

@@ -91,7 +91,7 @@ async def test_browser_microphone_comes_back_as_the_reference_text(
     assert finals == [u.text for u in fixture.utterances]
     assert interims > 0
     assert streaming == f"streaming: {rate} Hz -> 16000 Hz"
-    assert status == "closed: 1000 (no reason given)"
+    assert status == "closed: 1000 normal close"
     for latency in latencies:
         match = re.fullmatch(r"(\d+) ms", latency)
         assert match, latency
@@ -127,7 +127,7 @@ async def test_media_recorder_mode_streams_webm_opus(
     assert default == "worklet"
     assert finals == [u.text for u in fixture.utterances]
     assert streaming == "streaming: MediaRecorder audio/webm;codecs=opus"
-    assert status == "closed: 1000 (no reason given)"
+    assert status == "closed: 1000 normal close"
     for latency in latencies:  # dated by the recording's clock: roughly
         match = re.fullmatch(r"(\d+) ms", latency)
         assert match, latency
@@ -146,8 +146,10 @@ async def test_browser_shows_why_a_wrong_key_got_no_stream(
         status = await page.text_content("#status")
         start_enabled = await page.is_enabled("#start")
     # The server answered 401, which a browser hides from the page: all
-    # it learns is 1006, a connection that failed before it opened.
-    assert status == "closed: 1006 (no reason given)"
+    # it learns is 1006, a connection that failed before it opened. The
+    # page then asks the same URL over HTTP, and shows the reason.
+    assert status == ("closed: 1006 connection lost or refused before it"
+                      " opened; the server refused it: 401 invalid API key")
     assert start_enabled
 
 
@@ -162,7 +164,7 @@ RENDER_TONE = """async ([rate, hz]) => {
   const bytes = [];
   const tenFrames = new Promise((resolve) => {
     worklet.port.onmessage = (event) => {
-      bytes.push(...new Uint8Array(event.data));
+      bytes.push(...new Uint8Array(event.data.pcm));
       if (bytes.length === 10 * 3200) resolve();
     };
   });

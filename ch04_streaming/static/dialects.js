@@ -1,0 +1,142 @@
+// The page's client for each dialect the server may offer.
+//
+// Chapter 4, "Reference architectures from production providers": three
+// providers stream the same audio and answer with the same kind of
+// results, but each names, shapes, authenticates and ends its stream in
+// its own way. Each client here says how: the URL and subprotocols of
+// its WebSocket (a browser cannot set headers on one), the rate it
+// wants, how a 100 ms frame of linear16 goes out, how a stream ends,
+// and how an answer reads as a common `Result`: interim or final text,
+// the stream times of its first and last words, and the VAD's word on
+// speech. The page lists what `/v1/dialects` says the server offers and
+// uses a client from here where it has one.
+
+// What the page reads from any dialect's message; null fields: unknown.
+// { kind: "interim" | "final" | "vad" | "error" | "other",
+//   text, startS, endS, speech: true | false | null, error }
+const other = { kind: "other" };
+
+function base64(buffer) {
+  let binary = "";
+  for (const byte of new Uint8Array(buffer)) {
+    binary += String.fromCharCode(byte);
+  }
+  return btoa(binary);
+}
+
+const deepgram = {
+  rate: 16000,
+  containers: true, // MediaRecorder's WebM goes out as it is
+  query(recorded) {
+    const options = "interim_results=true&vad_events=true";
+    return recorded ? options
+      : `encoding=linear16&sample_rate=16000&${options}`;
+  },
+  // Deepgram's browser form: the key as the subprotocol pair `token`,
+  // a short-lived token as `bearer`.
+  credentials: (kind, secret) => ({ protocols: [kind, secret] }),
+  // The same credential as a header, for a plain HTTP request.
+  header: (kind, secret) => ({
+    Authorization: `${kind === "bearer" ? "Bearer" : "Token"} ${secret}`,
+  }),
+  frame: (pcm) => pcm,
+  finish: (send) => send(JSON.stringify({ type: "CloseStream" })),
+  read(message) {
+    if (message.type === "SpeechStarted") {
+      return { kind: "vad", speech: true };
+    }
+    if (message.type === "UtteranceEnd") {
+      return { kind: "vad", speech: false };
+    }
+    if (message.type !== "Results") return other;
+    const best = message.channel.alternatives[0];
+    const words = best.words ?? [];
+    return {
+      kind: message.is_final ? "final" : "interim",
+      text: best.transcript,
+      startS: words.length ? words[0].start : null,
+      firstEndS: words.length ? words[0].end : null,
+      endS: words.length ? words[words.length - 1].end : null,
+      speech: message.speech_final ? false : null,
+    };
+  },
+};
+
+const assemblyai = {
+  rate: 16000,
+  containers: false,
+  query: () => "sample_rate=16000&encoding=pcm_s16le",
+  // AssemblyAI's browser form: the (temporary) token in the query.
+  credentials: (kind, secret) => ({
+    query: `token=${encodeURIComponent(secret)}`,
+  }),
+  header: () => ({}), // the query carries it
+  frame: (pcm) => pcm,
+  finish: (send) => send(JSON.stringify({ type: "Terminate" })),
+  read(message) {
+    if (message.type !== "Turn") return other;
+    const words = message.words ?? [];
+    const final = message.end_of_turn;
+    return {
+      kind: final ? "final" : "interim",
+      text: message.transcript,
+      // AssemblyAI's word times are whole milliseconds.
+      startS: words.length ? words[0].start / 1000 : null,
+      firstEndS: words.length ? words[0].end / 1000 : null,
+      endS: words.length ? words[words.length - 1].end / 1000 : null,
+      speech: !final, // a turn in progress is speech
+    };
+  },
+};
+
+const openai = {
+  rate: 24000, // OpenAI's PCM16 is 24 kHz
+  containers: false,
+  query: () => "intent=transcription",
+  // OpenAI's own browser form: the key as a subprotocol beside realtime.
+  credentials: (kind, secret) => ({
+    protocols: ["realtime", `openai-insecure-api-key.${secret}`],
+  }),
+  header: (kind, secret) => ({ Authorization: `Bearer ${secret}` }),
+  frame: (pcm) => JSON.stringify({
+    type: "input_audio_buffer.append", audio: base64(pcm),
+  }),
+  // The server's VAD commits each utterance; one still open is
+  // committed here, and the page closes once its transcript is in.
+  finish: (send, speaking) => {
+    if (speaking) {
+      send(JSON.stringify({ type: "input_audio_buffer.commit" }));
+    }
+    return { closeAfterFinal: speaking };
+  },
+  read(message) {
+    switch (message.type) {
+      case "input_audio_buffer.speech_started":
+        this.utterance = { text: "", startS: message.audio_start_ms / 1000,
+                           endS: null };
+        return { kind: "vad", speech: true, startS: this.utterance.startS };
+      case "input_audio_buffer.speech_stopped":
+        if (this.utterance) this.utterance.endS = message.audio_end_ms / 1000;
+        return { kind: "vad", speech: false };
+      case "conversation.item.input_audio_transcription.delta":
+        this.utterance ??= { text: "", startS: null, endS: null };
+        this.utterance.text += message.delta;
+        return { kind: "interim", text: this.utterance.text.trim(),
+                 startS: this.utterance.startS, firstEndS: null,
+                 endS: null, speech: null };
+      case "conversation.item.input_audio_transcription.completed": {
+        const done = this.utterance ?? { startS: null, endS: null };
+        this.utterance = null;
+        return { kind: "final", text: message.transcript.trim(),
+                 startS: done.startS, firstEndS: null, endS: done.endS,
+                 speech: null };
+      }
+      case "error":
+        return { kind: "error", error: message.error.message };
+      default:
+        return other;
+    }
+  },
+};
+
+export const CLIENTS = { deepgram, assemblyai, openai };
