@@ -1,12 +1,13 @@
 """The composition root: the one place that picks concrete parts.
 
 Chapter 4. `build_server` wires the mock engine on its simulated
-accelerator, the decode scheduler, the two dialects, the API keys and
-the limits into a `SpeechServer`, and hands the server a factory that
-builds each stream's pipeline (decoder, VAD gate, pending-audio cap,
-session; a session per channel when its channels are transcribed one
-by one). Later chapters compose chapter 4 here: they pass hooks
-(metering, quotas) or their own scheduler, and run the result with
+accelerator, the decode scheduler, the three dialects, the API keys,
+the limits and the browser page's sample recordings into a
+`SpeechServer`, and hands the server a factory that builds each
+stream's pipeline (decoder, VAD gate, pending-audio cap, session; a
+session per channel when its channels are transcribed one by one).
+Later chapters compose chapter 4 here: they pass hooks (metering,
+quotas) or their own scheduler, and run the result with
 `run_until_signalled`. Tests call `build_server` with their own
 settings, or build a `SpeechServer` with fakes.
 """
@@ -49,6 +50,7 @@ from ch04_streaming.engine import (
     load_lexicon,
 )
 from ch04_streaming.matcher_process import MatcherProcess
+from ch04_streaming.page_api import FixtureLibrary
 from ch04_streaming.scheduler import DecodeScheduler, DirectScheduler
 from ch04_streaming.server import HttpRoute, ServerLimits, SpeechServer
 from ch04_streaming.session import (
@@ -141,6 +143,15 @@ def lexicon_cache(settings: Settings) -> Path | None:
     return Path(settings.lexicon_cache) if settings.lexicon_cache else None
 
 
+def fixtures_dir(settings: Settings) -> Path:
+    """Where the browser page's sample recordings are: by default, the
+    sample audio's own directory (`examples/audio/` in a checkout),
+    the recordings the mock engine knows."""
+    if settings.fixtures_dir:
+        return Path(settings.fixtures_dir)
+    return settings.manifest.parent
+
+
 def build_recognizer(settings: Settings, device: Accelerator
                      ) -> Recognizer:
     if settings.recognizer == "null":
@@ -206,7 +217,8 @@ def build_server(settings: Settings, keys: KeyCheck | None = None,
     by_path = {**dialects(settings), **(more_dialects or {})}
     server = SpeechServer(by_path, recognizer, new_session, keys,
                           defaults, limits, hooks or NoHooks(),
-                          routes or {})
+                          routes or {},
+                          FixtureLibrary.load(fixtures_dir(settings)))
     server.metrics.registry.register(DcgmMetrics(device))
     mark("built")
     return Built(server, recognizer, dev_key)

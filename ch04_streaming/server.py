@@ -6,6 +6,9 @@ wrong key 401, a bad query 400, and a server that is loading, draining or
 at its stream cap answers 503 with `Retry-After`, a key or a client
 address at its share 429, all with a JSON reason; a client must send
 its request within `open_timeout_s`.
+A request for any other path is plain HTTP: the probes, the metrics,
+the browser page, and what the page asks before it streams
+(`page_api.py`).
 Admitted connections get a `StreamHandler`, whose session the factory
 from the composition root builds; on SIGTERM the server stops admitting,
 lets open utterances finish, and closes streams with 1001.
@@ -46,6 +49,17 @@ from ch04_streaming.dialects.dialect import (
 )
 from ch04_streaming.engine import Recognizer
 from ch04_streaming.metrics import ServiceMetrics, probe_loop_lag
+from ch04_streaming.page_api import (
+    DIALECTS_PATH,
+    FIXTURE_PREFIX,
+    FIXTURES_PATH,
+    METHODS,
+    PAGE_PATHS,
+    FixtureLibrary,
+    FixtureReadError,
+    dialect_list,
+    wav_bytes,
+)
 from ch04_streaming.stream_handler import (
     ConnectionLimits,
     SessionFactory,
@@ -200,6 +214,8 @@ class SpeechServer:
     limits: ServerLimits
     hooks: StreamHooks = field(default_factory=NoHooks)
     routes: Mapping[str, HttpRoute] = field(default_factory=dict)
+    # The sample recordings the browser page may play (`page_api.py`).
+    fixtures: FixtureLibrary = field(default_factory=FixtureLibrary)
     handlers: dict[StreamHandler, asyncio.Task[None]] = field(
         default_factory=dict)
     admitted: set[ServerConnection] = field(default_factory=set)
@@ -325,7 +341,39 @@ class SpeechServer:
         """A GET that is not a stream: a later chapter's route, or ours."""
         path = urlsplit(request.path).path
         route = self.routes.get(path)
-        return await route(request) if route else self.plain_http(path)
+        if route is not None:
+            return await route(request)
+        if path in PAGE_PATHS or path.startswith(FIXTURE_PREFIX):
+            return await self.page_api(request.method, path)
+        return self.plain_http(path)
+
+    async def page_api(self, method: str, path: str) -> Response:
+        """What the browser page asks before it streams (`page_api.py`):
+        the dialects served, the fixtures it may play, and their files;
+        to GET, or to HEAD without the body."""
+        fixture = self.fixtures.at(path)
+        if path not in PAGE_PATHS and fixture is None:
+            return error_response(404, f"no such path: {path}")
+        if method not in METHODS:
+            return error_response(405, f"{method} {path}: use GET or HEAD",
+                                  {"Allow": ", ".join(METHODS)})
+        if path == DIALECTS_PATH:
+            response = json_response(200, dialect_list(self.dialects))
+        elif path == FIXTURES_PATH:
+            response = json_response(200, self.fixtures.listing)
+        else:
+            assert fixture is not None
+            try:
+                body = await wav_bytes(fixture, self.fixtures.max_bytes)
+            except FixtureReadError as refused:
+                return error_response(refused.status, refused.reason)
+            response = Response(200, "OK", Headers({
+                "Content-Type": "audio/wav",
+                "Content-Length": str(len(body))}), body)
+        if method == "HEAD":  # Content-Length still says the body's size
+            return Response(response.status_code, response.reason_phrase,
+                            response.headers, b"")
+        return response
 
     def plain_http(self, path: str) -> Response:
         if path == "/metrics":

@@ -105,6 +105,10 @@ class Settings:
     insertion_rate: float = option(0.0, "injected insertions, 0 to 1")
     manifest: Path = field(default=DEFAULT_MANIFEST, metadata={
         "help": "sample-audio manifest the mock engine knows"})
+    fixtures_dir: str = option(
+        "", "directory whose manifest.json lists the recordings the"
+        " browser page may play (empty: the directory of --manifest,"
+        " the recordings the mock engine knows)")
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
 

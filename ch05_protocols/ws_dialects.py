@@ -218,6 +218,7 @@ class JsonSocket:
     """One framing of the chapter's protocol, at its own path."""
 
     name: str
+    label: str
     path: str
     read: Callable[[str | bytes], Inbound]
     codes: CloseCodes = CODES
@@ -260,8 +261,10 @@ class JsonSocket:
         return JsonStream()
 
 
-BINARY = JsonSocket("ws-binary", "/ws/binary", read_binary)
-BASE64 = JsonSocket("ws-base64", "/ws/base64", read_base64)
+BINARY = JsonSocket("ws-binary", "Binary WebSocket", "/ws/binary",
+                    read_binary)
+BASE64 = JsonSocket("ws-base64", "Base64 JSON WebSocket", "/ws/base64",
+                    read_base64)
 
 
 def chapter5_dialects() -> dict[str, JsonSocket]:

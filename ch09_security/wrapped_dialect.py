@@ -30,7 +30,8 @@ from ch04_streaming.wire import WireMessage
 class WrappedDialect:
     def __init__(self, inner: Dialect) -> None:
         self.inner = inner
-        self.name, self.path = inner.name, inner.path
+        self.name, self.label = inner.name, inner.label
+        self.path = inner.path
         self.codes, self.controls = inner.codes, inner.controls
         self.pacing = inner.pacing
 

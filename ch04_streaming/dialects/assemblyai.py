@@ -145,6 +145,7 @@ class AssemblyAIStream:
 
 class AssemblyAI:
     name = "assemblyai"
+    label = "AssemblyAI"
     path = "/v3/ws"
     codes = CloseCodes(
         bad_audio=Closing(3007, "invalid audio"),

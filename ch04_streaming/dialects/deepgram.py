@@ -217,6 +217,7 @@ def parse_channels(query: Mapping[str, str]) -> int:
 
 class Deepgram:
     name = "deepgram"
+    label = "Deepgram"
     path = "/v1/listen"
     codes = CloseCodes(
         bad_audio=Closing(1008, "DATA-0000"),

@@ -148,7 +148,8 @@ class AnsweringStream(DialectStream, Protocol):
 
 
 class Dialect(Protocol):
-    name: str
+    name: str  # stable, for code and metrics: "deepgram"
+    label: str  # for people, as the browser page lists it: "Deepgram"
     path: str
     codes: CloseCodes
     controls: Mapping[str, Control]  # control message `type` -> meaning

@@ -260,6 +260,7 @@ def refused(error: InvalidEvent) -> Answer:
 
 class OpenAIRealtime:
     name = "openai"
+    label = "OpenAI Realtime"
     path = "/v1/realtime"
     codes = CloseCodes(
         bad_audio=Closing(1007, "invalid audio"),

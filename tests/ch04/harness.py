@@ -7,12 +7,16 @@ conftest are not theirs to use.
 
 from __future__ import annotations
 
+import asyncio
+import http.client
+import json
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from ssl import SSLContext
+from typing import Any
 
 import numpy as np
 
@@ -99,6 +103,34 @@ async def running_server(
         yield Running(server, recognizer, secure=ssl is not None)
     finally:
         await server.shutdown()
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+async def fetch(server: SpeechServer, path: str,
+                method: str = "GET") -> Reply:
+    """One request with `path` sent exactly as written: http.client
+    neither normalises `..` nor decodes `%2F`."""
+    def send() -> Reply:
+        connection = http.client.HTTPConnection("127.0.0.1", server.port,
+                                                timeout=10)
+        try:
+            connection.request(method, path)
+            response = connection.getresponse()
+            return Reply(response.status, dict(response.getheaders()),
+                         response.read())
+        finally:
+            connection.close()
+
+    return await asyncio.to_thread(send)
 
 
 def audio_of(fixture_id: str) -> Path:
