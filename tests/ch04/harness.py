@@ -30,6 +30,7 @@ from ch04_streaming.client import load_audio
 from ch04_streaming.dialects.dialect import Dialect, StreamDefaults
 from ch04_streaming.engine import LocalMatching, MockRecognizer, NullRecognizer
 from ch04_streaming.mock_matcher import Lexicon
+from ch04_streaming.page_api import FixtureLibrary
 from ch04_streaming.scheduler import DirectScheduler
 from ch04_streaming.server import HttpRoute, ServerLimits, SpeechServer
 from ch04_streaming.session import SessionEvent, StreamOptions, StreamSession
@@ -80,7 +81,8 @@ async def running_server(
     ssl: SSLContext | None = None,
 ) -> AsyncIterator[Running]:
     """A server in this process on a free port (or `sock`, listening
-    already), shut down on the way out.
+    already), shut down on the way out, with the sample fixtures for
+    the browser page.
 
     The mock engine runs on a zero-cost device unless `device` says
     otherwise, and is loaded already unless `ready` is false. Its keys
@@ -95,7 +97,8 @@ async def running_server(
         dialects_by_path or dialects(), recognizer,
         session_factory(DirectScheduler(recognizer), limits.connection),
         key_check or ApiKeys.of(*keys), defaults or StreamDefaults(),
-        limits, hooks or NoHooks(), routes or {})
+        limits, hooks or NoHooks(), routes or {},
+        fixtures=FixtureLibrary.load(AUDIO_DIR))
     await server.start("127.0.0.1", 0, sock=sock, ssl=ssl)
     if ready:
         await recognizer.start()

@@ -72,9 +72,6 @@ async def test_a_fixture_plays_as_a_microphone_in_every_dialect(
         await page.wait_for_function(
             "() => document.querySelector('#interim').textContent",
             timeout=WAIT_MS)
-        if dialect == "deepgram":  # the README's picture, mid-stream
-            SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-            await page.screenshot(path=str(SCREENSHOT), full_page=True)
         streaming = await page.text_content("#status")
         # The fixture ends by itself, and the page ends the stream.
         status = await closed_status(page)
@@ -101,6 +98,34 @@ async def test_a_fixture_plays_as_a_microphone_in_every_dialect(
         assert all(re.fullmatch(r"first \d+ ms", f) for f in firsts)
         assert rule is not None and rule.endswith(
             "utterances had a first result within 300 ms")
+
+
+async def test_the_page_in_mid_stream_is_pictured_for_the_readme(
+    start_server: Start,
+) -> None:
+    # A 44 s call of ten utterances: three finals in, an interim showing.
+    fixture = MANIFEST.get("support_call")
+    async with start_server() as running, chromium_page() as page:
+        await page.goto(f"{running.http}/?key={KEY}&source=support_call")
+        await page.wait_for_selector("#start:enabled")
+        await page.click("#start")
+        await page.wait_for_function(
+            "() => document.querySelectorAll('#finals .final').length >= 3"
+            " && document.querySelector('#interim').textContent",
+            timeout=WAIT_MS)
+        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        await page.screenshot(path=str(SCREENSHOT), full_page=True)
+        await page.click("#stop")
+        status = await closed_status(page)
+        finals = await texts(page, "#finals .text")
+    assert SCREENSHOT.read_bytes().startswith(b"\x89PNG")
+    # Stopped early, the stream still ends normally with what was said:
+    # the reference's words, in order, as far as the call got (where
+    # two utterances are close the endpointer may join them in one).
+    assert status == "closed: 1000 normal close"
+    heard = " ".join(finals).split()
+    said = " ".join(u.text for u in fixture.utterances).split()
+    assert len(heard) > 10 and heard == said[:len(heard)]
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)

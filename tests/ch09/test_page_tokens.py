@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import pytest
 
 from ch09_security.grant_routes import PAGE_TOKEN_PATH
 from tests.ch04.harness import MANIFEST, Start, audio_of
@@ -67,3 +68,28 @@ async def test_without_page_tokens_the_page_asks_for_a_key(
         await page.wait_for_function(
             "() => document.querySelector('#status').textContent"
             " === 'enter an API key first'", timeout=WAIT_MS)
+
+
+@pytest.mark.parametrize("dialect", ["deepgram", "assemblyai", "openai"])
+async def test_every_dialect_of_the_page_streams_on_a_page_token(
+    start_server: Start, tmp_path: Path, dialect: str,
+) -> None:
+    # Each dialect carries the token its own way: subprotocols, or
+    # AssemblyAI's ?token=; none of them holds a long-lived key.
+    fixture = MANIFEST.get("weather_forecast")
+    async with secured(start_server, f"sqlite:///{tmp_path}/k.db",
+                       page_owner="acme") as service, chromium_page(
+            ) as page:
+        await page.goto(f"{service.running.http}/?dialect={dialect}"
+                        "&source=weather_forecast")
+        await page.wait_for_selector("#start:enabled")
+        await page.click("#start")
+        await page.wait_for_function(
+            "() => document.querySelector('#status').textContent"
+            ".startsWith('closed')", timeout=WAIT_MS)
+        kind = await page.evaluate("window.credentialKind")
+        finals = await texts(page, "#finals .text")
+        status = await page.text_content("#status")
+    assert kind == "bearer"
+    assert finals == [u.text for u in fixture.utterances]
+    assert status == "closed: 1000 normal close"
