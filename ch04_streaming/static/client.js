@@ -189,7 +189,7 @@ function record(s) {
   // The last blob comes after stop(); only then is the stream complete.
   s.recorder.onstop = () => {
     if (s.socket.readyState === WebSocket.OPEN) {
-      s.client.finish((text) => s.socket.send(text), false);
+      s.client.finish((text) => s.socket.send(text));
     }
   };
   s.recorder.start(FRAME_S * 1000); // a blob every 100 ms
@@ -215,9 +215,7 @@ function stop(s = session) {
   const recording = s.recorder?.state === "recording";
   releaseCapture(s);
   if (!recording && s.socket.readyState === WebSocket.OPEN) {
-    const speaking = $("vad").dataset.state === "speech";
-    const ending = s.client.finish((text) => s.socket.send(text), speaking)
-      ?? {};
+    const ending = s.client.finish((text) => s.socket.send(text)) ?? {};
     // A dialect whose server does not close the stream: the page does,
     // at once, or after the last final (or 5 s, should it not come).
     if (ending.closeAfterFinal === false) s.socket.close(1000);

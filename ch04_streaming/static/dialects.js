@@ -101,21 +101,24 @@ const openai = {
   frame: (pcm) => JSON.stringify({
     type: "input_audio_buffer.append", audio: base64(pcm),
   }),
-  // The server's VAD commits each utterance; one still open is
-  // committed here, and the page closes once its transcript is in.
-  finish: (send, speaking) => {
-    if (speaking) {
+  // The server's VAD commits each utterance; one still in speech is
+  // committed here. The server does not close the stream: the page
+  // does, once the transcript of any utterance begun is in.
+  finish(send) {
+    if (this.speaking) {
       send(JSON.stringify({ type: "input_audio_buffer.commit" }));
     }
-    return { closeAfterFinal: speaking };
+    return { closeAfterFinal: Boolean(this.utterance) };
   },
   read(message) {
     switch (message.type) {
       case "input_audio_buffer.speech_started":
+        this.speaking = true;
         this.utterance = { text: "", startS: message.audio_start_ms / 1000,
                            endS: null };
         return { kind: "vad", speech: true, startS: this.utterance.startS };
       case "input_audio_buffer.speech_stopped":
+        this.speaking = false;
         if (this.utterance) this.utterance.endS = message.audio_end_ms / 1000;
         return { kind: "vad", speech: false };
       case "conversation.item.input_audio_transcription.delta":
