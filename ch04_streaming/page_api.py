@@ -13,6 +13,8 @@ read once, at start, from a directory's `manifest.json`; a missing or
 invalid one leaves the list empty, with one warning, and the streams
 are served all the same. No file over `MAX_FIXTURE_BYTES` is listed or
 served. Every body is a typed message whose `type` says what it is.
+The page's own files are named in `PAGE_FILES`, for every service that
+serves the page, and read from this package (`page_file`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import logging
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Literal
 
@@ -44,14 +47,21 @@ MAX_FIXTURE_BYTES = 20 * 1024 * 1024
 URL_SAFE_ID = re.compile(r"[A-Za-z0-9_-]+")
 PAGE_PATHS = (DIALECTS_PATH, FIXTURES_PATH)
 METHODS = ("GET", "HEAD")  # HEAD: the same headers, no body
+JAVASCRIPT = "text/javascript; charset=utf-8"
+# URL path -> (file in ch04_streaming/static, its content type)
+PAGE_FILES = {"/": ("index.html", "text/html; charset=utf-8"),
+              **{f"/{name}": (name, JAVASCRIPT) for name in (
+                  "client.js", "capture-worklet.js", "dialects.js",
+                  "fixture-player.js", "close-codes.js", "websocket.js",
+                  "webrtc.js")}}
 
 
 class DialectInfo(WireMessage):
     type: Literal["dialect"] = "dialect"
     name: str  # stable, for code: "deepgram"
     label: str  # for people: "Deepgram"
-    path: str
-    transport: Literal["websocket"] = "websocket"
+    path: str  # the WebSocket's, or where a WebRTC offer is POSTed
+    transport: Literal["websocket", "webrtc"] = "websocket"
 
 
 class DialectList(WireMessage):
@@ -103,6 +113,15 @@ def dialect_list(dialects: Mapping[str, Dialect]) -> DialectList:
     return DialectList(dialects=[
         DialectInfo(name=d.name, label=d.label, path=path)
         for path, d in dialects.items()])
+
+
+def page_file(path: str) -> tuple[bytes, str] | None:
+    """The page's file served at `path`, and its content type."""
+    if path not in PAGE_FILES:
+        return None
+    name, content_type = PAGE_FILES[path]
+    static = resources.files("ch04_streaming.static")
+    return static.joinpath(name).read_bytes(), content_type
 
 
 @dataclass(frozen=True)

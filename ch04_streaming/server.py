@@ -26,7 +26,6 @@ import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from importlib import resources
 from ssl import SSLContext
 from typing import Literal
 from urllib.parse import parse_qsl, urlsplit
@@ -58,6 +57,7 @@ from ch04_streaming.page_api import (
     FixtureLibrary,
     FixtureReadError,
     dialect_list,
+    page_file,
     wav_bytes,
 )
 from ch04_streaming.stream_handler import (
@@ -76,12 +76,6 @@ from ch04_streaming.stream_hooks import (
 from ch04_streaming.wire import WireMessage
 
 log = logging.getLogger("ch04_streaming")
-
-STATIC_FILES = {"/": ("index.html", "text/html; charset=utf-8"),
-                **{f"/{name}": (name, "text/javascript") for name in (
-                    "client.js", "capture-worklet.js", "dialects.js",
-                    "fixture-player.js", "close-codes.js")}}
-
 
 @dataclass(frozen=True)
 class ServerLimits:
@@ -388,10 +382,9 @@ class SpeechServer:
             status = "ready" if ready else "not ready"
             return json_response(200 if ready else 503,
                                  Status(status=status))
-        if path in STATIC_FILES:
-            name, content_type = STATIC_FILES[path]
-            body = resources.files("ch04_streaming.static").joinpath(
-                name).read_bytes()
+        page = page_file(path)
+        if page is not None:
+            body, content_type = page
             headers = Headers({"Content-Type": content_type,
                                "Content-Length": str(len(body))})
             return Response(200, "OK", headers, body)

@@ -5,7 +5,8 @@ Chapter 5, "WebRTC: jitter buffers, NAT traversal, codec negotiation".
 engine on its simulated device, the decode scheduler, each stream's
 session), picks the dialect the calls speak (OpenAI's realtime events,
 the audio coming from the track), and wires the signalling
-routes, the client secrets and the calls into one FastAPI app. Every
+routes, the client secrets, the calls and chapter 4's browser page
+(`rtc_page.py`) into one FastAPI app. Every
 call's stream drops stale audio rather than buffer it (chapter 4's
 `DropStaleAudio`): RTP cannot be paused, so a reader that waited would
 only queue audio in the receiver. `serve` runs the app with uvicorn
@@ -24,7 +25,6 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
-from importlib import resources
 
 import uvicorn
 from fastapi import FastAPI
@@ -32,6 +32,7 @@ from fastapi import FastAPI
 from ch04_streaming.app import (
     build_device,
     build_recognizer,
+    fixtures_dir,
     session_factory,
     vad_config,
 )
@@ -42,7 +43,9 @@ from ch04_streaming.dialects.dialect import (
     StreamDefaults,
     StreamRequest,
 )
+from ch04_streaming.dialects.openai_realtime import OpenAIRealtime
 from ch04_streaming.engine import Recognizer
+from ch04_streaming.page_api import FixtureLibrary
 from ch04_streaming.scheduler import DirectScheduler
 from ch04_streaming.stream_handler import (
     Connection,
@@ -54,6 +57,7 @@ from ch05_protocols.client_secrets import EphemeralKeys
 from ch05_protocols.media_dialects import DIALECTS
 from ch05_protocols.rtc_call import CallLimits, HandlerFactory
 from ch05_protocols.rtc_calls import RtcCalls
+from ch05_protocols.rtc_page import page_router
 from ch05_protocols.rtc_settings import RtcSettings
 from ch05_protocols.rtc_signalling import (
     Credentials,
@@ -89,11 +93,6 @@ def handler_factory(dialect: Dialect, request: StreamRequest,
                              limits)
 
     return new_handler
-
-
-def rtc_page() -> str:
-    page = resources.files("ch05_protocols").joinpath("static/rtc.html")
-    return page.read_text(encoding="utf-8")
 
 
 def create_rtc_app(settings: RtcSettings,
@@ -136,9 +135,12 @@ def create_rtc_app(settings: RtcSettings,
 
     app = FastAPI(title="Speech over WebRTC (chapter 5)",
                   lifespan=lifespan)
-    add_signalling(app, signalling_router(calls, credentials,
-                                          settings.max_offer_bytes),
-                   rtc_page(), calls)
+    add_signalling(app, signalling_router(
+        calls, credentials, settings.max_offer_bytes,
+        takes_sessions=isinstance(dialect, OpenAIRealtime)), calls)
+    # Chapter 4's page, its audio sent as the call's track.
+    app.include_router(page_router(
+        dialect, FixtureLibrary.load(fixtures_dir(speech))))
     app.state.calls, app.state.dev_key = calls, dev_key
     return app
 
@@ -164,7 +166,7 @@ async def serve(settings: RtcSettings) -> int:
               f" {app.state.dev_key} (browser: {url}/?key="
               f"{app.state.dev_key})", flush=True)
     print(f"listening on {url} (POST /v1/realtime/calls,"
-          " /v1/realtime/client_secrets, test page /)", flush=True)
+          " /v1/realtime/client_secrets, browser page /)", flush=True)
     server = Server(uvicorn.Config(
         app, log_level="warning",
         # Calls drain in the app's shutdown, after uvicorn's own grace.

@@ -8,7 +8,10 @@ optional `session` JSON field, and answers 201 with the SDP answer
 (`application/sdp`) and a `Location` naming the call. Its Bearer key is
 the service's API key (chapter 4's `SPEECH_API_KEYS`) or a client
 secret from `POST /v1/realtime/client_secrets`, which only an API key
-may ask for. `GET /v1/realtime/calls/{id}` reports a call's negotiated
+may ask for. The session asked for (in the form, or when the secret
+was made) becomes the call's first event, `session.update`, where the
+calls speak OpenAI's events; calls in Deepgram's dialect take none.
+`GET /v1/realtime/calls/{id}` reports a call's negotiated
 codec, jitter-buffer delay and lost audio. Every refusal is OpenAI's
 error JSON, `{"error": {"message", "type", "param", "code"}}`, decided
 before any media is set up; bodies are read up to a limit, and parsed
@@ -23,7 +26,7 @@ from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 
 from fastapi import APIRouter, FastAPI, Request, Response
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
@@ -193,8 +196,25 @@ def session_update(session: SessionConfig | None) -> str | None:
                        "session": session.model_dump()})
 
 
+def first_event(asked: SessionConfig | None,
+                granted: SessionConfig | None,
+                takes_sessions: bool) -> str | None:
+    """The session a call starts with, where its dialect takes one. A
+    client secret's session is ignored by calls that speak another
+    dialect (their settings are the service's); a session asked for in
+    the offer is refused by them."""
+    if takes_sessions:
+        return session_update(asked or granted)
+    if asked is not None:
+        raise ApiError(400, "This service's calls do not speak OpenAI's"
+                       " events and take no session: send the sdp"
+                       " alone.", "invalid_value", param="session")
+    return None
+
+
 def signalling_router(calls: RtcCalls, credentials: Credentials,
-                      max_offer_bytes: int) -> APIRouter:
+                      max_offer_bytes: int,
+                      takes_sessions: bool = True) -> APIRouter:
     router = APIRouter()
 
     @router.post(CALLS, status_code=201)
@@ -203,8 +223,8 @@ def signalling_router(calls: RtcCalls, credentials: Credentials,
         try:
             calls.check_admission()  # before the body is read
             sdp, asked = await offer_fields(request, max_offer_bytes)
-            call, answer = await calls.open(read_offer(sdp),
-                                            session_update(asked or granted))
+            first = first_event(asked, granted, takes_sessions)
+            call, answer = await calls.open(read_offer(sdp), first)
         except OfferError as error:
             raise ApiError(400, str(error), "invalid_offer",
                            param="sdp") from None
@@ -245,14 +265,10 @@ def signalling_router(calls: RtcCalls, credentials: Credentials,
     return router
 
 
-def add_signalling(app: FastAPI, router: APIRouter, page: str,
+def add_signalling(app: FastAPI, router: APIRouter,
                    calls: RtcCalls) -> None:
-    """The routes, the test page, the probes, and the error shape."""
+    """The routes, the probes, and the error shape."""
     app.include_router(router)
-
-    @app.get("/", include_in_schema=False)
-    async def page_for_browsers() -> HTMLResponse:
-        return HTMLResponse(page)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
@@ -272,5 +288,5 @@ def add_signalling(app: FastAPI, router: APIRouter, page: str,
     @app.exception_handler(HTTPException)
     async def http_error(request: Request,
                          error: HTTPException) -> JSONResponse:
-        return ApiError(error.status_code, str(error.detail),
-                        None).response()
+        return ApiError(error.status_code, str(error.detail), None,
+                        headers=error.headers).response()

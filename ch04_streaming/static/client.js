@@ -1,35 +1,41 @@
-// Browser client: microphone or fixture -> linear16 -> WebSocket -> text.
+// Browser client: microphone or fixture -> audio -> transport -> text.
 //
 // Chapter 4, "End-to-end architecture": the client end of capture ->
 // codec -> transport, and what the chapters measure, shown live. The
-// page asks the server which dialects it offers (`/v1/dialects`) and
-// which sample fixtures it has (`/v1/fixtures`); the reader picks a
-// dialect and a source. The microphone opens with the browser's voice
-// processing off; a fixture plays into the same capture worklet
-// (fixture-player.js), at real time. capture-worklet.js frames the
-// audio as 100 ms of linear16 at the dialect's rate, with its level;
-// dialects.js sends each frame in the dialect's form and reads its
-// answers. Interim text is grey and replaced in place; each final is a
-// black line with its latency from the end of speech (the frame that
-// held its last word, sent, to the final received) and the utterance's
-// time to first result, against the book's 300 ms rule. The meter is
-// the level the page computes; the VAD state is the server's.
+// page asks the server which dialects it offers, over which transport
+// (`/v1/dialects`), and which sample fixtures it has (`/v1/fixtures`);
+// the reader picks a dialect and a source. The microphone opens with
+// the browser's voice processing off; a fixture plays into the same
+// audio graph (fixture-player.js), at real time. Over a WebSocket
+// (websocket.js), capture-worklet.js frames the audio as 100 ms of
+// linear16 at the dialect's rate and dialects.js sends each frame in
+// the dialect's form; over WebRTC (webrtc.js, chapter 5's service) the
+// graph's output is the call's track, and the browser sends it as Opus.
+// Either way dialects.js reads the answers. Interim text is grey and
+// replaced in place; each final is a black line with its latency from
+// the end of speech (the audio of its last word sent, to the final
+// received) and the utterance's time to first result, against the
+// book's 300 ms rule. The meter is the level the page computes (the
+// worklet's, per 100 ms); the VAD state is the server's.
 //
 // `?key=` prefills the key; with none, the page asks its server for a
 // short-lived token (chapter 9's service). `?dialect=`, `?source=`
 // (`microphone` or a fixture id) and `?capture=` preselect the choices;
 // `?rate=44100` runs the AudioContext at that rate instead of the
 // device's, to try the worklet's resampling. The microphone's other
-// capture, MediaRecorder (Deepgram only), sends the browser's own
-// WebM/Opus blobs as they come; the server decodes them.
+// capture, MediaRecorder (Deepgram's WebSocket only), sends the
+// browser's own WebM/Opus blobs as they come; the server decodes them.
 
-import { closeInWords } from "./close-codes.js";
 import { CLIENTS } from "./dialects.js";
 import { playFixture } from "./fixture-player.js";
+import { clientSecret, openCall } from "./webrtc.js";
+import { openSocket } from "./websocket.js";
 
 const FRAME_S = 0.1; // each frame carries 100 ms of audio
 const RECORDER_TYPE = "audio/webm;codecs=opus";
 const RULE_MS = 300; // the book's rule: a first result within 300 ms
+// The transports this page speaks, and how an option names each.
+const OVER = { websocket: "", webrtc: " over WebRTC" };
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -38,7 +44,7 @@ $("capture").value = params.get("capture") ?? "worklet";
 window.interimCount = 0; // interims shown so far, read by the tests
 window.loudestLevel = 0; // the meter's highest, read by the tests
 
-let session = null; // the open stream: socket, audio graph, send times
+let session = null; // the open stream: its link, audio graph, dialect
 const tally = { utterances: 0, withinRule: 0 };
 
 function setStatus(text) {
@@ -46,18 +52,20 @@ function setStatus(text) {
 }
 
 // What the server offers, as it says: dialects with a client on this
-// page can be chosen, the others are listed as offered.
+// page, over a transport it speaks, can be chosen; the others are
+// listed as offered.
 async function discover() {
   const [dialects, fixtures] = await Promise.all([
     fetch("/v1/dialects").then((r) => r.json()),
     fetch("/v1/fixtures").then((r) => (r.ok ? r.json() : { fixtures: [] })),
   ]);
-  for (const dialect of dialects.dialects) {
-    const known = dialect.name in CLIENTS;
+  for (const { name, label, path, transport } of dialects.dialects) {
+    const known = name in CLIENTS && transport in OVER;
+    const text = label + (OVER[transport] ?? ` over ${transport}`);
     const option = new Option(
-      known ? dialect.label : `${dialect.label} (no client on this page)`,
-      dialect.name);
-    option.dataset.path = dialect.path;
+      known ? text : `${text} (no client on this page)`,
+      transport === "websocket" ? name : `${name}-${transport}`);
+    Object.assign(option.dataset, { name, path, transport });
     option.disabled = !known;
     $("dialect").append(option);
   }
@@ -67,17 +75,27 @@ async function discover() {
     option.title = fixture.text;
     $("source").append(option);
   }
-  $("dialect").value = params.get("dialect") ?? "deepgram";
-  $("source").value = params.get("source") ?? "microphone";
+  choose($("dialect"), params.get("dialect") ?? "deepgram");
+  choose($("source"), params.get("source") ?? "microphone");
   chosen();
-  $("start").disabled = false;
+  $("start").disabled = !$("dialect").value;
+  if (!$("dialect").value) setStatus("no dialect this page can speak");
+}
+
+// The option asked for, if it can be chosen; else the first that can.
+function choose(select, value) {
+  const open = [...select.options].filter((o) => !o.disabled);
+  select.value = (open.find((o) => o.value === value) ?? open[0])?.value
+    ?? "";
 }
 
 function chosen() {
-  const client = CLIENTS[$("dialect").value];
+  const option = $("dialect").selectedOptions[0];
+  const client = CLIENTS[option?.dataset.name];
   const microphone = $("source").value === "microphone";
-  // Only Deepgram's dialect takes a container as it comes.
-  $("capture").disabled = !(microphone && client?.containers);
+  // Only Deepgram's WebSocket takes a container as it comes.
+  $("capture").disabled = !(microphone && client?.containers
+                            && option.dataset.transport === "websocket");
   if ($("capture").disabled) $("capture").value = "worklet";
 }
 
@@ -105,72 +123,107 @@ async function credential() {
   return { kind: "bearer", secret: (await answer.json()).access_token };
 }
 
-function streamUrl(path, query) {
-  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-  return `${scheme}//${location.host}${path}?${query}`;
-}
-
 async function start() {
+  const option = $("dialect").selectedOptions[0];
   const given = await credential();
   if (!given) return setStatus("enter an API key first");
   window.credentialKind = given.kind; // read by the tests
-  const option = $("dialect").selectedOptions[0];
-  const client = { ...CLIENTS[option.value] }; // per stream: it may keep
   const fixture = $("source").selectedOptions[0].dataset.url ?? null;
-  const recorded = !fixture && $("capture").value === "mediarecorder";
+  const webrtc = option.dataset.transport === "webrtc";
+  const recorded = !fixture && !webrtc
+    && $("capture").value === "mediarecorder";
   if (recorded && !MediaRecorder.isTypeSupported(RECORDER_TYPE)) {
     return setStatus(`error: this browser cannot record ${RECORDER_TYPE}`);
   }
   enableChoices(false);
   setStatus("connecting");
-  const auth = client.credentials(given.kind, given.secret);
-  const query = [client.query(recorded), auth.query].filter(Boolean);
-  const url = streamUrl(option.dataset.path, query.join("&"));
-  // The server answers the subprotocol's kind, never echoing a secret.
-  const socket = new WebSocket(url, auth.protocols);
-  socket.binaryType = "arraybuffer";
-  const s = { socket, client, given, url, context: null, stream: null,
-              recorder: null, player: null, sent: [], closing: false,
-              error: null, opened: false, utterance: null };
+  // Per stream: a dialect's client may keep state.
+  const client = { ...CLIENTS[option.dataset.name] };
+  const s = { link: null, client, context: null, stream: null,
+              recorder: null, player: null, closing: false, error: null,
+              utterance: null };
   session = s;
-  socket.onmessage = (event) => heard(s, JSON.parse(event.data));
-  socket.onclose = (event) => closed(s, event);
-  const opened = new Promise((resolve) => {
-    socket.onopen = () => resolve(true);
-    socket.addEventListener("close", () => resolve(false));
-  });
   const rate = Number(params.get("rate")) || undefined;
   if (!recorded) s.context = new AudioContext({ sampleRate: rate });
-  if (!(await opened)) return; // closed() has shown why
-  s.opened = true;
+  const on = { message: (message) => heard(s, message),
+               closed: (words) => closed(s, words) };
+  const path = option.dataset.path;
+  if (webrtc) return startCall(s, { path, given, fixture }, on);
+  s.link = openSocket({ path, client, given, recorded }, on);
+  if (!(await s.link.opened) || session !== s) return; // closed
   if (recorded) {
     s.stream = await openMicrophone();
     return session === s ? record(s) : releaseCapture(s);
   }
+  // The source opens last: no audio is captured before there is a
+  // way to send it, so the stream starts at its first sample.
+  await playSource(s, fixture, await captureWorklet(s, true));
+  streaming(s, `${s.context.sampleRate} Hz -> ${client.rate} Hz`);
+}
+
+// Over WebRTC the audio graph ends in the call's track; the worklet
+// only measures the level. A typed key is traded for a client secret.
+async function startCall(s, { path, given, fixture }, on) {
+  let secret = given.secret;
+  if (given.kind === "token") {
+    secret = await clientSecret(given.secret);
+    window.credentialKind = "client_secret";
+  }
+  const input = new GainNode(s.context); // where the source plays
+  const track = new MediaStreamAudioDestinationNode(
+    s.context, { channelCount: 1 });
+  input.connect(await captureWorklet(s, false));
+  input.connect(track);
+  // Chromium sends no RTP while no source plays in the graph: a
+  // source of zeros keeps the track going, so that silence is sent as
+  // silence and the stream's clock runs on.
+  const zeros = new ConstantSourceNode(s.context, { offset: 0 });
+  zeros.connect(input);
+  zeros.start();
+  s.link = await openCall({ path, client: s.client, secret,
+                           track: track.stream.getAudioTracks()[0] }, on);
+  window.callId = s.link.id; // read by the tests
+  if (!(await s.link.opened) || session !== s) return; // closed
+  await playSource(s, fixture, input);
+  streaming(s, `${s.context.sampleRate} Hz -> Opus over WebRTC`);
+}
+
+// The capture worklet: each 100 ms frame's level to the meter, and
+// the frame itself to the link, where the page sends the audio.
+async function captureWorklet(s, sendsFrames) {
   await s.context.audioWorklet.addModule("capture-worklet.js");
   // With no outputs the node is a sink, which the browser runs anyway.
   const worklet = new AudioWorkletNode(s.context, "capture", {
-    numberOfOutputs: 0, processorOptions: { targetRate: client.rate },
+    numberOfOutputs: 0, processorOptions: { targetRate: s.client.rate },
   });
-  // Frame i holds stream time [i, i + 1) x 100 ms.
+  let frames = 0;
   worklet.port.onmessage = ({ data }) => {
     showLevel(data.rms);
-    sendFrame(s, client.frame(data.pcm), (s.sent.length + 1) * FRAME_S);
+    frames += 1;
+    if (!sendsFrames || session !== s || s.closing) return;
+    // Frame i holds stream time [i, i + 1) x 100 ms.
+    s.link.send(s.client.frame(data.pcm), frames * FRAME_S);
   };
-  // The source opens last: no audio is captured before there is a
-  // way to send it, so the stream starts at its first sample.
+  return worklet;
+}
+
+async function playSource(s, fixture, node) {
   if (fixture) {
-    s.player = await playFixture(s.context, fixture, worklet);
+    s.player = await playFixture(s.context, fixture, node);
     s.player.ended.then(() => stop(s));
   } else {
     s.stream = await openMicrophone();
     if (session !== s) return releaseCapture(s); // closed meanwhile
-    s.context.createMediaStreamSource(s.stream).connect(worklet);
+    s.context.createMediaStreamSource(s.stream).connect(node);
   }
+}
+
+function streaming(s, how) {
+  if (session !== s) return;
   $("stop").disabled = false;
-  const from = fixture ? ` (fixture ${$("source").value})` : "";
-  setStatus(`streaming: ${s.context.sampleRate} Hz -> ${client.rate} Hz`
-            + from);
+  const source = $("source").value;
+  const from = source === "microphone" ? "" : ` (fixture ${source})`;
+  setStatus(`streaming: ${how}${from}`);
 }
 
 // MediaRecorder: WebM/Opus blobs, each sent as it comes. The first one
@@ -181,31 +234,19 @@ function record(s) {
     audioBitsPerSecond: 32000, // speech: an eighth of 16 kHz linear16
   });
   // A blob holds what was recorded until it came, less what the
-  // encoder still holds: its time is the recording's, roughly.
+  // encoder still holds: its time is the recording's, roughly. The
+  // last blob comes after Stop: it is the stream's end.
   s.recorder.ondataavailable = (event) => {
     const recordedS = (performance.now() - s.recordingSince) / 1000;
-    if (event.data.size) sendFrame(s, event.data, recordedS);
-  };
-  // The last blob comes after stop(); only then is the stream complete.
-  s.recorder.onstop = () => {
-    if (s.socket.readyState === WebSocket.OPEN) {
-      s.client.finish((text) => s.socket.send(text));
+    if (event.data.size && session === s) {
+      s.link.send(event.data, recordedS);
     }
   };
+  s.recorder.onstop = () => s.link.finish();
   s.recorder.start(FRAME_S * 1000); // a blob every 100 ms
   s.recordingSince = performance.now();
   $("stop").disabled = false;
   setStatus(`streaming: MediaRecorder ${RECORDER_TYPE}`);
-}
-
-// `untilS`: the stream time the frame's audio reaches. Its send time
-// dates the results about it; ten pairs a second is little to keep.
-function sendFrame(s, frame, untilS) {
-  // A recorder's last blob comes after Stop: it is the stream's end.
-  if (session !== s || (s.closing && !s.recorder)) return;
-  if (s.socket.readyState !== WebSocket.OPEN) return;
-  s.socket.send(frame);
-  s.sent.push({ untilS, at: performance.now() });
 }
 
 function stop(s = session) {
@@ -213,25 +254,20 @@ function stop(s = session) {
   s.closing = true;
   // The recorder ends the stream after its last blob (onstop).
   const recording = s.recorder?.state === "recording";
-  releaseCapture(s);
-  if (!recording && s.socket.readyState === WebSocket.OPEN) {
-    const ending = s.client.finish((text) => s.socket.send(text)) ?? {};
-    // A dialect whose server does not close the stream: the page does,
-    // at once, or after the last final (or 5 s, should it not come).
-    if (ending.closeAfterFinal === false) s.socket.close(1000);
-    if (ending.closeAfterFinal) {
-      s.closeAfterFinal = true;
-      setTimeout(() => s.socket.close(1000), 5000);
-    }
-  }
+  stopSources(s); // the graph runs on: a track sends its silence
+  if (!recording) s.link.finish();
   $("stop").disabled = true;
   setStatus("closing");
 }
 
-function releaseCapture(s) {
+function stopSources(s) {
   if (s.recorder?.state === "recording") s.recorder.stop();
   s.player?.stop();
   s.stream?.getTracks().forEach((track) => track.stop());
+}
+
+function releaseCapture(s) {
+  stopSources(s);
   if (s.context?.state !== "closed") s.context?.close();
 }
 
@@ -242,31 +278,15 @@ function enableChoices(enabled) {
   if (enabled) chosen(); else $("capture").disabled = true;
 }
 
-async function closed(s, event) {
-  if (!s.closing) releaseCapture(s);
+function closed(s, words) {
+  releaseCapture(s);
   if (session === s) session = null;
   $("interim").textContent = "";
   showVad(null);
   enableChoices(true);
   $("stop").disabled = true;
-  let words = closeInWords(event.code, event.reason);
-  // A browser hides a refused upgrade (401, 429, 503) behind 1006; the
-  // page asks the same URL over plain HTTP for the server's reason.
-  if (event.code === 1006 && !s.opened) {
-    const refusal = await whyRefused(s);
-    if (refusal) words += `; the server refused it: ${refusal}`;
-  }
   const error = s.error ? `, after ${s.error}` : "";
   setStatus(`closed: ${words}${error}`);
-}
-
-async function whyRefused(s) {
-  const headers = s.client.header(s.given.kind, s.given.secret);
-  const answer = await fetch(s.url.replace(/^ws/, "http"), { headers })
-    .catch(() => null);
-  if (!answer || answer.ok) return null;
-  const body = await answer.json().catch(() => ({}));
-  return `${answer.status} ${body.reason ?? answer.statusText}`;
 }
 
 // The meter: the frame's level in dBFS, from -60 (silence) to 0.
@@ -299,7 +319,7 @@ function heard(s, message) {
   } else if (result.kind === "final") {
     $("interim").textContent = "";
     if (result.text) showFinal(s, result);
-    if (s.closing && s.closeAfterFinal) s.socket.close(1000);
+    if (s.closing) s.link.finalShown();
   }
 }
 
@@ -308,7 +328,8 @@ function heard(s, message) {
 function firstResult(s, result) {
   if (s.utterance) return;
   const spoken = result.firstEndS ?? result.startS;
-  s.utterance = { firstMs: spoken === null ? null : sinceSent(s, spoken) };
+  s.utterance = { firstMs: spoken === null ? null
+    : s.link.sinceSent(spoken) };
 }
 
 function showFinal(s, result) {
@@ -323,8 +344,8 @@ function showFinal(s, result) {
   const latency = document.createElement("span");
   latency.className = "latency";
   latency.title = "from sending the last word's audio to this final";
-  latency.textContent = result.endS === null ? "? ms"
-    : `${Math.round(sinceSent(s, result.endS))} ms`;
+  const ms = result.endS === null ? null : s.link.sinceSent(result.endS);
+  latency.textContent = ms === null ? "? ms" : `${Math.round(ms)} ms`;
   const first = document.createElement("span");
   first.className = "first";
   first.title = "time to first result: the first word's audio sent to"
@@ -342,25 +363,17 @@ function showFinal(s, result) {
     + ` utterances had a first result within ${RULE_MS} ms`;
 }
 
-// Milliseconds since the frame that reached stream time `seconds` was
-// sent: the first frame that reaches it, searched from the newest; the
-// epsilon keeps a time on a frame boundary (0.3 s) in the frame it
-// closes, not the next one.
-function sinceSent(s, seconds) {
-  const sent = s.sent;
-  let index = sent.length - 1;
-  while (index > 0 && sent[index - 1].untilS >= seconds - 1e-6) index -= 1;
-  return performance.now() - sent[index].at;
-}
-
 function fail(error) {
-  if (session) {
-    session.error = error.message;
-    session.socket.close(); // closed() shows the error with the code
-  } else {
-    enableChoices(true);
-    setStatus(`error: ${error.message}`);
+  const s = session;
+  if (s?.link) {
+    s.error = error.message;
+    s.link.close(); // closed() shows the error with how it closed
+    return;
   }
+  if (s) releaseCapture(s);
+  session = null;
+  enableChoices(true);
+  setStatus(`error: ${error.message}`);
 }
 
 $("controls").onsubmit = (event) => {

@@ -1,20 +1,23 @@
 // The page's client for each dialect the server may offer.
 //
 // Chapter 4, "Reference architectures from production providers": three
-// providers stream the same audio and answer with the same kind of
-// results, but each names, shapes, authenticates and ends its stream in
-// its own way. Each client here says how: the URL and subprotocols of
-// its WebSocket (a browser cannot set headers on one), the rate it
-// wants, how a 100 ms frame of linear16 goes out, how a stream ends,
-// and how an answer reads as a common `Result`: interim or final text,
-// the stream times of its first and last words, and the VAD's word on
-// speech. The page lists what `/v1/dialects` says the server offers and
-// uses a client from here where it has one.
+// providers (and chapter 5's own protocol) stream the same audio and
+// answer with the same kind of results, but each names, shapes,
+// authenticates and ends its stream in its own way. Each client here
+// says how: the URL and subprotocols of its WebSocket (a browser cannot
+// set headers on one), the rate it wants, how a 100 ms frame of
+// linear16 goes out, how a stream ends, and how an answer reads as a
+// common `Result`: interim or final text, the stream times of its first
+// and last words, and the VAD's word on speech. The page lists what
+// `/v1/dialects` says the server offers and uses a client from here
+// where it has one; webrtc.js carries the same clients' events over a
+// data channel.
 
 // What the page reads from any dialect's message; null fields: unknown.
 // { kind: "interim" | "final" | "vad" | "error" | "other",
 //   text, startS, endS, speech: true | false | null, error }
 const other = { kind: "other" };
+const CLOSE_WAIT_MS = 5000; // for the close, once the input is over
 
 function base64(buffer) {
   let binary = "";
@@ -142,4 +145,61 @@ const openai = {
   },
 };
 
-export const CLIENTS = { deepgram, assemblyai, openai };
+// Chapter 5's own protocol, in its two framings (`/ws/binary` and
+// `/ws/base64`): the same messages, the audio as binary frames or as
+// base64 in JSON text. It reports no VAD: an utterance with text and
+// no final yet is speech, as AssemblyAI's turns are.
+function chapter5(frame) {
+  return {
+    rate: 16000,
+    containers: false,
+    query: () => "encoding=linear16&sample_rate=16000&interim_results=true",
+    credentials: (kind, secret) => ({
+      query: `token=${encodeURIComponent(secret)}`,
+    }),
+    header: () => ({}), // the query carries it
+    frame,
+    finish: (send) => send(JSON.stringify({ type: "close" })),
+    read(message) {
+      if (message.type !== "transcript") return other;
+      const words = message.words;
+      return {
+        kind: message.is_final ? "final" : "interim",
+        text: message.text,
+        startS: words.length ? words[0].start : null,
+        firstEndS: words.length ? words[0].end : null,
+        endS: words.length ? words[words.length - 1].end : null,
+        speech: !message.is_final,
+      };
+    },
+  };
+}
+
+export const CLIENTS = {
+  deepgram,
+  assemblyai,
+  openai,
+  "ws-binary": chapter5((pcm) => pcm),
+  "ws-base64": chapter5((pcm) => JSON.stringify({
+    type: "audio", data: base64(pcm),
+  })),
+};
+
+// The input is over: the dialect's way of saying so, sent by `send`.
+// A dialect whose server does not close the stream is closed here
+// (`close`), at once or after the last final; the function returned is
+// to be called on each final. Whoever should close, the page does if
+// the stream is still open 5 s from now.
+export function endInput(client, send, close) {
+  const ending = client.finish(send) ?? {};
+  if (ending.closeAfterFinal === false) {
+    close();
+    return () => {};
+  }
+  const timer = setTimeout(close, CLOSE_WAIT_MS);
+  if (!ending.closeAfterFinal) return () => {};
+  return () => {
+    clearTimeout(timer);
+    close();
+  };
+}

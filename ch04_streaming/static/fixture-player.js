@@ -3,14 +3,15 @@
 // Chapter 4, "End-to-end architecture". A reader without a microphone
 // (or on a server over SSH) can still stream: the page fetches a
 // fixture from the service, decodes it at the AudioContext's rate, and
-// plays it into the same capture worklet a microphone feeds. The
-// worklet cannot tell the two apart: the audio arrives at real time, in
-// the browser's render quanta, and is filtered, resampled and framed
-// exactly as a capture would be, so every latency the page shows is one
-// a speaker would see.
+// plays it into the node a microphone feeds: the capture worklet, or,
+// over WebRTC, the graph that ends in the call's track. Neither can
+// tell the two apart: the audio arrives at real time, in the
+// browser's render quanta, and is framed (or encoded) exactly as a
+// capture would be, so every latency the page shows is one a speaker
+// would see.
 
 // --8<-- [start:fixture_player]
-export async function playFixture(context, url, worklet) {
+export async function playFixture(context, url, input) {
   const answer = await fetch(url);
   if (!answer.ok) throw new Error(`fixture ${url}: HTTP ${answer.status}`);
   // Decoded at the context's rate, as a microphone's samples would be.
@@ -21,7 +22,7 @@ export async function playFixture(context, url, worklet) {
     numberOfOutputs: audio.numberOfChannels,
   });
   source.connect(mono);
-  mono.connect(worklet, 0);
+  mono.connect(input, 0); // where a microphone's source would go
   const ended = new Promise((resolve) => {
     source.onended = resolve;
   });

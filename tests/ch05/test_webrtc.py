@@ -1,5 +1,6 @@
-"""WebRTC ingest end to end: OpenAI's signalling, aiortc and Chromium as
-clients, and every offer or key the service refuses.
+"""WebRTC ingest end to end: OpenAI's signalling, aiortc and its SDK as
+clients, and every offer or key the service refuses (the browser page
+is test_webrtc_page.py's).
 
 Each call streams a fixture at the pace of speech, as Opus over a real
 peer connection on this machine, and must come back as the fixture's
@@ -44,7 +45,6 @@ from ch05_protocols.rtc_client import (
 from ch05_protocols.rtc_settings import RtcSettings
 from examples.service import running_service, wait_until_ready
 from tests.ch04.harness import KEY, MANIFEST, audio_of
-from tests.ch04.test_browser import WAIT_MS, chromium_page
 from tests.ch05.rtc_harness import running_rtc
 
 CALLS = "/v1/realtime/calls"
@@ -409,6 +409,36 @@ async def test_a_multipart_offer_with_bad_fields_is_400(
     assert error["message"].startswith(message)
 
 
+async def test_calls_in_deepgrams_dialect_take_no_openai_session(
+    lexicon: Lexicon,
+) -> None:
+    """A session asked for with the offer is refused by name; one made
+    with a client secret is not the call's to apply, and the call is
+    served in Deepgram's dialect all the same."""
+    fox = "quick_brown_fox"
+    session = json.dumps({"type": "transcription"})
+    async with running_rtc(lexicon, RtcSettings(dialect="deepgram")
+                           ) as running, httpx.AsyncClient(
+            base_url=running.url) as client:
+        refused = await client.post(CALLS, headers=bearer(KEY),
+                                    files=as_fields({"sdp": await offer(),
+                                                     "session": session}))
+        secret = await client.post(SECRETS, headers=bearer(KEY),
+                                   json={"session": {"type":
+                                                     "transcription"}})
+        result = await stream_file(audio_of(fox), running.url,
+                                   secret.json()["value"])
+    error = error_of(refused)
+    assert (refused.status_code, error["param"]) == (400, "session")
+    assert "take no session" in error["message"]
+    types = {e.event["type"] for e in result.events}
+    assert "error" not in types and "session.updated" not in types
+    finals = [e.event["channel"]["alternatives"][0]["transcript"]
+              for e in result.events
+              if e.event["type"] == "Results" and e.event["is_final"]]
+    assert " ".join(t for t in finals if t) == " ".join(utterances(fox))
+
+
 async def test_an_offer_sent_as_a_file_is_400(lexicon: Lexicon) -> None:
     sdp = await offer()
     async with running_rtc(lexicon) as running, httpx.AsyncClient(
@@ -473,44 +503,6 @@ async def test_openais_sdk_signals_a_call_with_its_session(
                                                "session.updated"]
     updated = events[1]["session"]["audio"]["input"]
     assert updated["transcription"]["model"] == "whisper-1"
-
-
-async def test_a_browser_microphone_comes_back_as_the_reference_text(
-    lexicon: Lexicon,
-) -> None:
-    """Headless Chromium plays a fixture as its microphone; the page at
-    `/` trades the key for a client secret, sends the microphone on a
-    peer connection with an `oai-events` channel, POSTs its offer, and
-    shows each completed transcript."""
-    fixture = "weather_forecast"
-    async with running_rtc(lexicon) as running, chromium_page(
-            audio_of(fixture)) as page:
-        await page.goto(f"{running.url}/?key={KEY}")
-        await page.click("#start")
-        await page.wait_for_function(
-            "n => document.querySelectorAll('#finals .final').length >= n",
-            arg=len(utterances(fixture)), timeout=WAIT_MS)
-        finals = await page.locator("#finals .text").all_text_contents()
-        stats = await call_stats(running.url, KEY,
-                                 await page.evaluate("window.callId"))
-        await page.click("#stop")
-    assert finals == utterances(fixture)
-    assert (stats["codec"], stats["status"]) == ("opus/48000/2", "active")
-    assert stats["jitter_buffer"]["frames"] > 0
-    assert stats["audio"]["lost_s"] == 0
-
-
-async def test_a_browser_with_a_wrong_key_is_told_why(
-    lexicon: Lexicon,
-) -> None:
-    async with running_rtc(lexicon) as running, chromium_page() as page:
-        await page.goto(f"{running.url}/?key=not-{KEY}")
-        await page.click("#start")
-        await page.wait_for_function(
-            "() => document.querySelector('#status').textContent"
-            ".startsWith('failed')", timeout=WAIT_MS)
-        status = await page.text_content("#status")
-    assert status == "failed: 401 Incorrect API key provided."
 
 
 async def test_a_client_that_hangs_up_mid_call_frees_its_call(
