@@ -13,8 +13,9 @@ read once, at start, from a directory's `manifest.json`; a missing or
 invalid one leaves the list empty, with one warning, and the streams
 are served all the same. No file over `MAX_FIXTURE_BYTES` is listed or
 served. Every body is a typed message whose `type` says what it is.
-The page's own files are named in `PAGE_FILES`, for every service that
-serves the page, and read from this package (`page_file`).
+`page_reply` answers all three, and `page_file` the page's own files,
+for every service that serves the page, each in its own framework and
+error shape.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import asyncio
 import logging
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Literal
@@ -213,3 +214,44 @@ def read_bounded(file: Path, max_bytes: int) -> bytes:
 async def wav_bytes(fixture: Fixture, max_bytes: int) -> bytes:
     """A fixture's file, read once per request, off the event loop."""
     return await asyncio.to_thread(read_bounded, fixture.file, max_bytes)
+
+
+@dataclass(frozen=True)
+class PageReply:
+    """An answer for the server to send: a 200's body and its type, or
+    an error's status and reason, which each server words in its own
+    shape. `length` is the body's, also for HEAD, which sends none."""
+
+    status: int
+    body: bytes = b""
+    content_type: str = ""
+    length: int = 0
+    reason: str = ""
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+async def page_reply(method: str, path: str, dialects: DialectList,
+                     fixtures: FixtureLibrary) -> PageReply | None:
+    """The answer to what the page asks before it streams: the dialects
+    served, the fixtures it may play, and their files, to GET (or HEAD);
+    None for any other path."""
+    fixture = fixtures.at(path)
+    if path not in PAGE_PATHS and fixture is None:
+        return None
+    if method not in METHODS:
+        return PageReply(405, reason=f"{method} {path}: use GET or HEAD",
+                         headers={"Allow": ", ".join(METHODS)})
+    content_type = "application/json"
+    if path == DIALECTS_PATH:
+        body = dialects.to_json().encode()
+    elif path == FIXTURES_PATH:
+        body = fixtures.listing.to_json().encode()
+    else:
+        assert fixture is not None
+        try:
+            body = await wav_bytes(fixture, fixtures.max_bytes)
+        except FixtureReadError as refused:
+            return PageReply(refused.status, reason=refused.reason)
+        content_type = "audio/wav"
+    return PageReply(200, body if method == "GET" else b"", content_type,
+                     len(body))

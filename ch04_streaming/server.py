@@ -49,16 +49,11 @@ from ch04_streaming.dialects.dialect import (
 from ch04_streaming.engine import Recognizer
 from ch04_streaming.metrics import ServiceMetrics, probe_loop_lag
 from ch04_streaming.page_api import (
-    DIALECTS_PATH,
-    FIXTURE_PREFIX,
-    FIXTURES_PATH,
-    METHODS,
-    PAGE_PATHS,
+    DialectList,
     FixtureLibrary,
-    FixtureReadError,
     dialect_list,
     page_file,
-    wav_bytes,
+    page_reply,
 )
 from ch04_streaming.stream_handler import (
     ConnectionLimits,
@@ -226,9 +221,11 @@ class SpeechServer:
                                                init=False)
     _no_streams: asyncio.Event = field(default_factory=asyncio.Event,
                                        init=False)
+    _dialect_list: DialectList = field(init=False)
 
     def __post_init__(self) -> None:
         self._no_streams.set()
+        self._dialect_list = dialect_list(self.dialects)
 
     # --8<-- [start:admission]
     async def admit(self, connection: ServerConnection,
@@ -337,37 +334,15 @@ class SpeechServer:
         route = self.routes.get(path)
         if route is not None:
             return await route(request)
-        if path in PAGE_PATHS or path.startswith(FIXTURE_PREFIX):
-            return await self.page_api(request.method, path)
-        return self.plain_http(path)
-
-    async def page_api(self, method: str, path: str) -> Response:
-        """What the browser page asks before it streams (`page_api.py`):
-        the dialects served, the fixtures it may play, and their files;
-        to GET, or to HEAD without the body."""
-        fixture = self.fixtures.at(path)
-        if path not in PAGE_PATHS and fixture is None:
-            return error_response(404, f"no such path: {path}")
-        if method not in METHODS:
-            return error_response(405, f"{method} {path}: use GET or HEAD",
-                                  {"Allow": ", ".join(METHODS)})
-        if path == DIALECTS_PATH:
-            response = json_response(200, dialect_list(self.dialects))
-        elif path == FIXTURES_PATH:
-            response = json_response(200, self.fixtures.listing)
-        else:
-            assert fixture is not None
-            try:
-                body = await wav_bytes(fixture, self.fixtures.max_bytes)
-            except FixtureReadError as refused:
-                return error_response(refused.status, refused.reason)
-            response = Response(200, "OK", Headers({
-                "Content-Type": "audio/wav",
-                "Content-Length": str(len(body))}), body)
-        if method == "HEAD":  # Content-Length still says the body's size
-            return Response(response.status_code, response.reason_phrase,
-                            response.headers, b"")
-        return response
+        page = await page_reply(request.method, path, self._dialect_list,
+                                self.fixtures)
+        if page is None:
+            return self.plain_http(path)
+        if page.status != 200:
+            return error_response(page.status, page.reason, page.headers)
+        return Response(200, "OK", Headers({
+            "Content-Type": page.content_type,
+            "Content-Length": str(page.length)}), page.body)
 
     def plain_http(self, path: str) -> Response:
         if path == "/metrics":

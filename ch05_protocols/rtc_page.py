@@ -7,15 +7,16 @@ requests, saying that its one dialect travels over WebRTC and that its
 offers go to `/v1/realtime/calls`. The page then sends its audio as
 the call's track (Opus, as any browser sends a microphone) instead of
 frames on a WebSocket, and reads the dialect's events on the data
-channel. Fixtures are chapter 4's library, served the same way: only
-the files it lists, each read once per request, off the event loop.
+channel. The answers are chapter 4's own (`page_reply`), in this
+service's error shape: fixtures from chapter 4's library, only the
+files it lists, each read once per request, off the event loop.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
 from ch04_streaming.dialects.dialect import Dialect
 from ch04_streaming.page_api import (
@@ -27,11 +28,14 @@ from ch04_streaming.page_api import (
     DialectInfo,
     DialectList,
     FixtureLibrary,
-    FixtureReadError,
     page_file,
-    wav_bytes,
+    page_reply,
 )
 from ch05_protocols.rtc_signalling import CALLS, ApiError
+
+# Every method is routed to the discovery answers, for them to say
+# which are allowed (405 with `Allow`).
+ANY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
 def rtc_dialects(dialect: Dialect) -> DialectList:
@@ -55,31 +59,24 @@ def page_endpoint(path: str) -> Callable[[], Awaitable[Response]]:
 
 def page_router(dialect: Dialect, fixtures: FixtureLibrary) -> APIRouter:
     router = APIRouter(include_in_schema=False)
-    listing = rtc_dialects(dialect).to_json()
-
+    listing = rtc_dialects(dialect)
     for path in PAGE_FILES:
         router.add_api_route(path, page_endpoint(path),
                              methods=list(METHODS))
 
-    @router.api_route(DIALECTS_PATH, methods=list(METHODS))
-    async def dialects() -> Response:
-        return Response(listing, media_type="application/json")
+    async def discovery(request: Request) -> Response:
+        page = await page_reply(request.method, request.url.path,
+                                listing, fixtures)
+        if page is None:
+            raise ApiError(404, f"No such path: {request.url.path}.",
+                           "not_found")
+        if page.status != 200:
+            raise ApiError(page.status, page.reason, None,
+                           headers=page.headers)
+        return Response(page.body, headers={
+            "Content-Type": page.content_type,
+            "Content-Length": str(page.length)})
 
-    @router.api_route(FIXTURES_PATH, methods=list(METHODS))
-    async def fixture_list() -> Response:
-        return Response(fixtures.listing.to_json(),
-                        media_type="application/json")
-
-    @router.api_route(FIXTURE_PREFIX + "{name}", methods=list(METHODS))
-    async def fixture_file(name: str) -> Response:
-        fixture = fixtures.at(FIXTURE_PREFIX + name)
-        if fixture is None:
-            raise ApiError(404, f"No fixture {name!r}.", "not_found")
-        try:
-            body = await wav_bytes(fixture, fixtures.max_bytes)
-        except FixtureReadError as refused:
-            raise ApiError(refused.status, refused.reason,
-                           "fixture_unavailable") from None
-        return Response(body, media_type="audio/wav")
-
+    for path in (DIALECTS_PATH, FIXTURES_PATH, FIXTURE_PREFIX + "{name}"):
+        router.add_api_route(path, discovery, methods=ANY_METHOD)
     return router
