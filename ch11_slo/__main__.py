@@ -52,7 +52,7 @@ from ch11_slo.target_cost import (
     RESULTS,
     target_cost_report,
 )
-from ch11_slo.windows import WindowCatalogue, read_catalogue
+from ch11_slo.windows import read_catalogue
 
 
 def parser() -> argparse.ArgumentParser:
@@ -192,11 +192,9 @@ def burn_rates_command(args: argparse.Namespace) -> int:
 
 def spec_options(args: argparse.Namespace) -> SpecOptions:
     parse_duration(args.default_slo_period, "--default-slo-period")
-    windows = (read_catalogue(args.slo_period_windows_path)
-               if args.slo_period_windows_path else WindowCatalogue())
     return SpecOptions(strict=args.strict,
                        default_period=args.default_slo_period,
-                       windows=windows)
+                       windows=read_catalogue(args.slo_period_windows_path))
 
 
 def rule_options(args: argparse.Namespace) -> RuleOptions:

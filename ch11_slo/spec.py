@@ -28,7 +28,7 @@ from ch11_slo.burn_rates import (
     parse_objective,
 )
 from ch11_slo.durations import parse_duration
-from ch11_slo.invalid import InvalidField
+from ch11_slo.invalid import InvalidField, PluginsRefused
 from ch11_slo.windows import WindowCatalogue
 
 VERSION = "prometheus/v1"
@@ -226,12 +226,7 @@ def parse_slo(reader: Reader, value: object, field: str, period: int,
         raise InvalidField(f"{field}.min_request_rate", (
             "needs an events SLI: a raw SLI has no total to compare"))
     tiers = reader.options.windows.tiers(period, "period")
-    try:
-        table = burn_rate_table(objective, period, tiers, scrape_interval)
-    except InvalidField as error:
-        if error.field == "objective":
-            raise InvalidField(f"{field}.objective", error.problem) from None
-        raise
+    table = burn_rate_table(objective, period, tiers, scrape_interval)
     return SloSpec(
         name=name_of(required(slo, "name", field), f"{field}.name"),
         objective=objective,
@@ -261,7 +256,7 @@ def windows_of(tiers: Sequence[AlertTier]) -> tuple[int, ...]:
 def parse_sli(reader: Reader, value: object, field: str, keys: Keys) -> Sli:
     sli = mapping(value, field)
     if "plugin" in sli:
-        raise InvalidField(f"{field}.plugin", SLI_PLUGIN)
+        raise PluginsRefused(f"{field}.plugin", SLI_PLUGIN)
     reader.only_keys(sli, field, {"events", "raw", "plugin"})
     if ("events" in sli) == ("raw" in sli):
         raise InvalidField(field, "needs one of events or raw")
@@ -284,7 +279,7 @@ def parse_sli(reader: Reader, value: object, field: str, keys: Keys) -> Sli:
 
 def refuse_plugins(value: object, field: str) -> None:
     if value:
-        raise InvalidField(field, SLO_PLUGINS)
+        raise PluginsRefused(field, SLO_PLUGINS)
 
 
 def alert_of(reader: Reader, value: object, field: str) -> AlertSpec:

@@ -13,6 +13,7 @@ groups that Prometheus loads whole.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from fractions import Fraction
 
 import yaml
@@ -125,10 +126,8 @@ def read_service_level(resource: Mapping[str, object],
     spec = read_prometheus_spec(
         mapping(required(resource, "spec", "resource"), "spec"), options,
         CRD_KEYS, CRD_VERSION, extensions=False)
-    return ServiceSpec(spec.service, spec.labels, spec.period,
-                       spec.scrape_interval, spec.slos, CRD_VERSION,
-                       k8s_metadata=metadata,
-                       notes=tuple(reader.notes) + spec.notes)
+    return replace(spec, k8s_metadata=metadata,
+                   notes=tuple(reader.notes) + spec.notes)
 
 
 def read_openslo(document: Mapping[str, object],

@@ -48,9 +48,12 @@ class WindowCatalogue:
         return self.by_period[period]
 
 
-def read_catalogue(directory: Path) -> WindowCatalogue:
+def read_catalogue(directory: Path | None) -> WindowCatalogue:
     """Every windows file (*.yaml, *.yml) under `directory`, by period;
-    two different files for one period are refused."""
+    two different files for one period are refused. No directory: the
+    default windows alone."""
+    if directory is None:
+        return WindowCatalogue()
     if not directory.is_dir():
         raise InvalidField("--slo-period-windows-path", (
             f"{directory} is not a directory"))

@@ -31,8 +31,7 @@ import yaml
 from ch11_slo.burn_rates import decimal_text
 from ch11_slo.durations import format_duration
 from ch11_slo.rules import Rule
-from ch11_slo.spec import SloSpec, SpecOptions
-from ch11_slo.spec_files import parse_specs
+from ch11_slo.spec import ServiceSpec, SloSpec
 
 Step = Mapping[str, str]  # a window's label ("5m") -> its ratio as text
 AlertKey = tuple[str, str]  # (alert name, sloth_severity)
@@ -88,21 +87,17 @@ class Outcome:
 NOTHING_TO_FIRE = Outcome(True, "", ran=False)
 
 
-def slos_under_test_of(text: str, groups: Sequence[Rule],
-                       options: SpecOptions) -> list[SloUnderTest]:
+def slos_under_test_of(specs: Sequence[ServiceSpec],
+                       groups: Sequence[Rule]) -> list[SloUnderTest]:
     """Each SLO of a spec, with the labels its ratio recordings carry."""
     labels: dict[str, dict[str, str]] = {}
     for rule in (r for g in groups for r in g["rules"]):
-        if str(rule.get("record", "")).startswith("slo:sli_error:ratio"):
+        if str(rule.get("record", "")).startswith(RATIO):
             given = dict(rule["labels"])
             given.pop("sloth_window")
             labels[given["sloth_id"]] = given
     return [SloUnderTest(spec.slo_id(slo), slo, labels[spec.slo_id(slo)])
-            for spec in parse_specs(text, options) for slo in spec.slos]
-
-
-def window_label(window: int) -> str:
-    return format_duration(window)
+            for spec in specs for slo in spec.slos]
 
 
 def burn_steps(slo: SloSpec) -> list[Step]:
@@ -110,13 +105,13 @@ def burn_steps(slo: SloSpec) -> list[Step]:
     both windows at 0.999x its threshold, both at 1.001x, the short
     window over and the long under, the short under and the long over;
     then a total outage, and zero again."""
-    windows = [window_label(w) for w in slo.windows]
+    windows = [format_duration(w) for w in slo.windows]
     quiet = dict.fromkeys(windows, "0")
     steps: list[Step] = [quiet]
     for rate in slo.burn_rates.rates:
         under, over = (decimal_text(min(rate.threshold * k, Fraction(1)))
                        for k in (Fraction(999, 1000), Fraction(1001, 1000)))
-        short, long = (window_label(w) for w in (rate.tier.short_window,
+        short, long = (format_duration(w) for w in (rate.tier.short_window,
                                                  rate.tier.long_window))
         steps += [{**quiet, short: s, long: lo} for s, lo in (
             (under, under), (over, over), (over, under), (under, over))]
@@ -128,9 +123,9 @@ def tie_steps(under_test: SloUnderTest) -> list[Step]:
     turn."""
     slo = under_test.slo
     severities = {severity for _, severity in under_test.expected()}
-    quiet = dict.fromkeys((window_label(w) for w in slo.windows), "0")
-    return [{**quiet, window_label(rate.tier.short_window): at,
-             window_label(rate.tier.long_window): at}
+    quiet = dict.fromkeys((format_duration(w) for w in slo.windows), "0")
+    return [{**quiet, format_duration(rate.tier.short_window): at,
+             format_duration(rate.tier.long_window): at}
             for rate in slo.burn_rates.rates
             if rate.tier.severity in severities
             for at in [decimal_text(rate.threshold)]]
@@ -140,7 +135,7 @@ def exact_firing(under_test: SloUnderTest, step: Step) -> set[str]:
     """Severities firing at `step`, by the exact tier math: both
     windows of one of the severity's tiers above its threshold."""
     return {rate.tier.severity for rate in under_test.slo.burn_rates.rates
-            if all(Fraction(step[window_label(window)]) > rate.threshold
+            if all(Fraction(step[format_duration(window)]) > rate.threshold
                    for window in (rate.tier.short_window,
                                   rate.tier.long_window))}
 

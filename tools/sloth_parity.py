@@ -28,12 +28,13 @@ from typing import Any
 
 import yaml
 
-from ch11_slo.generate import generate
-from ch11_slo.invalid import InvalidField
-from ch11_slo.rules import SLO_ID_LABELS, Rule, RuleOptions
-from ch11_slo.spec import SpecOptions
+from ch11_slo.durations import parse_duration
+from ch11_slo.invalid import InvalidField, PluginsRefused
+from ch11_slo.rules import SLO_ID_LABELS, Rule
+from ch11_slo.rules_file import render_file
+from ch11_slo.spec import DEFAULT_PERIOD, SpecOptions
 from ch11_slo.spec_files import parse_specs
-from ch11_slo.windows import WindowCatalogue, read_catalogue
+from ch11_slo.windows import read_catalogue
 from tools.alert_equivalence import (
     Outcome,
     alerts_by_slo,
@@ -82,21 +83,6 @@ def documents(path: Path) -> list[object]:
 def is_rules_file(docs: Sequence[object]) -> bool:
     return bool(docs) and all(isinstance(d, dict) and (
         "groups" in d or d.get("kind") in NOT_SPECS) for d in docs)
-
-
-def uses_plugins(docs: Sequence[object]) -> bool:
-    """Sloth's SLI plugins and SLO plugins: Go code, not run here."""
-    for doc in (d for d in docs if isinstance(d, dict)):
-        spec = doc.get("spec") if "apiVersion" in doc else doc
-        if not isinstance(spec, dict):
-            continue
-        slos = [s for s in spec.get("slos") or [] if isinstance(s, dict)]
-        if spec.get("slo_plugins") or spec.get("sloPlugins") or any(
-                slo.get("plugins") or (isinstance(slo.get("sli"), dict)
-                                       and slo["sli"].get("plugin"))
-                for slo in slos):
-            return True
-    return False
 
 
 def rule_groups_of(text: str) -> list[Rule]:
@@ -175,29 +161,28 @@ def check_file(path: Path, gen: Path | None, promtool: str,
     report, docs = FileReport(path.name), documents(path)
     if is_rules_file(docs):
         return None
-    if uses_plugins(docs):
+    try:
+        specs = parse_specs(path.read_text("utf-8"), options)
+    except PluginsRefused:
         report.cells["ours"] = PLUGINS
         return report
-    try:
-        full = generate(path, options, RuleOptions())
-        alerts_only = generate(path, options,
-                               RuleOptions(recordings=False))
     except InvalidField as error:
         report.cell("ours", False, "REFUSED", str(error))
         return report
-    text = path.read_text("utf-8")
-    forms = sorted({spec.form for spec in parse_specs(text, options)})
-    ours, slos = rule_groups_of(full.rules), len(full.slo_ids)
+    # Recordings and alerts: the scenarios keep only the alerts.
+    ours = rule_groups_of(render_file(specs, path.name))
+    forms = sorted({spec.form for spec in specs})
+    slos = sum(len(spec.slos) for spec in specs)
     report.cells.update({"form": ",".join(forms), "SLOs": str(slos),
                          "ours": "generated"})
     checked = check_rules(promtool, ours)
     report.cell("check", checked.passed, note=checked.detail)
-    slos_under_test = slos_under_test_of(text, ours, options)
-    ours_outcome = burn_equivalence(
-        promtool, slos_under_test, rule_groups_of(alerts_only.rules))
-    fired(report, "fire ours", ours_outcome)
-    report.notes += [f"warning: {w}" for w in full.warnings]
-    sides = [rule_groups_of(alerts_only.rules)]
+    slos_under_test = slos_under_test_of(specs, ours)
+    fired(report, "fire ours",
+          burn_equivalence(promtool, slos_under_test, ours))
+    report.notes += [f"warning: {w}" for spec in specs
+                     for w in spec.warnings]
+    sides = [ours]
     theirs_path = sloth_output(path, gen) if gen else None
     if theirs_path is not None:
         theirs = rule_groups_of(theirs_path.read_text("utf-8"))
@@ -280,7 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="Sloth's generated rules for the same files")
     parser.add_argument("--slo-period-windows-path", type=Path,
                         help="Sloth AlertWindows files, one per period")
-    parser.add_argument("--default-slo-period", default="30d",
+    parser.add_argument("--default-slo-period", default=DEFAULT_PERIOD,
                         help="period of specs that name none")
     parser.add_argument("--promtool", default=shutil.which("promtool"),
                         help="promtool to run (default: on PATH)")
@@ -290,13 +275,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("error: promtool is not installed", file=sys.stderr)
         return 2
     try:
-        windows = (read_catalogue(args.slo_period_windows_path)
-                   if args.slo_period_windows_path else WindowCatalogue())
+        parse_duration(args.default_slo_period, "--default-slo-period")
+        options = SpecOptions(
+            default_period=args.default_slo_period,
+            windows=read_catalogue(args.slo_period_windows_path))
     except InvalidField as error:
         print(f"error: {error.field}: {error.problem}", file=sys.stderr)
         return 2
-    options = SpecOptions(default_period=args.default_slo_period,
-                          windows=windows)
     reports, skipped = run(args.directory, args.gen, promtool, options)
     print(summary(reports, skipped), end="")
     return 1 if any(r.failed for r in reports) else 0

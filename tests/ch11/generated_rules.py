@@ -19,7 +19,6 @@ import yaml
 
 from ch11_slo.rules_file import render_file
 from ch11_slo.spec_files import parse_specs
-from tests.ch11.promtool import run_promtool
 
 DIGITS = 12
 
@@ -40,20 +39,6 @@ def write_plain_rules(directory: Path, name: str,
     path.write_text(yaml.safe_dump(document, sort_keys=False),
                     encoding="utf-8")
     return path
-
-
-def promtool_passes(directory: Path, rule_files: Sequence[Path],
-                    interval: str, *tests: Mapping[str, object]) -> None:
-    """Run `promtool test rules` (rules every `interval`); assert it
-    passes."""
-    path = directory / "scenario.test.yml"
-    document = {"rule_files": [str(p) for p in rule_files],
-                "evaluation_interval": interval,
-                "tests": [dict(t) for t in tests]}
-    path.write_text(yaml.safe_dump(document, sort_keys=False),
-                    encoding="utf-8")
-    done = run_promtool("test", "rules", str(path))
-    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def selector(labels: Mapping[str, str]) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from fractions import Fraction
 from pathlib import Path
 
@@ -56,16 +56,26 @@ def counter(*segments: tuple[Fraction | int, int]) -> str:
 
 def write_test_file(
     path: Path,
-    rules: Path,
+    rules: Sequence[Path],
     evaluation_interval: str,
-    tests: list[Mapping[str, object]],
+    tests: Sequence[Mapping[str, object]],
 ) -> Path:
     """Write a `promtool test rules` file; return its path."""
     document = {
-        "rule_files": [str(rules)],
+        "rule_files": [str(p) for p in rules],
         "evaluation_interval": evaluation_interval,
-        "tests": tests,
+        "tests": [dict(t) for t in tests],
     }
     path.write_text(yaml.safe_dump(document, sort_keys=False),
                     encoding="utf-8")
     return path
+
+
+def promtool_passes(directory: Path, rules: Sequence[Path],
+                    interval: str, *tests: Mapping[str, object]) -> None:
+    """Run `promtool test rules` (rules every `interval`); assert it
+    passes."""
+    path = write_test_file(directory / "scenario.test.yml", rules,
+                           interval, tests)
+    done = run_promtool("test", "rules", str(path))
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -21,8 +21,7 @@ from tests.ch11.promtool import (
     STREAMING_RULES,
     STREAMING_SPEC,
     counter,
-    run_promtool,
-    write_test_file,
+    promtool_passes,
 )
 
 SPEC = parse_spec(STREAMING_SPEC.read_text(encoding="utf-8"))
@@ -78,15 +77,6 @@ def ratio_at(
     }
 
 
-def promtool_passes(
-    tmp_path: Path, interval: str, *tests: dict[str, object]
-) -> None:
-    path = write_test_file(tmp_path / "alerts.test.yml", STREAMING_RULES,
-                           interval, list(tests))
-    done = run_promtool("test", "rules", str(path))
-    assert done.returncode == 0, done.stdout + done.stderr
-
-
 def test_total_outage_pages_within_the_detection_time(
     tmp_path: Path,
 ) -> None:
@@ -94,7 +84,7 @@ def test_total_outage_pages_within_the_detection_time(
     onset = 120
     assert FAST_PAGE.detection == Fraction("51.84")  # seconds
     first_scrape_after = math.ceil(FAST_PAGE.detection / MINUTE)
-    promtool_passes(tmp_path, "1m", {
+    promtool_passes(tmp_path, [STREAMING_RULES], "1m", {
         "interval": "1m",
         "input_series": [
             {"series": STREAMS, "values": counter((600, onset + 10))},
@@ -114,7 +104,7 @@ def test_an_error_counter_born_with_the_outage_pages_a_scrape_later(
     # The errors series appears with its first error, as a labelled
     # counter does; rate() needs two samples, `or vector(0)` fills in.
     onset = 120
-    promtool_passes(tmp_path, "1m", {
+    promtool_passes(tmp_path, [STREAMING_RULES], "1m", {
         "interval": "1m",
         "input_series": [
             {"series": STREAMS, "values": counter((600, onset + 10))},
@@ -153,7 +143,8 @@ def test_a_burn_just_under_the_fast_threshold_does_not_page(
     tmp_path: Path,
 ) -> None:
     assert FAST_PAGE.threshold == Fraction("0.0144")
-    promtool_passes(tmp_path, "1m", fast_burn(14), fast_burn(15))
+    promtool_passes(tmp_path, [STREAMING_RULES], "1m", fast_burn(14),
+                    fast_burn(15))
 
 
 def steady_burn(errors_per_10000: int) -> dict[str, object]:
@@ -177,7 +168,8 @@ def test_a_burn_just_under_the_slow_page_threshold_does_not_page(
     tmp_path: Path,
 ) -> None:
     assert SLOW_PAGE.threshold == Fraction("0.006")  # 6x
-    promtool_passes(tmp_path, "1m", steady_burn(59), steady_burn(61))
+    promtool_passes(tmp_path, [STREAMING_RULES], "1m", steady_burn(59),
+                    steady_burn(61))
 
 
 def test_zero_traffic_records_no_ratio_and_fires_nothing(
@@ -187,7 +179,7 @@ def test_zero_traffic_records_no_ratio_and_fires_nothing(
     minutes = 180
     windows = sorted({w for r in SLO.burn_rates.rates
                       for w in (r.tier.short_window, r.tier.long_window)})
-    promtool_passes(tmp_path, "1m", {
+    promtool_passes(tmp_path, [STREAMING_RULES], "1m", {
         "interval": "1m",
         "input_series": [
             {"series": STREAMS, "values": counter((0, minutes))},
@@ -216,7 +208,7 @@ def test_a_slow_burn_opens_a_ticket_and_never_pages(
     end = onset + int(ticket_after) + 12
     before, after = (step * (onset + int(ticket_after) + d)
                      for d in (-1, 1))
-    promtool_passes(tmp_path, f"{step}m", {
+    promtool_passes(tmp_path, [STREAMING_RULES], f"{step}m", {
         "interval": f"{step}m",
         "input_series": [
             {"series": STREAMS, "values": counter((1000, end))},
@@ -251,7 +243,7 @@ def test_the_day_long_tier_catches_a_burn_a_busy_stretch_dilutes(
     busy, burn = 2 * 24 * 60 // step, 24 * 60 // step
     before, after = (step * (busy + hours * 60 // step)
                      for hours in (22, 23))
-    promtool_passes(tmp_path, f"{step}m", {
+    promtool_passes(tmp_path, [STREAMING_RULES], f"{step}m", {
         "interval": f"{step}m",
         "input_series": [
             {"series": STREAMS,
@@ -268,7 +260,7 @@ def test_a_burn_just_under_the_ticket_threshold_opens_nothing(
 ) -> None:
     step = 5
     end = 3 * 24 * 60 // step + 12  # three days and an hour
-    promtool_passes(tmp_path, f"{step}m", {
+    promtool_passes(tmp_path, [STREAMING_RULES], f"{step}m", {
         "interval": f"{step}m",
         "input_series": [
             {"series": STREAMS, "values": counter((10_000, end))},

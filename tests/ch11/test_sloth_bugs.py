@@ -20,12 +20,11 @@ import yaml
 from tests.ch11.commands import exit_status
 from tests.ch11.generated_rules import (
     expect,
-    promtool_passes,
     selector,
     write_plain_rules,
     write_rules,
 )
-from tests.ch11.promtool import counter, run_promtool
+from tests.ch11.promtool import counter, promtool_passes, run_promtool
 
 SPEC = """\
 version: prometheus/v1

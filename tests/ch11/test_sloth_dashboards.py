@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from fractions import Fraction
 from pathlib import Path
 
-from tests.ch11.generated_rules import expect, promtool_passes, write_rules
-from tests.ch11.promtool import counter
+from tests.ch11.generated_rules import expect, write_rules
+from tests.ch11.promtool import counter, promtool_passes
 
 SPEC = """\
 version: prometheus/v1

@@ -148,8 +148,8 @@ def test_alerts_fire_as_the_tier_math_says(path: Path) -> None:
 def alerts_of(name: str) -> tuple[list[Any], list[Any]]:
     """The SLOs of a form under test, and its alert rules alone."""
     path = FORMS / name
-    slos = slos_under_test_of(path.read_text(encoding="utf-8"),
-                              groups_of(path), SpecOptions())
+    specs = parse_specs(path.read_text(encoding="utf-8"), SpecOptions())
+    slos = slos_under_test_of(specs, groups_of(path))
     return slos, groups_of(path, rules=RuleOptions(recordings=False))
 
 
